@@ -1,22 +1,1563 @@
-//! TOML configuration file loading (placeholder; being written).
-use super::Config;
-use std::path::Path;
+//! The configuration file (`ringproxy.toml`): format reference and loader.
+//!
+//! Every key is optional unless marked *required*; an omitted key or section takes the
+//! default shown. Unknown keys are errors (a typo must not be silently ignored), and the
+//! loader reports every problem it finds at once, each as `file:line: key: message`.
+//!
+//! ```toml
+//! [runtime]
+//! workers = 4             # 1..=1024; default: one per `cpus` entry, or one per available core
+//! cpus = "0-2,6"          # or an array [0, 1]; default: all available cores.
+//!                         # CPU ids are below 1024, each listed once; with both
+//!                         # `workers` and `cpus`, workers must equal the number of CPUs
+//! pin = true              # pin each worker to its core; default true
+//! allow_epoll = false     # fall back to epoll when io_uring is unavailable; default false
+//! ring_entries = 1024     # io_uring entries per worker: a power of two in 256..=32768
+//!
+//! [[listener]]            # at least one; repeat the section for more listeners
+//! address = "0.0.0.0:8080"  # required: ip:port or [ipv6]:port, unique among listeners
+//! upstream = "app"        # name of an upstream group; may be omitted when exactly
+//!                         # one group exists
+//!
+//! [upstream.app]          # at least one group; the name (here "app") uses letters,
+//!                         # digits, '_' and '-', at most 64 characters
+//! balance = "round_robin" # the only algorithm for now, and the default
+//! backends = [            # required, at least one
+//!     "127.0.0.1:9000",                          # weight 1
+//!     { address = "127.0.0.1:9001", weight = 2 }, # weight 1..=1000, default 1
+//! ]
+//!
+//! [timeouts]              # durations: an integer and a unit (ms, s, m, h), > 0, <= 24h
+//! client_header = "10s"   # from connection accept (or end of previous response)
+//!                         # to a complete request head, once its first byte arrived
+//! client_idle = "60s"     # idle keep-alive: waiting for the next request
+//! backend_connect = "3s"
+//! backend_response = "60s"  # from request sent to the backend's response head
+//! body_idle = "60s"       # longest gap between two reads or writes of a body
+//! drain = "30s"           # on SIGTERM/SIGINT, how long in-flight requests may take
+//!
+//! [limits]
+//! max_request_line = 8192           # bytes, >= 64; a longer request line gets 414
+//! max_header_bytes = 16384          # bytes, >= max_request_line, <= 1 MiB; larger gets 431
+//! max_headers = 100                 # 1..=128; more header fields get 431
+//! max_response_header_bytes = 16384 # bytes, 64..=1 MiB; a larger backend head gets 502
+//!
+//! [pool]                  # idle backend connections kept per worker
+//! max_idle_per_backend = 256  # 0..=65536; 0 closes every backend connection after use
+//! idle_timeout = "60s"
+//!
+//! [forwarded]             # X-Forwarded-* headers added to requests sent to backends
+//! x_forwarded_for = true   # append the client address
+//! x_forwarded_proto = true # set (replacing what the client sent)
+//! x_forwarded_host = true  # set to the request's Host (replacing what the client sent)
+//! ```
+//!
+//! Backend and listener addresses are IP literals: host names are not resolved when the
+//! file is loaded. Port 0 is refused everywhere.
 
+use std::fmt;
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use toml::de::{DeTable, DeValue};
+
+use super::cpus::{CPU_ID_LIMIT, CpuListBuilder, parse_cpu_list};
+use super::duration::parse_duration;
+use super::reader::{Reader, Table, Value, boolean, integer_in, string, wrong_type};
+use super::{
+    BackendConfig, Balance, Config, ForwardedHeaders, Limits, ListenerConfig, PoolConfig,
+    RuntimeConfig, Timeouts, UpstreamConfig,
+};
+
+/// One problem in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     pub file: String,
+    /// 1-based; `None` when the problem is not at one place (unreadable file, missing section).
     pub line: Option<usize>,
+    /// Dotted key path, e.g. `upstream.app.backends[1]`; empty for the file as a whole.
     pub key: String,
     pub message: String,
 }
 
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Every problem found in a configuration file, in file order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigErrors(pub Vec<ConfigError>);
 
-pub fn load_file(_path: &Path) -> Result<Config, ConfigErrors> {
-    Err(ConfigErrors(Vec::new()))
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, error) in self.0.iter().enumerate() {
+            if index > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
 }
 
-pub fn parse_str(_text: &str, _file_name: &str) -> Result<Config, ConfigErrors> {
-    Err(ConfigErrors(Vec::new()))
+impl std::error::Error for ConfigErrors {}
+
+/// Larger files are refused rather than read: a config is a few KiB, and this bounds memory.
+const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "runtime",
+    "listener",
+    "upstream",
+    "timeouts",
+    "limits",
+    "pool",
+    "forwarded",
+];
+const RUNTIME_KEYS: &[&str] = &["workers", "cpus", "pin", "allow_epoll", "ring_entries"];
+const LISTENER_KEYS: &[&str] = &["address", "upstream"];
+const GROUP_KEYS: &[&str] = &["balance", "backends"];
+const BACKEND_KEYS: &[&str] = &["address", "weight"];
+const TIMEOUT_KEYS: &[&str] = &[
+    "client_header",
+    "client_idle",
+    "backend_connect",
+    "backend_response",
+    "body_idle",
+    "drain",
+];
+const LIMIT_KEYS: &[&str] = &[
+    "max_request_line",
+    "max_header_bytes",
+    "max_headers",
+    "max_response_header_bytes",
+];
+const POOL_KEYS: &[&str] = &["max_idle_per_backend", "idle_timeout"];
+const FORWARDED_KEYS: &[&str] = &["x_forwarded_for", "x_forwarded_proto", "x_forwarded_host"];
+
+const MAX_WORKERS: usize = 1024;
+const RING_ENTRIES: std::ops::RangeInclusive<u32> = 256..=32768;
+const MAX_HEAD_BYTES: usize = 1024 * 1024;
+const MIN_HEAD_BYTES: usize = 64;
+const MAX_HEADERS: usize = 128;
+const MAX_IDLE_PER_BACKEND: usize = 65536;
+const DEFAULT_WEIGHT: u32 = 1;
+const MAX_WEIGHT: u32 = 1000;
+const MAX_GROUP_NAME_LEN: usize = 64;
+
+/// Reads and validates the configuration file at `path`.
+pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
+    let file_name = path.display().to_string();
+    match read_bounded(path) {
+        Ok(text) => parse_str(&text, &file_name),
+        Err(message) => Err(ConfigErrors(vec![ConfigError {
+            file: file_name,
+            line: None,
+            key: String::new(),
+            message,
+        }])),
+    }
+}
+
+fn read_bounded(path: &Path) -> Result<String, String> {
+    let file = std::fs::File::open(path).map_err(|error| format!("cannot open: {error}"))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|error| format!("cannot read: {error}"))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!(
+            "file is larger than {MAX_FILE_BYTES} bytes; is it a config file?"
+        ));
+    }
+    String::from_utf8(bytes).map_err(|error| {
+        format!(
+            "file is not valid UTF-8 (at byte {})",
+            error.utf8_error().valid_up_to()
+        )
+    })
+}
+
+/// Parses and validates configuration text; `file_name` only labels the errors.
+pub fn parse_str(text: &str, file_name: &str) -> Result<Config, ConfigErrors> {
+    let mut reader = Reader::new(text, file_name);
+    let document = match DeTable::parse(text) {
+        Ok(document) => document,
+        Err(error) => {
+            let span = error.span().unwrap_or(0..0);
+            reader.error(span, "", format!("invalid TOML: {}", error.message()));
+            return Err(reader.into_errors());
+        }
+    };
+    let config = read_config(&mut reader, &Table::root(&document));
+    reader.finish(config)
+}
+
+fn read_config(r: &mut Reader<'_>, root: &Table<'_, '_>) -> Config {
+    r.deny_unknown_keys(root, TOP_LEVEL_KEYS);
+    let upstreams = read_upstreams(r, root);
+    let runtime = r
+        .section(root, "runtime", RUNTIME_KEYS)
+        .map(|t| read_runtime(r, &t));
+    let timeouts = r
+        .section(root, "timeouts", TIMEOUT_KEYS)
+        .map(|t| read_timeouts(r, &t));
+    let limits = r
+        .section(root, "limits", LIMIT_KEYS)
+        .map(|t| read_limits(r, &t));
+    let pool = r.section(root, "pool", POOL_KEYS).map(|t| read_pool(r, &t));
+    let forwarded = r
+        .section(root, "forwarded", FORWARDED_KEYS)
+        .map(|t| read_forwarded(r, &t));
+    Config {
+        runtime: runtime.unwrap_or_default(),
+        listeners: read_listeners(r, root, &upstreams),
+        upstreams,
+        timeouts: timeouts.unwrap_or_default(),
+        limits: limits.unwrap_or_default(),
+        pool: pool.unwrap_or_default(),
+        forwarded: forwarded.unwrap_or_default(),
+    }
+}
+
+fn read_runtime(r: &mut Reader<'_>, t: &Table<'_, '_>) -> RuntimeConfig {
+    let default = RuntimeConfig::default();
+    let workers = r.field(t, "workers", integer_in(1..=MAX_WORKERS));
+    let cpus = read_cpus(r, t);
+    if let (Some(workers), Some(value)) = (workers, t.get("workers"))
+        && !cpus.is_empty()
+        && workers != cpus.len()
+    {
+        let message = format!(
+            "workers = {workers} but cpus lists {} CPUs; one worker runs per listed CPU, \
+             so make them agree or omit workers",
+            cpus.len()
+        );
+        r.error(value.span(), t.key_path("workers"), message);
+    }
+    RuntimeConfig {
+        workers,
+        cpus,
+        pin: r.field(t, "pin", boolean).unwrap_or(default.pin),
+        allow_epoll: r
+            .field(t, "allow_epoll", boolean)
+            .unwrap_or(default.allow_epoll),
+        ring_entries: r
+            .field(t, "ring_entries", ring_entries)
+            .unwrap_or(default.ring_entries),
+    }
+}
+
+/// `cpus` as a list string (`"0-3,6"`) or an array of ids, each array item checked on its own.
+fn read_cpus(r: &mut Reader<'_>, t: &Table<'_, '_>) -> Vec<usize> {
+    let Some(value) = t.get("cpus") else {
+        return Vec::new();
+    };
+    let path = t.key_path("cpus");
+    let DeValue::Array(items) = value.get_ref() else {
+        let cpus = r.convert(value, path, |value| match value {
+            DeValue::String(list) => parse_cpu_list(list),
+            other => Err(wrong_type(
+                "a CPU list like \"0-3,6\" or an array of CPU ids",
+                other,
+            )),
+        });
+        return cpus.unwrap_or_default();
+    };
+    if items.is_empty() {
+        r.error(
+            value.span(),
+            path,
+            "CPU list is empty (omit cpus to use all available cores)",
+        );
+        return Vec::new();
+    }
+    let mut cpus = CpuListBuilder::new();
+    for (index, item) in items.iter().enumerate() {
+        let item_path = format!("{path}[{index}]");
+        let id = r.convert(item, item_path.clone(), integer_in(0..=CPU_ID_LIMIT - 1));
+        if let Some(Err(message)) = id.map(|id| cpus.push(id)) {
+            r.error(item.span(), item_path, message);
+        }
+    }
+    cpus.finish().unwrap_or_default()
+}
+
+fn ring_entries(value: &DeValue<'_>) -> Result<u32, String> {
+    let entries = integer_in(RING_ENTRIES)(value)?;
+    if !entries.is_power_of_two() {
+        return Err(format!(
+            "{entries} is not a power of two (e.g. 512, 1024, 2048)"
+        ));
+    }
+    Ok(entries)
+}
+
+/// Upstream groups in name order; a group with errors is still returned, so listeners
+/// naming it get no second, misleading "unknown group" error.
+fn read_upstreams(r: &mut Reader<'_>, root: &Table<'_, '_>) -> Vec<UpstreamConfig> {
+    let Some(value) = root.get("upstream") else {
+        r.error_without_line(
+            "upstream",
+            "no upstream group configured (add an [upstream.NAME] section with \
+             backends = [\"ip:port\"])",
+        );
+        return Vec::new();
+    };
+    let Some(groups) = r.as_table(value, "upstream".to_owned()) else {
+        return Vec::new();
+    };
+    let mut upstreams = Vec::new();
+    for (name, value) in groups.entries() {
+        let path = groups.key_path(name.get_ref());
+        if let Err(message) = check_group_name(name.get_ref()) {
+            r.error(name.span(), path.clone(), message);
+        }
+        let group = r.as_table(value, path).map(|table| read_group(r, &table));
+        let (balance, backends) = group.unwrap_or((Balance::RoundRobin, Vec::new()));
+        upstreams.push(UpstreamConfig {
+            name: name.get_ref().to_string(),
+            balance,
+            backends,
+        });
+    }
+    if upstreams.is_empty() {
+        r.error(
+            value.span(),
+            "upstream",
+            "at least one [upstream.NAME] group is required",
+        );
+    }
+    upstreams
+}
+
+fn check_group_name(name: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    if name.is_empty() || name.len() > MAX_GROUP_NAME_LEN || !name.chars().all(allowed) {
+        return Err(format!(
+            "invalid upstream group name {name:?} (use letters, digits, '_' and '-', \
+             at most {MAX_GROUP_NAME_LEN} characters)"
+        ));
+    }
+    Ok(())
+}
+
+fn read_group(r: &mut Reader<'_>, t: &Table<'_, '_>) -> (Balance, Vec<BackendConfig>) {
+    r.deny_unknown_keys(t, GROUP_KEYS);
+    let balance = r
+        .field(t, "balance", balance)
+        .unwrap_or(Balance::RoundRobin);
+    (balance, read_backends(r, t))
+}
+
+fn balance(value: &DeValue<'_>) -> Result<Balance, String> {
+    match string(value)? {
+        "round_robin" => Ok(Balance::RoundRobin),
+        other => Err(format!(
+            "unknown balance {other:?} (supported: \"round_robin\")"
+        )),
+    }
+}
+
+fn read_backends(r: &mut Reader<'_>, t: &Table<'_, '_>) -> Vec<BackendConfig> {
+    let path = t.key_path("backends");
+    let Some(value) = t.get("backends") else {
+        r.error(
+            t.span(),
+            path,
+            "missing required key \"backends\" (at least one backend)",
+        );
+        return Vec::new();
+    };
+    let DeValue::Array(items) = value.get_ref() else {
+        r.error(
+            value.span(),
+            path,
+            wrong_type("an array of backends", value.get_ref()),
+        );
+        return Vec::new();
+    };
+    if items.is_empty() {
+        r.error(
+            value.span(),
+            path.clone(),
+            "at least one backend is required",
+        );
+    }
+    let mut backends: Vec<BackendConfig> = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        let item_path = format!("{path}[{index}]");
+        let Some(backend) = read_backend(r, item, item_path.clone()) else {
+            continue;
+        };
+        if backends.iter().any(|seen| seen.address == backend.address) {
+            let message = format!(
+                "backend {} is listed twice in this group (give it a weight instead)",
+                backend.address
+            );
+            r.error(item.span(), item_path, message);
+            continue;
+        }
+        backends.push(backend);
+    }
+    backends
+}
+
+/// A backend is `"ip:port"` or `{ address = "ip:port", weight = N }`.
+fn read_backend(r: &mut Reader<'_>, item: &Value<'_>, path: String) -> Option<BackendConfig> {
+    if let DeValue::Table(_) = item.get_ref() {
+        let table = r.as_table(item, path)?;
+        r.deny_unknown_keys(&table, BACKEND_KEYS);
+        let address = r.required(&table, "address", socket_address);
+        let weight = r.field(&table, "weight", integer_in(1..=MAX_WEIGHT));
+        return Some(BackendConfig {
+            address: address?,
+            weight: weight.unwrap_or(DEFAULT_WEIGHT),
+        });
+    }
+    let address = r.convert(item, path, |value| match value {
+        DeValue::String(address) => parse_socket_address(address),
+        other => Err(wrong_type(
+            "a backend \"ip:port\" or { address = \"ip:port\", weight = N }",
+            other,
+        )),
+    })?;
+    Some(BackendConfig {
+        address,
+        weight: DEFAULT_WEIGHT,
+    })
+}
+
+fn read_listeners(
+    r: &mut Reader<'_>,
+    root: &Table<'_, '_>,
+    upstreams: &[UpstreamConfig],
+) -> Vec<ListenerConfig> {
+    let Some(value) = root.get("listener") else {
+        r.error_without_line(
+            "listener",
+            "no listener configured (add a [[listener]] section with address = \"ip:port\")",
+        );
+        return Vec::new();
+    };
+    let DeValue::Array(items) = value.get_ref() else {
+        let message = wrong_type("an array of tables (write [[listener]])", value.get_ref());
+        r.error(value.span(), "listener", message);
+        return Vec::new();
+    };
+    if items.is_empty() {
+        r.error(
+            value.span(),
+            "listener",
+            "at least one listener is required",
+        );
+    }
+    let mut listeners = Vec::new();
+    // Where each address was first seen, so a duplicate names the listener it clashes with.
+    let mut seen: Vec<(SocketAddr, String, usize)> = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        let Some(table) = r.as_table(item, format!("listener[{index}]")) else {
+            continue;
+        };
+        r.deny_unknown_keys(&table, LISTENER_KEYS);
+        let address = r.required(&table, "address", socket_address);
+        if let (Some(address), Some(value)) = (address, table.get("address")) {
+            let line = r.line_of(value.span().start);
+            if let Some((_, other, other_line)) = seen.iter().find(|(a, ..)| *a == address) {
+                let message =
+                    format!("address {address} is already used by {other} (line {other_line})");
+                r.error(value.span(), table.key_path("address"), message);
+            } else {
+                seen.push((address, table.path().to_owned(), line));
+            }
+        }
+        let upstream = listener_upstream(r, &table, upstreams);
+        if let (Some(address), Some(upstream)) = (address, upstream) {
+            listeners.push(ListenerConfig { address, upstream });
+        }
+    }
+    listeners
+}
+
+/// The group a listener sends to: the one it names, or the only one defined.
+fn listener_upstream(
+    r: &mut Reader<'_>,
+    t: &Table<'_, '_>,
+    upstreams: &[UpstreamConfig],
+) -> Option<String> {
+    let path = t.key_path("upstream");
+    let Some(value) = t.get("upstream") else {
+        return match upstreams {
+            [only] => Some(only.name.clone()),
+            [] => None, // reported once, as the missing upstream section
+            _ => {
+                let message = format!(
+                    "missing key \"upstream\": it may only be omitted when exactly one \
+                     upstream group is defined (defined: {})",
+                    group_names(upstreams)
+                );
+                r.error(t.span(), path, message);
+                None
+            }
+        };
+    };
+    let name = r.convert(value, path.clone(), string)?;
+    if upstreams.iter().any(|group| group.name == name) {
+        return Some(name.to_owned());
+    }
+    // With no group at all, the missing upstream section is the one error to report.
+    if !upstreams.is_empty() {
+        let message = format!(
+            "unknown upstream group {name:?} (defined: {})",
+            group_names(upstreams)
+        );
+        r.error(value.span(), path, message);
+    }
+    None
+}
+
+fn group_names(upstreams: &[UpstreamConfig]) -> String {
+    let quoted: Vec<String> = upstreams
+        .iter()
+        .map(|group| format!("{:?}", group.name))
+        .collect();
+    quoted.join(", ")
+}
+
+fn socket_address(value: &DeValue<'_>) -> Result<SocketAddr, String> {
+    parse_socket_address(string(value)?)
+}
+
+fn parse_socket_address(text: &str) -> Result<SocketAddr, String> {
+    let Ok(address) = text.parse::<SocketAddr>() else {
+        let hint = if names_a_host(text) {
+            "; host names are not resolved at load time"
+        } else if text.parse::<std::net::Ipv6Addr>().is_ok() {
+            "; write IPv6 as [address]:port"
+        } else {
+            ""
+        };
+        return Err(format!(
+            "invalid socket address {text:?} (expected ip:port{hint})"
+        ));
+    };
+    if address.port() == 0 {
+        return Err(format!(
+            "port 0 in {text:?} is not allowed (give an explicit port)"
+        ));
+    }
+    Ok(address)
+}
+
+/// Whether `text` looks like `host:port` or `host` with a host name rather than an IP.
+fn names_a_host(text: &str) -> bool {
+    let host = match text.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u16>().is_ok() => host,
+        _ => text,
+    };
+    let unbracketed = host.trim_start_matches('[').trim_end_matches(']');
+    unbracketed.parse::<IpAddr>().is_err() && host.chars().any(|c| c.is_ascii_alphabetic())
+}
+
+fn read_timeouts(r: &mut Reader<'_>, t: &Table<'_, '_>) -> Timeouts {
+    let default = Timeouts::default();
+    let mut read = |key: &str, default: Duration| r.field(t, key, duration).unwrap_or(default);
+    Timeouts {
+        client_header: read("client_header", default.client_header),
+        client_idle: read("client_idle", default.client_idle),
+        backend_connect: read("backend_connect", default.backend_connect),
+        backend_response: read("backend_response", default.backend_response),
+        body_idle: read("body_idle", default.body_idle),
+        drain: read("drain", default.drain),
+    }
+}
+
+fn duration(value: &DeValue<'_>) -> Result<Duration, String> {
+    match value {
+        DeValue::String(text) => parse_duration(text),
+        other => Err(wrong_type("a duration with a unit, e.g. \"10s\"", other)),
+    }
+}
+
+fn read_limits(r: &mut Reader<'_>, t: &Table<'_, '_>) -> Limits {
+    let default = Limits::default();
+    let head_bytes = integer_in(MIN_HEAD_BYTES..=MAX_HEAD_BYTES);
+    let request_line = r.field(t, "max_request_line", &head_bytes);
+    let header_bytes = r.field(t, "max_header_bytes", &head_bytes);
+    let limits = Limits {
+        max_request_line: request_line.unwrap_or(default.max_request_line),
+        max_header_bytes: header_bytes.unwrap_or(default.max_header_bytes),
+        max_headers: r
+            .field(t, "max_headers", integer_in(1..=MAX_HEADERS))
+            .unwrap_or(default.max_headers),
+        max_response_header_bytes: r
+            .field(t, "max_response_header_bytes", &head_bytes)
+            .unwrap_or(default.max_response_header_bytes),
+    };
+    // Compare only values that are valid, so one bad value gives one error.
+    let valid = |key: &str, parsed: Option<usize>| t.get(key).is_none() || parsed.is_some();
+    if limits.max_header_bytes < limits.max_request_line
+        && valid("max_request_line", request_line)
+        && valid("max_header_bytes", header_bytes)
+    {
+        let key = if header_bytes.is_some() {
+            "max_header_bytes"
+        } else {
+            "max_request_line"
+        };
+        let message = format!(
+            "max_header_bytes ({}) must be at least max_request_line ({}): the request line \
+             is part of the head",
+            limits.max_header_bytes, limits.max_request_line
+        );
+        if let Some(value) = t.get(key) {
+            r.error(value.span(), t.key_path(key), message);
+        }
+    }
+    limits
+}
+
+fn read_pool(r: &mut Reader<'_>, t: &Table<'_, '_>) -> PoolConfig {
+    let default = PoolConfig::default();
+    PoolConfig {
+        max_idle_per_backend: r
+            .field(
+                t,
+                "max_idle_per_backend",
+                integer_in(0..=MAX_IDLE_PER_BACKEND),
+            )
+            .unwrap_or(default.max_idle_per_backend),
+        idle_timeout: r
+            .field(t, "idle_timeout", duration)
+            .unwrap_or(default.idle_timeout),
+    }
+}
+
+fn read_forwarded(r: &mut Reader<'_>, t: &Table<'_, '_>) -> ForwardedHeaders {
+    let default = ForwardedHeaders::default();
+    let mut read = |key: &str, default: bool| r.field(t, key, boolean).unwrap_or(default);
+    ForwardedHeaders {
+        x_forwarded_for: read("x_forwarded_for", default.x_forwarded_for),
+        x_forwarded_proto: read("x_forwarded_proto", default.x_forwarded_proto),
+        x_forwarded_host: read("x_forwarded_host", default.x_forwarded_host),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A valid listener and upstream group on lines 1..=5; `with_base` appends from line 6.
+    const BASE: &[&str] = &[
+        "[[listener]]",
+        "address = \"127.0.0.1:8080\"",
+        "upstream = \"app\"",
+        "[upstream.app]",
+        "backends = [\"127.0.0.1:9000\"]",
+    ];
+
+    fn with_base<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+        BASE.iter().chain(extra).copied().collect()
+    }
+
+    fn parse(lines: &[&str]) -> Result<Config, ConfigErrors> {
+        parse_str(&lines.join("\n"), "test.toml")
+    }
+
+    fn errors(lines: &[&str]) -> Vec<ConfigError> {
+        match parse(lines) {
+            Ok(config) => panic!("expected errors, parsed {config:?}"),
+            Err(errors) => errors.0,
+        }
+    }
+
+    /// Asserts exactly one error, at `line` and `key`, whose message contains `text`.
+    #[track_caller]
+    fn assert_error(lines: &[&str], line: Option<usize>, key: &str, text: &str) {
+        let errors = errors(lines);
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        let error = &errors[0];
+        assert_eq!((error.line, error.key.as_str()), (line, key), "{error}");
+        assert!(error.message.contains(text), "{error}");
+        assert_eq!(error.file, "test.toml");
+    }
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().unwrap()
+    }
+
+    fn backend(address: &str, weight: u32) -> BackendConfig {
+        BackendConfig {
+            address: addr(address),
+            weight,
+        }
+    }
+
+    #[test]
+    fn full_file_sets_every_value() {
+        let text = r#"
+[runtime]
+workers = 4
+cpus = "0-2,6"
+pin = false
+allow_epoll = true
+ring_entries = 4096
+
+[[listener]]
+address = "0.0.0.0:8080"
+upstream = "app"
+
+[[listener]]
+address = "[::1]:8443"
+upstream = "static"
+
+[upstream.app]
+balance = "round_robin"
+backends = ["127.0.0.1:9000", { address = "127.0.0.1:9001", weight = 2 }]
+
+[upstream.static]
+backends = [{ address = "[fd00::5]:80" }]
+
+[timeouts]
+client_header = "5s"
+client_idle = "2m"
+backend_connect = "250ms"
+backend_response = "1h"
+body_idle = "30s"
+drain = "10s"
+
+[limits]
+max_request_line = 4096
+max_header_bytes = 65536
+max_headers = 64
+max_response_header_bytes = 32768
+
+[pool]
+max_idle_per_backend = 0
+idle_timeout = "90s"
+
+[forwarded]
+x_forwarded_for = false
+x_forwarded_proto = true
+x_forwarded_host = false
+"#;
+        let expected = Config {
+            runtime: RuntimeConfig {
+                workers: Some(4),
+                cpus: vec![0, 1, 2, 6],
+                pin: false,
+                allow_epoll: true,
+                ring_entries: 4096,
+            },
+            listeners: vec![
+                ListenerConfig {
+                    address: addr("0.0.0.0:8080"),
+                    upstream: "app".into(),
+                },
+                ListenerConfig {
+                    address: addr("[::1]:8443"),
+                    upstream: "static".into(),
+                },
+            ],
+            upstreams: vec![
+                UpstreamConfig {
+                    name: "app".into(),
+                    balance: Balance::RoundRobin,
+                    backends: vec![backend("127.0.0.1:9000", 1), backend("127.0.0.1:9001", 2)],
+                },
+                UpstreamConfig {
+                    name: "static".into(),
+                    balance: Balance::RoundRobin,
+                    backends: vec![backend("[fd00::5]:80", 1)],
+                },
+            ],
+            timeouts: Timeouts {
+                client_header: Duration::from_secs(5),
+                client_idle: Duration::from_secs(120),
+                backend_connect: Duration::from_millis(250),
+                backend_response: Duration::from_secs(3600),
+                body_idle: Duration::from_secs(30),
+                drain: Duration::from_secs(10),
+            },
+            limits: Limits {
+                max_request_line: 4096,
+                max_header_bytes: 65536,
+                max_headers: 64,
+                max_response_header_bytes: 32768,
+            },
+            pool: PoolConfig {
+                max_idle_per_backend: 0,
+                idle_timeout: Duration::from_secs(90),
+            },
+            forwarded: ForwardedHeaders {
+                x_forwarded_for: false,
+                x_forwarded_proto: true,
+                x_forwarded_host: false,
+            },
+        };
+        assert_eq!(parse_str(text, "full.toml"), Ok(expected));
+    }
+
+    fn defaults_with(listeners: Vec<ListenerConfig>, upstreams: Vec<UpstreamConfig>) -> Config {
+        Config {
+            runtime: RuntimeConfig::default(),
+            listeners,
+            upstreams,
+            timeouts: Timeouts::default(),
+            limits: Limits::default(),
+            pool: PoolConfig::default(),
+            forwarded: ForwardedHeaders::default(),
+        }
+    }
+
+    #[test]
+    fn omitted_sections_and_keys_take_defaults() {
+        let expected = defaults_with(
+            vec![ListenerConfig {
+                address: addr("127.0.0.1:8080"),
+                upstream: "app".into(),
+            }],
+            vec![UpstreamConfig {
+                name: "app".into(),
+                balance: Balance::RoundRobin,
+                backends: vec![backend("127.0.0.1:9000", 1)],
+            }],
+        );
+        assert_eq!(parse(BASE), Ok(expected.clone()));
+        // Empty sections are the same as absent ones.
+        let empty_sections = with_base(&[
+            "[runtime]",
+            "[timeouts]",
+            "[limits]",
+            "[pool]",
+            "[forwarded]",
+        ]);
+        assert_eq!(parse(&empty_sections), Ok(expected));
+    }
+
+    #[test]
+    fn partial_sections_keep_other_defaults() {
+        let config = parse(&with_base(&[
+            "[timeouts]",
+            "drain = \"5s\"",
+            "[runtime]",
+            "cpus = [3, 1]",
+        ]))
+        .unwrap();
+        assert_eq!(
+            config.timeouts,
+            Timeouts {
+                drain: Duration::from_secs(5),
+                ..Timeouts::default()
+            }
+        );
+        assert_eq!(
+            config.runtime,
+            RuntimeConfig {
+                cpus: vec![3, 1],
+                ..RuntimeConfig::default()
+            }
+        );
+    }
+
+    #[test]
+    fn example_file_is_valid_and_documents_the_defaults() {
+        let text = include_str!("../../ringproxy.example.toml");
+        let expected = defaults_with(
+            vec![ListenerConfig {
+                address: addr("0.0.0.0:8080"),
+                upstream: "app".into(),
+            }],
+            vec![UpstreamConfig {
+                name: "app".into(),
+                balance: Balance::RoundRobin,
+                backends: vec![backend("127.0.0.1:9000", 1), backend("127.0.0.1:9001", 2)],
+            }],
+        );
+        assert_eq!(parse_str(text, "ringproxy.example.toml"), Ok(expected));
+    }
+
+    #[test]
+    fn load_file_reads_the_example() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("ringproxy.example.toml");
+        let config = load_file(&path).unwrap();
+        assert_eq!(config.listeners.len(), 1);
+    }
+
+    #[test]
+    fn unreadable_file_is_one_error_without_line() {
+        let path = Path::new("/nonexistent/ringproxy.toml");
+        let errors = load_file(path).unwrap_err();
+        assert_eq!(errors.0.len(), 1);
+        let error = &errors.0[0];
+        assert_eq!(
+            (error.file.as_str(), error.line, error.key.as_str()),
+            ("/nonexistent/ringproxy.toml", None, "")
+        );
+        assert!(error.message.starts_with("cannot open: "), "{error}");
+        assert!(
+            errors
+                .to_string()
+                .starts_with("/nonexistent/ringproxy.toml: cannot open: ")
+        );
+    }
+
+    fn temp_file(name: &str, contents: &[u8]) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!(
+            "ringproxy-config-test-{}-{name}",
+            std::process::id()
+        ));
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    #[test]
+    fn oversized_and_non_utf8_files_are_refused() {
+        let big = temp_file("big.toml", &vec![b'#'; MAX_FILE_BYTES as usize + 1]);
+        let result = load_file(&big);
+        std::fs::remove_file(&big).unwrap();
+        assert!(
+            result.unwrap_err().0[0]
+                .message
+                .contains("larger than 1048576 bytes")
+        );
+
+        let binary = temp_file("binary.toml", b"# ok\n\xff\xfe");
+        let result = load_file(&binary);
+        std::fs::remove_file(&binary).unwrap();
+        assert!(
+            result.unwrap_err().0[0]
+                .message
+                .contains("not valid UTF-8 (at byte 5)")
+        );
+    }
+
+    #[test]
+    fn syntax_error_has_its_line() {
+        assert_error(
+            &with_base(&["[runtime]", "workers = "]),
+            Some(7),
+            "",
+            "invalid TOML: ",
+        );
+        assert_error(
+            &with_base(&["[runtime]", "workers = 1", "workers = 2"]),
+            Some(8),
+            "",
+            "invalid TOML: duplicate key",
+        );
+    }
+
+    #[test]
+    fn unknown_top_level_key_is_rejected() {
+        assert_error(
+            &with_base(&["[lmits]", "max_headers = 10"]),
+            Some(6),
+            "lmits",
+            "unknown key \"lmits\" (expected one of: runtime, listener, upstream, timeouts, limits, pool, forwarded)",
+        );
+    }
+
+    #[test]
+    fn unknown_nested_keys_are_rejected() {
+        assert_error(
+            &with_base(&["[runtime]", "pin = true", "wrokers = 2"]),
+            Some(8),
+            "runtime.wrokers",
+            "unknown key \"wrokers\" (expected one of: workers, cpus, pin, allow_epoll, ring_entries)",
+        );
+        assert_error(
+            &[
+                "[[listener]]",
+                "address = \"127.0.0.1:80\"",
+                "tls = true",
+                "[upstream.app]",
+                "backends = [\"127.0.0.1:81\"]",
+            ],
+            Some(3),
+            "listener[0].tls",
+            "unknown key \"tls\"",
+        );
+        assert_error(
+            &with_base(&[
+                "[upstream.web]",
+                "backends = [\"127.0.0.1:81\"]",
+                "health = 1",
+            ]),
+            Some(8),
+            "upstream.web.health",
+            "(expected one of: balance, backends)",
+        );
+        assert_error(
+            &with_base(&[
+                "[upstream.web]",
+                "backends = [",
+                "  { address = \"127.0.0.1:81\", wieght = 2 },",
+                "]",
+            ]),
+            Some(8),
+            "upstream.web.backends[0].wieght",
+            "(expected one of: address, weight)",
+        );
+        assert_error(
+            &with_base(&["[timeouts]", "client.header = \"1s\""]),
+            Some(7),
+            "timeouts.client",
+            "unknown key \"client\"",
+        );
+    }
+
+    #[test]
+    fn wrong_types_are_rejected() {
+        assert_error(
+            &with_base(&["[runtime]", "workers = \"2\""]),
+            Some(7),
+            "runtime.workers",
+            "expected an integer, found a string",
+        );
+        assert_error(
+            &with_base(&["[forwarded]", "x_forwarded_for = 1"]),
+            Some(7),
+            "forwarded.x_forwarded_for",
+            "expected a boolean (true or false), found an integer",
+        );
+        assert_error(
+            &with_base(&["[timeouts]", "drain = 30"]),
+            Some(7),
+            "timeouts.drain",
+            "expected a duration with a unit, e.g. \"10s\", found an integer",
+        );
+        assert_error(
+            &[&["runtime = 5"][..], BASE].concat(),
+            Some(1),
+            "runtime",
+            "expected a table, found an integer",
+        );
+        assert_error(
+            &[
+                "[listener]",
+                "address = \"127.0.0.1:80\"",
+                "[upstream.app]",
+                "backends = [\"127.0.0.1:81\"]",
+            ],
+            Some(1),
+            "listener",
+            "expected an array of tables (write [[listener]]), found a table",
+        );
+        assert_error(
+            &with_base(&["[upstream.web]", "backends = \"127.0.0.1:81\""]),
+            Some(7),
+            "upstream.web.backends",
+            "expected an array of backends, found a string",
+        );
+        assert_error(
+            &with_base(&["[upstream.web]", "backends = [81]"]),
+            Some(7),
+            "upstream.web.backends[0]",
+            "expected a backend \"ip:port\" or { address = \"ip:port\", weight = N }, found an integer",
+        );
+        assert_error(
+            &with_base(&["[runtime]", "cpus = 3"]),
+            Some(7),
+            "runtime.cpus",
+            "expected a CPU list like \"0-3,6\" or an array of CPU ids, found an integer",
+        );
+    }
+
+    #[test]
+    fn every_error_is_reported_in_file_order() {
+        let lines = with_base(&[
+            "[timeouts]",          // 6
+            "drain = \"0s\"",      // 7
+            "[runtime]",           // 8
+            "workers = 0",         // 9
+            "ring_entries = 1000", // 10
+            "[pool]",              // 11
+            "idle = 3",            // 12
+        ]);
+        let found: Vec<(Option<usize>, String)> = errors(&lines)
+            .into_iter()
+            .map(|e| (e.line, e.key))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (Some(7), "timeouts.drain".to_owned()),
+                (Some(9), "runtime.workers".to_owned()),
+                (Some(10), "runtime.ring_entries".to_owned()),
+                (Some(12), "pool.idle".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn display_names_file_line_and_key() {
+        let lines = with_base(&[
+            "[upstream.web]",
+            "backends = [\"127.0.0.1:81\", \"10.0.0.5\"]",
+            "[runtime]",
+            "pin = 2",
+        ]);
+        assert_eq!(
+            parse(&lines).unwrap_err().to_string(),
+            "test.toml:7: upstream.web.backends[1]: invalid socket address \"10.0.0.5\" (expected ip:port)\n\
+             test.toml:9: runtime.pin: expected a boolean (true or false), found an integer"
+        );
+    }
+
+    #[test]
+    fn listeners_are_required() {
+        assert_error(
+            &["[upstream.app]", "backends = [\"127.0.0.1:81\"]"],
+            None,
+            "listener",
+            "no listener configured",
+        );
+        assert_error(
+            &[
+                "listener = []",
+                "[upstream.app]",
+                "backends = [\"127.0.0.1:81\"]",
+            ],
+            Some(1),
+            "listener",
+            "at least one listener is required",
+        );
+        assert_error(
+            &[
+                "[[listener]]",
+                "upstream = \"app\"",
+                "[upstream.app]",
+                "backends = [\"127.0.0.1:81\"]",
+            ],
+            Some(1),
+            "listener[0].address",
+            "missing required key \"address\"",
+        );
+    }
+
+    #[test]
+    fn duplicate_listener_address_names_the_first() {
+        assert_error(
+            &with_base(&["[[listener]]", "address = \"127.0.0.1:8080\""]),
+            Some(7),
+            "listener[1].address",
+            "address 127.0.0.1:8080 is already used by listener[0] (line 2)",
+        );
+    }
+
+    #[test]
+    fn listener_upstream_must_exist() {
+        assert_error(
+            &with_base(&[
+                "[upstream.web]",
+                "backends = [\"127.0.0.1:81\"]",
+                "[[listener]]",
+                "address = \"127.0.0.1:8081\"",
+                "upstream = \"ap\"",
+            ]),
+            Some(10),
+            "listener[1].upstream",
+            "unknown upstream group \"ap\" (defined: \"app\", \"web\")",
+        );
+    }
+
+    #[test]
+    fn listener_upstream_may_be_omitted_only_with_one_group() {
+        let one_group = [
+            "[[listener]]",
+            "address = \"127.0.0.1:80\"",
+            "[upstream.app]",
+            "backends = [\"127.0.0.1:81\"]",
+        ];
+        assert_eq!(parse(&one_group).unwrap().listeners[0].upstream, "app");
+        let second_group = ["[upstream.web]", "backends = [\"127.0.0.1:82\"]"];
+        assert_error(
+            &[&one_group[..], &second_group[..]].concat(),
+            Some(1),
+            "listener[0].upstream",
+            "missing key \"upstream\": it may only be omitted when exactly one upstream group is defined (defined: \"app\", \"web\")",
+        );
+    }
+
+    #[test]
+    fn upstream_groups_are_required() {
+        assert_error(
+            &["[[listener]]", "address = \"127.0.0.1:80\""],
+            None,
+            "upstream",
+            "no upstream group configured",
+        );
+        // The listener naming a group gets no second error: the cause is the missing section.
+        assert_error(
+            &[
+                "[[listener]]",
+                "address = \"127.0.0.1:80\"",
+                "upstream = \"app\"",
+            ],
+            None,
+            "upstream",
+            "no upstream group configured",
+        );
+        assert_error(
+            &["[[listener]]", "address = \"127.0.0.1:80\"", "[upstream]"],
+            Some(3),
+            "upstream",
+            "at least one [upstream.NAME] group is required",
+        );
+    }
+
+    #[test]
+    fn groups_need_backends() {
+        assert_error(
+            &with_base(&["[upstream.web]", "balance = \"round_robin\""]),
+            Some(6),
+            "upstream.web.backends",
+            "missing required key \"backends\"",
+        );
+        assert_error(
+            &with_base(&["[upstream.web]", "backends = []"]),
+            Some(7),
+            "upstream.web.backends",
+            "at least one backend is required",
+        );
+    }
+
+    #[test]
+    fn backend_addresses_must_be_ip_and_port() {
+        let cases = [
+            (
+                "\"10.0.0.5\"",
+                "upstream.web.backends[0]",
+                "invalid socket address \"10.0.0.5\" (expected ip:port)",
+            ),
+            (
+                "\"backend.local:80\"",
+                "upstream.web.backends[0]",
+                "invalid socket address \"backend.local:80\" (expected ip:port; host names are not resolved at load time)",
+            ),
+            (
+                "\"localhost\"",
+                "upstream.web.backends[0]",
+                "host names are not resolved at load time",
+            ),
+            (
+                "\"::1\"",
+                "upstream.web.backends[0]",
+                "invalid socket address \"::1\" (expected ip:port; write IPv6 as [address]:port)",
+            ),
+            (
+                "\"10.0.0.5:0\"",
+                "upstream.web.backends[0]",
+                "port 0 in \"10.0.0.5:0\" is not allowed",
+            ),
+            (
+                "\"10.0.0.5:65536\"",
+                "upstream.web.backends[0]",
+                "invalid socket address",
+            ),
+            (
+                "{ address = \"10.0.0.5\" }",
+                "upstream.web.backends[0].address",
+                "(expected ip:port)",
+            ),
+            (
+                "{ weight = 2 }",
+                "upstream.web.backends[0].address",
+                "missing required key \"address\"",
+            ),
+        ];
+        for (backend, key, message) in cases {
+            let backends = format!("backends = [{backend}]");
+            let lines = with_base(&["[upstream.web]", &backends]);
+            assert_error(&lines, Some(7), key, message);
+        }
+        assert_error(
+            &[
+                "[[listener]]",
+                "address = \"127.0.0.1\"",
+                "[upstream.app]",
+                "backends = [\"127.0.0.1:81\"]",
+            ],
+            Some(2),
+            "listener[0].address",
+            "invalid socket address \"127.0.0.1\" (expected ip:port)",
+        );
+    }
+
+    #[test]
+    fn backend_weight_is_1_to_1000() {
+        let config = parse(&with_base(&[
+            "[upstream.web]",
+            "backends = [{ address = \"127.0.0.1:81\", weight = 1000 }]",
+        ]))
+        .unwrap();
+        assert_eq!(
+            config.upstreams[1].backends,
+            [backend("127.0.0.1:81", 1000)]
+        );
+        for weight in ["0", "1001", "-1"] {
+            let backends =
+                format!("backends = [{{ address = \"127.0.0.1:81\", weight = {weight} }}]");
+            assert_error(
+                &with_base(&["[upstream.web]", &backends]),
+                Some(7),
+                "upstream.web.backends[0].weight",
+                &format!("{weight} is out of range (must be between 1 and 1000)"),
+            );
+        }
+    }
+
+    #[test]
+    fn duplicate_backend_in_a_group_is_rejected() {
+        assert_error(
+            &with_base(&[
+                "[upstream.web]",
+                "backends = [",
+                "  \"127.0.0.1:81\",",
+                "  { address = \"127.0.0.1:81\", weight = 3 },",
+                "]",
+            ]),
+            Some(9),
+            "upstream.web.backends[1]",
+            "backend 127.0.0.1:81 is listed twice in this group (give it a weight instead)",
+        );
+    }
+
+    #[test]
+    fn balance_must_be_known() {
+        assert_error(
+            &with_base(&["balance = \"least_conn\""]),
+            Some(6),
+            "upstream.app.balance",
+            "unknown balance \"least_conn\" (supported: \"round_robin\")",
+        );
+    }
+
+    #[test]
+    fn group_names_are_restricted() {
+        assert_error(
+            &with_base(&["[upstream.\"my app\"]", "backends = [\"127.0.0.1:81\"]"]),
+            Some(6),
+            "upstream.my app",
+            "invalid upstream group name \"my app\"",
+        );
+    }
+
+    #[test]
+    fn workers_are_1_to_1024() {
+        for workers in ["0", "1025", "-3", "99999999999999999999"] {
+            let line = format!("workers = {workers}");
+            assert_error(
+                &with_base(&["[runtime]", &line]),
+                Some(7),
+                "runtime.workers",
+                &format!("{workers} is out of range (must be between 1 and 1024)"),
+            );
+        }
+        let config = parse(&with_base(&["[runtime]", "workers = 1024"])).unwrap();
+        assert_eq!(config.runtime.workers, Some(1024));
+    }
+
+    #[test]
+    fn workers_must_match_cpus() {
+        assert_error(
+            &with_base(&["[runtime]", "workers = 2", "cpus = \"0-3\""]),
+            Some(7),
+            "runtime.workers",
+            "workers = 2 but cpus lists 4 CPUs",
+        );
+        let config = parse(&with_base(&[
+            "[runtime]",
+            "workers = 4",
+            "cpus = [0, 1, 2, 3]",
+        ]))
+        .unwrap();
+        assert_eq!(
+            (config.runtime.workers, config.runtime.cpus),
+            (Some(4), vec![0, 1, 2, 3])
+        );
+    }
+
+    #[test]
+    fn cpus_are_validated() {
+        assert_error(
+            &with_base(&["[runtime]", "cpus = \"3-1\""]),
+            Some(7),
+            "runtime.cpus",
+            "CPU range \"3-1\" is reversed",
+        );
+        assert_error(
+            &with_base(&["[runtime]", "cpus = [", "  0,", "  1,", "  0,", "]"]),
+            Some(10),
+            "runtime.cpus[2]",
+            "CPU 0 is listed twice",
+        );
+        assert_error(
+            &with_base(&["[runtime]", "cpus = [1024]"]),
+            Some(7),
+            "runtime.cpus[0]",
+            "1024 is out of range (must be between 0 and 1023)",
+        );
+        assert_error(
+            &with_base(&["[runtime]", "cpus = []"]),
+            Some(7),
+            "runtime.cpus",
+            "CPU list is empty",
+        );
+        assert_error(
+            &with_base(&["[runtime]", "cpus = \"\""]),
+            Some(7),
+            "runtime.cpus",
+            "CPU list is empty",
+        );
+    }
+
+    #[test]
+    fn ring_entries_are_a_power_of_two_in_range() {
+        for (entries, message) in [
+            ("128", "128 is out of range (must be between 256 and 32768)"),
+            (
+                "65536",
+                "65536 is out of range (must be between 256 and 32768)",
+            ),
+            ("1000", "1000 is not a power of two"),
+        ] {
+            let line = format!("ring_entries = {entries}");
+            assert_error(
+                &with_base(&["[runtime]", &line]),
+                Some(7),
+                "runtime.ring_entries",
+                message,
+            );
+        }
+        for entries in [256, 32768] {
+            let line = format!("ring_entries = {entries}");
+            assert_eq!(
+                parse(&with_base(&["[runtime]", &line]))
+                    .unwrap()
+                    .runtime
+                    .ring_entries,
+                entries
+            );
+        }
+    }
+
+    #[test]
+    fn durations_need_a_unit_and_must_be_positive() {
+        for key in TIMEOUT_KEYS {
+            let zero = format!("{key} = \"0s\"");
+            let path = format!("timeouts.{key}");
+            assert_error(
+                &with_base(&["[timeouts]", &zero]),
+                Some(7),
+                &path,
+                "must be greater than zero",
+            );
+        }
+        assert_error(
+            &with_base(&["[timeouts]", "client_idle = \"60\""]),
+            Some(7),
+            "timeouts.client_idle",
+            "expected an integer followed by a unit (ms, s, m or h)",
+        );
+        assert_error(
+            &with_base(&["[pool]", "idle_timeout = \"0ms\""]),
+            Some(7),
+            "pool.idle_timeout",
+            "must be greater than zero",
+        );
+    }
+
+    #[test]
+    fn limits_are_range_checked() {
+        let cases = [
+            (
+                "max_request_line = 63",
+                "max_request_line",
+                "63 is out of range (must be between 64 and 1048576)",
+            ),
+            (
+                "max_header_bytes = 1048577",
+                "max_header_bytes",
+                "must be between 64 and 1048576",
+            ),
+            (
+                "max_headers = 0",
+                "max_headers",
+                "0 is out of range (must be between 1 and 128)",
+            ),
+            (
+                "max_headers = 129",
+                "max_headers",
+                "must be between 1 and 128",
+            ),
+            (
+                "max_response_header_bytes = 10",
+                "max_response_header_bytes",
+                "must be between 64 and 1048576",
+            ),
+        ];
+        for (line, key, message) in cases {
+            assert_error(
+                &with_base(&["[limits]", line]),
+                Some(7),
+                &format!("limits.{key}"),
+                message,
+            );
+        }
+    }
+
+    #[test]
+    fn header_bytes_must_hold_the_request_line() {
+        assert_error(
+            &with_base(&[
+                "[limits]",
+                "max_request_line = 4096",
+                "max_header_bytes = 2048",
+            ]),
+            Some(8),
+            "limits.max_header_bytes",
+            "max_header_bytes (2048) must be at least max_request_line (4096)",
+        );
+        // Against the default max_header_bytes (16384), the explicit key is the one blamed.
+        assert_error(
+            &with_base(&["[limits]", "max_request_line = 20000"]),
+            Some(7),
+            "limits.max_request_line",
+            "max_header_bytes (16384) must be at least max_request_line (20000)",
+        );
+        // An invalid value gives its own error only.
+        assert_error(
+            &with_base(&[
+                "[limits]",
+                "max_request_line = 20000",
+                "max_header_bytes = \"big\"",
+            ]),
+            Some(8),
+            "limits.max_header_bytes",
+            "expected an integer",
+        );
+    }
+
+    #[test]
+    fn pool_size_is_bounded() {
+        assert_error(
+            &with_base(&["[pool]", "max_idle_per_backend = 65537"]),
+            Some(7),
+            "pool.max_idle_per_backend",
+            "must be between 0 and 65536",
+        );
+    }
 }
