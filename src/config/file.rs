@@ -26,6 +26,10 @@
 //!     "127.0.0.1:9000",                          # weight 1
 //!     { address = "127.0.0.1:9001", weight = 2 }, # weight 1..=1000, default 1
 //! ]
+//! # Long lists may use one section per backend instead of `backends = [...]`:
+//! # [[upstream.app.backends]]
+//! # address = "127.0.0.1:9002"
+//! # weight = 3
 //!
 //! [timeouts]              # durations: an integer and a unit (ms, s, m, h), > 0, <= 24h
 //! client_header = "10s"   # from connection accept (or end of previous response)
@@ -235,7 +239,7 @@ fn read_runtime(r: &mut Reader<'_>, t: &Table<'_, '_>) -> RuntimeConfig {
     let default = RuntimeConfig::default();
     let workers = r.field(t, "workers", integer_in(1..=MAX_WORKERS));
     let cpus = read_cpus(r, t);
-    if let (Some(workers), Some(value)) = (workers, t.get("workers"))
+    if let (Some(workers), Some(value), Some(cpus)) = (workers, t.get("workers"), &cpus)
         && !cpus.is_empty()
         && workers != cpus.len()
     {
@@ -248,7 +252,7 @@ fn read_runtime(r: &mut Reader<'_>, t: &Table<'_, '_>) -> RuntimeConfig {
     }
     RuntimeConfig {
         workers,
-        cpus,
+        cpus: cpus.unwrap_or_default(),
         pin: r.field(t, "pin", boolean).unwrap_or(default.pin),
         allow_epoll: r
             .field(t, "allow_epoll", boolean)
@@ -259,39 +263,44 @@ fn read_runtime(r: &mut Reader<'_>, t: &Table<'_, '_>) -> RuntimeConfig {
     }
 }
 
-/// `cpus` as a list string (`"0-3,6"`) or an array of ids, each array item checked on its own.
-fn read_cpus(r: &mut Reader<'_>, t: &Table<'_, '_>) -> Vec<usize> {
+/// `cpus` as a list string (`"0-3,6"`) or an array of ids, each array item checked on its
+/// own. Empty when absent; `None` when invalid (the errors are recorded).
+fn read_cpus(r: &mut Reader<'_>, t: &Table<'_, '_>) -> Option<Vec<usize>> {
     let Some(value) = t.get("cpus") else {
-        return Vec::new();
+        return Some(Vec::new());
     };
     let path = t.key_path("cpus");
     let DeValue::Array(items) = value.get_ref() else {
-        let cpus = r.convert(value, path, |value| match value {
+        return r.convert(value, path, |value| match value {
             DeValue::String(list) => parse_cpu_list(list),
             other => Err(wrong_type(
                 "a CPU list like \"0-3,6\" or an array of CPU ids",
                 other,
             )),
         });
-        return cpus.unwrap_or_default();
     };
     if items.is_empty() {
-        r.error(
-            value.span(),
-            path,
-            "CPU list is empty (omit cpus to use all available cores)",
-        );
-        return Vec::new();
+        let message = "CPU list is empty (omit cpus to use all available cores)";
+        r.error(value.span(), path, message);
+        return None;
     }
     let mut cpus = CpuListBuilder::new();
+    let mut valid = true;
     for (index, item) in items.iter().enumerate() {
         let item_path = format!("{path}[{index}]");
-        let id = r.convert(item, item_path.clone(), integer_in(0..=CPU_ID_LIMIT - 1));
-        if let Some(Err(message)) = id.map(|id| cpus.push(id)) {
-            r.error(item.span(), item_path, message);
+        let pushed = r
+            .convert(item, item_path.clone(), integer_in(0..=CPU_ID_LIMIT - 1))
+            .map(|id| cpus.push(id));
+        match pushed {
+            Some(Ok(())) => {}
+            Some(Err(message)) => {
+                r.error(item.span(), item_path, message);
+                valid = false;
+            }
+            None => valid = false,
         }
     }
-    cpus.finish().unwrap_or_default()
+    if valid { cpus.finish().ok() } else { None }
 }
 
 fn ring_entries(value: &DeValue<'_>) -> Result<u32, String> {
@@ -1320,6 +1329,39 @@ x_forwarded_host = false
     }
 
     #[test]
+    fn backends_may_be_sections() {
+        let lines = [
+            "[[listener]]",
+            "address = \"127.0.0.1:80\"",
+            "[[upstream.app.backends]]",
+            "address = \"127.0.0.1:81\"",
+            "[[upstream.app.backends]]",
+            "address = \"127.0.0.1:82\"",
+            "weight = 3",
+        ];
+        let config = parse(&lines).unwrap();
+        let expected = [backend("127.0.0.1:81", 1), backend("127.0.0.1:82", 3)];
+        assert_eq!(config.upstreams[0].backends, expected);
+        let typo = [&lines[..], &["wieght = 3"]].concat();
+        assert_error(
+            &typo,
+            Some(8),
+            "upstream.app.backends[1].wieght",
+            "unknown key",
+        );
+    }
+
+    #[test]
+    fn empty_file_names_both_missing_sections() {
+        let found: Vec<(Option<usize>, String)> =
+            errors(&[""]).into_iter().map(|e| (e.line, e.key)).collect();
+        assert_eq!(
+            found,
+            [(None, "upstream".to_owned()), (None, "listener".to_owned())]
+        );
+    }
+
+    #[test]
     fn duplicate_backend_in_a_group_is_rejected() {
         assert_error(
             &with_base(&[
@@ -1421,6 +1463,13 @@ x_forwarded_host = false
             Some(7),
             "runtime.cpus",
             "CPU list is empty",
+        );
+        // The bad id is the one error: no follow-on "workers does not match" complaint.
+        assert_error(
+            &with_base(&["[runtime]", "workers = 3", "cpus = [0, 1, 5000]"]),
+            Some(8),
+            "runtime.cpus[2]",
+            "5000 is out of range",
         );
     }
 
