@@ -47,7 +47,7 @@ pub enum ParseError {
     DuplicateChunked,
     /// Transfer-Encoding with a coding other than chunked (RFC 9112 6.1: 501).
     UnsupportedTransferCoding,
-    /// Transfer-Encoding in an HTTP/1.0 request (RFC 9112 6.1: framing is faulty).
+    /// Transfer-Encoding in an HTTP/1.0 message (RFC 9112 6.1: framing is faulty).
     TransferEncodingInHttp10,
     /// HTTP/1.1 request without Host.
     MissingHost,
@@ -101,7 +101,7 @@ impl ParseError {
             ParseError::ChunkedNotFinal => "chunked is not the final transfer coding",
             ParseError::DuplicateChunked => "chunked applied more than once",
             ParseError::UnsupportedTransferCoding => "unsupported transfer coding",
-            ParseError::TransferEncodingInHttp10 => "Transfer-Encoding in an HTTP/1.0 request",
+            ParseError::TransferEncodingInHttp10 => "Transfer-Encoding in an HTTP/1.0 message",
             ParseError::MissingHost => "missing Host",
             ParseError::DuplicateHost => "more than one Host",
             ParseError::InvalidHost => "invalid Host",

@@ -17,6 +17,7 @@ mod status;
 
 pub use error::{ChunkedError, ParseError};
 pub use request::{RequestHead, parse_request};
+pub use response::{ResponseHead, parse_response};
 
 pub use status::reason_phrase;
 
