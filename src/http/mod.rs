@@ -15,6 +15,7 @@ mod response;
 mod rewrite;
 mod status;
 
+pub use chunked::{ChunkedDecoder, Decoded, MAX_CHUNK_LINE, MAX_TRAILER_BYTES};
 pub use error::{ChunkedError, ParseError};
 pub use request::{RequestHead, parse_request};
 pub use response::{ResponseHead, parse_response};
