@@ -265,27 +265,74 @@ fn is_valid_port_suffix(suffix: &[u8]) -> bool {
     }
 }
 
-/// Whether a field is hop-by-hop for this message: one of the fixed set (RFC 9110 7.6.1 plus
-/// Proxy-Connection, Keep-Alive and Expect, which the proxy answers itself) or named by a
-/// Connection field. Scans the Connection values in place, so nothing is allocated.
-#[allow(dead_code)] // TEMP: used by rewrite.rs, next commit
-pub(super) fn is_hop_by_hop(name: &str, headers: &[Header<'_>]) -> bool {
-    const FIXED: [&str; 8] = [
-        "connection",
-        "keep-alive",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "proxy-connection",
-        "expect",
-    ];
-    FIXED.iter().any(|fixed| name.eq_ignore_ascii_case(fixed))
-        || headers
+/// Fields that apply to one connection only and are never forwarded: the fixed set
+/// (RFC 9110 7.6.1, plus Proxy-Connection and Expect, which the proxy answers itself) and
+/// every field a Connection line names (RFC 9110 7.6.1).
+pub(super) struct HopByHop<'a> {
+    /// Connection options, collected once so each field name is checked cheaply.
+    named: [&'a [u8]; NAMED_INLINE],
+    named_count: usize,
+    /// More options than fit inline: fall back to scanning the Connection values.
+    overflowed: bool,
+    headers: &'a [Header<'a>],
+}
+
+const NAMED_INLINE: usize = 8;
+
+const FIXED_HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-connection",
+    "expect",
+];
+
+impl<'a> HopByHop<'a> {
+    pub fn new(headers: &'a [Header<'a>]) -> Self {
+        let mut hop_by_hop = HopByHop {
+            named: [&[]; NAMED_INLINE],
+            named_count: 0,
+            overflowed: false,
+            headers,
+        };
+        for option in connection_options(headers) {
+            match hop_by_hop.named.get_mut(hop_by_hop.named_count) {
+                Some(slot) => {
+                    *slot = option;
+                    hop_by_hop.named_count += 1;
+                }
+                None => hop_by_hop.overflowed = true,
+            }
+        }
+        hop_by_hop
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        let name = name.as_bytes();
+        if FIXED_HOP_BY_HOP
             .iter()
-            .filter(|header| header.name.eq_ignore_ascii_case("connection"))
-            .flat_map(|header| list_elements(header.value))
-            .any(|option| option.eq_ignore_ascii_case(name.as_bytes()))
+            .any(|fixed| name.eq_ignore_ascii_case(fixed.as_bytes()))
+        {
+            return true;
+        }
+        if self.overflowed {
+            return connection_options(self.headers)
+                .any(|option| option.eq_ignore_ascii_case(name));
+        }
+        self.named[..self.named_count]
+            .iter()
+            .any(|option| option.eq_ignore_ascii_case(name))
+    }
+}
+
+fn connection_options<'a>(headers: &'a [Header<'a>]) -> impl Iterator<Item = &'a [u8]> {
+    headers
+        .iter()
+        .filter(|header| header.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|header| list_elements(header.value))
 }
 
 #[cfg(test)]
@@ -434,13 +481,30 @@ mod tests {
             header("Connection", "close, X-Secret"),
             header("connection", " foo "),
         ];
-        assert!(is_hop_by_hop("x-secret", &headers));
-        assert!(is_hop_by_hop("Foo", &headers));
-        assert!(is_hop_by_hop("Keep-Alive", &headers));
-        assert!(is_hop_by_hop("TE", &headers));
-        assert!(is_hop_by_hop("Expect", &headers));
-        assert!(!is_hop_by_hop("Accept", &headers));
-        assert!(!is_hop_by_hop("X-Secret2", &headers));
+        let hop_by_hop = HopByHop::new(&headers);
+        for name in [
+            "x-secret",
+            "Foo",
+            "Keep-Alive",
+            "TE",
+            "Expect",
+            "Proxy-Connection",
+        ] {
+            assert!(hop_by_hop.contains(name), "{name}");
+        }
+        assert!(!hop_by_hop.contains("Accept"));
+        assert!(!hop_by_hop.contains("X-Secret2"));
+    }
+
+    #[test]
+    fn many_connection_options_still_found() {
+        let options = "a1, a2, a3, a4, a5, a6, a7, a8, a9, a10";
+        let headers = [header("Connection", options), header("Connection", "last")];
+        let hop_by_hop = HopByHop::new(&headers);
+        for name in options.split(", ").chain(["LAST"]) {
+            assert!(hop_by_hop.contains(name), "{name}");
+        }
+        assert!(!hop_by_hop.contains("a11"));
     }
 
     #[test]

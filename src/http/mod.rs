@@ -20,6 +20,9 @@ pub use error::{ChunkedError, ParseError};
 pub use request::{RequestHead, parse_request};
 pub use response::{ResponseHead, parse_response};
 
+pub use rewrite::{
+    ForwardContext, ResponseContext, write_error_response, write_request_head, write_response_head,
+};
 pub use status::reason_phrase;
 
 /// Protocol version of a parsed message. Only HTTP/1.0 and HTTP/1.1 exist on the wire here.
