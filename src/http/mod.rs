@@ -1,1 +1,68 @@
 //! HTTP/1.1 parsing, framing and head rewriting: pure code, no I/O.
+//!
+//! Parsing is zero-copy over the caller's buffer (header slices borrow it) and writes heads
+//! into a caller-owned, reused `Vec<u8>`, so the per-request path does not allocate.
+//! Semantics follow RFC 9112 (message syntax and framing) and RFC 9110 where a proxy must
+//! decide (Host, Expect, hop-by-hop fields).
+
+use std::mem::MaybeUninit;
+
+mod chunked;
+mod error;
+mod fields;
+mod request;
+mod response;
+mod rewrite;
+mod status;
+
+pub use chunked::{ChunkedDecoder, Decoded, MAX_CHUNK_LINE, MAX_TRAILER_BYTES};
+pub use error::{ChunkedError, ParseError};
+pub use request::{RequestHead, parse_request};
+pub use response::{ResponseHead, parse_response};
+
+pub use rewrite::{
+    ForwardContext, ResponseContext, write_error_response, write_request_head, write_response_head,
+};
+pub use status::reason_phrase;
+
+/// Protocol version of a parsed message. Only HTTP/1.0 and HTTP/1.1 exist on the wire here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    Http10,
+    Http11,
+}
+
+/// How the end of a message body is found (RFC 9112 section 6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// No body follows the head.
+    None,
+    /// Exactly this many body bytes follow (`Content-Length`, may be 0).
+    Length(u64),
+    /// A chunked body follows.
+    Chunked,
+    /// The body runs until the peer closes the connection (responses only).
+    CloseDelimited,
+}
+
+/// Size bounds applied while parsing a request head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadLimits {
+    /// Longest request line, excluding its line terminator; longer gets 414.
+    pub max_request_line: usize,
+    /// Largest head (request line, fields and the empty line); larger gets 431.
+    pub max_header_bytes: usize,
+    /// Most header fields; more gets 431. Values above [`MAX_HEADERS`] act as `MAX_HEADERS`.
+    pub max_headers: usize,
+}
+
+/// Hard cap on header fields per head: the size of the header storage array.
+pub const MAX_HEADERS: usize = 128;
+
+/// Storage the parsers fill with header views; left uninitialised until parsed into.
+pub type HeaderStorage<'b> = [MaybeUninit<httparse::Header<'b>>; MAX_HEADERS];
+
+/// Fresh header storage; costs nothing at run time (no initialisation).
+pub const fn header_storage<'b>() -> HeaderStorage<'b> {
+    [const { MaybeUninit::uninit() }; MAX_HEADERS]
+}

@@ -1,0 +1,515 @@
+//! Field-value rules shared by requests, responses and rewriting: the fields that decide
+//! framing and connection handling, read in one pass over the parsed headers.
+
+use std::net::Ipv6Addr;
+
+use httparse::Header;
+
+use super::error::ParseError;
+
+/// What the framing and connection fields of one head say.
+#[derive(Debug, Default)]
+pub(super) struct FieldScan<'b> {
+    pub content_length: Option<u64>,
+    pub transfer_encoding: TransferEncoding,
+    pub connection: ConnectionOptions,
+    pub host: Option<&'b [u8]>,
+    pub host_lines: usize,
+    pub expect_continue: bool,
+    pub expect_other: bool,
+    /// First Upgrade field value.
+    pub upgrade: Option<&'b [u8]>,
+}
+
+/// What Transfer-Encoding says. Only `chunked` alone is usable: the proxy re-frames bodies
+/// and can neither decode nor pass on any other coding.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TransferEncoding {
+    #[default]
+    Absent,
+    Chunked,
+    /// Present but not usable; why, for when no other framing error takes precedence.
+    Unusable(ParseError),
+}
+
+/// The Connection options that change what the proxy does.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct ConnectionOptions {
+    pub close: bool,
+    pub keep_alive: bool,
+    pub upgrade: bool,
+}
+
+impl<'b> FieldScan<'b> {
+    /// Reads every field that affects framing or connection handling.
+    pub fn scan(headers: &[Header<'b>]) -> Result<Self, ParseError> {
+        let mut scan = FieldScan::default();
+        let mut codings = CodingList::default();
+        for header in headers {
+            let name = header.name.as_bytes();
+            let value = header.value;
+            if name.eq_ignore_ascii_case(b"content-length") {
+                scan.merge_content_length(value)?;
+            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                codings.push_field(value);
+            } else if name.eq_ignore_ascii_case(b"connection") {
+                scan.connection.merge(value);
+            } else if name.eq_ignore_ascii_case(b"host") {
+                scan.host_lines += 1;
+                scan.host.get_or_insert(value);
+            } else if name.eq_ignore_ascii_case(b"expect") {
+                scan.merge_expect(value);
+            } else if name.eq_ignore_ascii_case(b"upgrade") {
+                scan.upgrade.get_or_insert(value);
+            }
+        }
+        scan.transfer_encoding = codings.finish();
+        Ok(scan)
+    }
+
+    fn merge_content_length(&mut self, value: &[u8]) -> Result<(), ParseError> {
+        // RFC 9112 6.3: a list of identical values is the same as one value.
+        let mut elements = 0;
+        for element in value.split(|&b| b == b',').map(trim_ows) {
+            let length = parse_decimal(element).ok_or(ParseError::InvalidContentLength)?;
+            match self.content_length {
+                Some(seen) if seen != length => return Err(ParseError::ConflictingContentLength),
+                _ => self.content_length = Some(length),
+            }
+            elements += 1;
+        }
+        if elements == 0 {
+            return Err(ParseError::InvalidContentLength);
+        }
+        Ok(())
+    }
+
+    fn merge_expect(&mut self, value: &[u8]) {
+        for expectation in list_elements(value) {
+            if expectation.eq_ignore_ascii_case(b"100-continue") {
+                self.expect_continue = true;
+            } else {
+                self.expect_other = true;
+            }
+        }
+    }
+}
+
+impl ConnectionOptions {
+    fn merge(&mut self, value: &[u8]) {
+        for option in list_elements(value) {
+            if option.eq_ignore_ascii_case(b"close") {
+                self.close = true;
+            } else if option.eq_ignore_ascii_case(b"keep-alive") {
+                self.keep_alive = true;
+            } else if option.eq_ignore_ascii_case(b"upgrade") {
+                self.upgrade = true;
+            }
+        }
+    }
+}
+
+/// Transfer codings seen so far across all Transfer-Encoding lines, in order.
+#[derive(Default)]
+struct CodingList {
+    present: bool,
+    codings: usize,
+    chunked_seen: bool,
+    other_seen: bool,
+    error: Option<ParseError>,
+}
+
+impl CodingList {
+    fn push_field(&mut self, value: &[u8]) {
+        self.present = true;
+        if self.error.is_none() {
+            self.error = self.push_codings(value).err();
+        }
+    }
+
+    fn push_codings(&mut self, value: &[u8]) -> Result<(), ParseError> {
+        for coding in list_elements(value) {
+            let (name, has_params) = match coding.iter().position(|&b| b == b';') {
+                Some(semicolon) => (trim_ows(&coding[..semicolon]), true),
+                None => (coding, false),
+            };
+            if !is_token(name) {
+                return Err(ParseError::InvalidTransferEncoding);
+            }
+            let is_chunked = name.eq_ignore_ascii_case(b"chunked");
+            if self.chunked_seen {
+                return Err(if is_chunked {
+                    ParseError::DuplicateChunked
+                } else {
+                    ParseError::ChunkedNotFinal
+                });
+            }
+            if is_chunked && has_params {
+                // chunked defines no parameters (RFC 9112 7.1).
+                return Err(ParseError::InvalidTransferEncoding);
+            }
+            self.chunked_seen |= is_chunked;
+            self.other_seen |= !is_chunked;
+            self.codings += 1;
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> TransferEncoding {
+        let error = match self {
+            CodingList { present: false, .. } => return TransferEncoding::Absent,
+            CodingList {
+                error: Some(error), ..
+            } => error,
+            CodingList { codings: 0, .. } => ParseError::InvalidTransferEncoding,
+            CodingList {
+                chunked_seen: false,
+                ..
+            } => ParseError::ChunkedNotFinal,
+            CodingList {
+                other_seen: true, ..
+            } => ParseError::UnsupportedTransferCoding,
+            _ => return TransferEncoding::Chunked,
+        };
+        TransferEncoding::Unusable(error)
+    }
+}
+
+/// Non-empty, OWS-trimmed elements of a comma-separated field value (RFC 9110 5.6.1).
+pub(super) fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(trim_ows)
+        .filter(|element| !element.is_empty())
+}
+
+pub(super) fn trim_ows(mut bytes: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = bytes {
+        bytes = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = bytes {
+        bytes = rest;
+    }
+    bytes
+}
+
+/// `1*DIGIT` as u64; `None` on anything else or overflow.
+pub(super) fn parse_decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |acc, &b| {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+    })
+}
+
+pub(super) fn is_token(bytes: &[u8]) -> bool {
+    !bytes.is_empty() && bytes.iter().all(|&b| is_tchar(b))
+}
+
+pub(super) fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// `host [ ":" port ]` per RFC 9110 7.2 / RFC 3986 3.2.2: reg-name, IPv4 or `[IPv6]`;
+/// port up to 5 digits and at most 65535 (may be empty, as RFC 3986 allows).
+pub(super) fn is_valid_authority(authority: &[u8]) -> bool {
+    let (host_ok, port) = match authority {
+        [b'[', rest @ ..] => match rest.iter().position(|&b| b == b']') {
+            Some(close) => (is_ipv6(&rest[..close]), &rest[close + 1..]),
+            None => return false,
+        },
+        _ => {
+            let colon = authority.iter().position(|&b| b == b':');
+            let host_end = colon.unwrap_or(authority.len());
+            (is_reg_name(&authority[..host_end]), &authority[host_end..])
+        }
+    };
+    host_ok && is_valid_port_suffix(port)
+}
+
+fn is_ipv6(literal: &[u8]) -> bool {
+    std::str::from_utf8(literal).is_ok_and(|text| text.parse::<Ipv6Addr>().is_ok())
+}
+
+/// Non-empty reg-name; IPv4 addresses are a subset of it.
+fn is_reg_name(host: &[u8]) -> bool {
+    if host.is_empty() {
+        return false;
+    }
+    let mut rest = host;
+    while let [first, tail @ ..] = rest {
+        rest = match first {
+            b'%' => match tail {
+                [hi, lo, after @ ..] if hi.is_ascii_hexdigit() && lo.is_ascii_hexdigit() => after,
+                _ => return false,
+            },
+            b if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(b) => tail,
+            _ => return false,
+        };
+    }
+    true
+}
+
+/// Empty, or `:` followed by at most 5 digits whose value fits a port.
+fn is_valid_port_suffix(suffix: &[u8]) -> bool {
+    match suffix {
+        [] => true,
+        [b':', port @ ..] => {
+            port.is_empty() || (port.len() <= 5 && parse_decimal(port).is_some_and(|p| p <= 65535))
+        }
+        _ => false,
+    }
+}
+
+/// Fields that apply to one connection only and are never forwarded: the fixed set
+/// (RFC 9110 7.6.1, plus Proxy-Connection and Expect, which the proxy answers itself) and
+/// every field a Connection line names (RFC 9110 7.6.1).
+pub(super) struct HopByHop<'a> {
+    /// Connection options, collected once so each field name is checked cheaply.
+    named: [&'a [u8]; NAMED_INLINE],
+    named_count: usize,
+    /// More options than fit inline: fall back to scanning the Connection values.
+    overflowed: bool,
+    headers: &'a [Header<'a>],
+}
+
+const NAMED_INLINE: usize = 8;
+
+const FIXED_HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-connection",
+    "expect",
+];
+
+impl<'a> HopByHop<'a> {
+    pub fn new(headers: &'a [Header<'a>]) -> Self {
+        let mut hop_by_hop = HopByHop {
+            named: [&[]; NAMED_INLINE],
+            named_count: 0,
+            overflowed: false,
+            headers,
+        };
+        for option in connection_options(headers) {
+            match hop_by_hop.named.get_mut(hop_by_hop.named_count) {
+                Some(slot) => {
+                    *slot = option;
+                    hop_by_hop.named_count += 1;
+                }
+                None => hop_by_hop.overflowed = true,
+            }
+        }
+        hop_by_hop
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        let name = name.as_bytes();
+        if FIXED_HOP_BY_HOP
+            .iter()
+            .any(|fixed| name.eq_ignore_ascii_case(fixed.as_bytes()))
+        {
+            return true;
+        }
+        if self.overflowed {
+            return connection_options(self.headers)
+                .any(|option| option.eq_ignore_ascii_case(name));
+        }
+        self.named[..self.named_count]
+            .iter()
+            .any(|option| option.eq_ignore_ascii_case(name))
+    }
+}
+
+fn connection_options<'a>(headers: &'a [Header<'a>]) -> impl Iterator<Item = &'a [u8]> {
+    headers
+        .iter()
+        .filter(|header| header.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|header| list_elements(header.value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header<'a>(name: &'a str, value: &'a str) -> Header<'a> {
+        Header {
+            name,
+            value: value.as_bytes(),
+        }
+    }
+
+    fn scan(fields: &[(&str, &str)]) -> Result<bool, ParseError> {
+        let headers: Vec<_> = fields.iter().map(|(n, v)| header(n, v)).collect();
+        match FieldScan::scan(&headers)?.transfer_encoding {
+            TransferEncoding::Absent => Ok(false),
+            TransferEncoding::Chunked => Ok(true),
+            TransferEncoding::Unusable(error) => Err(error),
+        }
+    }
+
+    #[test]
+    fn transfer_encoding_lists() {
+        assert_eq!(scan(&[("Transfer-Encoding", "chunked")]), Ok(true));
+        assert_eq!(scan(&[("transfer-encoding", "CHUNKED")]), Ok(true));
+        assert_eq!(scan(&[("Transfer-Encoding", " , chunked ,")]), Ok(true));
+        assert_eq!(scan(&[]), Ok(false));
+        assert_eq!(
+            scan(&[("Transfer-Encoding", "")]),
+            Err(ParseError::InvalidTransferEncoding)
+        );
+        assert_eq!(
+            scan(&[("Transfer-Encoding", "chunked, chunked")]),
+            Err(ParseError::DuplicateChunked)
+        );
+        assert_eq!(
+            scan(&[
+                ("Transfer-Encoding", "chunked"),
+                ("Transfer-Encoding", "chunked")
+            ]),
+            Err(ParseError::DuplicateChunked)
+        );
+        assert_eq!(
+            scan(&[("Transfer-Encoding", "chunked, gzip")]),
+            Err(ParseError::ChunkedNotFinal)
+        );
+        assert_eq!(
+            scan(&[("Transfer-Encoding", "gzip")]),
+            Err(ParseError::ChunkedNotFinal)
+        );
+        assert_eq!(
+            scan(&[("Transfer-Encoding", "gzip, chunked")]),
+            Err(ParseError::UnsupportedTransferCoding)
+        );
+        assert_eq!(
+            scan(&[("Transfer-Encoding", "chunked;x=1")]),
+            Err(ParseError::InvalidTransferEncoding)
+        );
+        assert_eq!(
+            scan(&[("Transfer-Encoding", "chu nked")]),
+            Err(ParseError::InvalidTransferEncoding)
+        );
+        assert_eq!(
+            scan(&[("Transfer-Encoding", "\"chunked\"")]),
+            Err(ParseError::InvalidTransferEncoding)
+        );
+    }
+
+    #[test]
+    fn content_length_values() {
+        let length = |fields: &[(&str, &str)]| {
+            let headers: Vec<_> = fields.iter().map(|(n, v)| header(n, v)).collect();
+            FieldScan::scan(&headers).map(|scan| scan.content_length)
+        };
+        assert_eq!(length(&[("Content-Length", "0")]), Ok(Some(0)));
+        assert_eq!(length(&[("Content-Length", "5, 5")]), Ok(Some(5)));
+        assert_eq!(
+            length(&[("Content-Length", "5"), ("content-length", "5")]),
+            Ok(Some(5))
+        );
+        assert_eq!(
+            length(&[("Content-Length", "18446744073709551615")]),
+            Ok(Some(u64::MAX))
+        );
+        assert_eq!(
+            length(&[("Content-Length", "18446744073709551616")]),
+            Err(ParseError::InvalidContentLength)
+        );
+        for bad in ["", "+5", "-1", "5a", "0x5", "5 5", "5,", ",5", "5,,5", " "] {
+            assert_eq!(
+                length(&[("Content-Length", bad)]),
+                Err(ParseError::InvalidContentLength),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            length(&[("Content-Length", "5, 6")]),
+            Err(ParseError::ConflictingContentLength)
+        );
+        assert_eq!(
+            length(&[("Content-Length", "5"), ("Content-Length", "6")]),
+            Err(ParseError::ConflictingContentLength)
+        );
+    }
+
+    #[test]
+    fn authority_syntax() {
+        for good in [
+            "example.com",
+            "example.com:8080",
+            "example.com:",
+            "127.0.0.1:65535",
+            "[::1]",
+            "[2001:db8::1]:443",
+            "a-b_c~d.%41!$&'()*+,;=",
+            "localhost:0",
+        ] {
+            assert!(is_valid_authority(good.as_bytes()), "{good}");
+        }
+        for bad in [
+            "",
+            ":80",
+            "example.com:65536",
+            "example.com:123456",
+            "example.com:8a",
+            "example.com:80:80",
+            "exa mple.com",
+            "user@example.com",
+            "[::1",
+            "[::1]x",
+            "[not-ipv6]",
+            "[fe80::1%25eth0]",
+            "%4",
+            "%zz",
+            "example.com/",
+            "ex\u{e9}.com",
+        ] {
+            assert!(!is_valid_authority(bad.as_bytes()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn connection_named_fields_are_hop_by_hop() {
+        let headers = [
+            header("Connection", "close, X-Secret"),
+            header("connection", " foo "),
+        ];
+        let hop_by_hop = HopByHop::new(&headers);
+        for name in [
+            "x-secret",
+            "Foo",
+            "Keep-Alive",
+            "TE",
+            "Expect",
+            "Proxy-Connection",
+        ] {
+            assert!(hop_by_hop.contains(name), "{name}");
+        }
+        assert!(!hop_by_hop.contains("Accept"));
+        assert!(!hop_by_hop.contains("X-Secret2"));
+    }
+
+    #[test]
+    fn many_connection_options_still_found() {
+        let options = "a1, a2, a3, a4, a5, a6, a7, a8, a9, a10";
+        let headers = [header("Connection", options), header("Connection", "last")];
+        let hop_by_hop = HopByHop::new(&headers);
+        for name in options.split(", ").chain(["LAST"]) {
+            assert!(hop_by_hop.contains(name), "{name}");
+        }
+        assert!(!hop_by_hop.contains("a11"));
+    }
+
+    #[test]
+    fn list_elements_trim_and_skip_empty() {
+        let elements: Vec<_> = list_elements(b" a ,\tb,, ,c").collect();
+        assert_eq!(elements, [&b"a"[..], b"b", b"c"]);
+    }
+}

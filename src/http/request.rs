@@ -1,0 +1,295 @@
+//! Request heads: syntax via httparse, then the RFC 9112 / 9110 rules a proxy must enforce
+//! (limits, target form, Host, framing, Expect, connection options).
+
+use std::mem::MaybeUninit;
+
+use httparse::{Header, Status};
+
+use super::error::ParseError;
+use super::fields::{FieldScan, TransferEncoding, is_valid_authority};
+use super::{BodyFraming, HeadLimits, Version};
+
+/// A parsed request head; every slice borrows the caller's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestHead<'h, 'b> {
+    pub method: &'b str,
+    /// The request target exactly as received.
+    pub target: &'b str,
+    /// What to forward: origin-form `path?query` (an absolute-form target reduced to its
+    /// path, `/` when it has none), or `*` for `OPTIONS *`.
+    pub path: &'b str,
+    pub version: Version,
+    /// Effective authority: from an absolute-form target if present, else the Host field;
+    /// `""` for an HTTP/1.0 request without Host.
+    pub host: &'b str,
+    pub headers: &'h [Header<'b>],
+    /// Length of the head: the body or the next request starts at `buf[head_len]`.
+    pub head_len: usize,
+    /// `None`, `Length(n)` (kept even for n == 0, so `Content-Length: 0` is forwarded) or
+    /// `Chunked`; never `CloseDelimited`.
+    pub body: BodyFraming,
+    /// HTTP/1.1 unless `Connection: close`; HTTP/1.0 only with `Connection: keep-alive`.
+    pub keep_alive: bool,
+    /// `Expect: 100-continue` on an HTTP/1.1 request (ignored on HTTP/1.0, RFC 9110 10.1.1).
+    pub expect_continue: bool,
+    /// The Upgrade value when Connection lists `upgrade` (HTTP/1.1 only).
+    pub upgrade: Option<&'b str>,
+    pub is_head: bool,
+    /// GET, HEAD, OPTIONS, TRACE, PUT or DELETE: safe to retry on another backend.
+    pub idempotent: bool,
+}
+
+/// Parses a request head at the start of `buf`.
+///
+/// `Ok(None)` means the head is incomplete and within limits: read more and call again with
+/// the grown buffer. Bytes after the head (body, pipelined requests) are left alone. Only the
+/// first `limits.max_header_bytes` bytes are ever examined. Leading empty lines are skipped
+/// (RFC 9112 2.2) and count towards `head_len`. Bare LF line endings are accepted in the head
+/// (RFC 9112 2.2 allows it; the head is re-written with CRLF before it is forwarded).
+pub fn parse_request<'h, 'b>(
+    buf: &'b [u8],
+    storage: &'h mut [MaybeUninit<Header<'b>>],
+    limits: &HeadLimits,
+) -> Result<Option<RequestHead<'h, 'b>>, ParseError> {
+    let window = &buf[..buf.len().min(limits.max_header_bytes)];
+    let max_headers = limits.max_headers.min(storage.len());
+    let mut request = httparse::Request::new(&mut []);
+    let parsed = request.parse_with_uninit_headers(window, &mut storage[..max_headers]);
+    match parsed {
+        Ok(Status::Complete(head_len)) => build_head(request, window, head_len, limits).map(Some),
+        Ok(Status::Partial) => incomplete(window, limits),
+        Err(httparse::Error::Version) => match classify_version(window, request.path) {
+            VersionShape::Incomplete => incomplete(window, limits),
+            VersionShape::Unsupported => Err(ParseError::UnsupportedVersion),
+            VersionShape::Invalid => Err(ParseError::InvalidVersion),
+        },
+        Err(httparse::Error::Token) if request.method.is_none() => Err(ParseError::InvalidMethod),
+        Err(error) => Err(map_syntax_error(error)),
+    }
+}
+
+/// Maps httparse's syntax errors; shared with response parsing.
+pub(super) fn map_syntax_error(error: httparse::Error) -> ParseError {
+    match error {
+        httparse::Error::HeaderName => ParseError::InvalidHeaderName,
+        httparse::Error::HeaderValue => ParseError::InvalidHeaderValue,
+        httparse::Error::NewLine => ParseError::InvalidLineEnding,
+        httparse::Error::Status => ParseError::InvalidStatus,
+        httparse::Error::Token => ParseError::InvalidTarget,
+        httparse::Error::TooManyHeaders => ParseError::TooManyHeaders,
+        httparse::Error::Version => ParseError::InvalidVersion,
+    }
+}
+
+/// The head is not complete yet: an error if it can no longer fit the limits.
+fn incomplete<T>(window: &[u8], limits: &HeadLimits) -> Result<Option<T>, ParseError> {
+    if request_line_too_long(window, limits.max_request_line) {
+        return Err(ParseError::RequestLineTooLong);
+    }
+    if window.len() >= limits.max_header_bytes {
+        return Err(ParseError::HeadTooLarge);
+    }
+    Ok(None)
+}
+
+/// Whether the (possibly unfinished) first line is already longer than `max` bytes.
+fn request_line_too_long(window: &[u8], max: usize) -> bool {
+    let line = skip_empty_lines(window);
+    let line = match line.iter().position(|&b| b == b'\n') {
+        Some(lf) => &line[..lf],
+        None => line,
+    };
+    // A trailing CR may yet turn out to be part of the terminator.
+    let content = line.strip_suffix(b"\r").unwrap_or(line);
+    content.len() > max
+}
+
+fn skip_empty_lines(mut bytes: &[u8]) -> &[u8] {
+    loop {
+        bytes = match bytes {
+            [b'\r', b'\n', rest @ ..] | [b'\n', rest @ ..] => rest,
+            _ => return bytes,
+        };
+    }
+}
+
+enum VersionShape {
+    Incomplete,
+    Unsupported,
+    Invalid,
+}
+
+/// Tells a version HTTP does not have yet (505) from one that is not a version (400), and
+/// waits when the bytes so far could still be either.
+fn classify_version(window: &[u8], target: Option<&str>) -> VersionShape {
+    let Some(target) = target else {
+        return VersionShape::Invalid;
+    };
+    let version_start = offset_in(window, target.as_bytes()) + target.len() + 1;
+    let rest = window.get(version_start..).unwrap_or_default();
+    let line_end = rest.iter().position(|&b| b == b'\r' || b == b'\n');
+    let version = &rest[..line_end.unwrap_or(rest.len())];
+    const SHAPE: &[u8; 8] = b"HTTP/#.#";
+    let fits_shape = version.len() <= SHAPE.len()
+        && version
+            .iter()
+            .zip(SHAPE)
+            .all(|(&b, &expected)| match expected {
+                b'#' => b.is_ascii_digit(),
+                _ => b == expected,
+            });
+    match (fits_shape, line_end.is_some()) {
+        (false, _) => VersionShape::Invalid,
+        (true, false) => VersionShape::Incomplete,
+        (true, true) if version.len() == SHAPE.len() => VersionShape::Unsupported,
+        (true, true) => VersionShape::Invalid,
+    }
+}
+
+/// Position of `part` inside `whole`; `part` must be a sub-slice of it.
+fn offset_in(whole: &[u8], part: &[u8]) -> usize {
+    (part.as_ptr() as usize).saturating_sub(whole.as_ptr() as usize)
+}
+
+fn build_head<'h, 'b>(
+    request: httparse::Request<'h, 'b>,
+    window: &'b [u8],
+    head_len: usize,
+    limits: &HeadLimits,
+) -> Result<RequestHead<'h, 'b>, ParseError> {
+    let (Some(method), Some(target), Some(minor)) = (request.method, request.path, request.version)
+    else {
+        return Err(ParseError::InvalidLineEnding);
+    };
+    // httparse allows exactly one SP between the parts, so the line length is known.
+    let line_len = method.len() + 1 + target.len() + 1 + b"HTTP/1.1".len();
+    if line_len > limits.max_request_line {
+        return Err(ParseError::RequestLineTooLong);
+    }
+    debug_assert!(offset_in(window, method.as_bytes()) < head_len);
+    let version = if minor == 0 {
+        Version::Http10
+    } else {
+        Version::Http11
+    };
+    if method == "CONNECT" {
+        return Err(ParseError::ConnectNotSupported);
+    }
+    let (path, target_authority) = split_target(method, target)?;
+    let headers: &'h [Header<'b>] = request.headers;
+    let fields = FieldScan::scan(headers)?;
+    let host = effective_host(&fields, target_authority, version)?;
+    let body = request_framing(&fields, version)?;
+    if fields.expect_other {
+        return Err(ParseError::ExpectationFailed);
+    }
+    let http11 = version == Version::Http11;
+    let keep_alive = !fields.connection.close && (http11 || fields.connection.keep_alive);
+    let upgrade = match fields.upgrade {
+        Some(value) if http11 && fields.connection.upgrade => std::str::from_utf8(value).ok(),
+        _ => None,
+    };
+    Ok(RequestHead {
+        method,
+        target,
+        path,
+        version,
+        host,
+        headers,
+        head_len,
+        body,
+        keep_alive,
+        expect_continue: http11 && fields.expect_continue,
+        upgrade,
+        is_head: method == "HEAD",
+        idempotent: matches!(
+            method,
+            "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+        ),
+    })
+}
+
+/// Splits the target into what to forward and, for absolute-form, its authority.
+fn split_target<'b>(
+    method: &str,
+    target: &'b str,
+) -> Result<(&'b str, Option<&'b str>), ParseError> {
+    if !target.bytes().all(|b| b.is_ascii() && b != b'#') {
+        return Err(ParseError::InvalidTarget);
+    }
+    if target.starts_with('/') {
+        return Ok((target, None));
+    }
+    if target == "*" {
+        return match method {
+            "OPTIONS" => Ok((target, None)),
+            _ => Err(ParseError::InvalidTarget),
+        };
+    }
+    let Some((scheme, rest)) = target.split_once("://") else {
+        return Err(ParseError::InvalidTarget);
+    };
+    if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
+        return Err(ParseError::InvalidTarget);
+    }
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    if authority.contains('@') {
+        // Userinfo is deprecated and a phishing vector (RFC 9110 4.2.4).
+        return Err(ParseError::InvalidTarget);
+    }
+    if !is_valid_authority(authority.as_bytes()) {
+        return Err(ParseError::InvalidHost);
+    }
+    match path.as_bytes().first() {
+        None => Ok(("/", Some(authority))),
+        Some(b'/') => Ok((path, Some(authority))),
+        // `http://host?query` would need a `/` inserted; zero-copy cannot, and no real
+        // client sends it.
+        Some(_) => Err(ParseError::InvalidTarget),
+    }
+}
+
+/// RFC 9112 3.2 / 3.2.2: Host is required once on HTTP/1.1 and always validated; an
+/// absolute-form authority wins over it.
+fn effective_host<'b>(
+    fields: &FieldScan<'b>,
+    target_authority: Option<&'b str>,
+    version: Version,
+) -> Result<&'b str, ParseError> {
+    if fields.host_lines > 1 {
+        return Err(ParseError::DuplicateHost);
+    }
+    let header_host = match fields.host {
+        Some(value) if is_valid_authority(value) => {
+            Some(std::str::from_utf8(value).map_err(|_| ParseError::InvalidHost)?)
+        }
+        Some(_) => return Err(ParseError::InvalidHost),
+        None if version == Version::Http11 => return Err(ParseError::MissingHost),
+        None => None,
+    };
+    Ok(target_authority.or(header_host).unwrap_or(""))
+}
+
+/// RFC 9112 6.1 / 6.3 for requests.
+fn request_framing(fields: &FieldScan<'_>, version: Version) -> Result<BodyFraming, ParseError> {
+    if fields.transfer_encoding != TransferEncoding::Absent {
+        if version == Version::Http10 {
+            return Err(ParseError::TransferEncodingInHttp10);
+        }
+        if fields.content_length.is_some() {
+            return Err(ParseError::ContentLengthWithTransferEncoding);
+        }
+        if let TransferEncoding::Unusable(error) = fields.transfer_encoding {
+            return Err(error);
+        }
+        return Ok(BodyFraming::Chunked);
+    }
+    Ok(match fields.content_length {
+        Some(length) => BodyFraming::Length(length),
+        None => BodyFraming::None,
+    })
+}
+
+#[cfg(test)]
+mod tests;

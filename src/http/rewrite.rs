@@ -1,0 +1,222 @@
+//! Writing heads to the other side: forwarded requests, relayed responses and the proxy's
+//! own error responses. Everything appends to a caller-owned buffer, so a reused `Vec`
+//! makes the per-request path allocation-free once it has grown.
+
+use std::io::Write;
+use std::net::IpAddr;
+
+use httparse::Header;
+
+use super::fields::{HopByHop, list_elements};
+use super::request::RequestHead;
+use super::response::ResponseHead;
+use super::status::reason_phrase;
+use super::{BodyFraming, Version};
+use crate::config::ForwardedHeaders;
+
+/// What the proxy knows about the client side when forwarding a request.
+#[derive(Debug, Clone, Copy)]
+pub struct ForwardContext<'a> {
+    pub client_ip: IpAddr,
+    /// Scheme the client used: `"http"` or `"https"`.
+    pub proto: &'a str,
+    pub forwarded: ForwardedHeaders,
+    /// Host sent to the backend when the client sent none (HTTP/1.0).
+    pub default_host: &'a str,
+}
+
+/// How the proxy relays a response to its client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseContext {
+    pub client_version: Version,
+    /// The proxy keeps the client connection open after this response.
+    pub keep_alive: bool,
+    /// Framing the client gets; may differ from the backend's (chunked re-sent
+    /// close-delimited to an HTTP/1.0 client, say).
+    pub framing: BodyFraming,
+    /// A 101 whose connection becomes a tunnel.
+    pub upgrade: bool,
+}
+
+/// Appends the head to send to the backend for `req`, always as HTTP/1.1.
+///
+/// Hop-by-hop fields (see [`HopByHop`]) are dropped, as are Host and Content-Length, which
+/// are written canonically first and after the end-to-end fields, and any X-Forwarded-*
+/// field the proxy sets itself. Client X-Forwarded-For values are joined into one field
+/// with the client address appended.
+pub fn write_request_head(out: &mut Vec<u8>, req: &RequestHead<'_, '_>, ctx: &ForwardContext<'_>) {
+    let host = if req.host.is_empty() {
+        ctx.default_host
+    } else {
+        req.host
+    };
+    out.extend_from_slice(req.method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(req.path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    write_field(out, b"Host", host.as_bytes());
+
+    let hop_by_hop = HopByHop::new(req.headers);
+    let forwarded = ctx.forwarded;
+    let replaced = |name: &str| {
+        name.eq_ignore_ascii_case("host")
+            || name.eq_ignore_ascii_case("content-length")
+            || (forwarded.x_forwarded_for && name.eq_ignore_ascii_case("x-forwarded-for"))
+            || (forwarded.x_forwarded_proto && name.eq_ignore_ascii_case("x-forwarded-proto"))
+            || (forwarded.x_forwarded_host && name.eq_ignore_ascii_case("x-forwarded-host"))
+    };
+    for header in req.headers {
+        if !replaced(header.name) && !hop_by_hop.contains(header.name) {
+            write_field(out, header.name.as_bytes(), header.value);
+        }
+    }
+
+    write_framing(out, req.body);
+    if let Some(protocol) = req.upgrade {
+        out.extend_from_slice(b"Connection: upgrade\r\n");
+        write_field(out, b"Upgrade", protocol.as_bytes());
+    }
+    if forwarded.x_forwarded_for {
+        write_forwarded_for(out, req.headers, &hop_by_hop, ctx.client_ip);
+    }
+    if forwarded.x_forwarded_proto {
+        write_field(out, b"X-Forwarded-Proto", ctx.proto.as_bytes());
+    }
+    if forwarded.x_forwarded_host {
+        write_field(out, b"X-Forwarded-Host", host.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `X-Forwarded-For: <client values joined>, <client ip>`.
+fn write_forwarded_for(
+    out: &mut Vec<u8>,
+    headers: &[Header<'_>],
+    hop_by_hop: &HopByHop<'_>,
+    client_ip: IpAddr,
+) {
+    out.extend_from_slice(b"X-Forwarded-For: ");
+    let client_values = headers
+        .iter()
+        .filter(|header| header.name.eq_ignore_ascii_case("x-forwarded-for"))
+        .filter(|header| !hop_by_hop.contains(header.name))
+        .flat_map(|header| list_elements(header.value));
+    for value in client_values {
+        out.extend_from_slice(value);
+        out.extend_from_slice(b", ");
+    }
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{client_ip}");
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends the head to send to the client for `resp`, always as HTTP/1.1; also for interim
+/// 1xx responses (a 103's Link fields are kept).
+pub fn write_response_head(out: &mut Vec<u8>, resp: &ResponseHead<'_, '_>, ctx: &ResponseContext) {
+    let reason = if resp.reason.is_empty() {
+        reason_phrase(resp.status)
+    } else {
+        resp.reason
+    };
+    write_status_line(out, resp.status, reason);
+
+    let hop_by_hop = HopByHop::new(resp.headers);
+    for header in resp.headers {
+        if !header.name.eq_ignore_ascii_case("content-length") && !hop_by_hop.contains(header.name)
+        {
+            write_field(out, header.name.as_bytes(), header.value);
+        }
+    }
+
+    let interim = resp.status < 200;
+    match (ctx.framing, resp.content_length) {
+        // HEAD and 304: the length describes the representation, not a body that follows;
+        // 1xx and 204 must not carry one (RFC 9110 8.6).
+        (BodyFraming::None, Some(length)) if !interim && resp.status != 204 => {
+            write_content_length(out, length);
+        }
+        (framing, _) => write_framing(out, framing),
+    }
+    if ctx.upgrade {
+        out.extend_from_slice(b"Connection: upgrade\r\n");
+        if let Some(protocol) = resp.upgrade {
+            write_field(out, b"Upgrade", protocol.as_bytes());
+        }
+    } else if interim {
+        // Connection handling belongs to the final response.
+    } else if !ctx.keep_alive || ctx.framing == BodyFraming::CloseDelimited {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if ctx.client_version == Version::Http10 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends a complete short plain-text response for `status`, e.g. for a 502:
+/// `HTTP/1.1 502 Bad Gateway` ... `502 Bad Gateway\n`. It names nothing of the backend.
+pub fn write_error_response(out: &mut Vec<u8>, status: u16, close: bool) {
+    let reason = match reason_phrase(status) {
+        "" => "Error",
+        known => known,
+    };
+    write_status_line(out, status, reason);
+    out.extend_from_slice(b"Content-Type: text/plain\r\n");
+    // Body: the status digits, a space, the reason and a newline.
+    let status_digits = status.checked_ilog10().unwrap_or(0) as usize + 1;
+    let body_len = status_digits + 1 + reason.len() + 1;
+    write_content_length(out, body_len as u64);
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    push_decimal(out, u64::from(status));
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.push(b'\n');
+}
+
+fn write_status_line(out: &mut Vec<u8>, status: u16, reason: &str) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_decimal(out, u64::from(status));
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+fn write_framing(out: &mut Vec<u8>, framing: BodyFraming) {
+    match framing {
+        BodyFraming::Length(length) => write_content_length(out, length),
+        BodyFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        BodyFraming::None | BodyFraming::CloseDelimited => {}
+    }
+}
+
+fn write_content_length(out: &mut Vec<u8>, length: u64) {
+    out.extend_from_slice(b"Content-Length: ");
+    push_decimal(out, length);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn write_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn push_decimal(out: &mut Vec<u8>, mut value: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,443 @@
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use super::*;
+use crate::http::{HeadLimits, header_storage, parse_request, parse_response};
+
+const LIMITS: HeadLimits = HeadLimits {
+    max_request_line: 8192,
+    max_header_bytes: 16384,
+    max_headers: 100,
+};
+
+const ALL_FORWARDED: ForwardedHeaders = ForwardedHeaders {
+    x_forwarded_for: true,
+    x_forwarded_proto: true,
+    x_forwarded_host: true,
+};
+
+const NO_FORWARDED: ForwardedHeaders = ForwardedHeaders {
+    x_forwarded_for: false,
+    x_forwarded_proto: false,
+    x_forwarded_host: false,
+};
+
+fn context(forwarded: ForwardedHeaders) -> ForwardContext<'static> {
+    ForwardContext {
+        client_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)),
+        proto: "https",
+        forwarded,
+        default_host: "backend.internal",
+    }
+}
+
+fn forwarded_request(request: &str, ctx: &ForwardContext<'_>) -> String {
+    let mut storage = header_storage();
+    let head = parse_request(request.as_bytes(), &mut storage, &LIMITS)
+        .unwrap()
+        .expect("complete request");
+    let mut out = b"kept|".to_vec();
+    write_request_head(&mut out, &head, ctx);
+    let out = String::from_utf8(out).unwrap();
+    out.strip_prefix("kept|")
+        .expect("appends to the buffer")
+        .to_owned()
+}
+
+fn relayed_response(response: &str, request_was_head: bool, ctx: &ResponseContext) -> String {
+    let mut storage = header_storage();
+    let head = parse_response(response.as_bytes(), &mut storage, 8192, request_was_head)
+        .unwrap()
+        .expect("complete response");
+    let mut out = Vec::new();
+    write_response_head(&mut out, &head, ctx);
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn request_minimal() {
+    assert_eq!(
+        forwarded_request(
+            "GET /a?b HTTP/1.1\r\nHost: example.com\r\n\r\n",
+            &context(NO_FORWARDED)
+        ),
+        "GET /a?b HTTP/1.1\r\nHost: example.com\r\n\r\n"
+    );
+}
+
+#[test]
+fn request_drops_hop_by_hop_and_reframes() {
+    let request = "POST /up HTTP/1.1\r\n\
+        Accept: */*\r\n\
+        Connection: keep-alive, X-Hop\r\n\
+        Keep-Alive: timeout=5\r\n\
+        host: example.com\r\n\
+        X-Hop: secret\r\n\
+        TE: trailers\r\n\
+        Trailer: X-Sum\r\n\
+        Proxy-Connection: keep-alive\r\n\
+        Expect: 100-continue\r\n\
+        Transfer-Encoding: chunked\r\n\
+        Upgrade: h2c\r\n\
+        X-Custom: 1\r\n\r\n";
+    assert_eq!(
+        forwarded_request(request, &context(NO_FORWARDED)),
+        "POST /up HTTP/1.1\r\n\
+         Host: example.com\r\n\
+         Accept: */*\r\n\
+         X-Custom: 1\r\n\
+         Transfer-Encoding: chunked\r\n\r\n"
+    );
+}
+
+#[test]
+fn request_content_length_is_canonical() {
+    assert_eq!(
+        forwarded_request(
+            "PUT /x HTTP/1.1\r\nContent-Length: 5, 5\r\nHost: h\r\ncontent-length: 5\r\nX: y\r\n\r\n",
+            &context(NO_FORWARDED)
+        ),
+        "PUT /x HTTP/1.1\r\nHost: h\r\nX: y\r\nContent-Length: 5\r\n\r\n"
+    );
+    assert_eq!(
+        forwarded_request(
+            "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
+            &context(NO_FORWARDED)
+        ),
+        "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n"
+    );
+}
+
+#[test]
+fn request_forwarded_headers() {
+    let request = "GET / HTTP/1.1\r\n\
+        Host: example.com\r\n\
+        X-Forwarded-For: 203.0.113.1\r\n\
+        X-Forwarded-Proto: gopher\r\n\
+        X-Forwarded-Host: evil\r\n\
+        x-forwarded-for: 198.51.100.2, 198.51.100.3\r\n\r\n";
+    assert_eq!(
+        forwarded_request(request, &context(ALL_FORWARDED)),
+        "GET / HTTP/1.1\r\n\
+         Host: example.com\r\n\
+         X-Forwarded-For: 203.0.113.1, 198.51.100.2, 198.51.100.3, 192.0.2.7\r\n\
+         X-Forwarded-Proto: https\r\n\
+         X-Forwarded-Host: example.com\r\n\r\n"
+    );
+    // Disabled: the client's fields pass through untouched.
+    assert_eq!(
+        forwarded_request(request, &context(NO_FORWARDED)),
+        "GET / HTTP/1.1\r\n\
+         Host: example.com\r\n\
+         X-Forwarded-For: 203.0.113.1\r\n\
+         X-Forwarded-Proto: gopher\r\n\
+         X-Forwarded-Host: evil\r\n\
+         x-forwarded-for: 198.51.100.2, 198.51.100.3\r\n\r\n"
+    );
+    let ipv6 = ForwardContext {
+        client_ip: IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ..context(ForwardedHeaders {
+            x_forwarded_for: true,
+            ..NO_FORWARDED
+        })
+    };
+    assert_eq!(
+        forwarded_request("GET / HTTP/1.1\r\nHost: h\r\n\r\n", &ipv6),
+        "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: ::1\r\n\r\n"
+    );
+}
+
+#[test]
+fn request_connection_named_forwarded_for_is_dropped() {
+    assert_eq!(
+        forwarded_request(
+            "GET / HTTP/1.1\r\nHost: h\r\nConnection: X-Forwarded-For\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n",
+            &context(ALL_FORWARDED)
+        ),
+        "GET / HTTP/1.1\r\nHost: h\r\n\
+         X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: h\r\n\r\n"
+    );
+}
+
+#[test]
+fn request_http10_and_absolute_form() {
+    assert_eq!(
+        forwarded_request(
+            "GET /old HTTP/1.0\r\nConnection: keep-alive\r\nUser-Agent: u\r\n\r\n",
+            &context(ForwardedHeaders {
+                x_forwarded_host: true,
+                ..NO_FORWARDED
+            })
+        ),
+        "GET /old HTTP/1.1\r\nHost: backend.internal\r\nUser-Agent: u\r\n\
+         X-Forwarded-Host: backend.internal\r\n\r\n"
+    );
+    assert_eq!(
+        forwarded_request(
+            "GET http://origin.example:8080/p?q HTTP/1.1\r\nHost: other\r\n\r\n",
+            &context(NO_FORWARDED)
+        ),
+        "GET /p?q HTTP/1.1\r\nHost: origin.example:8080\r\n\r\n"
+    );
+}
+
+#[test]
+fn request_upgrade() {
+    assert_eq!(
+        forwarded_request(
+            "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: k\r\n\r\n",
+            &context(NO_FORWARDED)
+        ),
+        "GET /ws HTTP/1.1\r\nHost: h\r\nSec-WebSocket-Key: k\r\n\
+         Connection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+    );
+}
+
+const KEEP_11: ResponseContext = ResponseContext {
+    client_version: Version::Http11,
+    keep_alive: true,
+    framing: BodyFraming::None,
+    upgrade: false,
+};
+
+#[test]
+fn response_length_and_hop_by_hop() {
+    let ctx = ResponseContext {
+        framing: BodyFraming::Length(5),
+        ..KEEP_11
+    };
+    assert_eq!(
+        relayed_response(
+            "HTTP/1.1 200 OK\r\nServer: s\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\n\
+             Keep-Alive: timeout=5\r\nContent-Length: 5\r\nETag: \"e\"\r\n\r\n",
+            false,
+            &ctx
+        ),
+        "HTTP/1.1 200 OK\r\nServer: s\r\nETag: \"e\"\r\nContent-Length: 5\r\n\r\n"
+    );
+}
+
+#[test]
+fn response_rechunked_for_http10_client() {
+    let ctx = ResponseContext {
+        client_version: Version::Http10,
+        keep_alive: false,
+        framing: BodyFraming::CloseDelimited,
+        upgrade: false,
+    };
+    assert_eq!(
+        relayed_response(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\nContent-Type: a/b\r\n\r\n",
+            false,
+            &ctx
+        ),
+        "HTTP/1.1 200 OK\r\nContent-Type: a/b\r\nConnection: close\r\n\r\n"
+    );
+    let chunked = ResponseContext {
+        framing: BodyFraming::Chunked,
+        ..KEEP_11
+    };
+    assert_eq!(
+        relayed_response(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            false,
+            &chunked
+        ),
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+}
+
+#[test]
+fn response_connection_field() {
+    let response = "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n";
+    let length = BodyFraming::Length(2);
+    let expect = |ctx: ResponseContext, connection: &str| {
+        assert_eq!(
+            relayed_response(response, false, &ctx),
+            format!("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n{connection}\r\n")
+        );
+    };
+    expect(
+        ResponseContext {
+            framing: length,
+            ..KEEP_11
+        },
+        "",
+    );
+    expect(
+        ResponseContext {
+            framing: length,
+            keep_alive: false,
+            ..KEEP_11
+        },
+        "Connection: close\r\n",
+    );
+    expect(
+        ResponseContext {
+            framing: length,
+            client_version: Version::Http10,
+            ..KEEP_11
+        },
+        "Connection: keep-alive\r\n",
+    );
+    expect(
+        ResponseContext {
+            framing: length,
+            client_version: Version::Http10,
+            keep_alive: false,
+            upgrade: false,
+        },
+        "Connection: close\r\n",
+    );
+}
+
+#[test]
+fn response_head_and_304_keep_representation_length() {
+    assert_eq!(
+        relayed_response(
+            "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n",
+            true,
+            &KEEP_11
+        ),
+        "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n"
+    );
+    assert_eq!(
+        relayed_response(
+            "HTTP/1.1 304 Not Modified\r\nContent-Length: 9, 9\r\nETag: x\r\n\r\n",
+            false,
+            &KEEP_11
+        ),
+        "HTTP/1.1 304 Not Modified\r\nETag: x\r\nContent-Length: 9\r\n\r\n"
+    );
+    assert_eq!(
+        relayed_response(
+            "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
+            false,
+            &KEEP_11
+        ),
+        "HTTP/1.1 204 No Content\r\n\r\n"
+    );
+    assert_eq!(
+        relayed_response(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            true,
+            &KEEP_11
+        ),
+        "HTTP/1.1 200 OK\r\n\r\n"
+    );
+}
+
+#[test]
+fn response_interim() {
+    assert_eq!(
+        relayed_response("HTTP/1.1 100 Continue\r\n\r\n", false, &KEEP_11),
+        "HTTP/1.1 100 Continue\r\n\r\n"
+    );
+    let closing = ResponseContext {
+        keep_alive: false,
+        ..KEEP_11
+    };
+    assert_eq!(
+        relayed_response(
+            "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\nLink: </b.js>; rel=preload\r\n\r\n",
+            false,
+            &closing
+        ),
+        "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\nLink: </b.js>; rel=preload\r\n\r\n"
+    );
+}
+
+#[test]
+fn response_switching_protocols() {
+    let ctx = ResponseContext {
+        upgrade: true,
+        keep_alive: false,
+        ..KEEP_11
+    };
+    assert_eq!(
+        relayed_response(
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Accept: a\r\n\r\n",
+            false,
+            &ctx
+        ),
+        "HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: a\r\n\
+         Connection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+    );
+}
+
+#[test]
+fn response_reason_defaults_and_version() {
+    let ctx = ResponseContext {
+        framing: BodyFraming::Length(0),
+        ..KEEP_11
+    };
+    assert_eq!(
+        relayed_response("HTTP/1.1 404\r\nContent-Length: 0\r\n\r\n", false, &ctx),
+        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
+    );
+    assert_eq!(
+        relayed_response("HTTP/1.1 299\r\nContent-Length: 0\r\n\r\n", false, &ctx),
+        "HTTP/1.1 299 \r\nContent-Length: 0\r\n\r\n"
+    );
+    assert_eq!(
+        relayed_response(
+            "HTTP/1.1 200 Fine Thanks\r\nContent-Length: 0\r\n\r\n",
+            false,
+            &ctx
+        ),
+        "HTTP/1.1 200 Fine Thanks\r\nContent-Length: 0\r\n\r\n"
+    );
+}
+
+#[test]
+fn error_responses() {
+    let mut out = Vec::new();
+    write_error_response(&mut out, 502, true);
+    assert_eq!(
+        out,
+        b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: 16\r\n\
+          Connection: close\r\n\r\n502 Bad Gateway\n"
+    );
+    out.clear();
+    write_error_response(&mut out, 404, false);
+    assert_eq!(
+        out,
+        b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 14\r\n\r\n404 Not Found\n"
+    );
+    for status in [
+        400, 404, 405, 408, 413, 414, 417, 421, 429, 431, 500, 501, 502, 503, 504, 505,
+    ] {
+        out.clear();
+        write_error_response(&mut out, status, false);
+        let text = String::from_utf8(out.clone()).unwrap();
+        let reason = reason_phrase(status);
+        assert!(!reason.is_empty(), "{status}");
+        let body = format!("{status} {reason}\n");
+        assert_eq!(
+            text,
+            format!(
+                "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        );
+        let mut storage = header_storage();
+        let parsed = parse_response(&out, &mut storage, 8192, false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(parsed.body, BodyFraming::Length(body.len() as u64));
+        assert_eq!(parsed.head_len + body.len(), out.len());
+    }
+    out.clear();
+    write_error_response(&mut out, 599, false);
+    assert!(out.ends_with(b"Content-Length: 10\r\n\r\n599 Error\n"));
+}
+
+#[test]
+fn decimal_formatting() {
+    let mut out = Vec::new();
+    for value in [0, 7, 10, 65535, u64::MAX] {
+        out.clear();
+        push_decimal(&mut out, value);
+        assert_eq!(out, value.to_string().as_bytes());
+    }
+}
