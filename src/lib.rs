@@ -1,8 +1,13 @@
 //! ringproxy: a thread-per-core io_uring HTTP/1.1 reverse proxy and load balancer.
 //!
-//! Reading order follows a request: `worker` accepts on a per-core listener, `proxy` runs the
-//! per-connection loop, `http` parses and frames (pure, no I/O), `upstream` picks a backend and
-//! lends a pooled connection.
+//! Reading order follows a request: `server` starts one `worker` per core; each accepts on
+//! its own listener (`listen`) and runs `proxy::serve_connection` per client; `proxy` parses
+//! with `http` (pure, no I/O) and reaches backends through `upstream` (balancing, pools).
 
 pub mod config;
 pub mod http;
+pub mod listen;
+pub mod proxy;
+pub mod server;
+pub mod upstream;
+pub mod worker;

@@ -57,7 +57,8 @@
 //! ```
 //!
 //! Backend and listener addresses are IP literals: host names are not resolved when the
-//! file is loaded. Port 0 is refused everywhere.
+//! file is loaded. A listener on port 0 gets a port from the kernel (printed at start);
+//! a backend needs a real port.
 
 use std::fmt;
 use std::io::Read;
@@ -428,7 +429,7 @@ fn read_backend(r: &mut Reader<'_>, item: &Value<'_>, path: String) -> Option<Ba
     if let DeValue::Table(_) = item.get_ref() {
         let table = r.as_table(item, path)?;
         r.deny_unknown_keys(&table, BACKEND_KEYS);
-        let address = r.required(&table, "address", socket_address);
+        let address = r.required(&table, "address", backend_address);
         let weight = r.field(&table, "weight", integer_in(1..=MAX_WEIGHT));
         return Some(BackendConfig {
             address: address?,
@@ -436,7 +437,7 @@ fn read_backend(r: &mut Reader<'_>, item: &Value<'_>, path: String) -> Option<Ba
         });
     }
     let address = r.convert(item, path, |value| match value {
-        DeValue::String(address) => parse_socket_address(address),
+        DeValue::String(address) => parse_backend_address(address),
         other => Err(wrong_type(
             "a backend \"ip:port\" or { address = \"ip:port\", weight = N }",
             other,
@@ -548,8 +549,24 @@ fn socket_address(value: &DeValue<'_>) -> Result<SocketAddr, String> {
     parse_socket_address(string(value)?)
 }
 
+fn backend_address(value: &DeValue<'_>) -> Result<SocketAddr, String> {
+    parse_backend_address(string(value)?)
+}
+
+/// A backend needs a real port; a listener may ask for port 0 (the kernel picks one, and
+/// ringproxy prints it at start).
+fn parse_backend_address(text: &str) -> Result<SocketAddr, String> {
+    let address = parse_socket_address(text)?;
+    if address.port() == 0 {
+        return Err(format!(
+            "port 0 in {text:?} is not allowed (give an explicit port)"
+        ));
+    }
+    Ok(address)
+}
+
 fn parse_socket_address(text: &str) -> Result<SocketAddr, String> {
-    let Ok(address) = text.parse::<SocketAddr>() else {
+    text.parse::<SocketAddr>().map_err(|_| {
         let hint = if names_a_host(text) {
             "; host names are not resolved at load time"
         } else if text.parse::<std::net::Ipv6Addr>().is_ok() {
@@ -557,16 +574,8 @@ fn parse_socket_address(text: &str) -> Result<SocketAddr, String> {
         } else {
             ""
         };
-        return Err(format!(
-            "invalid socket address {text:?} (expected ip:port{hint})"
-        ));
-    };
-    if address.port() == 0 {
-        return Err(format!(
-            "port 0 in {text:?} is not allowed (give an explicit port)"
-        ));
-    }
-    Ok(address)
+        format!("invalid socket address {text:?} (expected ip:port{hint})")
+    })
 }
 
 /// Whether `text` looks like `host:port` or `host` with a host name rather than an IP.

@@ -123,7 +123,13 @@ pub struct ForwardedHeaders {
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
-        Self { workers: None, cpus: Vec::new(), pin: true, allow_epoll: false, ring_entries: 1024 }
+        Self {
+            workers: None,
+            cpus: Vec::new(),
+            pin: true,
+            allow_epoll: false,
+            ring_entries: 1024,
+        }
     }
 }
 
@@ -153,12 +159,53 @@ impl Default for Limits {
 
 impl Default for PoolConfig {
     fn default() -> Self {
-        Self { max_idle_per_backend: 256, idle_timeout: Duration::from_secs(60) }
+        Self {
+            max_idle_per_backend: 256,
+            idle_timeout: Duration::from_secs(60),
+        }
     }
 }
 
 impl Default for ForwardedHeaders {
     fn default() -> Self {
-        Self { x_forwarded_for: true, x_forwarded_proto: true, x_forwarded_host: true }
+        Self {
+            x_forwarded_for: true,
+            x_forwarded_proto: true,
+            x_forwarded_host: true,
+        }
+    }
+}
+
+/// Name of the upstream group built from `--upstream` flags.
+pub const CLI_GROUP: &str = "default";
+
+impl Config {
+    /// The configuration `ringproxy --listen A --upstream B ...` means: every listener proxies
+    /// to one round-robin group of all upstreams; everything else takes its default.
+    pub fn for_cli(listen: Vec<SocketAddr>, upstreams: Vec<SocketAddr>) -> Self {
+        let listeners = listen
+            .into_iter()
+            .map(|address| ListenerConfig {
+                address,
+                upstream: CLI_GROUP.to_string(),
+            })
+            .collect();
+        let backends = upstreams
+            .into_iter()
+            .map(|address| BackendConfig { address, weight: 1 })
+            .collect();
+        Self {
+            runtime: RuntimeConfig::default(),
+            listeners,
+            upstreams: vec![UpstreamConfig {
+                name: CLI_GROUP.to_string(),
+                balance: Balance::RoundRobin,
+                backends,
+            }],
+            timeouts: Timeouts::default(),
+            limits: Limits::default(),
+            pool: PoolConfig::default(),
+            forwarded: ForwardedHeaders::default(),
+        }
     }
 }

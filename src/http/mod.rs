@@ -7,6 +7,7 @@
 
 use std::mem::MaybeUninit;
 
+pub mod body;
 mod chunked;
 mod error;
 mod fields;

@@ -1,0 +1,163 @@
+//! How far a message body extends into the bytes at hand, whatever its framing.
+//!
+//! The proxy streams bodies: it never holds one whole. For each run of received bytes it asks
+//! `BodyProgress` how many belong to the current message; the rest (a pipelined request, or
+//! garbage after a response) stays for whoever reads next.
+
+use super::BodyFraming;
+use super::{ChunkedDecoder, ChunkedError};
+
+#[derive(Debug)]
+pub struct BodyProgress {
+    state: State,
+}
+
+#[derive(Debug)]
+enum State {
+    Length { remaining: u64 },
+    Chunked(ChunkedDecoder),
+    UntilClose,
+    Done,
+}
+
+impl BodyProgress {
+    pub fn new(framing: BodyFraming) -> Self {
+        let state = match framing {
+            BodyFraming::None | BodyFraming::Length(0) => State::Done,
+            BodyFraming::Length(n) => State::Length { remaining: n },
+            BodyFraming::Chunked => State::Chunked(ChunkedDecoder::new()),
+            BodyFraming::CloseDelimited => State::UntilClose,
+        };
+        Self { state }
+    }
+
+    pub fn is_done(&self) -> bool {
+        matches!(self.state, State::Done)
+    }
+
+    /// How many leading bytes of `data` belong to this body, to be forwarded unchanged.
+    pub fn advance(&mut self, data: &[u8]) -> Result<usize, ChunkedError> {
+        match &mut self.state {
+            State::Done => Ok(0),
+            State::UntilClose => Ok(data.len()),
+            State::Length { remaining } => {
+                let taken = usize::try_from(*remaining).map_or(data.len(), |r| r.min(data.len()));
+                *remaining -= taken as u64;
+                if *remaining == 0 {
+                    self.state = State::Done;
+                }
+                Ok(taken)
+            }
+            State::Chunked(decoder) => {
+                let mut pos = 0;
+                while pos < data.len() {
+                    let step = decoder.decode(&data[pos..])?;
+                    pos += step.consumed;
+                    if step.done {
+                        self.state = State::Done;
+                        break;
+                    }
+                    if step.consumed == 0 {
+                        break;
+                    }
+                }
+                Ok(pos)
+            }
+        }
+    }
+
+    /// Like `advance`, but strips chunked framing: the payload bytes are moved to the front of
+    /// `data`. Returns (bytes consumed, payload length).
+    pub fn advance_dechunked(&mut self, data: &mut [u8]) -> Result<(usize, usize), ChunkedError> {
+        let State::Chunked(decoder) = &mut self.state else {
+            let taken = self.advance(data)?;
+            return Ok((taken, taken));
+        };
+        let (mut pos, mut payload) = (0, 0);
+        while pos < data.len() {
+            let step = decoder.decode(&data[pos..])?;
+            let run = (pos + step.data.start)..(pos + step.data.end);
+            data.copy_within(run.clone(), payload);
+            payload += run.len();
+            pos += step.consumed;
+            if step.done {
+                self.state = State::Done;
+                break;
+            }
+            if step.consumed == 0 {
+                break;
+            }
+        }
+        Ok((pos, payload))
+    }
+
+    /// The source closed. True when that ends the body properly (close-delimited framing).
+    pub fn finish_at_eof(&mut self) -> bool {
+        match self.state {
+            State::UntilClose | State::Done => {
+                self.state = State::Done;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn length_body_stops_at_its_end_leaving_pipelined_bytes() {
+        let mut p = BodyProgress::new(BodyFraming::Length(5));
+        assert_eq!(p.advance(b"abc").unwrap(), 3);
+        assert!(!p.is_done());
+        assert_eq!(p.advance(b"deGET /").unwrap(), 2);
+        assert!(p.is_done());
+        assert_eq!(p.advance(b"more").unwrap(), 0);
+    }
+
+    #[test]
+    fn chunked_body_passes_framing_through_and_stops_after_last_chunk() {
+        let mut p = BodyProgress::new(BodyFraming::Chunked);
+        let wire = b"3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1\r\n";
+        assert_eq!(p.advance(wire).unwrap(), 13);
+        assert!(p.is_done());
+    }
+
+    #[test]
+    fn chunked_body_split_byte_by_byte_consumes_everything() {
+        let mut p = BodyProgress::new(BodyFraming::Chunked);
+        let wire = b"4\r\nwiki\r\n5\r\npedia\r\n0\r\n\r\n";
+        let mut total = 0;
+        for byte in wire.chunks(1) {
+            total += p.advance(byte).unwrap();
+        }
+        assert_eq!(total, wire.len());
+        assert!(p.is_done());
+    }
+
+    #[test]
+    fn dechunking_moves_payload_to_the_front() {
+        let mut p = BodyProgress::new(BodyFraming::Chunked);
+        let mut wire = *b"4\r\nwiki\r\n5\r\npedia\r\n0\r\n\r\n";
+        let (consumed, payload) = p.advance_dechunked(&mut wire).unwrap();
+        assert_eq!(consumed, wire.len());
+        assert_eq!(&wire[..payload], b"wikipedia");
+        assert!(p.is_done());
+    }
+
+    #[test]
+    fn eof_ends_only_close_delimited_bodies() {
+        assert!(BodyProgress::new(BodyFraming::CloseDelimited).finish_at_eof());
+        assert!(!BodyProgress::new(BodyFraming::Length(3)).finish_at_eof());
+        assert!(!BodyProgress::new(BodyFraming::Chunked).finish_at_eof());
+        assert!(BodyProgress::new(BodyFraming::None).finish_at_eof());
+    }
+
+    #[test]
+    fn bad_chunk_size_is_an_error() {
+        let mut p = BodyProgress::new(BodyFraming::Chunked);
+        assert!(p.advance(b"zz\r\n").is_err());
+    }
+}

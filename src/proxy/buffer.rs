@@ -1,0 +1,138 @@
+//! A per-connection receive buffer for ownership-passing (io_uring) reads.
+//!
+//! Bytes `buf[start..]` are received but not yet consumed. Parsers borrow `data()`; a
+//! consumed prefix is skipped by moving `start`, and the buffer is compacted only when a read
+//! needs room, so the common case (a whole message per read) never copies.
+
+use std::time::Duration;
+
+use monoio::buf::IoBufMut;
+use monoio::io::AsyncReadRent;
+
+/// Why a read did not deliver bytes.
+#[derive(Debug)]
+pub enum ReadError {
+    /// Nothing arrived within the allowed time. The buffer is gone (the cancelled read owned it).
+    Timeout,
+    /// The buffer is at its size limit and nothing of it was consumed.
+    Full,
+    Io,
+}
+
+pub struct RecvBuf {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl RecvBuf {
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            buf: Vec::with_capacity(capacity),
+            start: 0,
+        }
+    }
+
+    /// Received bytes not yet consumed.
+    pub fn data(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.start..]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.start == self.buf.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    /// Marks the first `n` unconsumed bytes as used.
+    pub fn consume(&mut self, n: usize) {
+        self.start += n.min(self.len());
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
+    }
+
+    /// Reads more bytes after the unconsumed ones, growing the buffer up to `limit` bytes if it
+    /// is full. Returns the number of new bytes; 0 means the peer closed.
+    pub async fn fill<S: AsyncReadRent>(
+        &mut self,
+        stream: &mut S,
+        within: Duration,
+        limit: usize,
+    ) -> Result<usize, ReadError> {
+        self.make_room(limit)?;
+        let buf = std::mem::take(&mut self.buf);
+        let len = buf.len();
+        match monoio::time::timeout(within, stream.read(buf.slice_mut(len..))).await {
+            Err(_elapsed) => Err(ReadError::Timeout),
+            Ok((result, slice)) => {
+                self.buf = slice.into_inner();
+                result.map_err(|_| ReadError::Io)
+            }
+        }
+    }
+
+    /// Gives the buffer to a write and takes it back: `range` is relative to `data()`.
+    pub fn take_inner(&mut self) -> (Vec<u8>, usize) {
+        (std::mem::take(&mut self.buf), self.start)
+    }
+
+    pub fn restore(&mut self, buf: Vec<u8>) {
+        self.buf = buf;
+    }
+
+    fn make_room(&mut self, limit: usize) -> Result<(), ReadError> {
+        if self.buf.len() < self.buf.capacity() {
+            return Ok(());
+        }
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+            return Ok(());
+        }
+        if self.buf.capacity() >= limit {
+            return Err(ReadError::Full);
+        }
+        let grow = (self.buf.capacity() * 2).clamp(4096, limit) - self.buf.len();
+        self.buf.reserve_exact(grow);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consume_all_resets_to_front() {
+        let mut b = RecvBuf::with_capacity(16);
+        b.buf.extend_from_slice(b"abcdef");
+        b.consume(2);
+        assert_eq!(b.data(), b"cdef");
+        b.consume(4);
+        assert!(b.is_empty());
+        assert_eq!(b.start, 0);
+    }
+
+    #[test]
+    fn make_room_compacts_before_growing_and_stops_at_limit() {
+        let mut b = RecvBuf::with_capacity(8);
+        let cap = b.buf.capacity();
+        b.buf.resize(cap, b'x');
+        b.consume(3);
+        b.make_room(cap).unwrap();
+        assert_eq!(b.start, 0);
+        assert_eq!(b.len(), cap - 3);
+        b.buf.resize(b.buf.capacity(), b'y');
+        let limit = b.buf.capacity();
+        assert!(matches!(b.make_room(limit), Err(ReadError::Full)));
+        b.make_room(limit + 4096).unwrap();
+        assert!(b.buf.capacity() > limit);
+    }
+}

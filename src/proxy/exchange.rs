@@ -1,0 +1,378 @@
+//! One request/response exchange with a backend: get a connection, send the request, relay
+//! interim responses, relay the final response and its body, and decide who is reusable.
+
+use std::time::Instant;
+
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::net::TcpStream;
+
+use super::buffer::ReadError;
+use super::io::{BodyError, WriteError, stream_body, write_all_within, write_vec};
+use super::{Next, RequestInfo, Session};
+use crate::http::body::BodyProgress;
+use crate::http::{
+    BodyFraming, ResponseContext, Version, header_storage, parse_response, write_error_response,
+    write_response_head,
+};
+use crate::upstream::BackendId;
+use crate::upstream::connect::{ConnectError, connect};
+
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// Why no usable response came from the backend.
+#[derive(Debug)]
+enum UpstreamError {
+    /// Connect refused, reset, or closed without a response: 502.
+    Unreachable,
+    /// Connect or response head not within its timeout: 504.
+    Timeout,
+    /// The backend sent something that is not a valid HTTP/1.1 response: 502.
+    Invalid,
+}
+
+impl UpstreamError {
+    fn status(&self) -> u16 {
+        match self {
+            Self::Unreachable | Self::Invalid => 502,
+            Self::Timeout => 504,
+        }
+    }
+}
+
+/// A backend connection and whether it came from the pool (and so may be stale).
+struct Upstream {
+    stream: TcpStream,
+    reused: bool,
+}
+
+/// How reading a response head ended.
+enum HeadRead {
+    Final(ResponseInfo),
+    /// The connection closed or reset before a single response byte: maybe a stale one.
+    NothingReceived,
+    Failed(UpstreamError),
+}
+
+/// The response facts needed after the head's borrow of the buffer ends.
+struct ResponseInfo {
+    status: u16,
+    backend_keep_alive: bool,
+    body: BodyProgress,
+    /// The client gets the body de-chunked and close-delimited (it speaks HTTP/1.0).
+    dechunk: bool,
+    client_keep_alive: bool,
+}
+
+impl Session {
+    pub(super) async fn forward<S: AsyncReadRent + AsyncWriteRent>(
+        &mut self,
+        client: &mut S,
+        mut request: RequestInfo,
+    ) -> Next {
+        self.upstream_recv.consume(self.upstream_recv.len());
+        let backend = request.backend;
+        let mut upstream = match self.send_request(backend, true).await {
+            Ok(upstream) => upstream,
+            Err(err) => return self.fail(client, &request, err).await,
+        };
+        if !request.body.is_done()
+            && let Err(next) = self
+                .send_request_body(client, &mut upstream, &mut request)
+                .await
+        {
+            return next;
+        }
+        let response = match self.read_response(client, &mut upstream, &request).await {
+            Ok(response) => response,
+            Err(err) => return self.fail(client, &request, err).await,
+        };
+        self.relay_response(client, upstream, &request, response)
+            .await
+    }
+
+    /// Gets a connection and writes `out` (head + first body bytes) to it. A pooled
+    /// connection that fails the write is replaced once by a fresh one: nothing was sent, so
+    /// any request may be retried.
+    async fn send_request(
+        &mut self,
+        backend: BackendId,
+        use_pool: bool,
+    ) -> Result<Upstream, UpstreamError> {
+        let within = self.ctx.config.timeouts.body_idle;
+        let pooled = if use_pool {
+            self.ctx.pool.borrow_mut().take(backend, Instant::now())
+        } else {
+            None
+        };
+        if let Some(mut stream) = pooled {
+            match write_vec(&mut stream, &mut self.out, within).await {
+                Ok(()) => {
+                    return Ok(Upstream {
+                        stream,
+                        reused: true,
+                    });
+                }
+                Err(WriteError::Timeout) => return Err(UpstreamError::Timeout),
+                Err(WriteError::Io) => {}
+            }
+        }
+        let mut stream = self.connect(backend).await?;
+        match write_vec(&mut stream, &mut self.out, within).await {
+            Ok(()) => Ok(Upstream {
+                stream,
+                reused: false,
+            }),
+            Err(WriteError::Timeout) => Err(UpstreamError::Timeout),
+            Err(WriteError::Io) => Err(UpstreamError::Unreachable),
+        }
+    }
+
+    async fn connect(&self, backend: BackendId) -> Result<TcpStream, UpstreamError> {
+        let addr = self.ctx.upstreams.backend(backend).addr;
+        match connect(addr, self.ctx.config.timeouts.backend_connect).await {
+            Ok(stream) => Ok(stream),
+            Err(ConnectError::Timeout) => Err(UpstreamError::Timeout),
+            Err(ConnectError::Failed(_)) => Err(UpstreamError::Unreachable),
+        }
+    }
+
+    /// Streams the rest of the request body from the client to the backend, first inviting
+    /// it with `100 Continue` when the client waits for that.
+    async fn send_request_body<S: AsyncReadRent + AsyncWriteRent>(
+        &mut self,
+        client: &mut S,
+        upstream: &mut Upstream,
+        request: &mut RequestInfo,
+    ) -> Result<(), Next> {
+        let idle = self.ctx.config.timeouts.body_idle;
+        if request.expect_continue && self.recv.is_empty() {
+            let (result, _) = write_all_within(client, CONTINUE, idle).await;
+            if result.is_err() {
+                return Err(Next::Close);
+            }
+        }
+        let result = stream_body(
+            client,
+            &mut self.recv,
+            &mut upstream.stream,
+            &mut request.body,
+            false,
+            idle,
+        )
+        .await;
+        match result {
+            Ok(()) => Ok(()),
+            Err(BodyError::BadChunk) => Err(self.reject(client, 400, true).await),
+            Err(BodyError::SourceTimeout) => Err(self.reject(client, 408, false).await),
+            Err(BodyError::SourceClosed | BodyError::SourceIo) => Err(Next::Close),
+            Err(BodyError::SinkTimeout) => Err(self.reject(client, 504, true).await),
+            Err(BodyError::SinkIo) => Err(self.reject(client, 502, true).await),
+        }
+    }
+
+    /// Reads the final response head, relaying interim (1xx) responses to the client. A pooled
+    /// connection that closes before any response byte is retried once on a fresh connection
+    /// when the request is idempotent and was sent whole in one write (so `out` still holds it).
+    async fn read_response<S: AsyncWriteRent>(
+        &mut self,
+        client: &mut S,
+        upstream: &mut Upstream,
+        request: &RequestInfo,
+    ) -> Result<ResponseInfo, UpstreamError> {
+        match self.read_response_head(client, upstream, request).await {
+            HeadRead::Final(response) => Ok(response),
+            HeadRead::Failed(err) => Err(err),
+            HeadRead::NothingReceived => {
+                let retryable = upstream.reused && request.idempotent && request.sent_whole;
+                if !retryable {
+                    return Err(UpstreamError::Unreachable);
+                }
+                *upstream = self.send_request(request.backend, false).await?;
+                match self.read_response_head(client, upstream, request).await {
+                    HeadRead::Final(response) => Ok(response),
+                    HeadRead::Failed(err) => Err(err),
+                    HeadRead::NothingReceived => Err(UpstreamError::Unreachable),
+                }
+            }
+        }
+    }
+
+    async fn read_response_head<S: AsyncWriteRent>(
+        &mut self,
+        client: &mut S,
+        upstream: &mut Upstream,
+        request: &RequestInfo,
+    ) -> HeadRead {
+        let deadline = Instant::now() + self.ctx.config.timeouts.backend_response;
+        let limit = self.ctx.config.limits.max_response_header_bytes;
+        let mut received_any = false;
+        loop {
+            match self.parse_response_head(request) {
+                Ok(Some(Parsed::Final(response))) => return HeadRead::Final(response),
+                Ok(Some(Parsed::Interim)) => {
+                    let idle = self.ctx.config.timeouts.body_idle;
+                    if write_vec(client, &mut self.out, idle).await.is_err() {
+                        return HeadRead::Failed(UpstreamError::Unreachable);
+                    }
+                    continue;
+                }
+                Ok(None) => {}
+                Err(err) => return HeadRead::Failed(err),
+            }
+            let within = deadline.saturating_duration_since(Instant::now());
+            match self
+                .upstream_recv
+                .fill(&mut upstream.stream, within, limit)
+                .await
+            {
+                Ok(0) | Err(ReadError::Io) if !received_any => return HeadRead::NothingReceived,
+                Ok(0) | Err(ReadError::Io) => return HeadRead::Failed(UpstreamError::Unreachable),
+                Ok(_) => received_any = true,
+                Err(ReadError::Timeout) => return HeadRead::Failed(UpstreamError::Timeout),
+                Err(ReadError::Full) => return HeadRead::Failed(UpstreamError::Invalid),
+            }
+        }
+    }
+
+    /// Parses a response head from `upstream_recv`. An interim response is rewritten into
+    /// `out` for relaying; a final one is rewritten into `out` with the first body bytes.
+    fn parse_response_head(
+        &mut self,
+        request: &RequestInfo,
+    ) -> Result<Option<Parsed>, UpstreamError> {
+        let mut storage = header_storage();
+        let limit = self.ctx.config.limits.max_response_header_bytes;
+        let Some(head) = parse_response(
+            self.upstream_recv.data(),
+            &mut storage,
+            limit,
+            request.is_head,
+        )
+        .map_err(|_| UpstreamError::Invalid)?
+        else {
+            return Ok(None);
+        };
+        let interim = (100..200).contains(&head.status) && head.status != 101;
+        if head.status == 101 && !request.upgrade {
+            return Err(UpstreamError::Invalid);
+        }
+        let dechunk = request.version == Version::Http10 && head.body == BodyFraming::Chunked;
+        let client_framing = if dechunk {
+            BodyFraming::CloseDelimited
+        } else {
+            head.body
+        };
+        let client_keep_alive = !interim
+            && request.keep_alive
+            && request.body.is_done()
+            && client_framing != BodyFraming::CloseDelimited
+            && !self.ctx.is_shutting_down();
+        let context = ResponseContext {
+            client_version: request.version,
+            keep_alive: client_keep_alive || interim,
+            framing: client_framing,
+            upgrade: head.status == 101,
+        };
+        self.out.clear();
+        write_response_head(&mut self.out, &head, &context);
+        let status = head.status;
+        let backend_keep_alive = head.keep_alive;
+        let framing = head.body;
+        let head_len = head.head_len;
+        self.upstream_recv.consume(head_len);
+        if interim {
+            return Ok(Some(Parsed::Interim));
+        }
+        let mut body = BodyProgress::new(framing);
+        let data = self.upstream_recv.data_mut();
+        let (consumed, payload) = if dechunk {
+            body.advance_dechunked(data)
+                .map_err(|_| UpstreamError::Invalid)?
+        } else {
+            let n = body.advance(data).map_err(|_| UpstreamError::Invalid)?;
+            (n, n)
+        };
+        self.out
+            .extend_from_slice(&self.upstream_recv.data()[..payload]);
+        self.upstream_recv.consume(consumed);
+        let response = ResponseInfo {
+            status,
+            backend_keep_alive,
+            body,
+            dechunk,
+            client_keep_alive,
+        };
+        Ok(Some(Parsed::Final(response)))
+    }
+
+    /// Writes the response head (with its first body bytes) and streams the rest of the body.
+    async fn relay_response<S: AsyncReadRent + AsyncWriteRent>(
+        &mut self,
+        client: &mut S,
+        mut upstream: Upstream,
+        request: &RequestInfo,
+        mut response: ResponseInfo,
+    ) -> Next {
+        let idle = self.ctx.config.timeouts.body_idle;
+        if write_vec(client, &mut self.out, idle).await.is_err() {
+            return Next::Close;
+        }
+        if response.status == 101 {
+            return Next::Tunnel(upstream.stream);
+        }
+        let streamed = stream_body(
+            &mut upstream.stream,
+            &mut self.upstream_recv,
+            client,
+            &mut response.body,
+            response.dechunk,
+            idle,
+        )
+        .await;
+        // Any failure after the head went out leaves the client with a response it must not
+        // take as complete: closing the connection is the only honest signal left.
+        if streamed.is_err() {
+            return Next::Close;
+        }
+        let backend_reusable =
+            response.backend_keep_alive && request.body.is_done() && self.upstream_recv.is_empty();
+        if backend_reusable {
+            self.ctx
+                .pool
+                .borrow_mut()
+                .put(request.backend, upstream.stream, Instant::now());
+        }
+        if response.client_keep_alive {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        }
+    }
+
+    /// Answers the client for a backend that gave no usable response.
+    async fn fail<S: AsyncWriteRent>(
+        &mut self,
+        client: &mut S,
+        request: &RequestInfo,
+        err: UpstreamError,
+    ) -> Next {
+        let keep_alive =
+            request.keep_alive && request.body.is_done() && !self.ctx.is_shutting_down();
+        self.out.clear();
+        write_error_response(&mut self.out, err.status(), !keep_alive);
+        let idle = self.ctx.config.timeouts.body_idle;
+        if write_vec(client, &mut self.out, idle).await.is_err() {
+            return Next::Close;
+        }
+        match (keep_alive, request.body.is_done()) {
+            (true, _) => Next::KeepAlive,
+            (false, true) => Next::Close,
+            (false, false) => Next::Linger,
+        }
+    }
+}
+
+enum Parsed {
+    Interim,
+    Final(ResponseInfo),
+}

@@ -1,0 +1,266 @@
+//! The per-connection request loop, top to bottom: read a request head, pick a backend,
+//! forward the request and its body, relay the response and its body; repeat while the
+//! client keeps the connection alive.
+//!
+//! Parsing and head rewriting are pure (`crate::http`); this module owns the I/O, the
+//! timeouts and the decisions about which connection survives an exchange.
+
+mod buffer;
+mod exchange;
+mod io;
+mod tunnel;
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
+
+use crate::http::body::BodyProgress;
+use crate::http::{
+    ForwardContext, ParseError, Version, header_storage, parse_request, write_error_response,
+    write_request_head,
+};
+use crate::upstream::BackendId;
+use crate::worker::{ConnSlot, WorkerCtx};
+use buffer::{ReadError, RecvBuf};
+
+/// Initial size of each receive buffer; the client's grows up to the header limit if a head
+/// needs it.
+const RECV_BUFFER: usize = 16 * 1024;
+/// After an error response, how long (and how much) we keep reading what the client still
+/// sends, so that closing does not reset the connection before it reads our answer.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1 << 20;
+
+/// What happens to the client connection after an exchange.
+pub(crate) enum Next {
+    KeepAlive,
+    Close,
+    /// Close after reading what the client still sends (it may not have finished its request).
+    Linger,
+    /// The backend switched protocols: relay bytes both ways until either side closes.
+    Tunnel(monoio::net::TcpStream),
+}
+
+/// The request facts the rest of an exchange needs once the head's borrow of the buffer ends.
+pub(crate) struct RequestInfo {
+    pub version: Version,
+    pub keep_alive: bool,
+    pub is_head: bool,
+    pub idempotent: bool,
+    pub expect_continue: bool,
+    pub upgrade: bool,
+    pub backend: BackendId,
+    /// The rest of the body still to come from the client after what `out` already holds.
+    pub body: BodyProgress,
+    /// `out` holds the whole request (head and body), so it can be sent again.
+    pub sent_whole: bool,
+}
+
+/// One client connection's reusable state.
+pub(crate) struct Session {
+    ctx: Rc<WorkerCtx>,
+    peer: SocketAddr,
+    group: usize,
+    slot: ConnSlot,
+    /// Bytes from the client: request heads, bodies, pipelined requests.
+    recv: RecvBuf,
+    /// Bytes from the current backend.
+    upstream_recv: RecvBuf,
+    /// Heads we write, with the first body bytes appended so both go out in one write.
+    out: Vec<u8>,
+    requests: u64,
+}
+
+/// Serves one accepted client connection until it closes.
+pub async fn serve_connection<S>(
+    ctx: Rc<WorkerCtx>,
+    mut client: S,
+    peer: SocketAddr,
+    group: usize,
+    slot: ConnSlot,
+) where
+    S: AsyncReadRent + AsyncWriteRent + Split,
+{
+    let mut session = Session {
+        ctx,
+        peer,
+        group,
+        slot,
+        recv: RecvBuf::with_capacity(RECV_BUFFER),
+        upstream_recv: RecvBuf::with_capacity(RECV_BUFFER),
+        out: Vec::with_capacity(2048),
+        requests: 0,
+    };
+    loop {
+        match session.serve_request(&mut client).await {
+            Next::KeepAlive => continue,
+            Next::Close => break,
+            Next::Linger => {
+                linger(&mut client, &mut session.recv).await;
+                break;
+            }
+            Next::Tunnel(backend) => {
+                let idle = session.ctx.config.timeouts.body_idle;
+                tunnel::run(client, backend, session.recv, session.upstream_recv, idle).await;
+                return;
+            }
+        }
+    }
+    // Unregister before the socket closes, so its fd number is never shut down once reused.
+    drop(session);
+    drop(client);
+}
+
+impl Session {
+    async fn serve_request<S: AsyncReadRent + AsyncWriteRent>(&mut self, client: &mut S) -> Next {
+        let request = match self.read_request(client).await {
+            Ok(request) => request,
+            Err(next) => return next,
+        };
+        self.requests += 1;
+        self.forward(client, request).await
+    }
+
+    /// Reads and parses the next request head, rewrites it for the backend into `out`, and
+    /// appends the body bytes that came with it. `Err` carries how to end the connection.
+    async fn read_request<S: AsyncReadRent + AsyncWriteRent>(
+        &mut self,
+        client: &mut S,
+    ) -> Result<RequestInfo, Next> {
+        let timeouts = self.ctx.config.timeouts;
+        let mut head_deadline = None;
+        loop {
+            match self.parse_request_head() {
+                Ok(Some(request)) => return Ok(request),
+                Ok(None) => {}
+                Err(reject) => return Err(self.reject(client, reject.status, true).await),
+            }
+            let waiting_for_first_byte = self.recv.is_empty();
+            let within = if waiting_for_first_byte {
+                if self.ctx.is_shutting_down() && self.requests > 0 {
+                    return Err(Next::Close);
+                }
+                if self.requests == 0 {
+                    timeouts.client_header
+                } else {
+                    timeouts.client_idle
+                }
+            } else {
+                let deadline =
+                    *head_deadline.get_or_insert_with(|| Instant::now() + timeouts.client_header);
+                deadline.saturating_duration_since(Instant::now())
+            };
+            self.slot.set_idle(waiting_for_first_byte);
+            let read = self
+                .recv
+                .fill(client, within, self.ctx.head_limits.max_header_bytes)
+                .await;
+            self.slot.set_idle(false);
+            match read {
+                Ok(0) => return Err(Next::Close),
+                Ok(_) => {}
+                Err(ReadError::Timeout) if waiting_for_first_byte => return Err(Next::Close),
+                Err(ReadError::Timeout) => return Err(self.reject(client, 408, false).await),
+                Err(ReadError::Full) => return Err(self.reject(client, 431, true).await),
+                Err(ReadError::Io) => return Err(Next::Close),
+            }
+        }
+    }
+
+    /// Parses a complete head from `recv` if there is one, and prepares the backend request.
+    fn parse_request_head(&mut self) -> Result<Option<RequestInfo>, Reject> {
+        let mut storage = header_storage();
+        let Some(head) = parse_request(self.recv.data(), &mut storage, &self.ctx.head_limits)
+            .map_err(Reject::from)?
+        else {
+            return Ok(None);
+        };
+        let backend = self
+            .ctx
+            .upstreams
+            .pick(self.group)
+            .ok_or(Reject { status: 503 })?;
+        let forward = ForwardContext {
+            client_ip: self.peer.ip(),
+            proto: "http",
+            forwarded: self.ctx.config.forwarded,
+            default_host: &self.ctx.upstreams.backend(backend).host_header,
+        };
+        self.out.clear();
+        write_request_head(&mut self.out, &head, &forward);
+        let request = RequestInfo {
+            version: head.version,
+            keep_alive: head.keep_alive,
+            is_head: head.is_head,
+            idempotent: head.idempotent,
+            expect_continue: head.expect_continue,
+            upgrade: head.upgrade.is_some(),
+            backend,
+            body: BodyProgress::new(head.body),
+            sent_whole: false,
+        };
+        let head_len = head.head_len;
+        self.recv.consume(head_len);
+        let mut request = request;
+        let prefix = request
+            .body
+            .advance(self.recv.data())
+            .map_err(|_| Reject { status: 400 })?;
+        self.out.extend_from_slice(&self.recv.data()[..prefix]);
+        self.recv.consume(prefix);
+        request.sent_whole = request.body.is_done();
+        Ok(Some(request))
+    }
+
+    /// Answers with an error status. `request_unread` says the client may still be sending
+    /// the request, so the connection lingers before closing.
+    async fn reject<S: AsyncWriteRent>(
+        &mut self,
+        client: &mut S,
+        status: u16,
+        request_unread: bool,
+    ) -> Next {
+        self.out.clear();
+        write_error_response(&mut self.out, status, true);
+        let within = self.ctx.config.timeouts.body_idle;
+        if io::write_vec(client, &mut self.out, within).await.is_err() {
+            return Next::Close;
+        }
+        if request_unread {
+            Next::Linger
+        } else {
+            Next::Close
+        }
+    }
+}
+
+/// A request that is answered by the proxy itself with an error status.
+struct Reject {
+    status: u16,
+}
+
+impl From<ParseError> for Reject {
+    fn from(err: ParseError) -> Self {
+        Self {
+            status: err.status(),
+        }
+    }
+}
+
+/// Half-closes, then reads and discards what the client still sends for a short while, so
+/// the error response we wrote is not destroyed by a reset.
+async fn linger<S: AsyncReadRent + AsyncWriteRent>(client: &mut S, buf: &mut RecvBuf) {
+    let _ = client.shutdown().await;
+    let deadline = Instant::now() + LINGER_TIME;
+    let mut discarded = 0;
+    while discarded < LINGER_BYTES {
+        buf.consume(buf.len());
+        let left = deadline.saturating_duration_since(Instant::now());
+        match buf.fill(client, left, RECV_BUFFER).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => discarded += n,
+        }
+    }
+}

@@ -1,0 +1,328 @@
+//! Thread-per-core runtime: one pinned thread per core, each with its own monoio runtime on
+//! the io_uring driver, its own SO_REUSEPORT listeners, its own backend pool.
+//!
+//! Workers share nothing mutable on the request path. The only cross-thread traffic is the
+//! start-up report (`WorkerEvent`) and the shutdown flag, which the main thread raises and then
+//! makes visible by shutting the workers' listening sockets (that wakes their accepts).
+
+use std::cell::{Cell, RefCell};
+use std::net::TcpListener;
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
+
+use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
+
+use crate::config::Config;
+use crate::http::HeadLimits;
+use crate::proxy;
+use crate::upstream::Upstreams;
+use crate::upstream::pool::Pool;
+
+/// How often a worker closes expired idle backend connections.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
+/// How often a draining worker checks whether its connections are done.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
+
+/// Which I/O driver a worker ended up with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    IoUring,
+    Epoll,
+}
+
+/// What a worker thread tells the main thread.
+#[derive(Debug)]
+pub enum WorkerEvent {
+    Started {
+        index: usize,
+        cpu: Option<usize>,
+        driver: Driver,
+    },
+    /// The worker could not start (no io_uring and no fallback allowed, say).
+    Failed { index: usize, reason: String },
+    /// The worker's thread is finishing (normally after shutdown; otherwise a fault).
+    Exited { index: usize },
+}
+
+/// Everything a worker thread is handed at spawn.
+pub struct WorkerPlan {
+    pub index: usize,
+    pub cpu: Option<usize>,
+    /// One socket per configured listener, in config order.
+    pub listeners: Vec<TcpListener>,
+    pub config: Arc<Config>,
+    pub shutdown: Arc<AtomicBool>,
+    pub events: Sender<WorkerEvent>,
+}
+
+/// Sends `Exited` however the worker thread ends, panics included.
+struct ExitReport {
+    index: usize,
+    events: Sender<WorkerEvent>,
+}
+
+impl Drop for ExitReport {
+    fn drop(&mut self) {
+        let _ = self.events.send(WorkerEvent::Exited { index: self.index });
+    }
+}
+
+/// Body of a worker thread.
+pub fn run_worker(plan: WorkerPlan) {
+    let _exit = ExitReport {
+        index: plan.index,
+        events: plan.events.clone(),
+    };
+    if let Some(cpu) = plan.cpu
+        && !core_affinity::set_for_current(core_affinity::CoreId { id: cpu })
+    {
+        return report_failure(
+            &plan,
+            format!("cannot pin worker {} to cpu {cpu}", plan.index),
+        );
+    }
+    let entries = plan.config.runtime.ring_entries;
+    match RuntimeBuilder::<IoUringDriver>::new()
+        .with_entries(entries)
+        .enable_timer()
+        .build()
+    {
+        Ok(mut rt) => rt.block_on(serve(plan, Driver::IoUring)),
+        Err(err) if plan.config.runtime.allow_epoll => {
+            eprintln!(
+                "ringproxy: WARNING: worker {}: io_uring unavailable ({err}); falling back to epoll (--allow-epoll), expect lower throughput",
+                plan.index
+            );
+            match RuntimeBuilder::<LegacyDriver>::new().enable_timer().build() {
+                Ok(mut rt) => rt.block_on(serve(plan, Driver::Epoll)),
+                Err(err) => report_failure(&plan, format!("cannot build epoll runtime: {err}")),
+            }
+        }
+        Err(err) => report_failure(
+            &plan,
+            format!(
+                "io_uring is unavailable ({err}): check /proc/sys/kernel/io_uring_disabled and seccomp; pass --allow-epoll to run on epoll instead"
+            ),
+        ),
+    }
+}
+
+fn report_failure(plan: &WorkerPlan, reason: String) {
+    let _ = plan.events.send(WorkerEvent::Failed {
+        index: plan.index,
+        reason,
+    });
+}
+
+async fn serve(plan: WorkerPlan, driver: Driver) {
+    let ctx = match WorkerCtx::new(&plan) {
+        Ok(ctx) => Rc::new(ctx),
+        Err(reason) => return report_failure(&plan, reason),
+    };
+    let mut accept_loops = Vec::with_capacity(plan.listeners.len());
+    for (listener, config) in plan.listeners.into_iter().zip(&plan.config.listeners) {
+        let Some(group) = ctx.upstreams.group_index(&config.upstream) else {
+            return report_failure_msg(&plan.events, plan.index, &config.upstream);
+        };
+        let listener = match monoio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                let reason = format!("cannot register listener: {e}");
+                let _ = plan.events.send(WorkerEvent::Failed {
+                    index: plan.index,
+                    reason,
+                });
+                return;
+            }
+        };
+        accept_loops.push(monoio::spawn(accept_loop(ctx.clone(), listener, group)));
+    }
+    monoio::spawn(housekeeping(ctx.clone()));
+    let _ = plan.events.send(WorkerEvent::Started {
+        index: plan.index,
+        cpu: plan.cpu,
+        driver,
+    });
+    for accept in accept_loops {
+        accept.await;
+    }
+    drain(&ctx).await;
+}
+
+fn report_failure_msg(events: &Sender<WorkerEvent>, index: usize, group: &str) {
+    let reason = format!("listener refers to unknown upstream group {group:?}");
+    let _ = events.send(WorkerEvent::Failed { index, reason });
+}
+
+async fn accept_loop(ctx: Rc<WorkerCtx>, listener: monoio::net::TcpListener, group: usize) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                let slot = ctx.conns.register(ctx.clone(), stream.as_raw_fd());
+                monoio::spawn(proxy::serve_connection(
+                    ctx.clone(),
+                    stream,
+                    peer,
+                    group,
+                    slot,
+                ));
+            }
+            Err(_) if ctx.global_shutdown.load(Ordering::Acquire) => break,
+            Err(err) => {
+                // Out of file descriptors or memory: back off instead of spinning on the error.
+                eprintln!("ringproxy: worker {}: accept failed: {err}", ctx.index);
+                monoio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    ctx.begin_shutdown();
+}
+
+async fn housekeeping(ctx: Rc<WorkerCtx>) {
+    while !ctx.is_shutting_down() {
+        monoio::time::sleep(HOUSEKEEPING_INTERVAL).await;
+        ctx.pool.borrow_mut().evict_expired(Instant::now());
+    }
+}
+
+/// Waits for in-flight connections to finish, up to the drain timeout.
+async fn drain(ctx: &WorkerCtx) {
+    let deadline = Instant::now() + ctx.config.timeouts.drain;
+    while ctx.conns.active() > 0 && Instant::now() < deadline {
+        monoio::time::sleep(DRAIN_POLL).await;
+    }
+}
+
+/// Per-worker state every connection of the worker sees.
+pub struct WorkerCtx {
+    pub index: usize,
+    pub config: Arc<Config>,
+    pub head_limits: HeadLimits,
+    pub upstreams: Upstreams,
+    pub pool: RefCell<Pool>,
+    pub conns: ConnRegistry,
+    global_shutdown: Arc<AtomicBool>,
+    shutting_down: Cell<bool>,
+}
+
+impl WorkerCtx {
+    fn new(plan: &WorkerPlan) -> Result<Self, String> {
+        let config = plan.config.clone();
+        let upstreams = Upstreams::from_config(&config);
+        let pool = Pool::new(
+            upstreams.backend_count(),
+            config.pool.max_idle_per_backend,
+            config.pool.idle_timeout,
+        );
+        let limits = &config.limits;
+        let head_limits = HeadLimits {
+            max_request_line: limits.max_request_line,
+            max_header_bytes: limits.max_header_bytes,
+            max_headers: limits.max_headers,
+        };
+        Ok(Self {
+            index: plan.index,
+            head_limits,
+            upstreams,
+            pool: RefCell::new(pool),
+            conns: ConnRegistry::default(),
+            global_shutdown: plan.shutdown.clone(),
+            shutting_down: Cell::new(false),
+            config,
+        })
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.get()
+    }
+
+    /// Stops keep-alive: idle connections are woken (their reads see EOF) and close.
+    fn begin_shutdown(&self) {
+        if self.shutting_down.replace(true) {
+            return;
+        }
+        self.conns.wake_idle();
+    }
+}
+
+/// The worker's open client connections, so a shutdown can close the idle ones.
+#[derive(Default)]
+pub struct ConnRegistry {
+    slots: RefCell<Vec<Option<ConnEntry>>>,
+    free: RefCell<Vec<usize>>,
+    active: Cell<usize>,
+}
+
+struct ConnEntry {
+    fd: RawFd,
+    idle: bool,
+}
+
+impl ConnRegistry {
+    fn register(&self, ctx: Rc<WorkerCtx>, fd: RawFd) -> ConnSlot {
+        let entry = Some(ConnEntry { fd, idle: false });
+        let mut slots = self.slots.borrow_mut();
+        let index = match self.free.borrow_mut().pop() {
+            Some(i) => {
+                slots[i] = entry;
+                i
+            }
+            None => {
+                slots.push(entry);
+                slots.len() - 1
+            }
+        };
+        self.active.set(self.active.get() + 1);
+        ConnSlot { ctx, index }
+    }
+
+    pub fn active(&self) -> usize {
+        self.active.get()
+    }
+
+    fn set_idle(&self, index: usize, idle: bool) {
+        if let Some(Some(entry)) = self.slots.borrow_mut().get_mut(index) {
+            entry.idle = idle;
+        }
+    }
+
+    fn release(&self, index: usize) {
+        if let Some(slot) = self.slots.borrow_mut().get_mut(index) {
+            *slot = None;
+            self.free.borrow_mut().push(index);
+            self.active.set(self.active.get() - 1);
+        }
+    }
+
+    fn wake_idle(&self) {
+        for entry in self.slots.borrow().iter().flatten().filter(|e| e.idle) {
+            // SAFETY: the fd belongs to a live connection (its slot is cleared before the
+            // stream is dropped); shutdown(2) only changes socket state, never memory.
+            unsafe { libc::shutdown(entry.fd, libc::SHUT_RD) };
+        }
+    }
+}
+
+/// A connection's registration; dropping it unregisters.
+pub struct ConnSlot {
+    ctx: Rc<WorkerCtx>,
+    index: usize,
+}
+
+impl ConnSlot {
+    /// Marks the connection as waiting for a next request (closable at shutdown) or busy.
+    pub fn set_idle(&self, idle: bool) {
+        self.ctx.conns.set_idle(self.index, idle);
+    }
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.ctx.conns.release(self.index);
+    }
+}
