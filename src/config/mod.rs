@@ -118,7 +118,13 @@ pub struct ForwardedHeaders {
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
-        Self { workers: None, cpus: Vec::new(), pin: true, allow_epoll: false, ring_entries: 1024 }
+        Self {
+            workers: None,
+            cpus: Vec::new(),
+            pin: true,
+            allow_epoll: false,
+            ring_entries: 1024,
+        }
     }
 }
 
@@ -148,12 +154,19 @@ impl Default for Limits {
 
 impl Default for PoolConfig {
     fn default() -> Self {
-        Self { max_idle_per_backend: 256, idle_timeout: Duration::from_secs(60) }
+        Self {
+            max_idle_per_backend: 256,
+            idle_timeout: Duration::from_secs(60),
+        }
     }
 }
 
 impl Default for ForwardedHeaders {
     fn default() -> Self {
-        Self { x_forwarded_for: true, x_forwarded_proto: true, x_forwarded_host: true }
+        Self {
+            x_forwarded_for: true,
+            x_forwarded_proto: true,
+            x_forwarded_host: true,
+        }
     }
 }

@@ -13,7 +13,11 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_ringproxy");
+/// The binary under test; `RINGPROXY_BIN` points the suite at another build (e.g. a release
+/// binary or the lead's checkout) without rebuilding.
+pub fn bin() -> String {
+    std::env::var("RINGPROXY_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_ringproxy").to_string())
+}
 /// Upper bound for any single read in a test; generous because the machine is shared.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -96,13 +100,13 @@ impl Proxy {
     }
 
     pub fn try_start(args: &[&str]) -> Result<Proxy, String> {
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(bin())
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("spawn {BIN}: {e}"))?;
+            .map_err(|e| format!("spawn {}: {e}", bin()))?;
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
         let pipe = child.stderr.take().unwrap();
@@ -224,7 +228,7 @@ fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus>
 /// Runs `ringproxy ARGS` expecting it to exit by itself (CLI errors, `--check`); kills it and
 /// panics if it is still running after `timeout`.
 pub fn run_to_exit(args: &[&str], timeout: Duration) -> Output {
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(bin())
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
