@@ -1,0 +1,249 @@
+//! Request and response bodies arrive byte for byte in both framings and all sizes;
+//! `Expect: 100-continue`.
+
+mod common;
+
+use common::*;
+
+const SIZES: [usize; 4] = [0, 1, 64 * 1024, 10 * 1024 * 1024];
+
+/// Serves `/gen/SIZE/cl` and `/gen/SIZE/chunked` with `pattern(SIZE)`; echoes anything else.
+fn generating_backend() -> Backend {
+    Backend::start(|req| {
+        let parts: Vec<&str> = req.target.split('/').collect();
+        match parts.as_slice() {
+            ["", "gen", size, mode] => {
+                let body = pattern(size.parse().unwrap());
+                let bytes = if *mode == "chunked" {
+                    chunked_response(&body, 16 * 1024 + 3)
+                } else {
+                    ok_response(&body)
+                };
+                vec![Step::Write(bytes)]
+            }
+            _ => echo_reply(req),
+        }
+    })
+}
+
+fn upload_with_curl(method: &str, size: usize, chunked: bool) {
+    let backend = Backend::echo();
+    let proxy = Proxy::for_backends(&[backend.addr()]);
+    let dir = TempDir::new();
+    let body = pattern(size);
+    let file = dir.write("upload", &body);
+    let data = format!("@{}", file.display());
+    let mut args = vec![
+        "-X",
+        method,
+        "--data-binary",
+        &data,
+        "-H",
+        "Content-Type: application/octet-stream",
+    ];
+    if chunked {
+        args.extend(["-H", "Transfer-Encoding: chunked"]);
+    }
+    let url = proxy.url("/upload");
+    args.push(&url);
+    let r = curl(&args);
+    let what = format!(
+        "{method} {size} B {}",
+        if chunked { "chunked" } else { "content-length" }
+    );
+    assert_eq!(r.exit_code, 0, "{what}: curl: {}", r.stderr);
+    assert_eq!(r.status, 200, "{what}");
+    let reqs = backend.requests();
+    assert_eq!(reqs.len(), 1, "{what}");
+    assert_eq!(reqs[0].method, method);
+    assert_same_body(&reqs[0].body, &body, &format!("{what}: at backend"));
+    assert_same_body(&r.body, &body, &format!("{what}: echoed to client"));
+}
+
+fn upload_all_methods_and_framings(size: usize) {
+    for method in ["POST", "PUT", "GET"] {
+        for chunked in [false, true] {
+            upload_with_curl(method, size, chunked);
+        }
+    }
+}
+
+#[test]
+fn request_bodies_of_0_bytes() {
+    upload_all_methods_and_framings(SIZES[0]);
+}
+
+#[test]
+fn request_bodies_of_1_byte() {
+    upload_all_methods_and_framings(SIZES[1]);
+}
+
+#[test]
+fn request_bodies_of_64_kib() {
+    upload_all_methods_and_framings(SIZES[2]);
+}
+
+#[test]
+fn request_bodies_of_10_mib() {
+    upload_with_curl("POST", SIZES[3], false);
+    upload_with_curl("PUT", SIZES[3], true);
+    upload_with_curl("GET", SIZES[3], false);
+}
+
+#[test]
+fn response_bodies_of_all_sizes_via_curl() {
+    let backend = generating_backend();
+    let proxy = Proxy::for_backends(&[backend.addr()]);
+    for size in SIZES {
+        for mode in ["cl", "chunked"] {
+            let r = curl(&[&proxy.url(&format!("/gen/{size}/{mode}"))]);
+            assert_eq!(r.exit_code, 0, "{size} {mode}: {}", r.stderr);
+            assert_eq!(r.status, 200);
+            assert_same_body(
+                &r.body,
+                &pattern(size),
+                &format!("{size} B {mode} response"),
+            );
+        }
+    }
+}
+
+#[test]
+fn response_bodies_of_all_sizes_via_raw_keep_alive_connection() {
+    let backend = generating_backend();
+    let proxy = Proxy::for_backends(&[backend.addr()]);
+    let mut c = RawClient::connect(proxy.addr());
+    for size in SIZES {
+        for mode in ["cl", "chunked"] {
+            c.send(format!("GET /gen/{size}/{mode} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+            let r = c.read_response().unwrap();
+            assert_eq!(r.status, 200);
+            assert_same_body(
+                &r.body,
+                &pattern(size),
+                &format!("{size} B {mode} response"),
+            );
+        }
+    }
+}
+
+#[test]
+fn raw_request_bodies_in_both_framings_arrive_exactly() {
+    let backend = Backend::echo();
+    let proxy = Proxy::for_backends(&[backend.addr()]);
+    let mut c = RawClient::connect(proxy.addr());
+    for size in [0, 1, 64 * 1024, 1024 * 1024 + 17] {
+        let body = pattern(size);
+        let mut req =
+            format!("POST /cl{size} HTTP/1.1\r\nHost: t\r\nContent-Length: {size}\r\n\r\n")
+                .into_bytes();
+        req.extend_from_slice(&body);
+        c.send(&req);
+        let r = c.read_response().unwrap();
+        assert_same_body(&r.body, &body, "content-length upload echoed");
+
+        let mut req =
+            format!("PUT /ch{size} HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .into_bytes();
+        req.extend_from_slice(&chunked(&body, 7 * 1024 + 1));
+        c.send(&req);
+        let r = c.read_response().unwrap();
+        assert_same_body(&r.body, &body, "chunked upload echoed");
+    }
+    for req in backend.requests() {
+        let size: usize = req.target[3..].parse().unwrap();
+        assert_same_body(
+            &req.body,
+            &pattern(size),
+            &format!("{} at backend", req.target),
+        );
+    }
+}
+
+#[test]
+fn expect_100_continue_with_curl() {
+    let backend = Backend::echo();
+    let proxy = Proxy::for_backends(&[backend.addr()]);
+    let dir = TempDir::new();
+    let body = pattern(2048);
+    let file = dir.write("b", &body);
+    let data = format!("@{}", file.display());
+    // A long expect timeout: without a 100 from the proxy curl would wait 10 s.
+    let r = curl(&[
+        "--expect100-timeout",
+        "10",
+        "-H",
+        "Expect: 100-continue",
+        "--data-binary",
+        &data,
+        &proxy.url("/expect"),
+    ]);
+    assert_eq!(r.exit_code, 0, "{}", r.stderr);
+    assert_eq!(r.status, 200);
+    assert!(
+        r.header_dump.contains("100 Continue"),
+        "no 100 Continue seen:\n{}",
+        r.header_dump
+    );
+    assert!(
+        r.elapsed.as_secs() < 5,
+        "curl waited for its expect timeout: {:?}",
+        r.elapsed
+    );
+    assert_same_body(&r.body, &body, "echo");
+    let req = &backend.requests()[0];
+    assert!(
+        req.header("expect").is_none(),
+        "Expect forwarded:\n{}",
+        req.raw_head
+    );
+    assert_same_body(&req.body, &body, "at backend");
+}
+
+#[test]
+fn expect_100_continue_raw_gets_interim_response_before_body_is_sent() {
+    let backend = Backend::echo();
+    let proxy = Proxy::for_backends(&[backend.addr()]);
+    let mut c = RawClient::connect(proxy.addr());
+    c.send(b"POST /e HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    let interim = c.read_response().unwrap();
+    assert_eq!(interim.status, 100, "{}", interim.raw_head);
+    assert!(
+        interim.raw_head.starts_with("HTTP/1.1 100 Continue\r\n"),
+        "{:?}",
+        interim.raw_head
+    );
+    c.send(b"hello");
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body_text(), "hello");
+    let req = &backend.requests()[0];
+    assert!(
+        req.header("expect").is_none(),
+        "Expect forwarded:\n{}",
+        req.raw_head
+    );
+    // Keep-alive continues normally.
+    c.send(b"GET /next HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(
+        c.read_response().unwrap().header("x-echo-target"),
+        Some("/next")
+    );
+}
+
+#[test]
+fn unknown_expectation_gets_417_and_is_not_forwarded() {
+    let backend = Backend::echo();
+    let proxy = Proxy::for_backends(&[backend.addr()]);
+    let mut c = RawClient::connect(proxy.addr());
+    c.send(b"POST /e HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: foo\r\n\r\nhello");
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 417);
+    drop(c);
+    assert_eq!(get(proxy.addr(), "/sentinel").status, 200);
+    assert_eq!(
+        backend.targets(),
+        ["/sentinel"],
+        "the 417 request reached the backend"
+    );
+}

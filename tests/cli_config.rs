@@ -1,0 +1,304 @@
+//! Command line, `--check`, startup lines and startup errors.
+
+mod common;
+
+use common::*;
+use std::net::TcpListener;
+use std::process::Output;
+use std::time::Duration;
+
+const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn check(toml: &str) -> Output {
+    let dir = TempDir::new();
+    let path = dir.write("x.toml", toml.as_bytes());
+    run_to_exit(
+        &["--check", "--config", path.to_str().unwrap()],
+        EXIT_TIMEOUT,
+    )
+}
+
+#[track_caller]
+fn assert_error_line(out: &Output, line: usize, key: &str) {
+    let all = text(out);
+    let wanted = format!("x.toml:{line}: {key}: ");
+    assert!(
+        all.lines().any(|l| l.contains(&wanted)),
+        "no line containing {wanted:?} in:\n{all}"
+    );
+}
+
+#[test]
+fn listen_address_used_by_another_socket_fails_with_already_in_use() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = run_to_exit(
+        &[
+            "--listen",
+            &addr,
+            "--upstream",
+            "127.0.0.1:9",
+            "--workers",
+            "1",
+            "--no-pin",
+        ],
+        EXIT_TIMEOUT,
+    );
+    assert!(!out.status.success());
+    assert!(text(&out).contains("already in use"), "{}", text(&out));
+}
+
+#[test]
+fn listen_address_used_by_another_ringproxy_fails_with_already_in_use() {
+    let backend = Backend::echo();
+    let first = Proxy::for_backends(&[backend.addr()]);
+    let addr = first.addr().to_string();
+    let out = run_to_exit(
+        &[
+            "--listen",
+            &addr,
+            "--upstream",
+            "127.0.0.1:9",
+            "--workers",
+            "1",
+            "--no-pin",
+        ],
+        EXIT_TIMEOUT,
+    );
+    assert!(
+        !out.status.success(),
+        "second ringproxy shared the port (SO_REUSEPORT across processes)"
+    );
+    assert!(text(&out).contains("already in use"), "{}", text(&out));
+    assert_eq!(get(first.addr(), "/").status, 200, "first proxy disturbed");
+}
+
+#[test]
+fn check_accepts_a_good_config() {
+    let out = check(
+        "[runtime]\nworkers = 1\npin = false\n\n[[listener]]\naddress = \"127.0.0.1:0\"\nupstream = \"app\"\n\n\
+         [upstream.app]\nbackends = [\"127.0.0.1:9000\", { address = \"127.0.0.1:9001\", weight = 2 }]\n\n\
+         [timeouts]\nclient_header = \"10s\"\nclient_idle = \"60s\"\nbackend_connect = \"3s\"\n\
+         backend_response = \"60s\"\nbody_idle = \"250ms\"\ndrain = \"30s\"\n\n\
+         [limits]\nmax_request_line = 8192\nmax_header_bytes = 16384\nmax_headers = 100\n\n\
+         [pool]\nmax_idle_per_backend = 256\nidle_timeout = \"60s\"\n\n\
+         [forwarded]\nx_forwarded_for = true\nx_forwarded_proto = true\nx_forwarded_host = true\n",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("config OK"), "{}", text(&out));
+}
+
+const BAD_BACKEND: &str = "[runtime]\nworkers = 1\npin = false\n\n[[listener]]\naddress = \"127.0.0.1:0\"\n\
+                           upstream = \"app\"\n\n[upstream.app]\nbackends = [\"not-an-address\"]\n";
+
+#[test]
+fn check_reports_file_line_and_key_of_a_bad_backend_address() {
+    let out = check(BAD_BACKEND);
+    assert!(!out.status.success());
+    assert_error_line(&out, 10, "upstream.app.backends[0]");
+}
+
+#[test]
+fn check_reports_file_line_and_key_of_a_bad_duration() {
+    let toml = config(
+        &["127.0.0.1:9000".parse().unwrap()],
+        "[timeouts]\nbody_idle = \"1s\"\nclient_idle = \"soon\"\n",
+    );
+    let line = toml
+        .lines()
+        .position(|l| l.starts_with("client_idle"))
+        .unwrap()
+        + 1;
+    let out = check(&toml);
+    assert!(!out.status.success());
+    assert_error_line(&out, line, "timeouts.client_idle");
+}
+
+#[test]
+fn check_reports_every_error_on_its_own_line() {
+    let toml = format!("{BAD_BACKEND}\n[timeouts]\ndrain = \"forever\"\n");
+    let out = check(&toml);
+    assert!(!out.status.success());
+    assert_error_line(&out, 10, "upstream.app.backends[0]");
+    assert_error_line(&out, 13, "timeouts.drain");
+}
+
+#[test]
+fn check_reports_line_of_a_toml_syntax_error() {
+    let out = check("[runtime]\nworkers = 1\npin = \n");
+    assert!(!out.status.success());
+    assert!(text(&out).contains("x.toml:3:"), "{}", text(&out));
+}
+
+#[test]
+fn missing_config_file_is_a_clear_error() {
+    let out = run_to_exit(&["--config", "/nonexistent/ringproxy.toml"], EXIT_TIMEOUT);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("/nonexistent/ringproxy.toml"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn cpus_flag_pins_worker_to_that_cpu() {
+    let backend = Backend::echo();
+    let upstream = backend.addr().to_string();
+    let proxy = Proxy::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &upstream,
+        "--cpus",
+        "0",
+    ]);
+    let lines = proxy.stderr_lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("ringproxy: worker 0 on cpu 0")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l == "ringproxy: ready (1 workers)"),
+        "{lines:#?}"
+    );
+    assert_eq!(get(proxy.addr(), "/").status, 200);
+}
+
+#[test]
+fn two_unpinned_workers_print_a_line_each_and_serve() {
+    let backend = Backend::echo();
+    let upstream = backend.addr().to_string();
+    let proxy = Proxy::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &upstream,
+        "--workers",
+        "2",
+        "--no-pin",
+    ]);
+    let lines = proxy.stderr_lines();
+    for w in 0..2 {
+        let prefix = format!("ringproxy: worker {w} unpinned");
+        assert!(
+            lines.iter().any(|l| l.starts_with(&prefix)),
+            "{prefix:?} missing: {lines:#?}"
+        );
+    }
+    assert!(
+        lines.iter().any(|l| l == "ringproxy: ready (2 workers)"),
+        "{lines:#?}"
+    );
+    let listening = format!(
+        "ringproxy: listening on {} -> upstream \"default\"",
+        proxy.addr()
+    );
+    assert!(
+        lines.contains(&listening),
+        "{listening:?} missing: {lines:#?}"
+    );
+    for i in 0..6 {
+        assert_eq!(get(proxy.addr(), &format!("/{i}")).status, 200);
+    }
+}
+
+#[test]
+fn runtime_flags_override_the_config_file() {
+    let backend = Backend::echo();
+    let proxy = Proxy::start_with_config(
+        &config(&[backend.addr()], ""),
+        &["--workers", "2", "--no-pin"],
+    );
+    let lines = proxy.stderr_lines();
+    assert!(
+        lines.iter().any(|l| l == "ringproxy: ready (2 workers)"),
+        "{lines:#?}"
+    );
+    let listening = format!(
+        "ringproxy: listening on {} -> upstream \"app\"",
+        proxy.addr()
+    );
+    assert!(
+        lines.contains(&listening),
+        "{listening:?} missing: {lines:#?}"
+    );
+}
+
+#[test]
+fn listen_and_upstream_conflict_with_config() {
+    let dir = TempDir::new();
+    let path = dir.write(
+        "x.toml",
+        config(&["127.0.0.1:9000".parse().unwrap()], "").as_bytes(),
+    );
+    let out = run_to_exit(
+        &[
+            "--config",
+            path.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        EXIT_TIMEOUT,
+    );
+    assert!(
+        !out.status.success(),
+        "--listen with --config accepted: {}",
+        text(&out)
+    );
+    let out = run_to_exit(
+        &[
+            "--config",
+            path.to_str().unwrap(),
+            "--upstream",
+            "127.0.0.1:1",
+        ],
+        EXIT_TIMEOUT,
+    );
+    assert!(
+        !out.status.success(),
+        "--upstream with --config accepted: {}",
+        text(&out)
+    );
+}
+
+#[test]
+fn unknown_flag_is_a_usage_error() {
+    let out = run_to_exit(&["--frobnicate"], EXIT_TIMEOUT);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).to_ascii_lowercase().contains("usage"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn two_listeners_from_config_both_serve() {
+    let a = Backend::echo();
+    let b = Backend::echo();
+    let toml = format!(
+        "[runtime]\nworkers = 1\npin = false\n\
+         [[listener]]\naddress = \"127.0.0.1:0\"\nupstream = \"one\"\n\
+         [[listener]]\naddress = \"127.0.0.1:0\"\nupstream = \"two\"\n\
+         [upstream.one]\nbackends = [\"{}\"]\n[upstream.two]\nbackends = [\"{}\"]\n",
+        a.addr(),
+        b.addr()
+    );
+    let proxy = Proxy::start_with_config(&toml, &[]);
+    assert_eq!(proxy.addrs().len(), 2, "{:#?}", proxy.stderr_lines());
+    assert_eq!(get(proxy.addrs()[0], "/to-one").status, 200);
+    assert_eq!(get(proxy.addrs()[1], "/to-two").status, 200);
+    assert_eq!(a.targets(), ["/to-one"]);
+    assert_eq!(b.targets(), ["/to-two"]);
+}
