@@ -484,7 +484,11 @@ fn read_listeners(
         let address = r.required(&table, "address", socket_address);
         if let (Some(address), Some(value)) = (address, table.get("address")) {
             let line = r.line_of(value.span().start);
-            if let Some((_, other, other_line)) = seen.iter().find(|(a, ..)| *a == address) {
+            // Each port-0 listener gets its own port from the kernel, so those never clash.
+            let clash = seen
+                .iter()
+                .find(|(a, ..)| *a == address && address.port() != 0);
+            if let Some((_, other, other_line)) = clash {
                 let message =
                     format!("address {address} is already used by {other} (line {other_line})");
                 r.error(value.span(), table.key_path("address"), message);

@@ -49,7 +49,9 @@ impl Upstreams {
                 weight: b.weight,
                 host_header: b.address.to_string(),
             }));
-            let members = (first..backends.len()).map(BackendId).collect();
+            let members = (first..backends.len())
+                .map(|i| (BackendId(i), backends[i].weight))
+                .collect();
             let balancer = match upstream.balance {
                 Balance::RoundRobin => Balancer::round_robin(members),
             };
