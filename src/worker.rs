@@ -118,44 +118,35 @@ fn report_failure(plan: &WorkerPlan, reason: String) {
     });
 }
 
-async fn serve(plan: WorkerPlan, driver: Driver) {
-    let ctx = match WorkerCtx::new(&plan) {
-        Ok(ctx) => Rc::new(ctx),
-        Err(reason) => return report_failure(&plan, reason),
-    };
-    let mut accept_loops = Vec::with_capacity(plan.listeners.len());
-    for (listener, config) in plan.listeners.into_iter().zip(&plan.config.listeners) {
+async fn serve(mut plan: WorkerPlan, driver: Driver) {
+    let ctx = Rc::new(WorkerCtx::new(&plan));
+    let listeners = std::mem::take(&mut plan.listeners);
+    let mut accept_loops = Vec::with_capacity(listeners.len());
+    for (listener, config) in listeners.into_iter().zip(&plan.config.listeners) {
         let Some(group) = ctx.upstreams.group_index(&config.upstream) else {
-            return report_failure_msg(&plan.events, plan.index, &config.upstream);
+            let reason = format!(
+                "listener refers to unknown upstream group {:?}",
+                config.upstream
+            );
+            return report_failure(&plan, reason);
         };
         let listener = match monoio::net::TcpListener::from_std(listener) {
-            Ok(l) => l,
-            Err(e) => {
-                let reason = format!("cannot register listener: {e}");
-                let _ = plan.events.send(WorkerEvent::Failed {
-                    index: plan.index,
-                    reason,
-                });
-                return;
-            }
+            Ok(listener) => listener,
+            Err(e) => return report_failure(&plan, format!("cannot register listener: {e}")),
         };
         accept_loops.push(monoio::spawn(accept_loop(ctx.clone(), listener, group)));
     }
     monoio::spawn(housekeeping(ctx.clone()));
-    let _ = plan.events.send(WorkerEvent::Started {
+    let started = WorkerEvent::Started {
         index: plan.index,
         cpu: plan.cpu,
         driver,
-    });
+    };
+    let _ = plan.events.send(started);
     for accept in accept_loops {
         accept.await;
     }
     drain(&ctx).await;
-}
-
-fn report_failure_msg(events: &Sender<WorkerEvent>, index: usize, group: &str) {
-    let reason = format!("listener refers to unknown upstream group {group:?}");
-    let _ = events.send(WorkerEvent::Failed { index, reason });
 }
 
 async fn accept_loop(ctx: Rc<WorkerCtx>, listener: monoio::net::TcpListener, group: usize) {
@@ -211,7 +202,7 @@ pub struct WorkerCtx {
 }
 
 impl WorkerCtx {
-    fn new(plan: &WorkerPlan) -> Result<Self, String> {
+    fn new(plan: &WorkerPlan) -> Self {
         let config = plan.config.clone();
         let upstreams = Upstreams::from_config(&config);
         let pool = Pool::new(
@@ -225,7 +216,7 @@ impl WorkerCtx {
             max_header_bytes: limits.max_header_bytes,
             max_headers: limits.max_headers,
         };
-        Ok(Self {
+        Self {
             index: plan.index,
             head_limits,
             upstreams,
@@ -234,7 +225,7 @@ impl WorkerCtx {
             global_shutdown: plan.shutdown.clone(),
             shutting_down: Cell::new(false),
             config,
-        })
+        }
     }
 
     pub fn is_shutting_down(&self) -> bool {

@@ -209,6 +209,8 @@ impl Session {
         loop {
             match self.parse_response_head(request) {
                 Ok(Some(Parsed::Final(response))) => return HeadRead::Final(response),
+                // HTTP/1.0 clients cannot take interim responses (RFC 9110 15.2).
+                Ok(Some(Parsed::Interim)) if request.version == Version::Http10 => continue,
                 Ok(Some(Parsed::Interim)) => {
                     let idle = self.ctx.config.timeouts.body_idle;
                     if write_vec(client, &mut self.out, idle).await.is_err() {
