@@ -35,60 +35,34 @@ impl BodyProgress {
         matches!(self.state, State::Done)
     }
 
-    /// How many leading bytes of `data` belong to this body, to be forwarded unchanged.
-    pub fn advance(&mut self, data: &[u8]) -> Result<usize, ChunkedError> {
+    /// How many leading bytes of `data` belong to this body: `(consumed, payload)`. Passing
+    /// through, `data[..consumed]` is forwarded unchanged and `payload == consumed`. With
+    /// `dechunk`, chunked framing is stripped: the payload bytes are moved to the front of
+    /// `data` and `data[..payload]` is what to forward.
+    pub fn advance(
+        &mut self,
+        data: &mut [u8],
+        dechunk: bool,
+    ) -> Result<(usize, usize), ChunkedError> {
         match &mut self.state {
-            State::Done => Ok(0),
-            State::UntilClose => Ok(data.len()),
+            State::Done => Ok((0, 0)),
+            State::UntilClose => Ok((data.len(), data.len())),
             State::Length { remaining } => {
                 let taken = usize::try_from(*remaining).map_or(data.len(), |r| r.min(data.len()));
                 *remaining -= taken as u64;
                 if *remaining == 0 {
                     self.state = State::Done;
                 }
-                Ok(taken)
+                Ok((taken, taken))
             }
             State::Chunked(decoder) => {
-                let mut pos = 0;
-                while pos < data.len() {
-                    let step = decoder.decode(&data[pos..])?;
-                    pos += step.consumed;
-                    if step.done {
-                        self.state = State::Done;
-                        break;
-                    }
-                    if step.consumed == 0 {
-                        break;
-                    }
+                let (consumed, payload, done) = decode_chunks(decoder, data, dechunk)?;
+                if done {
+                    self.state = State::Done;
                 }
-                Ok(pos)
+                Ok((consumed, if dechunk { payload } else { consumed }))
             }
         }
-    }
-
-    /// Like `advance`, but strips chunked framing: the payload bytes are moved to the front of
-    /// `data`. Returns (bytes consumed, payload length).
-    pub fn advance_dechunked(&mut self, data: &mut [u8]) -> Result<(usize, usize), ChunkedError> {
-        let State::Chunked(decoder) = &mut self.state else {
-            let taken = self.advance(data)?;
-            return Ok((taken, taken));
-        };
-        let (mut pos, mut payload) = (0, 0);
-        while pos < data.len() {
-            let step = decoder.decode(&data[pos..])?;
-            let run = (pos + step.data.start)..(pos + step.data.end);
-            data.copy_within(run.clone(), payload);
-            payload += run.len();
-            pos += step.consumed;
-            if step.done {
-                self.state = State::Done;
-                break;
-            }
-            if step.consumed == 0 {
-                break;
-            }
-        }
-        Ok((pos, payload))
     }
 
     /// The source closed. True when that ends the body properly (close-delimited framing).
@@ -103,6 +77,32 @@ impl BodyProgress {
     }
 }
 
+/// Runs the chunked decoder over `data`; with `dechunk`, packs the payload runs at the front.
+/// Returns (bytes consumed, payload bytes, whether the body ended).
+fn decode_chunks(
+    decoder: &mut ChunkedDecoder,
+    data: &mut [u8],
+    dechunk: bool,
+) -> Result<(usize, usize, bool), ChunkedError> {
+    let (mut pos, mut payload) = (0, 0);
+    while pos < data.len() {
+        let step = decoder.decode(&data[pos..])?;
+        if dechunk {
+            let run = (pos + step.data.start)..(pos + step.data.end);
+            data.copy_within(run.clone(), payload);
+            payload += run.len();
+        }
+        pos += step.consumed;
+        if step.done {
+            return Ok((pos, payload, true));
+        }
+        if step.consumed == 0 {
+            break;
+        }
+    }
+    Ok((pos, payload, false))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,28 +110,29 @@ mod tests {
     #[test]
     fn length_body_stops_at_its_end_leaving_pipelined_bytes() {
         let mut p = BodyProgress::new(BodyFraming::Length(5));
-        assert_eq!(p.advance(b"abc").unwrap(), 3);
+        assert_eq!(p.advance(&mut b"abc".to_vec(), false).unwrap(), (3, 3));
         assert!(!p.is_done());
-        assert_eq!(p.advance(b"deGET /").unwrap(), 2);
+        assert_eq!(p.advance(&mut b"deGET /".to_vec(), false).unwrap(), (2, 2));
         assert!(p.is_done());
-        assert_eq!(p.advance(b"more").unwrap(), 0);
+        assert_eq!(p.advance(&mut b"more".to_vec(), false).unwrap(), (0, 0));
     }
 
     #[test]
     fn chunked_body_passes_framing_through_and_stops_after_last_chunk() {
         let mut p = BodyProgress::new(BodyFraming::Chunked);
-        let wire = b"3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1\r\n";
-        assert_eq!(p.advance(wire).unwrap(), 13);
+        let mut wire = *b"3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1\r\n";
+        assert_eq!(p.advance(&mut wire, false).unwrap(), (13, 13));
+        assert_eq!(&wire[..3], b"3\r\n", "pass-through leaves the bytes alone");
         assert!(p.is_done());
     }
 
     #[test]
     fn chunked_body_split_byte_by_byte_consumes_everything() {
         let mut p = BodyProgress::new(BodyFraming::Chunked);
-        let wire = b"4\r\nwiki\r\n5\r\npedia\r\n0\r\n\r\n";
+        let mut wire = *b"4\r\nwiki\r\n5\r\npedia\r\n0\r\n\r\n";
         let mut total = 0;
-        for byte in wire.chunks(1) {
-            total += p.advance(byte).unwrap();
+        for byte in wire.chunks_mut(1) {
+            total += p.advance(byte, false).unwrap().0;
         }
         assert_eq!(total, wire.len());
         assert!(p.is_done());
@@ -141,7 +142,7 @@ mod tests {
     fn dechunking_moves_payload_to_the_front() {
         let mut p = BodyProgress::new(BodyFraming::Chunked);
         let mut wire = *b"4\r\nwiki\r\n5\r\npedia\r\n0\r\n\r\n";
-        let (consumed, payload) = p.advance_dechunked(&mut wire).unwrap();
+        let (consumed, payload) = p.advance(&mut wire, true).unwrap();
         assert_eq!(consumed, wire.len());
         assert_eq!(&wire[..payload], b"wikipedia");
         assert!(p.is_done());
@@ -158,6 +159,6 @@ mod tests {
     #[test]
     fn bad_chunk_size_is_an_error() {
         let mut p = BodyProgress::new(BodyFraming::Chunked);
-        assert!(p.advance(b"zz\r\n").is_err());
+        assert!(p.advance(&mut b"zz\r\n".to_vec(), false).is_err());
     }
 }

@@ -286,14 +286,9 @@ impl Session {
             return Ok(Some(Parsed::Interim));
         }
         let mut body = BodyProgress::new(framing);
-        let data = self.upstream_recv.data_mut();
-        let (consumed, payload) = if dechunk {
-            body.advance_dechunked(data)
-                .map_err(|_| UpstreamError::Invalid)?
-        } else {
-            let n = body.advance(data).map_err(|_| UpstreamError::Invalid)?;
-            (n, n)
-        };
+        let (consumed, payload) = body
+            .advance(self.upstream_recv.data_mut(), dechunk)
+            .map_err(|_| UpstreamError::Invalid)?;
         self.out
             .extend_from_slice(&self.upstream_recv.data()[..payload]);
         self.upstream_recv.consume(consumed);

@@ -75,16 +75,9 @@ pub async fn stream_body<R: AsyncReadRent, W: AsyncWriteRent>(
                 Err(ReadError::Io) => return Err(BodyError::SourceIo),
             }
         }
-        let (consumed, payload) = if dechunk {
-            progress
-                .advance_dechunked(buf.data_mut())
-                .map_err(|_| BodyError::BadChunk)?
-        } else {
-            let n = progress
-                .advance(buf.data())
-                .map_err(|_| BodyError::BadChunk)?;
-            (n, n)
-        };
+        let (consumed, payload) = progress
+            .advance(buf.data_mut(), dechunk)
+            .map_err(|_| BodyError::BadChunk)?;
         write_buffered(dst, buf, payload, idle).await?;
         buf.consume(consumed);
     }

@@ -204,9 +204,9 @@ impl Session {
         let head_len = head.head_len;
         self.recv.consume(head_len);
         let mut request = request;
-        let prefix = request
+        let (prefix, _) = request
             .body
-            .advance(self.recv.data())
+            .advance(self.recv.data_mut(), false)
             .map_err(|_| Reject { status: 400 })?;
         self.out.extend_from_slice(&self.recv.data()[..prefix]);
         self.recv.consume(prefix);
