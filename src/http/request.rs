@@ -56,7 +56,7 @@ pub fn parse_request<'h, 'b>(
     let mut request = httparse::Request::new(&mut []);
     let parsed = request.parse_with_uninit_headers(window, &mut storage[..max_headers]);
     match parsed {
-        Ok(Status::Complete(head_len)) => build_head(request, window, head_len, limits).map(Some),
+        Ok(Status::Complete(head_len)) => build_head(request, head_len, limits).map(Some),
         Ok(Status::Partial) => incomplete(window, limits),
         Err(httparse::Error::Version) => match classify_version(window, request.path) {
             VersionShape::Incomplete => incomplete(window, limits),
@@ -153,7 +153,6 @@ fn offset_in(whole: &[u8], part: &[u8]) -> usize {
 
 fn build_head<'h, 'b>(
     request: httparse::Request<'h, 'b>,
-    window: &'b [u8],
     head_len: usize,
     limits: &HeadLimits,
 ) -> Result<RequestHead<'h, 'b>, ParseError> {
@@ -166,7 +165,6 @@ fn build_head<'h, 'b>(
     if line_len > limits.max_request_line {
         return Err(ParseError::RequestLineTooLong);
     }
-    debug_assert!(offset_in(window, method.as_bytes()) < head_len);
     let version = if minor == 0 {
         Version::Http10
     } else {

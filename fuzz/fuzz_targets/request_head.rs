@@ -1,0 +1,63 @@
+//! Any bytes: parsing never panics, a parsed head lies inside the input and the limits, and
+//! the head forwarded for it parses again (strictly) to the same request and framing.
+#![no_main]
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use libfuzzer_sys::fuzz_target;
+use ringproxy::config::ForwardedHeaders;
+use ringproxy::http::{
+    ForwardContext, HeadLimits, MAX_HEADERS, header_storage, parse_request, write_request_head,
+};
+
+const LIMITS: HeadLimits = HeadLimits {
+    max_request_line: 1024,
+    max_header_bytes: 4096,
+    max_headers: 32,
+};
+
+fuzz_target!(|data: &[u8]| {
+    let mut storage = header_storage();
+    let Ok(Some(head)) = parse_request(data, &mut storage, &LIMITS) else {
+        return;
+    };
+    assert!(head.head_len <= data.len());
+    assert!(head.head_len <= LIMITS.max_header_bytes);
+    assert!(head.headers.len() <= LIMITS.max_headers);
+
+    let ctx = ForwardContext {
+        client_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+        proto: "http",
+        forwarded: ForwardedHeaders {
+            x_forwarded_for: true,
+            x_forwarded_proto: true,
+            x_forwarded_host: true,
+        },
+        default_host: "backend",
+    };
+    let mut out = Vec::new();
+    write_request_head(&mut out, &head, &ctx);
+
+    let generous = HeadLimits {
+        max_request_line: usize::MAX,
+        max_header_bytes: usize::MAX,
+        max_headers: MAX_HEADERS,
+    };
+    let mut again_storage = header_storage();
+    let again = parse_request(&out, &mut again_storage, &generous)
+        .unwrap_or_else(|error| panic!("forwarded head rejected: {error:?}"))
+        .expect("forwarded head is complete");
+    assert_eq!(again.head_len, out.len());
+    assert_eq!(again.method, head.method);
+    assert_eq!(again.path, head.path);
+    assert_eq!(again.body, head.body);
+    assert_eq!(again.upgrade, head.upgrade);
+    assert_eq!(
+        again.host,
+        if head.host.is_empty() {
+            "backend"
+        } else {
+            head.host
+        }
+    );
+});
