@@ -82,6 +82,34 @@ fn connection_without_any_request_is_closed_eventually() {
 }
 
 #[test]
+fn client_closing_mid_body_never_reaches_backend_as_a_complete_request() {
+    let backend = Backend::echo();
+    let proxy = Proxy::for_backends(&[backend.addr()]);
+    let mut c = RawClient::connect(proxy.addr());
+    c.send(b"POST /cut HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789");
+    drop(c);
+    // The proxy stays usable, and the backend got only the follow-up request.
+    assert_eq!(get(proxy.addr(), "/after").status, 200);
+    assert_eq!(backend.targets(), ["/after"]);
+}
+
+#[test]
+fn http_1_0_client_gets_response_and_close() {
+    let backend = Backend::echo();
+    let proxy = Proxy::for_backends(&[backend.addr()]);
+    let mut c = RawClient::connect(proxy.addr());
+    c.send(b"POST /old HTTP/1.0\r\nContent-Length: 3\r\n\r\nabc");
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body_text(), "abc");
+    assert!(
+        r.header("transfer-encoding").is_none(),
+        "chunked sent to an HTTP/1.0 client"
+    );
+    c.wait_closed(Duration::from_secs(5)).unwrap();
+}
+
+#[test]
 fn sigterm_lets_in_flight_request_finish_then_exits_zero() {
     let backend = Backend::start(|req| {
         let mut steps = vec![Step::Sleep(Duration::from_millis(500))];

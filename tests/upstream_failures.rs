@@ -30,13 +30,22 @@ fn backend_sending(reply: &'static [u8]) -> Backend {
 fn expect_502_for(reply: &'static [u8]) {
     let backend = backend_sending(reply);
     let proxy = Proxy::for_backends(&[backend.addr()]);
+    let mut c = RawClient::connect(proxy.addr());
+    c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    let what = String::from_utf8_lossy(reply);
+    let r = c
+        .read_response()
+        .unwrap_or_else(|e| panic!("no parseable 502 for backend reply {what:?}: {e}"));
+    assert_eq!(r.status, 502, "backend reply {what:?}");
+    assert_no_backend_address(&r, backend.addr());
+}
+
+#[test]
+fn backend_closing_without_a_response_is_502() {
+    let backend = Backend::start(|_| vec![Step::Close]);
+    let proxy = Proxy::for_backends(&[backend.addr()]);
     let r = get(proxy.addr(), "/");
-    assert_eq!(
-        r.status,
-        502,
-        "backend reply {:?}",
-        String::from_utf8_lossy(reply)
-    );
+    assert_eq!(r.status, 502);
     assert_no_backend_address(&r, backend.addr());
 }
 
