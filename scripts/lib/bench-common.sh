@@ -7,6 +7,7 @@ BENCH_PIDS=()          # every long-running process started here; cleanup stops 
 BENCH_WORKDIR=""       # generated configs, logs, raw results
 BENCH_KEEP_WORKDIR=0
 BENCH_APT_UPDATED=0
+BENCH_WRK_PID=""       # the load generator while it runs
 
 bench_log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 bench_die() {
@@ -37,6 +38,7 @@ bench_stop_pids() {
 bench_cleanup() {
     local rc=$?
     trap - EXIT INT TERM
+    if [[ -n $BENCH_WRK_PID ]]; then bench_stop_pids "$BENCH_WRK_PID"; fi
     if ((${#BENCH_PIDS[@]})); then bench_stop_pids "${BENCH_PIDS[@]}"; fi
     wait 2>/dev/null || true
     if [[ -n $BENCH_WORKDIR && -d $BENCH_WORKDIR ]]; then
@@ -53,8 +55,8 @@ bench_cleanup() {
 # reach them through the EXIT trap.
 bench_install_traps() {
     trap bench_cleanup EXIT
-    trap 'exit 130' INT
-    trap 'exit 143' TERM
+    trap 'bench_log interrupted; exit 130' INT
+    trap 'bench_log terminated; exit 143' TERM
 }
 
 bench_make_workdir() {
@@ -391,7 +393,7 @@ bench_check_proxy_forwards() { # name port
 bench_cpu_ticks() {
     local pid stat fields total=0
     for pid in "$@"; do
-        stat=$(cat "/proc/$pid/stat" 2>/dev/null) || bench_die "process $pid vanished during the run"
+        stat=$(cat "/proc/$pid/stat" 2>/dev/null) || bench_die "proxy process $pid exited during the run (see its log under --keep)"
         stat=${stat##*) }
         read -ra fields <<<"$stat"
         total=$((total + fields[11] + fields[12]))
@@ -450,10 +452,17 @@ bench_wrk() {
     post) args+=(-s "$BENCH_WORKDIR/wrk-post.lua") ;;
     *) bench_die "unknown wrk mode $mode" ;;
     esac
-    taskset -c "$cpus" wrk "${args[@]}" "$url" >"$out" 2>&1 || {
+    # In the background so that `wait` returns as soon as Ctrl-C arrives and the
+    # INT trap runs; a foreground wrk swallows SIGINT and the script would go on.
+    taskset -c "$cpus" wrk "${args[@]}" "$url" >"$out" 2>&1 &
+    BENCH_WRK_PID=$!
+    local rc=0
+    wait "$BENCH_WRK_PID" || rc=$?
+    BENCH_WRK_PID=""
+    if ((rc != 0)); then
         cat "$out" >&2
-        bench_die "wrk failed against $url"
-    }
+        bench_die "wrk failed (exit $rc) against $url"
+    fi
 }
 
 # Prints "rps requests p50 p99 p999 err_status err_socket" from a wrk output file.
