@@ -8,6 +8,8 @@ BENCH_WORKDIR=""       # generated configs, logs, raw results
 BENCH_KEEP_WORKDIR=0
 BENCH_APT_UPDATED=0
 BENCH_WRK_PID=""       # the load generator while it runs
+BENCH_WRK_OUT=""
+BENCH_WRK_URL=""
 
 bench_log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 bench_die() {
@@ -442,8 +444,9 @@ EOF
     } >"$BENCH_WORKDIR/wrk-post.lua"
 }
 
-# Usage: bench_wrk cpus threads connections duration_s mode(ka|close|post) url outfile
-bench_wrk() {
+# Starts wrk in the background and sets BENCH_WRK_PID; its output goes to outfile.
+# Usage: bench_wrk_start cpus threads connections duration_s mode(ka|close|post) url outfile
+bench_wrk_start() {
     local cpus=$1 threads=$2 conns=$3 duration=$4 mode=$5 url=$6 out=$7
     local args=(-t "$threads" -c "$conns" -d "${duration}s" --latency --timeout 5s)
     case $mode in
@@ -452,17 +455,28 @@ bench_wrk() {
     post) args+=(-s "$BENCH_WORKDIR/wrk-post.lua") ;;
     *) bench_die "unknown wrk mode $mode" ;;
     esac
-    # In the background so that `wait` returns as soon as Ctrl-C arrives and the
-    # INT trap runs; a foreground wrk swallows SIGINT and the script would go on.
+    BENCH_WRK_OUT=$out
+    BENCH_WRK_URL=$url
     taskset -c "$cpus" wrk "${args[@]}" "$url" >"$out" 2>&1 &
     BENCH_WRK_PID=$!
+}
+
+# `wait` returns as soon as Ctrl-C arrives so the INT trap runs at once; a wrk in
+# the foreground would swallow SIGINT (it prints its stats) and the script went on.
+bench_wrk_wait() {
     local rc=0
     wait "$BENCH_WRK_PID" || rc=$?
     BENCH_WRK_PID=""
     if ((rc != 0)); then
-        cat "$out" >&2
-        bench_die "wrk failed (exit $rc) against $url"
+        cat "$BENCH_WRK_OUT" >&2
+        bench_die "wrk failed (exit $rc) against $BENCH_WRK_URL"
     fi
+}
+
+# Same arguments as bench_wrk_start; returns when the run is over.
+bench_wrk() {
+    bench_wrk_start "$@"
+    bench_wrk_wait
 }
 
 # Prints "rps requests p50 p99 p999 err_status err_socket" from a wrk output file.
