@@ -193,7 +193,8 @@ $(tail -n 20 "$4" 2>/dev/null)"
 bench_wait_for_children() { # parent count name
     local deadline=$((SECONDS + 10)) kids
     while :; do
-        kids=$(pgrep -P "$1" | tr '\n' ' ')
+        # The master listens before it forks, so the first looks may find no worker.
+        kids=$(pgrep -P "$1" | tr '\n' ' ' || true)
         kids=${kids% }
         if (($(wc -w <<<"$kids") >= $2)); then
             echo "$kids"
