@@ -87,7 +87,7 @@ main() {
     parse_args "$@"
     bench_install_traps
     ulimit -n 65536 2>/dev/null || true
-    bench_ensure_commands wrk:wrk nginx:nginx curl:curl taskset:util-linux perf:linux-perf
+    bench_ensure_commands wrk:wrk nginx:nginx curl:curl taskset:util-linux perf:linux-perf pgrep:procps
     bench_ensure_cargo_tool inferno-collapse-perf inferno
     bench_ensure_cargo_tool inferno-flamegraph inferno
     if [[ -z $RINGPROXY_BIN ]]; then build_for_profiling; fi
@@ -130,4 +130,4 @@ main() {
         --sort dso,symbol 2>/dev/null | grep -v -e '^#' -e '^$' | sed 's/[[:space:]-]*$//' | head -n 25
 }
 
-main "$@"
+main "$@"; exit

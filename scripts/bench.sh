@@ -397,7 +397,7 @@ main() {
     build_scenarios
     bench_install_traps
     ulimit -n 65536 2>/dev/null || true
-    bench_ensure_commands wrk:wrk nginx:nginx haproxy:haproxy curl:curl taskset:util-linux
+    bench_ensure_commands wrk:wrk nginx:nginx haproxy:haproxy curl:curl taskset:util-linux pgrep:procps
     for scenario in "${TARGETS[@]}"; do
         [[ $scenario == ringproxy ]] || continue
         if [[ -z $RINGPROXY_BIN ]]; then
@@ -429,4 +429,6 @@ main() {
     emit "Steal over the whole run: $(bench_steal_percent "$steal_start" "$(bench_steal_sample)")% of all cores."
 }
 
-main "$@"
+# `exit` on the same line: bash reads scripts as it runs them, so an edit to this file
+# during a long run must not be picked up after main returns.
+main "$@"; exit
