@@ -142,7 +142,9 @@ build_scenarios() {
         SCENARIOS+=("close $first 12b" "post $first post")
     fi
     MAX_CONNECTIONS=0
-    for first in ${conns//,/ }; do ((first > MAX_CONNECTIONS)) && MAX_CONNECTIONS=$first; done
+    for first in ${conns//,/ }; do
+        if ((first > MAX_CONNECTIONS)); then MAX_CONNECTIONS=$first; fi
+    done
 }
 
 scenario_key() { # mode conns path
@@ -395,6 +397,7 @@ main() {
     parse_args "$@"
     validate_args
     build_scenarios
+    for workers in "${WORKER_MODES[@]}"; do plan_cpus "$workers"; done # fail before any run
     bench_install_traps
     ulimit -n 65536 2>/dev/null || true
     bench_ensure_commands wrk:wrk nginx:nginx haproxy:haproxy curl:curl taskset:util-linux pgrep:procps
