@@ -324,6 +324,7 @@ summarize() { # workers key
                 for (k = 1; k <= m; k++) { a[k] = rps[p, k]; b[k] = p50[p, k]; c[k] = p99[p, k]; d[k] = p999[p, k]; e[k] = cpu[p, k]; f[k] = busy[p, k] }
                 rmed = median(a, m); cmed = median(e, m)
                 flags = ""
+                if (m < 2) flags = flags "1-rep "
                 if (steal[p] + 0 > 5) flags = flags "steal>5% "
                 if (spread(a, m, rmed)) flags = flags "req/s-spread>25% "
                 if (spread(e, m, cmed)) flags = flags "cpu-spread>25% "
