@@ -1,0 +1,438 @@
+#!/usr/bin/env bash
+# ringproxy beside nginx and HAProxy on one static backend, interleaved, with ratios.
+# See perf/README.md for what every column means and how to read noise.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=scripts/lib/bench-common.sh
+source "$SCRIPT_DIR/lib/bench-common.sh"
+
+ALL_PROXIES=(ringproxy nginx haproxy)
+quote_args() {
+    local arg quoted=()
+    for arg in "$@"; do
+        if [[ $arg =~ ^[A-Za-z0-9_./,:=@%+-]+$ ]]; then quoted+=("$arg"); else quoted+=("$(printf '%q' "$arg")"); fi
+    done
+    echo "${quoted[*]}"
+}
+COMMAND_LINE=$(quote_args "$0" "$@")
+
+usage() {
+    cat <<'EOF'
+Usage: scripts/bench.sh [options]
+
+  --matrix quick|full     quick: keep-alive, 50 conns, GET 12b and 1k (default)
+                          full: keep-alive at 50 and 256 conns x 12b/1k/64k, a
+                          Connection: close run, a 16 KiB POST; 1 and 2 workers
+  --only LIST             proxies to run, from ringproxy,nginx,haproxy (default: all)
+  --reps N                repetitions, each runs every proxy in turn (default 3)
+  --duration S            seconds per wrk run (default 10)
+  --warmup S              unrecorded wrk run per proxy before each scenario (default 1; 0 = none)
+  --connections LIST      connection counts, e.g. 50,256 (overrides the matrix)
+  --bodies LIST           GET bodies from 12b,1k,64k (overrides the matrix)
+  --workers 1|2           proxy workers (full matrix: both unless given)
+  --proxy-cpus LIST       cores for the proxies; W workers use the first W (default 0,1)
+  --load-cpus LIST        cores for backend + wrk (default: the cores the proxies don't use,
+                          or all cores when the proxies use them all)
+  --out FILE              also append the markdown report to FILE
+  --repo DIR              ringproxy source to build (default: this script's repository)
+  --ringproxy-bin PATH    use this binary instead of building
+  --base-port N           backend port; proxies use the next ports (default 18080)
+  --keep                  keep the work dir (configs, logs, raw results.tsv)
+  -h, --help              this text
+EOF
+}
+
+MATRIX=quick ONLY=ringproxy,nginx,haproxy REPS=3 DURATION=10 WARMUP=1
+CONNECTIONS="" BODIES="" WORKERS="" PROXY_CPUS="0,1" LOAD_CPUS="" OUT=""
+REPO="" RINGPROXY_BIN="" BASE_PORT=18080
+
+parse_args() {
+    local flag value
+    while (($#)); do
+        flag=$1
+        if [[ $flag == --*=* ]]; then
+            value=${flag#*=}
+            flag=${flag%%=*}
+        elif (($# > 1)); then
+            value=$2
+        else
+            value=""
+        fi
+        case $flag in
+        -h | --help) usage; exit 0 ;;
+        --keep) BENCH_KEEP_WORKDIR=1; shift; continue ;;
+        --matrix | --only | --reps | --duration | --warmup | --connections | --bodies | --workers | \
+            --proxy-cpus | --load-cpus | --out | --repo | --ringproxy-bin | --base-port) ;;
+        *) usage >&2; bench_die "unknown option $flag" ;;
+        esac
+        [[ -n $value ]] || bench_die "$flag needs a value"
+        case $flag in
+        --matrix) MATRIX=$value ;;
+        --only) ONLY=$value ;;
+        --reps) REPS=$value ;;
+        --duration) DURATION=${value%s} ;;
+        --warmup) WARMUP=${value%s} ;;
+        --connections) CONNECTIONS=$value ;;
+        --bodies) BODIES=$value ;;
+        --workers) WORKERS=$value ;;
+        --proxy-cpus) PROXY_CPUS=$value ;;
+        --load-cpus) LOAD_CPUS=$value ;;
+        --out) OUT=$value ;;
+        --repo) REPO=$value ;;
+        --ringproxy-bin) RINGPROXY_BIN=$value ;;
+        --base-port) BASE_PORT=$value ;;
+        esac
+        if [[ $1 == --*=* ]]; then shift; else shift 2; fi
+    done
+}
+
+require_uint() { # flag value [minimum]
+    if [[ ! $2 =~ ^[0-9]+$ ]] || (($2 < ${3:-1})); then
+        bench_die "$1 must be an integer >= ${3:-1}, got '$2'"
+    fi
+}
+
+validate_args() {
+    local name proxy ok
+    require_uint --reps "$REPS"
+    require_uint --duration "$DURATION"
+    require_uint --warmup "$WARMUP" 0
+    require_uint --base-port "$BASE_PORT" 1024
+    ((BASE_PORT + 20 < 65536)) || bench_die "--base-port too high"
+    case $MATRIX in quick | full) ;; *) bench_die "--matrix must be quick or full" ;; esac
+    if [[ -n $WORKERS ]]; then
+        [[ $WORKERS == 1 || $WORKERS == 2 ]] || bench_die "--workers must be 1 or 2"
+    fi
+    TARGETS=()
+    for name in ${ONLY//,/ }; do
+        ok=0
+        for proxy in "${ALL_PROXIES[@]}"; do [[ $name == "$proxy" ]] && ok=1; done
+        ((ok)) || bench_die "--only: unknown proxy '$name' (choose from ${ALL_PROXIES[*]})"
+        TARGETS+=("$name")
+    done
+    ((${#TARGETS[@]})) || bench_die "--only selects no proxy"
+    for name in ${BODIES//,/ }; do
+        case $name in 12b | 1k | 64k) ;; *) bench_die "--bodies: unknown body '$name' (12b, 1k, 64k)" ;; esac
+    done
+    for name in ${CONNECTIONS//,/ }; do require_uint --connections "$name"; done
+    bench_check_cpus_exist "$PROXY_CPUS"
+    [[ -z $LOAD_CPUS ]] || bench_check_cpus_exist "$LOAD_CPUS"
+    [[ -z $OUT ]] || touch "$OUT" || bench_die "cannot write --out $OUT"
+}
+
+# Scenarios as "mode conns path": mode ka|close|post.
+build_scenarios() {
+    local conns bodies body first
+    if [[ $MATRIX == full ]]; then
+        conns=${CONNECTIONS:-50,256}
+        bodies=${BODIES:-12b,1k,64k}
+        read -ra WORKER_MODES <<<"${WORKERS:-1 2}"
+    else
+        conns=${CONNECTIONS:-50}
+        bodies=${BODIES:-12b,1k}
+        read -ra WORKER_MODES <<<"${WORKERS:-1}"
+    fi
+    SCENARIOS=()
+    for first in ${conns//,/ }; do
+        for body in ${bodies//,/ }; do SCENARIOS+=("ka $first $body"); done
+    done
+    if [[ $MATRIX == full ]]; then
+        first=${conns%%,*}
+        SCENARIOS+=("close $first 12b" "post $first post")
+    fi
+    MAX_CONNECTIONS=0
+    for first in ${conns//,/ }; do
+        if ((first > MAX_CONNECTIONS)); then MAX_CONNECTIONS=$first; fi
+    done
+}
+
+scenario_key() { # mode conns path
+    echo "$1-c$2-$3"
+}
+
+scenario_label() { # mode conns path
+    local body
+    case $3 in 12b) body="GET 12 B" ;; 1k) body="GET 1 KiB" ;; 64k) body="GET 64 KiB" ;; post) body="POST 16 KiB, 3 B reply" ;; esac
+    case $1 in
+    ka) echo "keep-alive, $2 connections, $body" ;;
+    close) echo "Connection: close, $2 connections, $body" ;;
+    post) echo "keep-alive, $2 connections, $body" ;;
+    esac
+}
+
+# Worker mode W: proxies on the first W of --proxy-cpus; load on --load-cpus or the rest.
+plan_cpus() { # workers
+    local all_proxy load=() cpu used=" "
+    read -ra all_proxy <<<"$(bench_expand_cpus "$PROXY_CPUS")"
+    ((${#all_proxy[@]} >= $1)) || bench_die "--proxy-cpus $PROXY_CPUS has fewer than $1 cores"
+    MODE_PROXY_CPUS=$(
+        IFS=,
+        echo "${all_proxy[*]:0:$1}"
+    )
+    if [[ -n $LOAD_CPUS ]]; then
+        MODE_LOAD_CPUS=$LOAD_CPUS
+    else
+        for cpu in ${MODE_PROXY_CPUS//,/ }; do used+="$cpu "; done
+        for ((cpu = 0; cpu < $(nproc --all); cpu++)); do
+            [[ $used == *" $cpu "* ]] || load+=("$cpu")
+        done
+        if ((${#load[@]})); then
+            MODE_LOAD_CPUS=$(
+                IFS=,
+                echo "${load[*]}"
+            )
+        else
+            MODE_LOAD_CPUS="0-$(($(nproc --all) - 1))"
+        fi
+    fi
+    read -ra load <<<"$(bench_expand_cpus "$MODE_LOAD_CPUS")"
+    WRK_THREADS=${#load[@]}
+}
+
+proxy_port() { # proxy workers
+    local index
+    case $1 in ringproxy) index=1 ;; nginx) index=2 ;; haproxy) index=3 ;; esac
+    echo $((BASE_PORT + 10 * ($2 - 1) + index))
+}
+
+declare -A CPU_PIDS_OF=()
+
+start_mode() { # workers
+    local workers=$1 proxy port backend_port=$((BASE_PORT + 10 * ($1 - 1)))
+    BENCH_PIDS=()
+    bench_start_backend "$backend_port" "$MODE_LOAD_CPUS" 1
+    for proxy in "${TARGETS[@]}"; do
+        port=$(proxy_port "$proxy" "$workers")
+        "bench_start_proxy_$proxy" "$port" "$backend_port" "$MODE_PROXY_CPUS" "$workers" "$MAX_CONNECTIONS"
+        CPU_PIDS_OF[$proxy]=$BENCH_PROXY_CPU_PIDS
+        bench_check_proxy_forwards "$proxy" "$port"
+        bench_log "$proxy on :$port (cpus $MODE_PROXY_CPUS, $workers worker(s), cpu pids $BENCH_PROXY_CPU_PIDS)"
+    done
+}
+
+stop_mode() {
+    if ((${#BENCH_PIDS[@]})); then bench_stop_pids "${BENCH_PIDS[@]}"; fi
+    BENCH_PIDS=()
+}
+
+RESULTS=""
+CLK_TCK=$(getconf CLK_TCK)
+
+# One wrk run against one proxy; appends a row to $RESULTS.
+run_one() { # workers scenario_key rep proxy mode conns path
+    local workers=$1 key=$2 rep=$3 proxy=$4 mode=$5 conns=$6 path=$7
+    local port out ticks0 ticks1 steal0 steal1 ns0 ns1 threads
+    local rps requests p50 p99 p999 err_status err_socket cpu_us busy steal
+    port=$(proxy_port "$proxy" "$workers")
+    out="$BENCH_WORKDIR/runs/w$workers-$key-r$rep-$proxy.txt"
+    threads=$((WRK_THREADS < conns ? WRK_THREADS : conns))
+    read -ra cpu_pids <<<"${CPU_PIDS_OF[$proxy]}"
+    ticks0=$(bench_cpu_ticks "${cpu_pids[@]}")
+    steal0=$(bench_steal_sample)
+    ns0=$(date +%s%N)
+    bench_wrk "$MODE_LOAD_CPUS" "$threads" "$conns" "$DURATION" "$mode" "http://127.0.0.1:$port/$path" "$out"
+    ns1=$(date +%s%N)
+    steal1=$(bench_steal_sample)
+    ticks1=$(bench_cpu_ticks "${cpu_pids[@]}")
+    read -r rps requests p50 p99 p999 err_status err_socket <<<"$(bench_parse_wrk "$out")"
+    ((requests > 0)) || bench_die "$proxy completed no request in $key (see $out)"
+    cpu_us=$(awk -v t=$((ticks1 - ticks0)) -v hz="$CLK_TCK" -v n="$requests" 'BEGIN { printf "%.3f", t / hz * 1e6 / n }')
+    busy=$(awk -v t=$((ticks1 - ticks0)) -v hz="$CLK_TCK" -v ns=$((ns1 - ns0)) -v w="$workers" \
+        'BEGIN { printf "%.1f", 100 * t / hz / (ns / 1e9) / w }')
+    steal=$(bench_steal_percent "$steal0" "$steal1")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$workers" "$key" "$rep" "$proxy" \
+        "$rps" "$requests" "$p50" "$p99" "$p999" "$err_status" "$err_socket" "$cpu_us" "$busy" "$steal" >>"$RESULTS"
+    bench_log "w$workers $key rep $rep $proxy: $rps req/s, $cpu_us us CPU/req, core busy $busy%, steal $steal%, errors $err_status/$err_socket"
+}
+
+warm_up() { # workers mode conns path
+    local proxy
+    ((WARMUP > 0)) || return 0
+    for proxy in "${TARGETS[@]}"; do
+        bench_wrk "$MODE_LOAD_CPUS" "$((WRK_THREADS < $3 ? WRK_THREADS : $3))" "$3" "$WARMUP" "$2" \
+            "http://127.0.0.1:$(proxy_port "$proxy" "$1")/$4" "$BENCH_WORKDIR/runs/warmup.txt"
+    done
+}
+
+# Every repetition runs each proxy once; the starting proxy rotates so that a
+# slow drift in machine load does not always hit the same one first.
+run_scenario() { # workers mode conns path
+    local workers=$1 mode=$2 conns=$3 path=$4 key rep i n=${#TARGETS[@]}
+    key=$(scenario_key "$mode" "$conns" "$path")
+    warm_up "$workers" "$mode" "$conns" "$path"
+    for ((rep = 1; rep <= REPS; rep++)); do
+        for ((i = 0; i < n; i++)); do
+            run_one "$workers" "$key" "$rep" "${TARGETS[$(((rep - 1 + i) % n))]}" "$mode" "$conns" "$path"
+        done
+    done
+}
+
+# --- report ----------------------------------------------------------------------
+
+emit() { # markdown text: stdout and --out
+    printf '%s\n' "$*"
+    [[ -z $OUT ]] || printf '%s\n' "$*" >>"$OUT"
+}
+
+version_of() {
+    case $1 in
+    nginx) nginx -v 2>&1 | sed -n 's|.*nginx/||p' ;;
+    haproxy) haproxy -v 2>/dev/null | awk 'NR == 1 { print $3 }' ;;
+    wrk) { wrk -v 2>&1 || true; } | awk 'NR == 1 { print $2 }' ;;
+    esac
+}
+
+emit_header() {
+    local commit_dir=${REPO:-$SCRIPT_DIR/..}
+    emit ""
+    emit "## Proxy benchmark $(date -u '+%Y-%m-%d %H:%M UTC')"
+    emit ""
+    emit "- commit: \`$(bench_git_describe "$commit_dir")\` ($(cd "$commit_dir" && pwd))"
+    emit "- kernel: $(uname -r); $(nproc --all) cores; $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+    emit "- command: \`$COMMAND_LINE\`"
+    emit "- nginx $(version_of nginx), HAProxy $(version_of haproxy), wrk $(version_of wrk)"
+    emit "- proxies: $(IFS=' '; echo "${TARGETS[*]}"); $REPS reps x ${DURATION}s per proxy, interleaved; warm-up ${WARMUP}s"
+    emit "- steal: per run in the tables; whole run in the footer"
+}
+
+# Per proxy of one scenario: "proxy rps_med rps_min rps_max p50 p99 p999 err_status err_socket cpu_med busy_med steal_max flags"
+summarize() { # workers key
+    awk -F'\t' -v w="$1" -v key="$2" '
+        function median(src, n,    b, i, j, t) {
+            for (i = 1; i <= n; i++) b[i] = src[i] + 0
+            for (i = 2; i <= n; i++) { t = b[i]; for (j = i - 1; j >= 1 && b[j] > t; j--) b[j + 1] = b[j]; b[j + 1] = t }
+            return n % 2 ? b[(n + 1) / 2] : (b[n / 2] + b[n / 2 + 1]) / 2
+        }
+        function spread(src, n, med,    i) {
+            for (i = 1; i <= n; i++) if (med > 0 && (src[i] - med > 0.25 * med || med - src[i] > 0.25 * med)) return 1
+            return 0
+        }
+        $1 == w && $2 == key {
+            p = $4
+            if (!(p in n)) order[++np] = p
+            k = ++n[p]
+            rps[p, k] = $5; p50[p, k] = $7; p99[p, k] = $8; p999[p, k] = $9
+            es[p] += $10; eso[p] += $11; cpu[p, k] = $12; busy[p, k] = $13
+            if ($14 + 0 > steal[p] + 0) steal[p] = $14
+            if (!((p, "min") in rps) || $5 + 0 < rps[p, "min"]) rps[p, "min"] = $5 + 0
+            if (!((p, "max") in rps) || $5 + 0 > rps[p, "max"]) rps[p, "max"] = $5 + 0
+        }
+        END {
+            for (q = 1; q <= np; q++) {
+                p = order[q]; m = n[p]
+                for (k = 1; k <= m; k++) { a[k] = rps[p, k]; b[k] = p50[p, k]; c[k] = p99[p, k]; d[k] = p999[p, k]; e[k] = cpu[p, k]; f[k] = busy[p, k] }
+                rmed = median(a, m); cmed = median(e, m)
+                flags = ""
+                if (m < 2) flags = flags "1-rep "
+                if (steal[p] + 0 > 5) flags = flags "steal>5% "
+                if (spread(a, m, rmed)) flags = flags "req/s-spread>25% "
+                if (spread(e, m, cmed)) flags = flags "cpu-spread>25% "
+                if (flags == "") flags = "-"
+                gsub(/ $/, "", flags); gsub(/ /, ",", flags)
+                printf "%s %.0f %.0f %.0f %.1f %.1f %.1f %d %d %.3f %.1f %.2f %s\n", p, rmed, rps[p, "min"], rps[p, "max"],
+                    median(b, m), median(c, m), median(d, m), es[p], eso[p], cmed, median(f, m), steal[p] + 0, flags
+            }
+        }' "$RESULTS"
+}
+
+fmt_us() {
+    awk -v us="$1" 'BEGIN {
+        if (us < 1000) printf "%.0f µs", us
+        else if (us < 1e6) printf "%.2f ms", us / 1000
+        else printf "%.2f s", us / 1e6 }'
+}
+
+ratio() { # value baseline
+    if [[ -z $2 ]]; then echo "–"; else awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "–" }'; fi
+}
+
+emit_scenario_table() { # workers mode conns path
+    local workers=$1 key label summary line
+    local p rmed rmin rmax p50 p99 p999 es eso cpu busy steal flags errors
+    local nginx_cpu="" nginx_rps="" haproxy_cpu="" haproxy_rps=""
+    key=$(scenario_key "$2" "$3" "$4")
+    label=$(scenario_label "$2" "$3" "$4")
+    summary=$(summarize "$workers" "$key")
+    while read -r p rmed rmin rmax p50 p99 p999 es eso cpu busy steal flags; do
+        [[ $p == nginx ]] && nginx_cpu=$cpu nginx_rps=$rmed
+        [[ $p == haproxy ]] && haproxy_cpu=$cpu haproxy_rps=$rmed
+    done <<<"$summary"
+    emit ""
+    emit "### $label — $workers worker(s), proxy cpus $MODE_PROXY_CPUS, load cpus $MODE_LOAD_CPUS"
+    emit ""
+    emit "| proxy | req/s median (min..max) | p50 | p99 | p99.9 | errors | CPU µs/req | CPU/req vs nginx | vs haproxy | req/s vs nginx | vs haproxy | core busy | steal max | noise |"
+    emit "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    while read -r p rmed rmin rmax p50 p99 p999 es eso cpu busy steal flags; do
+        errors=0
+        ((es + eso == 0)) || errors="status $es / socket $eso"
+        line="| $p | $rmed ($rmin..$rmax) | $(fmt_us "$p50") | $(fmt_us "$p99") | $(fmt_us "$p999") | $errors"
+        line+=" | $cpu | $(ratio "$cpu" "$nginx_cpu") | $(ratio "$cpu" "$haproxy_cpu")"
+        line+=" | $(ratio "$rmed" "$nginx_rps") | $(ratio "$rmed" "$haproxy_rps") | $busy% | $steal% | $flags |"
+        emit "$line"
+    done <<<"$summary"
+}
+
+emit_scaling_table() {
+    local scenario key proxy one two
+    ((${#WORKER_MODES[@]} > 1)) || return 0
+    emit ""
+    emit "### Scaling: 2 workers vs 1 worker (median req/s; CPU µs/req)"
+    emit ""
+    emit "| scenario | proxy | req/s 1w | req/s 2w | ratio 2w/1w | CPU µs/req 1w | CPU µs/req 2w |"
+    emit "|---|---|---|---|---|---|---|"
+    for scenario in "${SCENARIOS[@]}"; do
+        # shellcheck disable=SC2086
+        key=$(scenario_key $scenario)
+        for proxy in "${TARGETS[@]}"; do
+            one=$(summarize 1 "$key" | awk -v p="$proxy" '$1 == p { print $2, $10 }')
+            two=$(summarize 2 "$key" | awk -v p="$proxy" '$1 == p { print $2, $10 }')
+            [[ -n $one && -n $two ]] || continue
+            emit "| $key | $proxy | ${one% *} | ${two% *} | $(ratio "${two% *}" "${one% *}") | ${one#* } | ${two#* } |"
+        done
+    done
+}
+
+main() {
+    local workers scenario steal_start
+    parse_args "$@"
+    validate_args
+    build_scenarios
+    for workers in "${WORKER_MODES[@]}"; do plan_cpus "$workers"; done # fail before any run
+    bench_install_traps
+    ulimit -n 65536 2>/dev/null || true
+    bench_ensure_commands wrk:wrk nginx:nginx haproxy:haproxy curl:curl taskset:util-linux pgrep:procps
+    for scenario in "${TARGETS[@]}"; do
+        [[ $scenario == ringproxy ]] || continue
+        if [[ -z $RINGPROXY_BIN ]]; then
+            RINGPROXY_BIN=$(bench_build_ringproxy "${REPO:-$SCRIPT_DIR/..}")
+        fi
+        [[ -x $RINGPROXY_BIN ]] || bench_die "--ringproxy-bin $RINGPROXY_BIN is not executable"
+        RINGPROXY_BIN=$(realpath "$RINGPROXY_BIN")
+    done
+    bench_make_workdir
+    mkdir -p "$BENCH_WORKDIR/runs"
+    RESULTS="$BENCH_WORKDIR/results.tsv"
+    : >"$RESULTS"
+    bench_write_wrk_scripts
+    steal_start=$(bench_steal_sample)
+    emit_header
+    for workers in "${WORKER_MODES[@]}"; do
+        plan_cpus "$workers"
+        start_mode "$workers"
+        for scenario in "${SCENARIOS[@]}"; do
+            # shellcheck disable=SC2086
+            run_scenario "$workers" $scenario
+            # shellcheck disable=SC2086
+            emit_scenario_table "$workers" $scenario
+        done
+        stop_mode
+    done
+    emit_scaling_table
+    emit ""
+    emit "Steal over the whole run: $(bench_steal_percent "$steal_start" "$(bench_steal_sample)")% of all cores."
+}
+
+# `exit` on the same line: bash reads scripts as it runs them, so an edit to this file
+# during a long run must not be picked up after main returns.
+main "$@"; exit

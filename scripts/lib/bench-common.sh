@@ -1,0 +1,497 @@
+# shellcheck shell=bash
+# Shared by scripts/bench.sh and perf/profile.sh: process bookkeeping, port checks,
+# the static nginx backend, the three proxies (ringproxy, nginx, HAProxy), wrk runs
+# and /proc readings. Source it after `set -euo pipefail`.
+
+BENCH_PIDS=()          # every long-running process started here; cleanup stops them all
+BENCH_WORKDIR=""       # generated configs, logs, raw results
+BENCH_KEEP_WORKDIR=0
+BENCH_APT_UPDATED=0
+BENCH_WRK_PID=""       # the load generator while it runs
+BENCH_WRK_OUT=""
+BENCH_WRK_URL=""
+
+bench_log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+bench_die() {
+    printf 'error: %s\n' "$*" >&2
+    exit 1
+}
+
+# --- process bookkeeping ---------------------------------------------------------
+
+# A zombie still answers `kill -0`, so read the state letter instead.
+bench_alive() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    stat=${stat##*) }
+    [[ ${stat:0:1} != Z ]]
+}
+
+bench_stop_pids() {
+    local pid deadline
+    for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
+    deadline=$((SECONDS + 5))
+    for pid in "$@"; do
+        while bench_alive "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
+        if bench_alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
+    done
+}
+
+bench_cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [[ -n $BENCH_WRK_PID ]]; then bench_stop_pids "$BENCH_WRK_PID"; fi
+    if ((${#BENCH_PIDS[@]})); then bench_stop_pids "${BENCH_PIDS[@]}"; fi
+    wait 2>/dev/null || true
+    if [[ -n $BENCH_WORKDIR && -d $BENCH_WORKDIR ]]; then
+        if ((BENCH_KEEP_WORKDIR)); then
+            bench_log "kept work dir (configs, logs, raw results): $BENCH_WORKDIR"
+        else
+            rm -rf "$BENCH_WORKDIR"
+        fi
+    fi
+    exit "$rc"
+}
+
+# Background children of a non-interactive shell ignore SIGINT, so Ctrl-C must
+# reach them through the EXIT trap.
+bench_install_traps() {
+    trap bench_cleanup EXIT
+    trap 'bench_log interrupted; exit 130' INT
+    trap 'bench_log terminated; exit 143' TERM
+}
+
+bench_make_workdir() {
+    BENCH_WORKDIR=$(mktemp -d "${TMPDIR:-/tmp}/ringproxy-bench.XXXXXX")
+    chmod 755 "$BENCH_WORKDIR" # nginx workers may run as another user
+}
+
+# --- tools -----------------------------------------------------------------------
+
+bench_apt_install() {
+    command -v apt-get >/dev/null || bench_die "missing $*; install it (no apt-get here)"
+    ((EUID == 0)) || bench_die "missing $*; run as root or install: apt-get install -y $*"
+    if ((!BENCH_APT_UPDATED)); then
+        bench_log "apt-get update"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+        BENCH_APT_UPDATED=1
+    fi
+    bench_log "apt-get install -y $*"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+}
+
+# Usage: bench_ensure_commands cmd:package ...
+bench_ensure_commands() {
+    local spec missing=()
+    for spec in "$@"; do
+        command -v "${spec%%:*}" >/dev/null || missing+=("${spec#*:}")
+    done
+    if ((${#missing[@]})); then bench_apt_install "${missing[@]}"; fi
+}
+
+bench_ensure_cargo_tool() { # binary crate
+    command -v "$1" >/dev/null && return 0
+    command -v cargo >/dev/null || bench_die "missing $1 and cargo to install it"
+    bench_log "cargo install $2 --locked"
+    cargo install "$2" --locked >&2
+}
+
+# Prints the path of the release binary. Respects CARGO_TARGET_DIR.
+bench_build_ringproxy() { # repo_dir
+    local repo=$1
+    [[ -f $repo/Cargo.toml ]] || bench_die "no Cargo.toml in $repo (use --repo or --ringproxy-bin)"
+    bench_log "cargo build --release ($repo)"
+    cargo build --release --manifest-path "$repo/Cargo.toml" >&2 ||
+        bench_die "ringproxy build failed in $repo"
+    local bin="${CARGO_TARGET_DIR:-$repo/target}/release/ringproxy"
+    [[ -x $bin ]] || bench_die "build finished but $bin is missing"
+    printf '%s\n' "$bin"
+}
+
+bench_git_describe() { # dir
+    local commit dirty=""
+    commit=$(git -C "$1" rev-parse --short=12 HEAD 2>/dev/null) || {
+        echo "unknown"
+        return 0
+    }
+    git -C "$1" diff --quiet HEAD 2>/dev/null || dirty="-dirty"
+    printf '%s%s\n' "$commit" "$dirty"
+}
+
+# --- cpu lists -------------------------------------------------------------------
+
+# "0-2,5" -> "0 1 2 5"
+bench_expand_cpus() {
+    local part cpu expanded=()
+    local IFS=,
+    for part in $1; do
+        if [[ $part =~ ^([0-9]+)-([0-9]+)$ ]]; then
+            for ((cpu = BASH_REMATCH[1]; cpu <= BASH_REMATCH[2]; cpu++)); do expanded+=("$cpu"); done
+        elif [[ $part =~ ^[0-9]+$ ]]; then
+            expanded+=("$part")
+        else
+            bench_die "bad cpu list '$1'"
+        fi
+    done
+    ((${#expanded[@]})) || bench_die "empty cpu list"
+    IFS=' '
+    echo "${expanded[*]}"
+}
+
+bench_check_cpus_exist() {
+    local cpu max
+    max=$(($(nproc --all) - 1))
+    for cpu in $(bench_expand_cpus "$1"); do
+        ((cpu <= max)) || bench_die "cpu $cpu does not exist (this machine has 0-$max)"
+    done
+}
+
+# nginx worker_cpu_affinity wants one bit mask per worker: cpu 3 -> 1000.
+bench_nginx_affinity() {
+    local cpu masks=()
+    for cpu in $(bench_expand_cpus "$1"); do
+        masks+=("1$(printf '%*s' "$cpu" '' | tr ' ' 0)")
+    done
+    echo "${masks[*]}"
+}
+
+# --- ports -----------------------------------------------------------------------
+
+bench_port_listening() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+bench_require_free_port() { # port what
+    local owner=""
+    if bench_port_listening "$1"; then
+        command -v ss >/dev/null && owner=$(ss -Hltnp "sport = :$1" 2>/dev/null | head -3)
+        bench_die "port $1 (for $2) is already in use on 127.0.0.1; stop that process or pick --base-port. ${owner}"
+    fi
+}
+
+bench_wait_for_port() { # port name pid log [timeout_s]
+    local port=$1 name=$2 pid=$3 log=$4 deadline=$((SECONDS + ${5:-15}))
+    until bench_port_listening "$port"; do
+        bench_alive "$pid" || bench_die "$name exited during startup; last log lines:
+$(tail -n 20 "$log" 2>/dev/null)"
+        ((SECONDS < deadline)) || bench_die "$name not listening on 127.0.0.1:$port after ${5:-15}s; log: $log"
+        sleep 0.1
+    done
+}
+
+bench_wait_for_log_line() { # pattern name pid log [timeout_s]
+    local deadline=$((SECONDS + ${5:-15}))
+    until grep -q -- "$1" "$4" 2>/dev/null; do
+        bench_alive "$3" || bench_die "$2 exited during startup; last log lines:
+$(tail -n 20 "$4" 2>/dev/null)"
+        ((SECONDS < deadline)) || bench_die "$2 did not print '$1' within ${5:-15}s; log: $4"
+        sleep 0.1
+    done
+}
+
+# Children of an nginx master are its workers; the master does no request work.
+bench_wait_for_children() { # parent count name
+    local deadline=$((SECONDS + 10)) kids
+    while :; do
+        # The master listens before it forks, so the first looks may find no worker.
+        kids=$(pgrep -P "$1" | tr '\n' ' ' || true)
+        kids=${kids% }
+        if (($(wc -w <<<"$kids") >= $2)); then
+            echo "$kids"
+            return 0
+        fi
+        ((SECONDS < deadline)) || bench_die "$3: expected $2 worker processes, found: ${kids:-none}"
+        sleep 0.1
+    done
+}
+
+# --- backend ---------------------------------------------------------------------
+
+# Static nginx origin with one worker: /12b /1k /64k files and POST /post -> "ok".
+# Sets BENCH_BACKEND_PID.
+bench_start_backend() { # port cpus [workers]
+    local port=$1 cpus=$2 workers=${3:-1} dir="$BENCH_WORKDIR/backend"
+    bench_require_free_port "$port" "backend nginx"
+    mkdir -p "$dir/www" "$dir/tmp"
+    chmod -R 755 "$dir"
+    printf 'hello world\n' >"$dir/www/12b"
+    head -c 1024 /dev/zero | tr '\0' a >"$dir/www/1k"
+    head -c 65536 /dev/zero | tr '\0' b >"$dir/www/64k"
+    cat >"$dir/nginx.conf" <<EOF
+worker_processes $workers;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+worker_rlimit_nofile 16384;
+events { worker_connections 8192; }
+http {
+    access_log off;
+    server_tokens off;
+    etag off;
+    sendfile on;
+    tcp_nodelay on;
+    keepalive_requests 1000000000;
+    keepalive_timeout 600s;
+    open_file_cache max=16 inactive=600s;
+    open_file_cache_valid 600s;
+    default_type application/octet-stream;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    server {
+        listen 127.0.0.1:$port backlog=4096;
+        root $dir/www;
+        location = /post {
+            client_max_body_size 1m;
+            client_body_buffer_size 64k;
+            return 200 "ok\n";
+        }
+    }
+}
+EOF
+    taskset -c "$cpus" nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" \
+        -g 'daemon off;' >"$dir/stdout.log" 2>&1 &
+    BENCH_BACKEND_PID=$!
+    BENCH_PIDS+=("$BENCH_BACKEND_PID")
+    bench_wait_for_port "$port" "backend nginx" "$BENCH_BACKEND_PID" "$dir/error.log"
+    local worker_pids
+    read -ra worker_pids <<<"$(bench_wait_for_children "$BENCH_BACKEND_PID" "$workers" "backend nginx")"
+    BENCH_PIDS+=("${worker_pids[@]}")
+    bench_log "backend nginx on :$port (cpus $cpus, $workers worker)"
+}
+
+# --- proxies ---------------------------------------------------------------------
+# Each bench_start_proxy_<name> takes: port backend_port cpus workers keepalive
+# and sets BENCH_PROXY_PID (to stop) and BENCH_PROXY_CPU_PIDS (to account CPU of).
+
+bench_start_proxy_ringproxy() {
+    local port=$1 backend=$2 cpus=$3 workers=$4 dir="$BENCH_WORKDIR/ringproxy"
+    [[ -n ${RINGPROXY_BIN:-} ]] || bench_die "RINGPROXY_BIN not set"
+    mkdir -p "$dir"
+    bench_require_free_port "$port" ringproxy
+    taskset -c "$cpus" "$RINGPROXY_BIN" --listen "127.0.0.1:$port" --upstream "127.0.0.1:$backend" \
+        --workers "$workers" --cpus "$cpus" >"$dir/stdout.log" 2>"$dir/stderr.log" &
+    BENCH_PROXY_PID=$!
+    BENCH_PIDS+=("$BENCH_PROXY_PID")
+    bench_wait_for_log_line "ringproxy: ready" ringproxy "$BENCH_PROXY_PID" "$dir/stderr.log"
+    bench_wait_for_port "$port" ringproxy "$BENCH_PROXY_PID" "$dir/stderr.log"
+    # /proc/PID/stat of the process sums all its threads.
+    BENCH_PROXY_CPU_PIDS=$BENCH_PROXY_PID
+}
+
+bench_start_proxy_nginx() {
+    local port=$1 backend=$2 cpus=$3 workers=$4 keepalive=$5 dir="$BENCH_WORKDIR/nginx-proxy"
+    bench_require_free_port "$port" "nginx proxy"
+    mkdir -p "$dir/tmp"
+    chmod -R 755 "$dir"
+    # reuseport: one listener per worker, like ringproxy's per-worker SO_REUSEPORT sockets.
+    cat >"$dir/nginx.conf" <<EOF
+worker_processes $workers;
+worker_cpu_affinity $(bench_nginx_affinity "$cpus");
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+worker_rlimit_nofile 16384;
+events { worker_connections 8192; }
+http {
+    access_log off;
+    server_tokens off;
+    tcp_nodelay on;
+    keepalive_requests 1000000000;
+    keepalive_timeout 600s;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    upstream backend {
+        server 127.0.0.1:$backend;
+        keepalive $keepalive;
+        keepalive_requests 1000000000;
+        keepalive_timeout 600s;
+    }
+    server {
+        listen 127.0.0.1:$port reuseport backlog=4096;
+        client_max_body_size 1m;
+        client_body_buffer_size 64k;
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering on;
+            proxy_buffer_size 16k;
+            proxy_buffers 8 16k;
+            proxy_busy_buffers_size 32k;
+            proxy_max_temp_file_size 0;
+        }
+    }
+}
+EOF
+    taskset -c "$cpus" nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" \
+        -g 'daemon off;' >"$dir/stdout.log" 2>&1 &
+    BENCH_PROXY_PID=$!
+    BENCH_PIDS+=("$BENCH_PROXY_PID")
+    bench_wait_for_port "$port" "nginx proxy" "$BENCH_PROXY_PID" "$dir/error.log"
+    BENCH_PROXY_CPU_PIDS=$(bench_wait_for_children "$BENCH_PROXY_PID" "$workers" "nginx proxy")
+    local worker_pids
+    read -ra worker_pids <<<"$BENCH_PROXY_CPU_PIDS"
+    BENCH_PIDS+=("${worker_pids[@]}")
+}
+
+bench_start_proxy_haproxy() {
+    local port=$1 backend=$2 cpus=$3 workers=$4 dir="$BENCH_WORKDIR/haproxy"
+    local cpu thread=0 cpu_maps=""
+    bench_require_free_port "$port" haproxy
+    mkdir -p "$dir"
+    for cpu in $(bench_expand_cpus "$cpus"); do
+        thread=$((thread + 1))
+        ((thread <= workers)) || break
+        cpu_maps+="    cpu-map 1/$thread $cpu"$'\n'
+    done
+    cat >"$dir/haproxy.cfg" <<EOF
+global
+    nbthread $workers
+$cpu_maps    maxconn 4096
+defaults
+    mode http
+    maxconn 4096
+    timeout connect 5s
+    timeout client 600s
+    timeout server 600s
+    timeout http-request 600s
+    timeout http-keep-alive 600s
+    option http-keep-alive
+    http-reuse always
+frontend proxy
+    bind 127.0.0.1:$port
+    default_backend origin
+backend origin
+    http-reuse always
+    server origin 127.0.0.1:$backend
+EOF
+    haproxy -c -q -f "$dir/haproxy.cfg" >"$dir/check.log" 2>&1 ||
+        bench_die "haproxy rejected its config: $(cat "$dir/check.log")"
+    taskset -c "$cpus" haproxy -db -f "$dir/haproxy.cfg" >"$dir/stdout.log" 2>&1 &
+    BENCH_PROXY_PID=$!
+    BENCH_PIDS+=("$BENCH_PROXY_PID")
+    bench_wait_for_port "$port" haproxy "$BENCH_PROXY_PID" "$dir/stdout.log"
+    BENCH_PROXY_CPU_PIDS=$BENCH_PROXY_PID
+}
+
+# Fails loudly when a proxy answers but does not forward the body intact.
+bench_check_proxy_forwards() { # name port
+    local got
+    got=$(curl -sS --max-time 5 -o /dev/null -w '%{http_code} %{size_download}' \
+        "http://127.0.0.1:$2/1k" 2>&1) || bench_die "$1 on :$2 does not answer GET /1k: $got"
+    [[ $got == "200 1024" ]] || bench_die "$1 on :$2 answered GET /1k with '$got' (want '200 1024')"
+    got=$(head -c 16384 /dev/zero | curl -sS --max-time 5 --data-binary @- \
+        -w ' %{http_code}' "http://127.0.0.1:$2/post" 2>&1) ||
+        bench_die "$1 on :$2 does not answer POST /post: $got"
+    [[ $got == $'ok\n 200' ]] || bench_die "$1 on :$2 answered POST /post with '$got'"
+}
+
+# --- /proc readings --------------------------------------------------------------
+
+# utime+stime in clock ticks, summed over the given pids (each covers all its threads).
+bench_cpu_ticks() {
+    local pid stat fields total=0
+    for pid in "$@"; do
+        stat=$(cat "/proc/$pid/stat" 2>/dev/null) || bench_die "proxy process $pid exited during the run (see its log under --keep)"
+        stat=${stat##*) }
+        read -ra fields <<<"$stat"
+        total=$((total + fields[11] + fields[12]))
+    done
+    echo "$total"
+}
+
+# "steal total" jiffies of the aggregate cpu line.
+bench_steal_sample() {
+    local user nice system idle iowait irq softirq steal
+    read -r _ user nice system idle iowait irq softirq steal _ </proc/stat
+    echo "$steal $((user + nice + system + idle + iowait + irq + softirq + steal))"
+}
+
+bench_steal_percent() { # "before" "after"
+    local s0 t0 s1 t1
+    read -r s0 t0 <<<"$1"
+    read -r s1 t1 <<<"$2"
+    awk -v s=$((s1 - s0)) -v t=$((t1 - t0)) 'BEGIN { printf "%.2f", (t > 0 ? 100 * s / t : 0) }'
+}
+
+# --- load generator --------------------------------------------------------------
+
+# The done() hook prints one parseable line with p99.9, which `wrk --latency` lacks.
+bench_write_wrk_scripts() {
+    local done_hook
+    done_hook=$(
+        cat <<'EOF'
+done = function(summary, latency, requests)
+    local e = summary.errors
+    io.write(string.format(
+        "BENCH_RESULT requests=%d duration_us=%d bytes=%d p50_us=%.1f p99_us=%.1f p999_us=%.1f " ..
+        "err_connect=%d err_read=%d err_write=%d err_status=%d err_timeout=%d\n",
+        summary.requests, summary.duration, summary.bytes,
+        latency:percentile(50), latency:percentile(99), latency:percentile(99.9),
+        e.connect, e.read, e.write, e.status, e.timeout))
+end
+EOF
+    )
+    printf '%s\n' "$done_hook" >"$BENCH_WORKDIR/wrk-get.lua"
+    {
+        printf 'wrk.method = "POST"\n'
+        printf 'wrk.body = string.rep("x", 16384)\n'
+        printf 'wrk.headers["Content-Type"] = "application/octet-stream"\n'
+        printf '%s\n' "$done_hook"
+    } >"$BENCH_WORKDIR/wrk-post.lua"
+}
+
+# Starts wrk in the background and sets BENCH_WRK_PID; its output goes to outfile.
+# Usage: bench_wrk_start cpus threads connections duration_s mode(ka|close|post) url outfile
+bench_wrk_start() {
+    local cpus=$1 threads=$2 conns=$3 duration=$4 mode=$5 url=$6 out=$7
+    local args=(-t "$threads" -c "$conns" -d "${duration}s" --latency --timeout 5s)
+    case $mode in
+    ka) args+=(-s "$BENCH_WORKDIR/wrk-get.lua") ;;
+    close) args+=(-s "$BENCH_WORKDIR/wrk-get.lua" -H "Connection: close") ;;
+    post) args+=(-s "$BENCH_WORKDIR/wrk-post.lua") ;;
+    *) bench_die "unknown wrk mode $mode" ;;
+    esac
+    BENCH_WRK_OUT=$out
+    BENCH_WRK_URL=$url
+    taskset -c "$cpus" wrk "${args[@]}" "$url" >"$out" 2>&1 &
+    BENCH_WRK_PID=$!
+}
+
+# `wait` returns as soon as Ctrl-C arrives so the INT trap runs at once; a wrk in
+# the foreground would swallow SIGINT (it prints its stats) and the script went on.
+bench_wrk_wait() {
+    local rc=0
+    wait "$BENCH_WRK_PID" || rc=$?
+    BENCH_WRK_PID=""
+    if ((rc != 0)); then
+        cat "$BENCH_WRK_OUT" >&2
+        bench_die "wrk failed (exit $rc) against $BENCH_WRK_URL"
+    fi
+}
+
+# Same arguments as bench_wrk_start; returns when the run is over.
+bench_wrk() {
+    bench_wrk_start "$@"
+    bench_wrk_wait
+}
+
+# Prints "rps requests p50 p99 p999 err_status err_socket" from a wrk output file.
+bench_parse_wrk() {
+    awk '
+        /^Requests\/sec:/ { rps = $2 }
+        /^BENCH_RESULT/ {
+            for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+            found = 1
+        }
+        END {
+            if (!found) exit 1
+            if (rps == "") rps = (v["duration_us"] > 0 ? v["requests"] * 1e6 / v["duration_us"] : 0)
+            printf "%s %d %s %s %s %d %d\n", rps, v["requests"], v["p50_us"], v["p99_us"], v["p999_us"],
+                v["err_status"], v["err_connect"] + v["err_read"] + v["err_write"] + v["err_timeout"]
+        }' "$1" || bench_die "could not parse wrk output $1"
+}
