@@ -142,8 +142,8 @@ fn wait_for_start(events: &mpsc::Receiver<WorkerEvent>, workers: usize) -> Resul
             Ok(WorkerEvent::Started { index, cpu, driver }) => {
                 let place = cpu.map_or("unpinned".to_string(), |c| format!("on cpu {c}"));
                 let driver = match driver {
-                    Driver::IoUring => "io_uring driver",
-                    Driver::Epoll => "epoll driver (fallback)",
+                    Driver::IoUring(setup) => format!("io_uring driver ({})", setup.name()),
+                    Driver::Epoll => "epoll driver (fallback)".to_string(),
                 };
                 lines[index] = Some(format!("ringproxy: worker {index} {place}, {driver}"));
                 started += 1;
