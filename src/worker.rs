@@ -19,9 +19,13 @@ use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 use crate::config::Config;
 use crate::http::HeadLimits;
 use crate::proxy;
+use crate::proxy::buffer::BufferPool;
 use crate::upstream::Upstreams;
 use crate::upstream::pool::Pool;
 
+/// Size of the buffers big bodies stream through, and how many idle ones a worker keeps.
+const STREAM_BUFFER: usize = 64 * 1024;
+const STREAM_BUFFERS_KEPT: usize = 128;
 /// How often a worker closes expired idle backend connections.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 /// How often a draining worker checks whether its connections are done.
@@ -248,6 +252,8 @@ pub struct WorkerCtx {
     pub head_limits: HeadLimits,
     pub upstreams: Upstreams,
     pub pool: RefCell<Pool>,
+    /// Large buffers lent to connections while they stream big bodies.
+    pub buffers: BufferPool,
     pub conns: ConnRegistry,
     global_shutdown: Arc<AtomicBool>,
     shutting_down: Cell<bool>,
@@ -273,6 +279,7 @@ impl WorkerCtx {
             head_limits,
             upstreams,
             pool: RefCell::new(pool),
+            buffers: BufferPool::new(STREAM_BUFFER, STREAM_BUFFERS_KEPT),
             conns: ConnRegistry::default(),
             global_shutdown: plan.shutdown.clone(),
             shutting_down: Cell::new(false),

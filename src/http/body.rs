@@ -35,6 +35,15 @@ impl BodyProgress {
         matches!(self.state, State::Done)
     }
 
+    /// Body bytes still to come, when the framing says (`None`: until a chunk or EOF says).
+    pub fn remaining(&self) -> Option<u64> {
+        match self.state {
+            State::Length { remaining } => Some(remaining),
+            State::Done => Some(0),
+            State::Chunked(_) | State::UntilClose => None,
+        }
+    }
+
     /// How many leading bytes of `data` belong to this body: `(consumed, payload)`. Passing
     /// through, `data[..consumed]` is forwarded unchanged and `payload == consumed`. With
     /// `dechunk`, chunked framing is stripped: the payload bytes are moved to the front of

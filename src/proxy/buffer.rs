@@ -4,6 +4,7 @@
 //! consumed prefix is skipped by moving `start`, and the buffer is compacted only when a read
 //! needs room, so the common case (a whole message per read) never copies.
 
+use std::cell::RefCell;
 use std::time::Duration;
 
 use monoio::buf::IoBufMut;
@@ -78,6 +79,26 @@ impl RecvBuf {
         }
     }
 
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Lends the (empty) buffer a large storage from `pool` for streaming a body; returns
+    /// the storage it had, to be put back with `return_storage`.
+    pub fn borrow_storage(&mut self, pool: &BufferPool) -> Vec<u8> {
+        self.start = 0;
+        std::mem::replace(&mut self.buf, pool.take())
+    }
+
+    /// Puts the original storage back, keeping any unconsumed bytes (a pipelined request),
+    /// and returns the lent storage to `pool`.
+    pub fn return_storage(&mut self, mut own: Vec<u8>, pool: &BufferPool) {
+        own.clear();
+        own.extend_from_slice(self.data());
+        self.start = 0;
+        pool.give(std::mem::replace(&mut self.buf, own));
+    }
+
     /// Gives the buffer to a write and takes it back: `range` is relative to `data()`.
     pub fn take_inner(&mut self) -> (Vec<u8>, usize) {
         (std::mem::take(&mut self.buf), self.start)
@@ -105,9 +126,61 @@ impl RecvBuf {
     }
 }
 
+/// Large buffers lent to connections while they stream a body: a big body then moves in few
+/// large reads and writes, while idle keep-alive connections hold only their small buffers.
+pub struct BufferPool {
+    free: RefCell<Vec<Vec<u8>>>,
+    size: usize,
+    keep: usize,
+}
+
+impl BufferPool {
+    /// Buffers of `size` bytes; at most `keep` idle ones are kept for reuse.
+    pub fn new(size: usize, keep: usize) -> Self {
+        Self {
+            free: RefCell::new(Vec::new()),
+            size,
+            keep,
+        }
+    }
+
+    fn take(&self) -> Vec<u8> {
+        self.free
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(self.size))
+    }
+
+    fn give(&self, mut buf: Vec<u8>) {
+        let mut free = self.free.borrow_mut();
+        if buf.capacity() >= self.size && free.len() < self.keep {
+            buf.clear();
+            free.push(buf);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lent_storage_goes_back_with_leftover_bytes() {
+        let pool = BufferPool::new(64 * 1024, 4);
+        let mut b = RecvBuf::with_capacity(16);
+        let own = b.borrow_storage(&pool);
+        assert!(b.capacity() >= 64 * 1024);
+        b.buf.extend_from_slice(b"bodyGET /next");
+        b.consume(4);
+        b.return_storage(own, &pool);
+        assert_eq!(b.data(), b"GET /next");
+        assert!(b.capacity() < 64 * 1024);
+        assert_eq!(
+            pool.free.borrow().len(),
+            1,
+            "the big buffer is back in the pool"
+        );
+    }
 
     #[test]
     fn consume_all_resets_to_front() {

@@ -158,6 +158,7 @@ impl Session {
             &mut request.body,
             false,
             idle,
+            &self.ctx.buffers,
         )
         .await;
         match result {
@@ -324,6 +325,7 @@ impl Session {
             &mut response.body,
             response.dechunk,
             idle,
+            &self.ctx.buffers,
         )
         .await;
         // Any failure after the head went out leaves the client with a response it must not

@@ -5,7 +5,7 @@ use std::time::Duration;
 use monoio::buf::IoBuf;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
-use super::buffer::{ReadError, RecvBuf};
+use super::buffer::{BufferPool, ReadError, RecvBuf};
 use crate::http::body::BodyProgress;
 
 /// Why a body stopped streaming before its end.
@@ -55,7 +55,8 @@ pub async fn write_vec<W: AsyncWriteRent>(
 
 /// Moves the rest of a body from `src` to `dst`: first what `buf` already holds, then fresh
 /// reads. Each read and each write may take at most `idle`. With `dechunk`, chunked framing is
-/// stripped (for a client that cannot read it). Bytes after the body stay in `buf`.
+/// stripped (for a client that cannot read it). Bytes after the body stay in `buf`. A body
+/// larger than `buf` streams through a large buffer lent by `pool`.
 pub async fn stream_body<R: AsyncReadRent, W: AsyncWriteRent>(
     src: &mut R,
     buf: &mut RecvBuf,
@@ -63,16 +64,23 @@ pub async fn stream_body<R: AsyncReadRent, W: AsyncWriteRent>(
     progress: &mut BodyProgress,
     dechunk: bool,
     idle: Duration,
+    pool: &BufferPool,
 ) -> Result<(), BodyError> {
+    let mut own_storage = None;
     while !progress.is_done() {
         if buf.is_empty() {
+            let larger_than_buf = progress
+                .remaining()
+                .is_none_or(|n| n > buf.capacity() as u64);
+            if own_storage.is_none() && larger_than_buf {
+                own_storage = Some(buf.borrow_storage(pool));
+            }
             match buf.fill(src, idle, usize::MAX).await {
-                Ok(0) if progress.finish_at_eof() => return Ok(()),
+                Ok(0) if progress.finish_at_eof() => break,
                 Ok(0) => return Err(BodyError::SourceClosed),
                 Ok(_) => {}
                 Err(ReadError::Timeout) => return Err(BodyError::SourceTimeout),
-                Err(ReadError::Full) => return Err(BodyError::SourceIo),
-                Err(ReadError::Io) => return Err(BodyError::SourceIo),
+                Err(ReadError::Full | ReadError::Io) => return Err(BodyError::SourceIo),
             }
         }
         let (consumed, payload) = progress
@@ -80,6 +88,9 @@ pub async fn stream_body<R: AsyncReadRent, W: AsyncWriteRent>(
             .map_err(|_| BodyError::BadChunk)?;
         write_buffered(dst, buf, payload, idle).await?;
         buf.consume(consumed);
+    }
+    if let Some(own) = own_storage {
+        buf.return_storage(own, pool);
     }
     Ok(())
 }

@@ -5,7 +5,7 @@
 //! Parsing and head rewriting are pure (`crate::http`); this module owns the I/O, the
 //! timeouts and the decisions about which connection survives an exchange.
 
-mod buffer;
+pub mod buffer;
 mod exchange;
 mod io;
 mod tunnel;
