@@ -258,6 +258,7 @@ fn read_runtime(r: &mut Reader<'_>, t: &Table<'_, '_>) -> RuntimeConfig {
         allow_epoll: r
             .field(t, "allow_epoll", boolean)
             .unwrap_or(default.allow_epoll),
+        reconcile_interval: default.reconcile_interval,
         ring_entries: r
             .field(t, "ring_entries", ring_entries)
             .unwrap_or(default.ring_entries),
@@ -336,11 +337,11 @@ fn read_upstreams(r: &mut Reader<'_>, root: &Table<'_, '_>) -> Vec<UpstreamConfi
         }
         let group = r.as_table(value, path).map(|table| read_group(r, &table));
         let (balance, backends) = group.unwrap_or((Balance::RoundRobin, Vec::new()));
-        upstreams.push(UpstreamConfig {
-            name: name.get_ref().to_string(),
+        upstreams.push(UpstreamConfig::new(
+            name.get_ref().to_string(),
             balance,
             backends,
-        });
+        ));
     }
     if upstreams.is_empty() {
         r.error(
@@ -431,10 +432,10 @@ fn read_backend(r: &mut Reader<'_>, item: &Value<'_>, path: String) -> Option<Ba
         r.deny_unknown_keys(&table, BACKEND_KEYS);
         let address = r.required(&table, "address", backend_address);
         let weight = r.field(&table, "weight", integer_in(1..=MAX_WEIGHT));
-        return Some(BackendConfig {
-            address: address?,
-            weight: weight.unwrap_or(DEFAULT_WEIGHT),
-        });
+        return Some(BackendConfig::new(
+            address?,
+            weight.unwrap_or(DEFAULT_WEIGHT),
+        ));
     }
     let address = r.convert(item, path, |value| match value {
         DeValue::String(address) => parse_backend_address(address),
@@ -443,10 +444,7 @@ fn read_backend(r: &mut Reader<'_>, item: &Value<'_>, path: String) -> Option<Ba
             other,
         )),
     })?;
-    Some(BackendConfig {
-        address,
-        weight: DEFAULT_WEIGHT,
-    })
+    Some(BackendConfig::new(address, DEFAULT_WEIGHT))
 }
 
 fn read_listeners(
@@ -720,10 +718,7 @@ mod tests {
     }
 
     fn backend(address: &str, weight: u32) -> BackendConfig {
-        BackendConfig {
-            address: addr(address),
-            weight,
-        }
+        BackendConfig::new(addr(address), weight)
     }
 
     #[test]
@@ -781,6 +776,7 @@ x_forwarded_host = false
                 pin: false,
                 allow_epoll: true,
                 ring_entries: 4096,
+                ..RuntimeConfig::default()
             },
             listeners: vec![
                 ListenerConfig {
@@ -793,16 +789,16 @@ x_forwarded_host = false
                 },
             ],
             upstreams: vec![
-                UpstreamConfig {
-                    name: "app".into(),
-                    balance: Balance::RoundRobin,
-                    backends: vec![backend("127.0.0.1:9000", 1), backend("127.0.0.1:9001", 2)],
-                },
-                UpstreamConfig {
-                    name: "static".into(),
-                    balance: Balance::RoundRobin,
-                    backends: vec![backend("[fd00::5]:80", 1)],
-                },
+                UpstreamConfig::new(
+                    "app".into(),
+                    Balance::RoundRobin,
+                    vec![backend("127.0.0.1:9000", 1), backend("127.0.0.1:9001", 2)],
+                ),
+                UpstreamConfig::new(
+                    "static".into(),
+                    Balance::RoundRobin,
+                    vec![backend("[fd00::5]:80", 1)],
+                ),
             ],
             timeouts: Timeouts {
                 client_header: Duration::from_secs(5),
@@ -850,11 +846,11 @@ x_forwarded_host = false
                 address: addr("127.0.0.1:8080"),
                 upstream: "app".into(),
             }],
-            vec![UpstreamConfig {
-                name: "app".into(),
-                balance: Balance::RoundRobin,
-                backends: vec![backend("127.0.0.1:9000", 1)],
-            }],
+            vec![UpstreamConfig::new(
+                "app".into(),
+                Balance::RoundRobin,
+                vec![backend("127.0.0.1:9000", 1)],
+            )],
         );
         assert_eq!(parse(BASE), Ok(expected.clone()));
         // Empty sections are the same as absent ones.
@@ -901,11 +897,11 @@ x_forwarded_host = false
                 address: addr("0.0.0.0:8080"),
                 upstream: "app".into(),
             }],
-            vec![UpstreamConfig {
-                name: "app".into(),
-                balance: Balance::RoundRobin,
-                backends: vec![backend("127.0.0.1:9000", 1), backend("127.0.0.1:9001", 2)],
-            }],
+            vec![UpstreamConfig::new(
+                "app".into(),
+                Balance::RoundRobin,
+                vec![backend("127.0.0.1:9000", 1), backend("127.0.0.1:9001", 2)],
+            )],
         );
         assert_eq!(parse_str(text, "ringproxy.example.toml"), Ok(expected));
     }

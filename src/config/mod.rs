@@ -43,6 +43,9 @@ pub struct RuntimeConfig {
     pub allow_epoll: bool,
     /// io_uring submission queue entries per worker.
     pub ring_entries: u32,
+    /// How often a worker refreshes its view of the other workers' per-backend load
+    /// (least_conn, p2c on in-flight, max_conns).
+    pub reconcile_interval: Duration,
 }
 
 /// One `[[listener]]`.
@@ -59,18 +62,149 @@ pub struct UpstreamConfig {
     pub name: String,
     pub balance: Balance,
     pub backends: Vec<BackendConfig>,
+    /// Ramp a recovered (or newly added) backend's share of traffic up over this long.
+    pub slow_start: Option<Duration>,
+    pub retry: RetryPolicy,
+    /// Active checks (`[upstream.NAME.health]`); `None` = no active checks.
+    pub health: Option<HealthCheck>,
+    /// Passive checks (`[upstream.NAME.passive]`).
+    pub passive: PassiveHealth,
 }
 
-/// Load-balancing algorithm of a group. More arrive with the balancing issue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Load-balancing algorithm of a group (`balance = "..."`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Balance {
+    /// Rotation; honours weights (smooth weighted round robin, as nginx).
     RoundRobin,
+    /// Same algorithm as `RoundRobin`; the name users of other proxies look for.
+    Weighted,
+    /// Fewest in-flight requests host-wide (per-core counts, reconciled), weight-scaled.
+    LeastConn,
+    /// Consistent hashing on a request key; minimal remapping when backends come and go.
+    Hash(HashKey),
+    /// Uniformly random (weighted).
+    Random,
+    /// Power of two random choices, comparing the given load metric.
+    P2c(P2cMetric),
+}
+
+/// What `balance = "hash"` hashes (`hash_key = "client_ip" | "header:NAME" | "cookie:NAME"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    ClientIp,
+    /// Header name, lower-cased.
+    Header(String),
+    Cookie(String),
+}
+
+/// What `balance = "p2c"` compares (`p2c_metric = "inflight" | "latency"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum P2cMetric {
+    InFlight,
+    /// EWMA of response-head latency ("least response time").
+    Latency,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackendConfig {
     pub address: SocketAddr,
     pub weight: u32,
+    /// Most concurrent requests host-wide; `None` = unlimited.
+    pub max_conns: Option<u32>,
+    /// Used only when every primary backend of the group is down.
+    pub backup: bool,
+}
+
+/// Retries on another backend (`[upstream.NAME]` keys `retries`, `retry_timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Further attempts after the first, each on a different backend where possible.
+    pub retries: u32,
+    /// All attempts of one request together may take at most this long.
+    pub timeout: Duration,
+}
+
+/// Active health check of every backend in a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub kind: HealthCheckKind,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive successes that bring a down backend up.
+    pub rise: u32,
+    /// Consecutive failures that take an up backend down.
+    pub fall: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthCheckKind {
+    /// A TCP connect that succeeds within the timeout.
+    Tcp,
+    /// `GET path` with `Host: host` answered with a status in `expect_status`.
+    Http {
+        path: String,
+        host: Option<String>,
+        expect_status: std::ops::RangeInclusive<u16>,
+    },
+}
+
+/// Passive checks: ejecting a backend that fails real requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PassiveHealth {
+    /// Consecutive failures (connect errors, timeouts, and 5xx when `on_5xx`) that eject;
+    /// 0 disables passive checks.
+    pub max_fails: u32,
+    pub on_5xx: bool,
+    /// First ejection lasts this long; each further one in a row doubles it...
+    pub cooldown: Duration,
+    /// ...up to this.
+    pub max_cooldown: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            retries: 1,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for PassiveHealth {
+    fn default() -> Self {
+        Self {
+            max_fails: 3,
+            on_5xx: false,
+            cooldown: Duration::from_secs(10),
+            max_cooldown: Duration::from_secs(300),
+        }
+    }
+}
+
+impl UpstreamConfig {
+    /// A group with every optional setting at its default.
+    pub fn new(name: String, balance: Balance, backends: Vec<BackendConfig>) -> Self {
+        Self {
+            name,
+            balance,
+            backends,
+            slow_start: None,
+            retry: RetryPolicy::default(),
+            health: None,
+            passive: PassiveHealth::default(),
+        }
+    }
+}
+
+impl BackendConfig {
+    pub fn new(address: SocketAddr, weight: u32) -> Self {
+        Self {
+            address,
+            weight,
+            max_conns: None,
+            backup: false,
+        }
+    }
 }
 
 /// Every wait in the proxy has one of these bounds (`[timeouts]`).
@@ -129,6 +263,7 @@ impl Default for RuntimeConfig {
             pin: true,
             allow_epoll: false,
             ring_entries: 1024,
+            reconcile_interval: Duration::from_millis(50),
         }
     }
 }
@@ -192,16 +327,16 @@ impl Config {
             .collect();
         let backends = upstreams
             .into_iter()
-            .map(|address| BackendConfig { address, weight: 1 })
+            .map(|address| BackendConfig::new(address, 1))
             .collect();
         Self {
             runtime: RuntimeConfig::default(),
             listeners,
-            upstreams: vec![UpstreamConfig {
-                name: CLI_GROUP.to_string(),
-                balance: Balance::RoundRobin,
+            upstreams: vec![UpstreamConfig::new(
+                CLI_GROUP.to_string(),
+                Balance::RoundRobin,
                 backends,
-            }],
+            )],
             timeouts: Timeouts::default(),
             limits: Limits::default(),
             pool: PoolConfig::default(),

@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 
-use crate::config::{Balance, Config};
+use crate::config::Config;
 
 pub mod balance;
 pub mod connect;
@@ -52,9 +52,9 @@ impl Upstreams {
             let members = (first..backends.len())
                 .map(|i| (BackendId(i), backends[i].weight))
                 .collect();
-            let balancer = match upstream.balance {
-                Balance::RoundRobin => Balancer::round_robin(members),
-            };
+            // Only round robin is parsed from config so far; the others arrive with the
+            // balancing work (issue 4).
+            let balancer = Balancer::round_robin(members);
             groups.push(Group {
                 name: upstream.name.clone(),
                 balancer,
