@@ -5,6 +5,7 @@
 //! with `http` (pure, no I/O) and reaches backends through `upstream` (balancing, pools).
 
 pub mod config;
+pub mod conns;
 pub mod http;
 pub mod listen;
 pub mod proxy;

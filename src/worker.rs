@@ -7,7 +7,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::net::TcpListener;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 
 use crate::config::Config;
+use crate::conns::{ConnTable, TIMER_TICK};
 use crate::http::HeadLimits;
 use crate::proxy;
 use crate::proxy::buffer::BufferPool;
@@ -193,6 +194,7 @@ async fn serve(mut plan: WorkerPlan, driver: Driver) {
         accept_loops.push(monoio::spawn(accept_loop(ctx.clone(), listener, group)));
     }
     monoio::spawn(housekeeping(ctx.clone()));
+    monoio::spawn(sweep_deadlines(ctx.clone()));
     let started = WorkerEvent::Started {
         index: plan.index,
         cpu: plan.cpu,
@@ -210,14 +212,10 @@ async fn accept_loop(ctx: Rc<WorkerCtx>, listener: monoio::net::TcpListener, gro
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                let slot = ctx.conns.register(ctx.clone(), stream.as_raw_fd());
-                monoio::spawn(proxy::serve_connection(
-                    ctx.clone(),
-                    stream,
-                    peer,
-                    group,
-                    slot,
-                ));
+                let fd = stream.as_raw_fd();
+                let slot = ctx.conns.register(fd);
+                let conn = proxy::serve_connection(ctx.clone(), stream, fd, peer, group, slot);
+                monoio::spawn(conn);
             }
             Err(_) if ctx.global_shutdown.load(Ordering::Acquire) => break,
             Err(err) => {
@@ -234,6 +232,14 @@ async fn housekeeping(ctx: Rc<WorkerCtx>) {
     while !ctx.is_shutting_down() {
         monoio::time::sleep(HOUSEKEEPING_INTERVAL).await;
         ctx.pool.borrow_mut().evict_expired(Instant::now());
+    }
+}
+
+/// Ends socket operations whose deadline passed (see `conns`). Runs until the worker stops.
+async fn sweep_deadlines(ctx: Rc<WorkerCtx>) {
+    loop {
+        monoio::time::sleep(TIMER_TICK).await;
+        ctx.conns.sweep(Instant::now());
     }
 }
 
@@ -254,7 +260,8 @@ pub struct WorkerCtx {
     pub pool: RefCell<Pool>,
     /// Large buffers lent to connections while they stream big bodies.
     pub buffers: BufferPool,
-    pub conns: ConnRegistry,
+    /// Open client connections: idle marks and socket deadlines.
+    pub conns: Rc<ConnTable>,
     global_shutdown: Arc<AtomicBool>,
     shutting_down: Cell<bool>,
 }
@@ -280,7 +287,7 @@ impl WorkerCtx {
             upstreams,
             pool: RefCell::new(pool),
             buffers: BufferPool::new(STREAM_BUFFER, STREAM_BUFFERS_KEPT),
-            conns: ConnRegistry::default(),
+            conns: Rc::new(ConnTable::default()),
             global_shutdown: plan.shutdown.clone(),
             shutting_down: Cell::new(false),
             config,
@@ -297,82 +304,5 @@ impl WorkerCtx {
             return;
         }
         self.conns.wake_idle();
-    }
-}
-
-/// The worker's open client connections, so a shutdown can close the idle ones.
-#[derive(Default)]
-pub struct ConnRegistry {
-    slots: RefCell<Vec<Option<ConnEntry>>>,
-    free: RefCell<Vec<usize>>,
-    active: Cell<usize>,
-}
-
-struct ConnEntry {
-    fd: RawFd,
-    idle: bool,
-}
-
-impl ConnRegistry {
-    fn register(&self, ctx: Rc<WorkerCtx>, fd: RawFd) -> ConnSlot {
-        let entry = Some(ConnEntry { fd, idle: false });
-        let mut slots = self.slots.borrow_mut();
-        let index = match self.free.borrow_mut().pop() {
-            Some(i) => {
-                slots[i] = entry;
-                i
-            }
-            None => {
-                slots.push(entry);
-                slots.len() - 1
-            }
-        };
-        self.active.set(self.active.get() + 1);
-        ConnSlot { ctx, index }
-    }
-
-    pub fn active(&self) -> usize {
-        self.active.get()
-    }
-
-    fn set_idle(&self, index: usize, idle: bool) {
-        if let Some(Some(entry)) = self.slots.borrow_mut().get_mut(index) {
-            entry.idle = idle;
-        }
-    }
-
-    fn release(&self, index: usize) {
-        if let Some(slot) = self.slots.borrow_mut().get_mut(index) {
-            *slot = None;
-            self.free.borrow_mut().push(index);
-            self.active.set(self.active.get() - 1);
-        }
-    }
-
-    fn wake_idle(&self) {
-        for entry in self.slots.borrow().iter().flatten().filter(|e| e.idle) {
-            // SAFETY: the fd belongs to a live connection (its slot is cleared before the
-            // stream is dropped); shutdown(2) only changes socket state, never memory.
-            unsafe { libc::shutdown(entry.fd, libc::SHUT_RD) };
-        }
-    }
-}
-
-/// A connection's registration; dropping it unregisters.
-pub struct ConnSlot {
-    ctx: Rc<WorkerCtx>,
-    index: usize,
-}
-
-impl ConnSlot {
-    /// Marks the connection as waiting for a next request (closable at shutdown) or busy.
-    pub fn set_idle(&self, idle: bool) {
-        self.ctx.conns.set_idle(self.index, idle);
-    }
-}
-
-impl Drop for ConnSlot {
-    fn drop(&mut self) {
-        self.ctx.conns.release(self.index);
     }
 }

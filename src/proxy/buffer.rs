@@ -5,15 +5,16 @@
 //! needs room, so the common case (a whole message per read) never copies.
 
 use std::cell::RefCell;
-use std::time::Duration;
 
 use monoio::buf::IoBufMut;
 use monoio::io::AsyncReadRent;
 
+use crate::conns::{Cut, Deadline};
+
 /// Why a read did not deliver bytes.
 #[derive(Debug)]
 pub enum ReadError {
-    /// Nothing arrived within the allowed time. The buffer is gone (the cancelled read owned it).
+    /// Nothing arrived within the allowed time (the socket was shut for reading).
     Timeout,
     /// The buffer is at its size limit and nothing of it was consumed.
     Full,
@@ -64,18 +65,20 @@ impl RecvBuf {
     pub async fn fill<S: AsyncReadRent>(
         &mut self,
         stream: &mut S,
-        within: Duration,
+        deadline: Deadline<'_>,
         limit: usize,
     ) -> Result<usize, ReadError> {
         self.make_room(limit)?;
         let buf = std::mem::take(&mut self.buf);
         let len = buf.len();
-        match monoio::time::timeout(within, stream.read(buf.slice_mut(len..))).await {
-            Err(_elapsed) => Err(ReadError::Timeout),
-            Ok((result, slice)) => {
-                self.buf = slice.into_inner();
-                result.map_err(|_| ReadError::Io)
-            }
+        let ((result, slice), timed_out) = deadline
+            .run(Cut::Read, stream.read(buf.slice_mut(len..)))
+            .await;
+        self.buf = slice.into_inner();
+        match result {
+            _ if timed_out => Err(ReadError::Timeout),
+            Ok(n) => Ok(n),
+            Err(_) => Err(ReadError::Io),
         }
     }
 

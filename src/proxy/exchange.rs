@@ -1,14 +1,16 @@
 //! One request/response exchange with a backend: get a connection, send the request, relay
 //! interim responses, relay the final response and its body, and decide who is reusable.
 
+use std::os::fd::AsRawFd;
 use std::time::Instant;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 
 use super::buffer::ReadError;
-use super::io::{BodyError, WriteError, stream_body, write_all_within, write_vec};
+use super::io::{BodyError, Timed, WriteError, stream_body, write_all_within, write_vec};
 use super::{Next, RequestInfo, Session};
+use crate::conns::Lane;
 use crate::http::body::BodyProgress;
 use crate::http::{
     BodyFraming, ResponseContext, Version, header_storage, parse_response, write_error_response,
@@ -105,7 +107,8 @@ impl Session {
             None
         };
         if let Some(mut stream) = pooled {
-            match write_vec(&mut stream, &mut self.out, within).await {
+            let deadline = self.slot.deadline(Lane::Main, stream.as_raw_fd(), within);
+            match write_vec(&mut stream, &mut self.out, deadline).await {
                 Ok(()) => {
                     return Ok(Upstream {
                         stream,
@@ -117,7 +120,8 @@ impl Session {
             }
         }
         let mut stream = self.connect(backend).await?;
-        match write_vec(&mut stream, &mut self.out, within).await {
+        let deadline = self.slot.deadline(Lane::Main, stream.as_raw_fd(), within);
+        match write_vec(&mut stream, &mut self.out, deadline).await {
             Ok(()) => Ok(Upstream {
                 stream,
                 reused: false,
@@ -146,18 +150,25 @@ impl Session {
     ) -> Result<(), Next> {
         let idle = self.ctx.config.timeouts.body_idle;
         if request.expect_continue && self.recv.is_empty() {
-            let (result, _) = write_all_within(client, CONTINUE, idle).await;
+            let deadline = self.client_deadline(idle);
+            let (result, _) = write_all_within(client, CONTINUE, deadline).await;
             if result.is_err() {
                 return Err(Next::Close);
             }
         }
+        let backend_fd = upstream.stream.as_raw_fd();
         let result = stream_body(
-            client,
+            Timed {
+                stream: client,
+                deadline: self.slot.deadline(Lane::Main, self.client_fd, idle),
+            },
+            Timed {
+                stream: &mut upstream.stream,
+                deadline: self.slot.deadline(Lane::Main, backend_fd, idle),
+            },
             &mut self.recv,
-            &mut upstream.stream,
             &mut request.body,
             false,
-            idle,
             &self.ctx.buffers,
         )
         .await;
@@ -213,8 +224,7 @@ impl Session {
                 // HTTP/1.0 clients cannot take interim responses (RFC 9110 15.2).
                 Ok(Some(Parsed::Interim)) if request.version == Version::Http10 => continue,
                 Ok(Some(Parsed::Interim)) => {
-                    let idle = self.ctx.config.timeouts.body_idle;
-                    if write_vec(client, &mut self.out, idle).await.is_err() {
+                    if self.write_out(client).await.is_err() {
                         return HeadRead::Failed(UpstreamError::Unreachable);
                     }
                     continue;
@@ -223,9 +233,11 @@ impl Session {
                 Err(err) => return HeadRead::Failed(err),
             }
             let within = deadline.saturating_duration_since(Instant::now());
+            let fd = upstream.stream.as_raw_fd();
+            let read_deadline = self.slot.deadline(Lane::Main, fd, within);
             match self
                 .upstream_recv
-                .fill(&mut upstream.stream, within, limit)
+                .fill(&mut upstream.stream, read_deadline, limit)
                 .await
             {
                 Ok(0) | Err(ReadError::Io) if !received_any => return HeadRead::NothingReceived,
@@ -311,20 +323,26 @@ impl Session {
         request: &RequestInfo,
         mut response: ResponseInfo,
     ) -> Next {
-        let idle = self.ctx.config.timeouts.body_idle;
-        if write_vec(client, &mut self.out, idle).await.is_err() {
+        if self.write_out(client).await.is_err() {
             return Next::Close;
         }
         if response.status == 101 {
             return Next::Tunnel(upstream.stream);
         }
+        let idle = self.ctx.config.timeouts.body_idle;
+        let backend_fd = upstream.stream.as_raw_fd();
         let streamed = stream_body(
-            &mut upstream.stream,
+            Timed {
+                stream: &mut upstream.stream,
+                deadline: self.slot.deadline(Lane::Main, backend_fd, idle),
+            },
+            Timed {
+                stream: client,
+                deadline: self.slot.deadline(Lane::Main, self.client_fd, idle),
+            },
             &mut self.upstream_recv,
-            client,
             &mut response.body,
             response.dechunk,
-            idle,
             &self.ctx.buffers,
         )
         .await;
@@ -359,8 +377,7 @@ impl Session {
             request.keep_alive && request.body.is_done() && !self.ctx.is_shutting_down();
         self.out.clear();
         write_error_response(&mut self.out, err.status(), !keep_alive);
-        let idle = self.ctx.config.timeouts.body_idle;
-        if write_vec(client, &mut self.out, idle).await.is_err() {
+        if self.write_out(client).await.is_err() {
             return Next::Close;
         }
         match (keep_alive, request.body.is_done()) {

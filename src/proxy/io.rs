@@ -1,11 +1,10 @@
 //! Timed writes and body streaming between two peers.
 
-use std::time::Duration;
-
 use monoio::buf::IoBuf;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
 use super::buffer::{BufferPool, ReadError, RecvBuf};
+use crate::conns::{Cut, Deadline};
 use crate::http::body::BodyProgress;
 
 /// Why a body stopped streaming before its end.
@@ -26,44 +25,47 @@ pub enum WriteError {
     Io,
 }
 
-/// Writes all of `buf` within `within`. On success the buffer comes back for reuse; on a
-/// timeout it is lost with the cancelled write.
+/// Writes all of `buf` before `deadline`; the buffer comes back either way.
 pub async fn write_all_within<W: AsyncWriteRent, B: IoBuf + 'static>(
     stream: &mut W,
     buf: B,
-    within: Duration,
-) -> (Result<(), WriteError>, Option<B>) {
-    match monoio::time::timeout(within, stream.write_all(buf)).await {
-        Err(_elapsed) => (Err(WriteError::Timeout), None),
-        Ok((Ok(_), buf)) => (Ok(()), Some(buf)),
-        Ok((Err(_), buf)) => (Err(WriteError::Io), Some(buf)),
+    deadline: Deadline<'_>,
+) -> (Result<(), WriteError>, B) {
+    let ((result, buf), timed_out) = deadline.run(Cut::Both, stream.write_all(buf)).await;
+    match result {
+        _ if timed_out => (Err(WriteError::Timeout), buf),
+        Ok(_) => (Ok(()), buf),
+        Err(_) => (Err(WriteError::Io), buf),
     }
 }
 
-/// Writes `out` to `stream`, keeping the vector for reuse when the write finished in time.
+/// Writes `out` to `stream`, keeping the vector for reuse.
 pub async fn write_vec<W: AsyncWriteRent>(
     stream: &mut W,
     out: &mut Vec<u8>,
-    within: Duration,
+    deadline: Deadline<'_>,
 ) -> Result<(), WriteError> {
-    let (result, buf) = write_all_within(stream, std::mem::take(out), within).await;
-    if let Some(buf) = buf {
-        *out = buf;
-    }
+    let (result, buf) = write_all_within(stream, std::mem::take(out), deadline).await;
+    *out = buf;
     result
 }
 
+/// A socket and the bound on each wait on it: one end of a body or tunnel copy.
+pub struct Timed<'a, S> {
+    pub stream: &'a mut S,
+    pub deadline: Deadline<'a>,
+}
+
 /// Moves the rest of a body from `src` to `dst`: first what `buf` already holds, then fresh
-/// reads. Each read and each write may take at most `idle`. With `dechunk`, chunked framing is
-/// stripped (for a client that cannot read it). Bytes after the body stay in `buf`. A body
-/// larger than `buf` streams through a large buffer lent by `pool`.
+/// reads. With `dechunk`, chunked framing is stripped (for a client that cannot read it).
+/// Bytes after the body stay in `buf`. A body larger than `buf` streams through a large
+/// buffer lent by `pool`.
 pub async fn stream_body<R: AsyncReadRent, W: AsyncWriteRent>(
-    src: &mut R,
+    src: Timed<'_, R>,
+    dst: Timed<'_, W>,
     buf: &mut RecvBuf,
-    dst: &mut W,
     progress: &mut BodyProgress,
     dechunk: bool,
-    idle: Duration,
     pool: &BufferPool,
 ) -> Result<(), BodyError> {
     let mut own_storage = None;
@@ -75,7 +77,7 @@ pub async fn stream_body<R: AsyncReadRent, W: AsyncWriteRent>(
             if own_storage.is_none() && larger_than_buf {
                 own_storage = Some(buf.borrow_storage(pool));
             }
-            match buf.fill(src, idle, usize::MAX).await {
+            match buf.fill(src.stream, src.deadline, usize::MAX).await {
                 Ok(0) if progress.finish_at_eof() => break,
                 Ok(0) => return Err(BodyError::SourceClosed),
                 Ok(_) => {}
@@ -86,7 +88,7 @@ pub async fn stream_body<R: AsyncReadRent, W: AsyncWriteRent>(
         let (consumed, payload) = progress
             .advance(buf.data_mut(), dechunk)
             .map_err(|_| BodyError::BadChunk)?;
-        write_buffered(dst, buf, payload, idle).await?;
+        write_buffered(dst.stream, buf, payload, dst.deadline).await?;
         buf.consume(consumed);
     }
     if let Some(own) = own_storage {
@@ -100,16 +102,14 @@ async fn write_buffered<W: AsyncWriteRent>(
     dst: &mut W,
     buf: &mut RecvBuf,
     len: usize,
-    idle: Duration,
+    deadline: Deadline<'_>,
 ) -> Result<(), BodyError> {
     if len == 0 {
         return Ok(());
     }
     let (vec, start) = buf.take_inner();
-    let (result, vec) = write_all_within(dst, vec.slice(start..start + len), idle).await;
-    if let Some(slice) = vec {
-        buf.restore(slice.into_inner());
-    }
+    let (result, slice) = write_all_within(dst, vec.slice(start..start + len), deadline).await;
+    buf.restore(slice.into_inner());
     match result {
         Ok(()) => Ok(()),
         Err(WriteError::Timeout) => Err(BodyError::SinkTimeout),
@@ -118,25 +118,27 @@ async fn write_buffered<W: AsyncWriteRent>(
 }
 
 /// Copies everything from `src` to `dst` until `src` closes, then half-closes `dst`. Used for
-/// upgraded (tunnelled) connections; `idle` bounds each wait.
+/// upgraded (tunnelled) connections.
 pub async fn copy_until_eof<R: AsyncReadRent, W: AsyncWriteRent>(
-    src: &mut R,
-    dst: &mut W,
+    src: Timed<'_, R>,
+    dst: Timed<'_, W>,
     mut buf: RecvBuf,
-    idle: Duration,
 ) {
     loop {
         if !buf.is_empty() {
             let len = buf.len();
-            if write_buffered(dst, &mut buf, len, idle).await.is_err() {
+            if write_buffered(dst.stream, &mut buf, len, dst.deadline)
+                .await
+                .is_err()
+            {
                 return;
             }
             buf.consume(len);
         }
-        match buf.fill(src, idle, usize::MAX).await {
+        match buf.fill(src.stream, src.deadline, usize::MAX).await {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
     }
-    let _ = dst.shutdown().await;
+    let _ = dst.stream.shutdown().await;
 }

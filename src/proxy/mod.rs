@@ -11,18 +11,20 @@ mod io;
 mod tunnel;
 
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
 
+use crate::conns::{ConnSlot, Deadline, Lane};
 use crate::http::body::BodyProgress;
 use crate::http::{
     ForwardContext, ParseError, Version, header_storage, parse_request, write_error_response,
     write_request_head,
 };
 use crate::upstream::BackendId;
-use crate::worker::{ConnSlot, WorkerCtx};
+use crate::worker::WorkerCtx;
 use buffer::{ReadError, RecvBuf};
 
 /// Initial size of each receive buffer; the client's grows up to the header limit if a head
@@ -64,6 +66,7 @@ pub(crate) struct Session {
     peer: SocketAddr,
     group: usize,
     slot: ConnSlot,
+    client_fd: RawFd,
     /// Bytes from the client: request heads, bodies, pipelined requests.
     recv: RecvBuf,
     /// Bytes from the current backend.
@@ -77,6 +80,7 @@ pub(crate) struct Session {
 pub async fn serve_connection<S>(
     ctx: Rc<WorkerCtx>,
     mut client: S,
+    client_fd: RawFd,
     peer: SocketAddr,
     group: usize,
     slot: ConnSlot,
@@ -88,6 +92,7 @@ pub async fn serve_connection<S>(
         peer,
         group,
         slot,
+        client_fd,
         recv: RecvBuf::with_capacity(RECV_BUFFER),
         upstream_recv: RecvBuf::with_capacity(RECV_BUFFER),
         out: Vec::with_capacity(2048),
@@ -98,12 +103,11 @@ pub async fn serve_connection<S>(
             Next::KeepAlive => continue,
             Next::Close => break,
             Next::Linger => {
-                linger(&mut client, &mut session.recv).await;
+                session.linger(&mut client).await;
                 break;
             }
             Next::Tunnel(backend) => {
-                let idle = session.ctx.config.timeouts.body_idle;
-                tunnel::run(client, backend, session.recv, session.upstream_recv, idle).await;
+                session.tunnel(client, backend).await;
                 return;
             }
         }
@@ -153,10 +157,9 @@ impl Session {
                 deadline.saturating_duration_since(Instant::now())
             };
             self.slot.set_idle(waiting_for_first_byte);
-            let read = self
-                .recv
-                .fill(client, within, self.ctx.head_limits.max_header_bytes)
-                .await;
+            let deadline = self.slot.deadline(Lane::Main, self.client_fd, within);
+            let limit = self.ctx.head_limits.max_header_bytes;
+            let read = self.recv.fill(client, deadline, limit).await;
             self.slot.set_idle(false);
             match read {
                 Ok(0) => return Err(Next::Close),
@@ -224,8 +227,7 @@ impl Session {
     ) -> Next {
         self.out.clear();
         write_error_response(&mut self.out, status, true);
-        let within = self.ctx.config.timeouts.body_idle;
-        if io::write_vec(client, &mut self.out, within).await.is_err() {
+        if self.write_out(client).await.is_err() {
             return Next::Close;
         }
         if request_unread {
@@ -249,18 +251,56 @@ impl From<ParseError> for Reject {
     }
 }
 
-/// Half-closes, then reads and discards what the client still sends for a short while, so
-/// the error response we wrote is not destroyed by a reset.
-async fn linger<S: AsyncReadRent + AsyncWriteRent>(client: &mut S, buf: &mut RecvBuf) {
-    let _ = client.shutdown().await;
-    let deadline = Instant::now() + LINGER_TIME;
-    let mut discarded = 0;
-    while discarded < LINGER_BYTES {
-        buf.consume(buf.len());
-        let left = deadline.saturating_duration_since(Instant::now());
-        match buf.fill(client, left, RECV_BUFFER).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => discarded += n,
+impl Session {
+    /// Deadline for one wait on the client socket: at most `within`.
+    fn client_deadline(&self, within: Duration) -> Deadline<'_> {
+        self.slot.deadline(Lane::Main, self.client_fd, within)
+    }
+
+    /// Writes `out` to the client within the body idle timeout.
+    async fn write_out<S: AsyncWriteRent>(&mut self, client: &mut S) -> Result<(), io::WriteError> {
+        let deadline = self.slot.deadline(
+            Lane::Main,
+            self.client_fd,
+            self.ctx.config.timeouts.body_idle,
+        );
+        io::write_vec(client, &mut self.out, deadline).await
+    }
+
+    /// Half-closes, then reads and discards what the client still sends for a short while, so
+    /// the error response we wrote is not destroyed by a reset.
+    async fn linger<S: AsyncReadRent + AsyncWriteRent>(&mut self, client: &mut S) {
+        let _ = client.shutdown().await;
+        let deadline = Instant::now() + LINGER_TIME;
+        let mut discarded = 0;
+        while discarded < LINGER_BYTES {
+            self.recv.consume(self.recv.len());
+            let left = deadline.saturating_duration_since(Instant::now());
+            let deadline = self.slot.deadline(Lane::Main, self.client_fd, left);
+            match self.recv.fill(client, deadline, RECV_BUFFER).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => discarded += n,
+            }
         }
+    }
+
+    /// Relays bytes both ways after a `101 Switching Protocols`.
+    async fn tunnel<S>(self, client: S, backend: monoio::net::TcpStream)
+    where
+        S: AsyncReadRent + AsyncWriteRent + Split,
+    {
+        let idle = self.ctx.config.timeouts.body_idle;
+        let backend_fd = backend.as_raw_fd();
+        let lanes = tunnel::Lanes {
+            client_to_backend: (
+                self.slot.deadline(Lane::Main, self.client_fd, idle),
+                self.slot.deadline(Lane::Main, backend_fd, idle),
+            ),
+            backend_to_client: (
+                self.slot.deadline(Lane::Second, backend_fd, idle),
+                self.slot.deadline(Lane::Second, self.client_fd, idle),
+            ),
+        };
+        tunnel::run(client, backend, self.recv, self.upstream_recv, lanes).await;
     }
 }

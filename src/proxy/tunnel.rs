@@ -1,13 +1,18 @@
 //! After `101 Switching Protocols` (WebSocket and other upgrades), the connection is no
 //! longer HTTP: bytes are relayed both ways until each side has closed.
 
-use std::time::Duration;
-
 use monoio::io::{AsyncReadRent, AsyncWriteRent, Split, Splitable};
 use monoio::net::TcpStream;
 
 use super::buffer::RecvBuf;
-use super::io::copy_until_eof;
+use super::io::{Timed, copy_until_eof};
+use crate::conns::Deadline;
+
+/// The (read, write) deadlines of each direction; the two directions wait independently.
+pub struct Lanes<'a> {
+    pub client_to_backend: (Deadline<'a>, Deadline<'a>),
+    pub backend_to_client: (Deadline<'a>, Deadline<'a>),
+}
 
 /// Relays between `client` and `backend`. `from_client` / `from_backend` hold bytes already
 /// received from each side past the HTTP exchange; they are delivered first.
@@ -16,13 +21,35 @@ pub async fn run<S>(
     backend: TcpStream,
     from_client: RecvBuf,
     from_backend: RecvBuf,
-    idle: Duration,
+    lanes: Lanes<'_>,
 ) where
     S: AsyncReadRent + AsyncWriteRent + Split,
 {
     let (mut client_read, mut client_write) = client.into_split();
     let (mut backend_read, mut backend_write) = backend.into_split();
-    let upstream = copy_until_eof(&mut client_read, &mut backend_write, from_client, idle);
-    let downstream = copy_until_eof(&mut backend_read, &mut client_write, from_backend, idle);
+    let (up_read, up_write) = lanes.client_to_backend;
+    let (down_read, down_write) = lanes.backend_to_client;
+    let upstream = copy_until_eof(
+        Timed {
+            stream: &mut client_read,
+            deadline: up_read,
+        },
+        Timed {
+            stream: &mut backend_write,
+            deadline: up_write,
+        },
+        from_client,
+    );
+    let downstream = copy_until_eof(
+        Timed {
+            stream: &mut backend_read,
+            deadline: down_read,
+        },
+        Timed {
+            stream: &mut client_write,
+            deadline: down_write,
+        },
+        from_backend,
+    );
     monoio::join!(upstream, downstream);
 }

@@ -1,0 +1,256 @@
+//! A worker's table of open client connections: which are idle (closable at shutdown), and
+//! the deadlines of their pending socket operations (the proxy's timers).
+//!
+//! Timers are coarse on purpose. Instead of arming a timer per read and write, an operation
+//! writes its deadline into its connection's slot; one sweep per worker every `TIMER_TICK`
+//! finds the expired ones and shuts their socket down, which ends the pending operation.
+//! Deadlines fire between `within` and `within + TIMER_TICK`. A side benefit: an operation is
+//! never cancelled by dropping it, so its buffer always comes back.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// How often expired deadlines are looked for.
+pub const TIMER_TICK: Duration = Duration::from_millis(50);
+
+/// Independent timed operations one connection may have pending at once: a normal exchange
+/// uses one; a tunnel copies both ways at the same time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    Main,
+    Second,
+}
+
+/// What to shut when a deadline passes: reads only (so an error response can still be
+/// written), or both directions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    Read,
+    Both,
+}
+
+#[derive(Default)]
+pub struct ConnTable {
+    slots: RefCell<Vec<Option<ConnEntry>>>,
+    free: RefCell<Vec<usize>>,
+    active: Cell<usize>,
+}
+
+struct ConnEntry {
+    fd: RawFd,
+    idle: bool,
+    watches: [Option<Watch>; 2],
+}
+
+#[derive(Clone, Copy)]
+struct Watch {
+    fd: RawFd,
+    deadline: Instant,
+    cut: Cut,
+    fired: bool,
+}
+
+impl ConnTable {
+    /// Adds a client connection whose socket is `fd`.
+    pub fn register(self: &Rc<Self>, fd: RawFd) -> ConnSlot {
+        let entry = Some(ConnEntry {
+            fd,
+            idle: false,
+            watches: [None, None],
+        });
+        let mut slots = self.slots.borrow_mut();
+        let index = match self.free.borrow_mut().pop() {
+            Some(i) => {
+                slots[i] = entry;
+                i
+            }
+            None => {
+                slots.push(entry);
+                slots.len() - 1
+            }
+        };
+        self.active.set(self.active.get() + 1);
+        ConnSlot {
+            table: self.clone(),
+            index,
+        }
+    }
+
+    pub fn active(&self) -> usize {
+        self.active.get()
+    }
+
+    /// Ends the wait of every idle keep-alive connection (their reads see EOF).
+    pub fn wake_idle(&self) {
+        for entry in self.slots.borrow().iter().flatten().filter(|e| e.idle) {
+            shutdown(entry.fd, Cut::Read);
+        }
+    }
+
+    /// Shuts the sockets of operations whose deadline has passed.
+    pub fn sweep(&self, now: Instant) {
+        let mut slots = self.slots.borrow_mut();
+        for entry in slots.iter_mut().flatten() {
+            for watch in entry.watches.iter_mut().flatten() {
+                if !watch.fired && watch.deadline <= now {
+                    watch.fired = true;
+                    shutdown(watch.fd, watch.cut);
+                }
+            }
+        }
+    }
+
+    fn with_entry(&self, index: usize, f: impl FnOnce(&mut ConnEntry)) {
+        if let Some(Some(entry)) = self.slots.borrow_mut().get_mut(index) {
+            f(entry);
+        }
+    }
+
+    fn release(&self, index: usize) {
+        if let Some(slot) = self.slots.borrow_mut().get_mut(index) {
+            *slot = None;
+            self.free.borrow_mut().push(index);
+            self.active.set(self.active.get() - 1);
+        }
+    }
+}
+
+fn shutdown(fd: RawFd, cut: Cut) {
+    let how = match cut {
+        Cut::Read => libc::SHUT_RD,
+        Cut::Both => libc::SHUT_RDWR,
+    };
+    // SAFETY: every fd in the table belongs to a socket that is open while it is listed:
+    // a connection leaves the table before its socket closes, and a watch is removed before
+    // the operation on its socket returns. shutdown(2) changes socket state, never memory.
+    unsafe { libc::shutdown(fd, how) };
+}
+
+/// A connection's entry in the table; dropping it removes the entry. Drop it before the
+/// connection's socket, so a reused fd number is never shut by mistake.
+pub struct ConnSlot {
+    table: Rc<ConnTable>,
+    index: usize,
+}
+
+impl ConnSlot {
+    /// Marks the connection as waiting for a next request (closable at shutdown) or busy.
+    pub fn set_idle(&self, idle: bool) {
+        self.table.with_entry(self.index, |e| e.idle = idle);
+    }
+
+    /// A deadline `within` from now for an operation on socket `fd`.
+    pub fn deadline(&self, lane: Lane, fd: RawFd, within: Duration) -> Deadline<'_> {
+        Deadline {
+            slot: self,
+            lane,
+            fd,
+            within,
+        }
+    }
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.table.release(self.index);
+    }
+}
+
+/// A bound on one socket operation (see the module docs).
+#[derive(Clone, Copy)]
+pub struct Deadline<'a> {
+    slot: &'a ConnSlot,
+    lane: Lane,
+    fd: RawFd,
+    within: Duration,
+}
+
+impl Deadline<'_> {
+    /// Runs `op`; if it is still pending when the deadline passes, the socket is shut (`cut`)
+    /// so that it ends. Returns the operation's output and whether the deadline cut it.
+    pub async fn run<F: Future>(self, cut: Cut, op: F) -> (F::Output, bool) {
+        let lane = self.lane as usize;
+        let watch = Watch {
+            fd: self.fd,
+            deadline: Instant::now() + self.within,
+            cut,
+            fired: false,
+        };
+        self.slot
+            .table
+            .with_entry(self.slot.index, |e| e.watches[lane] = Some(watch));
+        let output = op.await;
+        let mut fired = false;
+        self.slot.table.with_entry(self.slot.index, |e| {
+            fired = e.watches[lane].take().is_some_and(|w| w.fired);
+        });
+        (output, fired)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsRawFd;
+
+    fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        (client, listener.accept().unwrap().0)
+    }
+
+    #[test]
+    fn sweep_shuts_only_expired_watched_sockets_for_reading() {
+        let table = Rc::new(ConnTable::default());
+        let (mut near, near_peer) = pair();
+        let (mut far, _far_peer) = pair();
+        let near_slot = table.register(near_peer.as_raw_fd());
+        let far_slot = table.register(far.as_raw_fd());
+        let now = Instant::now();
+        let watch = |fd| Watch {
+            fd,
+            deadline: now,
+            cut: Cut::Read,
+            fired: false,
+        };
+        table.with_entry(near_slot.index, |e| {
+            e.watches[0] = Some(watch(near_peer.as_raw_fd()))
+        });
+        let later = Watch {
+            deadline: now + Duration::from_secs(60),
+            ..watch(far.as_raw_fd())
+        };
+        table.with_entry(far_slot.index, |e| e.watches[0] = Some(later));
+        table.sweep(now);
+        let mut buf = [0u8; 1];
+        assert_eq!(
+            (&near_peer).read(&mut buf).unwrap(),
+            0,
+            "expired socket reads EOF"
+        );
+        near.write_all(b"x").unwrap();
+        far.set_nonblocking(true).unwrap();
+        assert!(far.read(&mut buf).is_err(), "unexpired socket still waits");
+    }
+
+    #[test]
+    fn idle_connections_are_woken_and_released_slots_reused() {
+        let table = Rc::new(ConnTable::default());
+        let (_client, server) = pair();
+        let slot = table.register(server.as_raw_fd());
+        slot.set_idle(true);
+        table.wake_idle();
+        let mut buf = [0u8; 1];
+        assert_eq!((&server).read(&mut buf).unwrap(), 0);
+        assert_eq!(table.active(), 1);
+        let index = slot.index;
+        drop(slot);
+        assert_eq!(table.active(), 0);
+        assert_eq!(table.register(server.as_raw_fd()).index, index);
+    }
+}
