@@ -83,6 +83,7 @@ fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
+    // Accepted sockets inherit TCP_NODELAY: no setsockopt per connection.
     socket.set_tcp_nodelay(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
@@ -100,6 +101,15 @@ mod tests {
         assert_eq!(first.per_worker.len(), 2);
         let err = bind_reuseport(first.local_addr, 1).err().unwrap();
         assert!(matches!(err, ListenError::InUse(a) if a == first.local_addr));
+    }
+
+    #[test]
+    fn accepted_connections_inherit_nodelay() {
+        let bound = bind_reuseport("127.0.0.1:0".parse().unwrap(), 1).unwrap();
+        let _client = std::net::TcpStream::connect(bound.local_addr).unwrap();
+        bound.per_worker[0].set_nonblocking(false).unwrap();
+        let (accepted, _) = bound.per_worker[0].accept().unwrap();
+        assert!(accepted.nodelay().unwrap());
     }
 
     #[test]

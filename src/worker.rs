@@ -211,7 +211,6 @@ async fn accept_loop(ctx: Rc<WorkerCtx>, listener: monoio::net::TcpListener, gro
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
                 let fd = stream.as_raw_fd();
                 let slot = ctx.conns.register(fd);
                 let conn = proxy::serve_connection(ctx.clone(), stream, fd, peer, group, slot);
