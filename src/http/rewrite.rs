@@ -165,6 +165,11 @@ pub fn write_error_response(out: &mut Vec<u8>, status: u16, close: bool) {
     let status_digits = status.checked_ilog10().unwrap_or(0) as usize + 1;
     let body_len = status_digits + 1 + reason.len() + 1;
     write_content_length(out, body_len as u64);
+    if status == 503 {
+        // The proxy answers 503 only when no backend of the group is usable; health checks
+        // run every few seconds, so that is when trying again makes sense.
+        out.extend_from_slice(b"Retry-After: 2\r\n");
+    }
     if close {
         out.extend_from_slice(b"Connection: close\r\n");
     }

@@ -65,31 +65,114 @@ struct ResponseInfo {
     client_keep_alive: bool,
 }
 
+/// A failed attempt and whether the request may be tried again on another backend.
+struct Failure {
+    error: UpstreamError,
+    retryable: bool,
+}
+
+/// Most attempts per request: the first and up to 10 retries (the config's bound).
+const MAX_ATTEMPTS: usize = 11;
+
+/// Backends already tried for one request, so retries go elsewhere.
+struct Tried {
+    ids: [BackendId; MAX_ATTEMPTS],
+    len: usize,
+}
+
+impl Tried {
+    fn new() -> Self {
+        Self {
+            ids: [BackendId(usize::MAX); MAX_ATTEMPTS],
+            len: 0,
+        }
+    }
+
+    fn add(&mut self, id: BackendId) {
+        if self.len < MAX_ATTEMPTS {
+            self.ids[self.len] = id;
+            self.len += 1;
+        }
+    }
+
+    fn as_slice(&self) -> &[BackendId] {
+        &self.ids[..self.len]
+    }
+}
+
 impl Session {
+    /// Sends the request to its backend and relays the response. A failure before any
+    /// response byte (refused, reset, timed out) is retried on another backend while the
+    /// group's retry policy allows and the request can safely be sent again.
     pub(super) async fn forward<S: AsyncReadRent + AsyncWriteRent>(
         &mut self,
         client: &mut S,
         mut request: RequestInfo,
     ) -> Next {
-        self.upstream_recv.consume(self.upstream_recv.len());
-        let backend = request.backend;
-        let mut upstream = match self.send_request(backend, true).await {
-            Ok(upstream) => upstream,
-            Err(err) => return self.fail(client, &request, err).await,
-        };
-        if !request.body.is_done()
-            && let Err(next) = self
-                .send_request_body(client, &mut upstream, &mut request)
-                .await
-        {
-            return next;
+        let policy = self.ctx.upstreams.group(self.group).retry;
+        let started = Instant::now();
+        let mut tried = Tried::new();
+        let mut backend = request.backend;
+        loop {
+            tried.add(backend);
+            let failure = match self.attempt(client, &mut request, backend).await {
+                Ok(next) => return next,
+                Err(failure) => failure,
+            };
+            let may_retry = failure.retryable
+                && tried.len <= policy.retries as usize
+                && started.elapsed() < policy.timeout;
+            let next = if may_retry {
+                self.ctx.upstreams.pick(self.group, tried.as_slice())
+            } else {
+                None
+            };
+            match next {
+                Some(next) => backend = next,
+                None => return self.fail(client, &request, failure.error).await,
+            }
         }
-        let response = match self.read_response(client, &mut upstream, &request).await {
-            Ok(response) => response,
-            Err(err) => return self.fail(client, &request, err).await,
-        };
-        self.relay_response(client, upstream, &request, response)
+    }
+
+    /// One try of the exchange on `backend`. `Ok` once the client has been answered (or the
+    /// client connection failed); `Err` when the backend gave no usable response.
+    async fn attempt<S: AsyncReadRent + AsyncWriteRent>(
+        &mut self,
+        client: &mut S,
+        request: &mut RequestInfo,
+        backend: BackendId,
+    ) -> Result<Next, Failure> {
+        self.upstream_recv.consume(self.upstream_recv.len());
+        // Nothing of the request reached a backend: any request may be sent elsewhere.
+        let mut upstream = self
+            .send_request(backend, true)
             .await
+            .map_err(|error| Failure {
+                error,
+                retryable: true,
+            })?;
+        if !request.body.is_done()
+            && let Err(next) = self.send_request_body(client, &mut upstream, request).await
+        {
+            return Ok(next);
+        }
+        let response = match self
+            .read_response(client, &mut upstream, request, backend)
+            .await
+        {
+            Ok(response) => response,
+            Err(error) => {
+                // The backend may have acted on the request: only idempotent requests that
+                // can be sent again whole are retried, and never after an invalid answer.
+                let retryable = request.idempotent
+                    && request.sent_whole
+                    && !matches!(error, UpstreamError::Invalid);
+                return Err(Failure { error, retryable });
+            }
+        };
+        Ok(self
+            .relay_response(client, upstream, request, response, backend)
+            .await)
     }
 
     /// Gets a connection and writes `out` (head + first body bytes) to it. A pooled
@@ -190,6 +273,7 @@ impl Session {
         client: &mut S,
         upstream: &mut Upstream,
         request: &RequestInfo,
+        backend: BackendId,
     ) -> Result<ResponseInfo, UpstreamError> {
         match self.read_response_head(client, upstream, request).await {
             HeadRead::Final(response) => Ok(response),
@@ -199,7 +283,7 @@ impl Session {
                 if !retryable {
                     return Err(UpstreamError::Unreachable);
                 }
-                *upstream = self.send_request(request.backend, false).await?;
+                *upstream = self.send_request(backend, false).await?;
                 match self.read_response_head(client, upstream, request).await {
                     HeadRead::Final(response) => Ok(response),
                     HeadRead::Failed(err) => Err(err),
@@ -322,6 +406,7 @@ impl Session {
         mut upstream: Upstream,
         request: &RequestInfo,
         mut response: ResponseInfo,
+        backend: BackendId,
     ) -> Next {
         if self.write_out(client).await.is_err() {
             return Next::Close;
@@ -357,7 +442,7 @@ impl Session {
             self.ctx
                 .pool
                 .borrow_mut()
-                .put(request.backend, upstream.stream, Instant::now());
+                .put(backend, upstream.stream, Instant::now());
         }
         if response.client_keep_alive {
             Next::KeepAlive

@@ -183,7 +183,7 @@ impl Session {
         let backend = self
             .ctx
             .upstreams
-            .pick(self.group)
+            .pick(self.group, &[])
             .ok_or(Reject { status: 503 })?;
         let forward = ForwardContext {
             client_ip: self.peer.ip(),

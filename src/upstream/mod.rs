@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 
-use crate::config::Config;
+use crate::config::{Config, RetryPolicy};
 
 pub mod balance;
 pub mod connect;
@@ -29,6 +29,7 @@ pub struct Backend {
 /// A named set of backends and the algorithm choosing among them.
 pub struct Group {
     pub name: String,
+    pub retry: RetryPolicy,
     balancer: Balancer,
 }
 
@@ -57,6 +58,7 @@ impl Upstreams {
             let balancer = Balancer::round_robin(members);
             groups.push(Group {
                 name: upstream.name.clone(),
+                retry: upstream.retry,
                 balancer,
             });
         }
@@ -79,8 +81,12 @@ impl Upstreams {
         self.backends.len()
     }
 
-    /// Chooses a backend of `group` for the next request; `None` when none is usable.
-    pub fn pick(&self, group: usize) -> Option<BackendId> {
-        self.groups.get(group)?.balancer.pick()
+    /// Chooses a backend of `group` for the next request, avoiding `exclude` (backends this
+    /// request already tried); `None` when none is usable.
+    pub fn pick(&self, group: usize, exclude: &[BackendId]) -> Option<BackendId> {
+        let balancer = &self.groups.get(group)?.balancer;
+        (0..balancer.members().len().max(1))
+            .filter_map(|_| balancer.pick())
+            .find(|id| !exclude.contains(id))
     }
 }

@@ -413,10 +413,15 @@ fn error_responses() {
         let reason = reason_phrase(status);
         assert!(!reason.is_empty(), "{status}");
         let body = format!("{status} {reason}\n");
+        let retry_after = if status == 503 {
+            "Retry-After: 2\r\n"
+        } else {
+            ""
+        };
         assert_eq!(
             text,
             format!(
-                "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{retry_after}\r\n{body}",
                 body.len()
             )
         );
