@@ -13,6 +13,8 @@
 //! pin = true              # pin each worker to its core; default true
 //! allow_epoll = false     # fall back to epoll when io_uring is unavailable; default false
 //! ring_entries = 1024     # io_uring entries per worker: a power of two in 256..=32768
+//! reconcile_interval = "50ms"  # how often workers refresh each other's per-backend load
+//!                         # (least_conn, p2c, max_conns); 1ms..=10s
 //!
 //! [[listener]]            # at least one; repeat the section for more listeners
 //! address = "0.0.0.0:8080"  # required: ip:port or [ipv6]:port, unique among listeners
@@ -21,15 +23,46 @@
 //!
 //! [upstream.app]          # at least one group; the name (here "app") uses letters,
 //!                         # digits, '_' and '-', at most 64 characters
-//! balance = "round_robin" # the only algorithm for now, and the default
-//! backends = [            # required, at least one
+//! balance = "round_robin" # round_robin: smooth weighted rotation (as nginx);
+//!                         # weighted: the same; least_conn: fewest in-flight requests
+//!                         # host-wide, weight-scaled; hash: consistent hashing on
+//!                         # hash_key; random: weighted random; p2c: the better of two
+//!                         # random picks by p2c_metric
+//! hash_key = "client_ip"  # only with balance = "hash": "client_ip" (default),
+//!                         # "header:NAME" or "cookie:NAME" (NAME an HTTP token; header
+//!                         # names match case-insensitively, cookie names exactly)
+//! p2c_metric = "inflight" # only with balance = "p2c": "inflight" (default) | "latency"
+//! slow_start = "30s"      # ramp a recovered backend's share up over this long; default off
+//! retries = 1             # 0..=10 further attempts, each on another backend
+//! retry_timeout = "10s"   # all attempts of one request together
+//! backends = [            # required, at least one, at least one of them primary
 //!     "127.0.0.1:9000",                          # weight 1
 //!     { address = "127.0.0.1:9001", weight = 2 }, # weight 1..=1000, default 1
+//!     { address = "127.0.0.1:9002", max_conns = 100 },  # >= 1; default unlimited
+//!     { address = "127.0.0.1:9003", backup = true },    # used only while every
+//!                                                      # primary is down; default false
 //! ]
 //! # Long lists may use one section per backend instead of `backends = [...]`:
 //! # [[upstream.app.backends]]
-//! # address = "127.0.0.1:9002"
+//! # address = "127.0.0.1:9004"
 //! # weight = 3
+//!
+//! [upstream.app.health]   # active checks, one per backend per process; no section: none
+//! type = "http"           # "http" | "tcp" (a connect within the timeout)
+//! path = "/"              # http only; starts with "/", visible ASCII, at most 1024 bytes
+//! host = "app.internal"   # http only; Host header; default: the backend's ip:port
+//! expect_status = "200-399" # http only; 200, "200" or "200-399", within 100..=599
+//! interval = "2s"
+//! timeout = "1s"          # at most interval
+//! rise = 2                # consecutive successes that bring a down backend up; 1..=100
+//! fall = 3                # consecutive failures that take an up backend down; 1..=100
+//!
+//! [upstream.app.passive]  # eject backends that fail real requests
+//! max_fails = 3           # consecutive failures (connect errors, timeouts) that eject;
+//!                         # 0..=1000, 0 disables passive checks
+//! on_5xx = false          # count 5xx responses as failures too
+//! cooldown = "10s"        # first ejection; each further one in a row doubles it...
+//! max_cooldown = "5m"     # ...up to this; at least cooldown
 //!
 //! [timeouts]              # durations: an integer and a unit (ms, s, m, h), > 0, <= 24h
 //! client_header = "10s"   # from connection accept (or end of previous response)
@@ -502,7 +535,8 @@ mod tests {
     use super::*;
     use crate::config::Balance;
     use crate::config::test_support::{
-        BASE, addr, assert_error, backend, errors, parse, with_base,
+        BASE, addr, assert_error, backend, default_http_check, defaults_with, errors, parse,
+        with_base,
     };
 
     #[test]
@@ -514,6 +548,7 @@ cpus = "0-2,6"
 pin = false
 allow_epoll = true
 ring_entries = 4096
+reconcile_interval = "7ms"
 
 [[listener]]
 address = "0.0.0.0:8080"
@@ -560,7 +595,7 @@ x_forwarded_host = false
                 pin: false,
                 allow_epoll: true,
                 ring_entries: 4096,
-                ..RuntimeConfig::default()
+                reconcile_interval: Duration::from_millis(7),
             },
             listeners: vec![
                 ListenerConfig {
@@ -609,18 +644,6 @@ x_forwarded_host = false
             },
         };
         assert_eq!(parse_str(text, "full.toml"), Ok(expected));
-    }
-
-    fn defaults_with(listeners: Vec<ListenerConfig>, upstreams: Vec<UpstreamConfig>) -> Config {
-        Config {
-            runtime: RuntimeConfig::default(),
-            listeners,
-            upstreams,
-            timeouts: Timeouts::default(),
-            limits: Limits::default(),
-            pool: PoolConfig::default(),
-            forwarded: ForwardedHeaders::default(),
-        }
     }
 
     #[test]
@@ -687,7 +710,24 @@ x_forwarded_host = false
                 vec![backend("127.0.0.1:9000", 1), backend("127.0.0.1:9001", 2)],
             )],
         );
-        assert_eq!(parse_str(text, "ringproxy.example.toml"), Ok(expected));
+        assert_eq!(
+            parse_str(text, "ringproxy.example.toml"),
+            Ok(expected.clone())
+        );
+
+        // The health section is commented out; uncommented, it must parse to the defaults.
+        let mut in_health = false;
+        let uncommented: Vec<&str> = text
+            .lines()
+            .map(|line| {
+                in_health =
+                    (in_health && line.starts_with("# ")) || line == "# [upstream.app.health]";
+                if in_health { &line[2..] } else { line }
+            })
+            .collect();
+        let mut with_health = expected;
+        with_health.upstreams[0].health = Some(default_http_check());
+        assert_eq!(parse(&uncommented), Ok(with_health));
     }
 
     #[test]

@@ -1,8 +1,13 @@
 //! Helpers for the config loader's tests: errors are asserted by file, line and key.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
-use super::{BackendConfig, Config, ConfigError, ConfigErrors, parse_str};
+use super::{
+    BackendConfig, Config, ConfigError, ConfigErrors, ForwardedHeaders, HealthCheck,
+    HealthCheckKind, Limits, ListenerConfig, PoolConfig, RuntimeConfig, Timeouts, UpstreamConfig,
+    parse_str,
+};
 
 /// A valid listener and upstream group on lines 1..=5; `with_base` appends from line 6.
 pub(crate) const BASE: &[&str] = &[
@@ -45,4 +50,35 @@ pub(crate) fn addr(text: &str) -> SocketAddr {
 
 pub(crate) fn backend(address: &str, weight: u32) -> BackendConfig {
     BackendConfig::new(addr(address), weight)
+}
+
+/// `listeners` and `upstreams` with every other setting at its default.
+pub(crate) fn defaults_with(
+    listeners: Vec<ListenerConfig>,
+    upstreams: Vec<UpstreamConfig>,
+) -> Config {
+    Config {
+        runtime: RuntimeConfig::default(),
+        listeners,
+        upstreams,
+        timeouts: Timeouts::default(),
+        limits: Limits::default(),
+        pool: PoolConfig::default(),
+        forwarded: ForwardedHeaders::default(),
+    }
+}
+
+/// What an empty `[upstream.NAME.health]` section means.
+pub(crate) fn default_http_check() -> HealthCheck {
+    HealthCheck {
+        kind: HealthCheckKind::Http {
+            path: "/".to_owned(),
+            host: None,
+            expect_status: 200..=399,
+        },
+        interval: Duration::from_secs(2),
+        timeout: Duration::from_secs(1),
+        rise: 2,
+        fall: 3,
+    }
 }
