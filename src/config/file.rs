@@ -1307,6 +1307,32 @@ x_forwarded_host = false
     }
 
     #[test]
+    fn reconcile_interval_is_1ms_to_10s() {
+        for (interval, message) in [
+            ("\"11s\"", "11s is too long (at most 10s)"),
+            ("\"10001ms\"", "10.001s is too long (at most 10s)"),
+            ("\"0ms\"", "must be greater than zero"),
+            ("50", "expected a duration with a unit"),
+        ] {
+            let line = format!("reconcile_interval = {interval}");
+            assert_error(
+                &with_base(&["[runtime]", &line]),
+                Some(7),
+                "runtime.reconcile_interval",
+                message,
+            );
+        }
+        for (interval, expected) in [("1ms", 1), ("10s", 10_000)] {
+            let line = format!("reconcile_interval = \"{interval}\"");
+            let config = parse(&with_base(&["[runtime]", &line])).unwrap();
+            assert_eq!(
+                config.runtime.reconcile_interval,
+                Duration::from_millis(expected)
+            );
+        }
+    }
+
+    #[test]
     fn ring_entries_are_a_power_of_two_in_range() {
         for (entries, message) in [
             ("128", "128 is out of range (must be between 256 and 32768)"),

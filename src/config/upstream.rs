@@ -477,3 +477,613 @@ fn read_passive(r: &mut Reader<'_>, t: &Table<'_, '_>) -> PassiveHealth {
         max_cooldown: max_cooldown.unwrap_or(default.max_cooldown),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::test_support::{
+        addr, assert_error, backend, default_http_check, defaults_with, errors, parse, with_base,
+    };
+    use crate::config::{ConfigError, ListenerConfig};
+
+    #[test]
+    fn every_group_key_is_parsed() {
+        let text = r#"
+[[listener]]
+address = "127.0.0.1:8080"
+upstream = "app"
+
+[upstream.app]
+balance = "least_conn"
+slow_start = "30s"
+retries = 0
+retry_timeout = "2500ms"
+backends = [
+  "127.0.0.1:9000",
+  { address = "127.0.0.1:9001", weight = 2, max_conns = 100 },
+  { address = "127.0.0.1:9002", backup = true },
+  { address = "127.0.0.1:9003", backup = false, max_conns = 4294967295 },
+]
+
+[upstream.app.health]
+type = "http"
+path = "/healthz?full=1"
+host = "app.internal:8080"
+expect_status = "204"
+interval = "5s"
+timeout = "5s"
+rise = 1
+fall = 100
+
+[upstream.app.passive]
+max_fails = 0
+on_5xx = true
+cooldown = "1s"
+max_cooldown = "1s"
+
+[upstream.by_header]
+balance = "hash"
+hash_key = "header:X-Session-Id"
+backends = ["127.0.0.1:9100"]
+[upstream.by_header.health]
+type = "tcp"
+interval = "500ms"
+timeout = "100ms"
+
+[upstream.by_cookie]
+balance = "hash"
+hash_key = "cookie:SessionID"
+backends = ["127.0.0.1:9200"]
+[upstream.by_cookie.health]
+expect_status = 200
+
+[upstream.by_ip]
+balance = "hash"
+hash_key = "client_ip"
+backends = ["127.0.0.1:9300"]
+[upstream.by_ip.health]
+expect_status = "200-299"
+
+[upstream.fast]
+balance = "p2c"
+p2c_metric = "latency"
+backends = ["127.0.0.1:9400"]
+
+[upstream.light]
+balance = "p2c"
+p2c_metric = "inflight"
+backends = ["127.0.0.1:9500"]
+
+[upstream.rand]
+balance = "random"
+backends = ["127.0.0.1:9600"]
+
+[upstream.weighted]
+balance = "weighted"
+backends = ["127.0.0.1:9700"]
+"#;
+        let group = |name: &str, balance: Balance, address: &str| {
+            UpstreamConfig::new(name.into(), balance, vec![backend(address, 1)])
+        };
+        let with_health = |mut group: UpstreamConfig, health: HealthCheck| {
+            group.health = Some(health);
+            group
+        };
+        let http_check = |expect_status: RangeInclusive<u16>| HealthCheck {
+            kind: HealthCheckKind::Http {
+                path: "/".into(),
+                host: None,
+                expect_status,
+            },
+            ..default_http_check()
+        };
+        let app = UpstreamConfig {
+            name: "app".into(),
+            balance: Balance::LeastConn,
+            backends: vec![
+                backend("127.0.0.1:9000", 1),
+                BackendConfig {
+                    max_conns: Some(100),
+                    ..backend("127.0.0.1:9001", 2)
+                },
+                BackendConfig {
+                    backup: true,
+                    ..backend("127.0.0.1:9002", 1)
+                },
+                BackendConfig {
+                    max_conns: Some(u32::MAX),
+                    ..backend("127.0.0.1:9003", 1)
+                },
+            ],
+            slow_start: Some(Duration::from_secs(30)),
+            retry: RetryPolicy {
+                retries: 0,
+                timeout: Duration::from_millis(2500),
+            },
+            health: Some(HealthCheck {
+                kind: HealthCheckKind::Http {
+                    path: "/healthz?full=1".into(),
+                    host: Some("app.internal:8080".into()),
+                    expect_status: 204..=204,
+                },
+                interval: Duration::from_secs(5),
+                timeout: Duration::from_secs(5),
+                rise: 1,
+                fall: 100,
+            }),
+            passive: PassiveHealth {
+                max_fails: 0,
+                on_5xx: true,
+                cooldown: Duration::from_secs(1),
+                max_cooldown: Duration::from_secs(1),
+            },
+        };
+        let by_header = with_health(
+            group(
+                "by_header",
+                Balance::Hash(HashKey::Header("x-session-id".into())),
+                "127.0.0.1:9100",
+            ),
+            HealthCheck {
+                kind: HealthCheckKind::Tcp,
+                interval: Duration::from_millis(500),
+                timeout: Duration::from_millis(100),
+                ..default_http_check()
+            },
+        );
+        let by_cookie = with_health(
+            group(
+                "by_cookie",
+                Balance::Hash(HashKey::Cookie("SessionID".into())),
+                "127.0.0.1:9200",
+            ),
+            http_check(200..=200),
+        );
+        let by_ip = with_health(
+            group("by_ip", Balance::Hash(HashKey::ClientIp), "127.0.0.1:9300"),
+            http_check(200..=299),
+        );
+        // Groups come in name order.
+        let expected = defaults_with(
+            vec![ListenerConfig {
+                address: addr("127.0.0.1:8080"),
+                upstream: "app".into(),
+            }],
+            vec![
+                app,
+                by_cookie,
+                by_header,
+                by_ip,
+                group("fast", Balance::P2c(P2cMetric::Latency), "127.0.0.1:9400"),
+                group("light", Balance::P2c(P2cMetric::InFlight), "127.0.0.1:9500"),
+                group("rand", Balance::Random, "127.0.0.1:9600"),
+                group("weighted", Balance::Weighted, "127.0.0.1:9700"),
+            ],
+        );
+        assert_eq!(parse(&[text]), Ok(expected));
+    }
+
+    /// The `app` group of the base file with `lines` appended.
+    fn app_group(lines: &[&str]) -> UpstreamConfig {
+        parse(&with_base(lines)).unwrap().upstreams.remove(0)
+    }
+
+    #[test]
+    fn omitted_keys_take_defaults() {
+        let plain = app_group(&[]);
+        assert_eq!(plain.balance, Balance::RoundRobin);
+        assert_eq!(plain.slow_start, None);
+        assert_eq!(plain.retry, RetryPolicy::default());
+        assert_eq!(
+            (plain.retry.retries, plain.retry.timeout),
+            (1, Duration::from_secs(10))
+        );
+        assert_eq!(plain.health, None);
+        assert_eq!(plain.passive, PassiveHealth::default());
+        assert_eq!(plain.backends, [backend("127.0.0.1:9000", 1)]);
+        assert_eq!(
+            (plain.backends[0].max_conns, plain.backends[0].backup),
+            (None, false)
+        );
+
+        let sections = app_group(&["[upstream.app.health]", "[upstream.app.passive]"]);
+        assert_eq!(sections.health, Some(default_http_check()));
+        assert_eq!(sections.passive, PassiveHealth::default());
+
+        let tcp = app_group(&["[upstream.app.health]", "type = \"tcp\""]);
+        assert_eq!(
+            tcp.health,
+            Some(HealthCheck {
+                kind: HealthCheckKind::Tcp,
+                ..default_http_check()
+            })
+        );
+        let hash = app_group(&["balance = \"hash\""]).balance;
+        assert_eq!(hash, Balance::Hash(HashKey::ClientIp));
+        let p2c = app_group(&["balance = \"p2c\""]).balance;
+        assert_eq!(p2c, Balance::P2c(P2cMetric::InFlight));
+    }
+
+    #[test]
+    fn refining_keys_need_their_algorithm() {
+        assert_error(
+            &with_base(&["hash_key = \"client_ip\""]),
+            Some(6),
+            "upstream.app.hash_key",
+            "hash_key only applies to balance = \"hash\" (this group's balance is \"round_robin\")",
+        );
+        assert_error(
+            &with_base(&["balance = \"p2c\"", "hash_key = \"cookie:s\""]),
+            Some(7),
+            "upstream.app.hash_key",
+            "hash_key only applies to balance = \"hash\" (this group's balance is \"p2c\")",
+        );
+        assert_error(
+            &with_base(&["balance = \"hash\"", "p2c_metric = \"latency\""]),
+            Some(7),
+            "upstream.app.p2c_metric",
+            "p2c_metric only applies to balance = \"p2c\" (this group's balance is \"hash\")",
+        );
+        // An unknown balance is the one error: whether the key belongs cannot be told.
+        assert_error(
+            &with_base(&["balance = \"fastest\"", "p2c_metric = \"latency\""]),
+            Some(6),
+            "upstream.app.balance",
+            "unknown balance \"fastest\"",
+        );
+    }
+
+    #[test]
+    fn hash_keys_are_validated() {
+        let cases = [
+            (
+                "\"ip\"",
+                "unknown hash_key \"ip\" (expected \"client_ip\", \"header:NAME\" or \"cookie:NAME\")",
+            ),
+            ("\"Header:x\"", "unknown hash_key \"Header:x\""),
+            (
+                "\"header:\"",
+                "invalid header name \"\" (use letters, digits and !#$%&'*+-.^_`|~)",
+            ),
+            ("\"header:X Session\"", "invalid header name \"X Session\""),
+            ("\"header:x:y\"", "invalid header name \"x:y\""),
+            ("\"cookie:a=b\"", "invalid cookie name \"a=b\""),
+            ("\"cookie:caf\u{e9}\"", "invalid cookie name \"caf\u{e9}\""),
+            ("1", "expected a string, found an integer"),
+        ];
+        for (value, message) in cases {
+            let line = format!("hash_key = {value}");
+            assert_error(
+                &with_base(&["balance = \"hash\"", &line]),
+                Some(7),
+                "upstream.app.hash_key",
+                message,
+            );
+        }
+        assert_error(
+            &with_base(&["balance = \"p2c\"", "p2c_metric = \"ewma\""]),
+            Some(7),
+            "upstream.app.p2c_metric",
+            "unknown p2c_metric \"ewma\" (supported: \"inflight\", \"latency\")",
+        );
+    }
+
+    #[test]
+    fn retries_and_slow_start_are_range_checked() {
+        assert_error(
+            &with_base(&["retries = 11"]),
+            Some(6),
+            "upstream.app.retries",
+            "11 is out of range (must be between 0 and 10)",
+        );
+        assert_error(
+            &with_base(&["retries = -1"]),
+            Some(6),
+            "upstream.app.retries",
+            "must be between 0 and 10",
+        );
+        assert_error(
+            &with_base(&["retry_timeout = \"0s\""]),
+            Some(6),
+            "upstream.app.retry_timeout",
+            "must be greater than zero",
+        );
+        assert_error(
+            &with_base(&["slow_start = 30"]),
+            Some(6),
+            "upstream.app.slow_start",
+            "expected a duration with a unit",
+        );
+        assert_eq!(app_group(&["retries = 10"]).retry.retries, 10);
+    }
+
+    #[test]
+    fn backend_max_conns_and_backup_are_validated() {
+        let cases = [
+            (
+                "{ address = \"127.0.0.1:81\", max_conns = 0 }",
+                "upstream.web.backends[0].max_conns",
+                "0 is out of range (must be between 1 and 4294967295)",
+            ),
+            (
+                "{ address = \"127.0.0.1:81\", max_conns = 4294967296 }",
+                "upstream.web.backends[0].max_conns",
+                "out of range",
+            ),
+            (
+                "{ address = \"127.0.0.1:81\", backup = \"yes\" }",
+                "upstream.web.backends[0].backup",
+                "expected a boolean (true or false), found a string",
+            ),
+        ];
+        for (backend, key, message) in cases {
+            let backends = format!("backends = [{backend}]");
+            assert_error(
+                &with_base(&["[upstream.web]", &backends]),
+                Some(7),
+                key,
+                message,
+            );
+        }
+    }
+
+    #[test]
+    fn a_group_needs_a_primary_backend() {
+        assert_error(
+            &with_base(&[
+                "[upstream.web]",
+                "backends = [",
+                "  { address = \"127.0.0.1:81\", backup = true },",
+                "  { address = \"127.0.0.1:82\", backup = true },",
+                "]",
+            ]),
+            Some(7),
+            "upstream.web.backends",
+            "at least one primary backend is required",
+        );
+        assert_error(
+            &[
+                "[[listener]]",
+                "address = \"127.0.0.1:80\"",
+                "[[upstream.app.backends]]",
+                "address = \"127.0.0.1:81\"",
+                "backup = true",
+            ],
+            Some(3),
+            "upstream.app.backends",
+            "at least one primary backend is required",
+        );
+        // A backend that failed to parse may be the primary: only its own error is reported.
+        assert_error(
+            &with_base(&[
+                "[upstream.web]",
+                "backends = [\"10.0.0.1\", { address = \"127.0.0.1:82\", backup = true }]",
+            ]),
+            Some(7),
+            "upstream.web.backends[0]",
+            "invalid socket address",
+        );
+    }
+
+    #[test]
+    fn http_only_keys_are_refused_for_tcp_checks() {
+        let lines = with_base(&[
+            "[upstream.app.health]", // 6
+            "type = \"tcp\"",        // 7
+            "path = \"/\"",          // 8
+            "host = \"a\"",          // 9
+            "expect_status = 200",   // 10
+        ]);
+        let found: Vec<(Option<usize>, String, String)> = errors(&lines)
+            .into_iter()
+            .map(
+                |ConfigError {
+                     line, key, message, ..
+                 }| (line, key, message),
+            )
+            .collect();
+        let expected = |line: usize, key: &str| {
+            (
+                Some(line),
+                format!("upstream.app.health.{key}"),
+                format!("{key} only applies to type = \"http\" checks"),
+            )
+        };
+        assert_eq!(
+            found,
+            [
+                expected(8, "path"),
+                expected(9, "host"),
+                expected(10, "expect_status"),
+            ]
+        );
+    }
+
+    #[test]
+    fn health_values_are_validated() {
+        let cases = [
+            (
+                "type = \"udp\"",
+                "type",
+                "unknown check type \"udp\" (supported: \"http\", \"tcp\")",
+            ),
+            (
+                "path = \"healthz\"",
+                "path",
+                "check path \"healthz\" must start with \"/\"",
+            ),
+            (
+                "path = \"/a b\"",
+                "path",
+                "may only hold visible ASCII, without spaces",
+            ),
+            (
+                "path = \"/a\\r\\nX: y\"",
+                "path",
+                "may only hold visible ASCII",
+            ),
+            ("host = \"\"", "host", "invalid check host \"\""),
+            ("host = \"a b\"", "host", "invalid check host \"a b\""),
+            ("host = \"a\\r\\nX: y\"", "host", "invalid check host"),
+            (
+                "expect_status = 600",
+                "expect_status",
+                "600 is out of range (must be between 100 and 599)",
+            ),
+            (
+                "expect_status = \"99\"",
+                "expect_status",
+                "status 99 is out of range (must be between 100 and 599)",
+            ),
+            (
+                "expect_status = \"200-600\"",
+                "expect_status",
+                "status 600 is out of range",
+            ),
+            (
+                "expect_status = \"399-200\"",
+                "expect_status",
+                "status range \"399-200\" is reversed",
+            ),
+            (
+                "expect_status = \"2xx\"",
+                "expect_status",
+                "invalid status range \"2xx\"",
+            ),
+            (
+                "expect_status = \"200-\"",
+                "expect_status",
+                "invalid status range \"200-\"",
+            ),
+            (
+                "expect_status = \"+200\"",
+                "expect_status",
+                "invalid status range \"+200\"",
+            ),
+            (
+                "expect_status = [200]",
+                "expect_status",
+                "expected a status like \"200\" or a range like \"200-399\", found an array",
+            ),
+            ("interval = \"0s\"", "interval", "must be greater than zero"),
+            (
+                "rise = 0",
+                "rise",
+                "0 is out of range (must be between 1 and 100)",
+            ),
+            (
+                "fall = 101",
+                "fall",
+                "101 is out of range (must be between 1 and 100)",
+            ),
+            (
+                "retries = 1",
+                "retries",
+                "unknown key \"retries\" (expected one of: type, path, host, expect_status, interval, timeout, rise, fall)",
+            ),
+        ];
+        for (line, key, message) in cases {
+            assert_error(
+                &with_base(&["[upstream.app.health]", line]),
+                Some(7),
+                &format!("upstream.app.health.{key}"),
+                message,
+            );
+        }
+        assert_error(
+            &with_base(&["health = true"]),
+            Some(6),
+            "upstream.app.health",
+            "expected a table, found a boolean",
+        );
+    }
+
+    #[test]
+    fn check_timeout_must_fit_in_the_interval() {
+        assert_error(
+            &with_base(&[
+                "[upstream.app.health]",
+                "interval = \"1s\"",
+                "timeout = \"1001ms\"",
+            ]),
+            Some(8),
+            "upstream.app.health.timeout",
+            "timeout (1.001s) must be at most interval (1s)",
+        );
+        // Against a default, the key the file sets is the one blamed.
+        assert_error(
+            &with_base(&["[upstream.app.health]", "timeout = \"3s\""]),
+            Some(7),
+            "upstream.app.health.timeout",
+            "timeout (3s) must be at most interval (2s)",
+        );
+        assert_error(
+            &with_base(&["[upstream.app.health]", "interval = \"500ms\""]),
+            Some(7),
+            "upstream.app.health.interval",
+            "timeout (1s) must be at most interval (500ms)",
+        );
+        // An invalid interval gives its own error only.
+        assert_error(
+            &with_base(&[
+                "[upstream.app.health]",
+                "interval = \"1\"",
+                "timeout = \"5s\"",
+            ]),
+            Some(7),
+            "upstream.app.health.interval",
+            "expected an integer followed by a unit",
+        );
+    }
+
+    #[test]
+    fn passive_values_are_validated() {
+        let cases = [
+            (
+                "max_fails = 1001",
+                "max_fails",
+                "1001 is out of range (must be between 0 and 1000)",
+            ),
+            (
+                "on_5xx = 1",
+                "on_5xx",
+                "expected a boolean (true or false), found an integer",
+            ),
+            ("cooldown = \"0s\"", "cooldown", "must be greater than zero"),
+            ("max_cooldown = \"25h\"", "max_cooldown", "too long"),
+            (
+                "cooldown = \"10m\"",
+                "cooldown",
+                "max_cooldown (300s) must be at least cooldown (600s)",
+            ),
+            (
+                "max_cooldown = \"9s\"",
+                "max_cooldown",
+                "max_cooldown (9s) must be at least cooldown (10s)",
+            ),
+            (
+                "fall = 3",
+                "fall",
+                "unknown key \"fall\" (expected one of: max_fails, on_5xx, cooldown, max_cooldown)",
+            ),
+        ];
+        for (line, key, message) in cases {
+            assert_error(
+                &with_base(&["[upstream.app.passive]", line]),
+                Some(7),
+                &format!("upstream.app.passive.{key}"),
+                message,
+            );
+        }
+        assert_error(
+            &with_base(&[
+                "[upstream.app.passive]",
+                "cooldown = \"1m\"",
+                "max_cooldown = \"30s\"",
+            ]),
+            Some(8),
+            "upstream.app.passive.max_cooldown",
+            "max_cooldown (30s) must be at least cooldown (60s)",
+        );
+    }
+}
