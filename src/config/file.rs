@@ -13,6 +13,8 @@
 //! pin = true              # pin each worker to its core; default true
 //! allow_epoll = false     # fall back to epoll when io_uring is unavailable; default false
 //! ring_entries = 1024     # io_uring entries per worker: a power of two in 256..=32768
+//! reconcile_interval = "50ms"  # how often workers refresh each other's per-backend load
+//!                         # (least_conn, p2c, max_conns); 1ms..=10s
 //!
 //! [[listener]]            # at least one; repeat the section for more listeners
 //! address = "0.0.0.0:8080"  # required: ip:port or [ipv6]:port, unique among listeners
@@ -21,15 +23,46 @@
 //!
 //! [upstream.app]          # at least one group; the name (here "app") uses letters,
 //!                         # digits, '_' and '-', at most 64 characters
-//! balance = "round_robin" # the only algorithm for now, and the default
-//! backends = [            # required, at least one
+//! balance = "round_robin" # round_robin: smooth weighted rotation (as nginx);
+//!                         # weighted: the same; least_conn: fewest in-flight requests
+//!                         # host-wide, weight-scaled; hash: consistent hashing on
+//!                         # hash_key; random: weighted random; p2c: the better of two
+//!                         # random picks by p2c_metric
+//! hash_key = "client_ip"  # only with balance = "hash": "client_ip" (default),
+//!                         # "header:NAME" or "cookie:NAME" (NAME an HTTP token; header
+//!                         # names match case-insensitively, cookie names exactly)
+//! p2c_metric = "inflight" # only with balance = "p2c": "inflight" (default) | "latency"
+//! slow_start = "30s"      # ramp a recovered backend's share up over this long; default off
+//! retries = 1             # 0..=10 further attempts, each on another backend
+//! retry_timeout = "10s"   # all attempts of one request together
+//! backends = [            # required, at least one, at least one of them primary
 //!     "127.0.0.1:9000",                          # weight 1
 //!     { address = "127.0.0.1:9001", weight = 2 }, # weight 1..=1000, default 1
+//!     { address = "127.0.0.1:9002", max_conns = 100 },  # >= 1; default unlimited
+//!     { address = "127.0.0.1:9003", backup = true },    # used only while every
+//!                                                      # primary is down; default false
 //! ]
 //! # Long lists may use one section per backend instead of `backends = [...]`:
 //! # [[upstream.app.backends]]
-//! # address = "127.0.0.1:9002"
+//! # address = "127.0.0.1:9004"
 //! # weight = 3
+//!
+//! [upstream.app.health]   # active checks, one per backend per process; no section: none
+//! type = "http"           # "http" | "tcp" (a connect within the timeout)
+//! path = "/"              # http only; starts with "/", visible ASCII, at most 1024 bytes
+//! host = "app.internal"   # http only; Host header; default: the backend's ip:port
+//! expect_status = "200-399" # http only; 200, "200" or "200-399", within 100..=599
+//! interval = "2s"
+//! timeout = "1s"          # at most interval
+//! rise = 2                # consecutive successes that bring a down backend up; 1..=100
+//! fall = 3                # consecutive failures that take an up backend down; 1..=100
+//!
+//! [upstream.app.passive]  # eject backends that fail real requests
+//! max_fails = 3           # consecutive failures (connect errors, timeouts) that eject;
+//!                         # 0..=1000, 0 disables passive checks
+//! on_5xx = false          # count 5xx responses as failures too
+//! cooldown = "10s"        # first ejection; each further one in a row doubles it...
+//! max_cooldown = "5m"     # ...up to this; at least cooldown
 //!
 //! [timeouts]              # durations: an integer and a unit (ms, s, m, h), > 0, <= 24h
 //! client_header = "10s"   # from connection accept (or end of previous response)
@@ -62,18 +95,19 @@
 
 use std::fmt;
 use std::io::Read;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use toml::de::{DeTable, DeValue};
 
+use super::address::socket_address;
 use super::cpus::{CPU_ID_LIMIT, CpuListBuilder, parse_cpu_list};
-use super::duration::parse_duration;
-use super::reader::{Reader, Table, Value, boolean, integer_in, string, wrong_type};
+use super::reader::{Reader, Table, boolean, duration, integer_in, string, wrong_type};
+use super::upstream::read_upstreams;
 use super::{
-    BackendConfig, Balance, Config, ForwardedHeaders, Limits, ListenerConfig, PoolConfig,
-    RuntimeConfig, Timeouts, UpstreamConfig,
+    Config, ForwardedHeaders, Limits, ListenerConfig, PoolConfig, RuntimeConfig, Timeouts,
+    UpstreamConfig,
 };
 
 /// One problem in a configuration file.
@@ -130,10 +164,15 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "pool",
     "forwarded",
 ];
-const RUNTIME_KEYS: &[&str] = &["workers", "cpus", "pin", "allow_epoll", "ring_entries"];
+const RUNTIME_KEYS: &[&str] = &[
+    "workers",
+    "cpus",
+    "pin",
+    "allow_epoll",
+    "ring_entries",
+    "reconcile_interval",
+];
 const LISTENER_KEYS: &[&str] = &["address", "upstream"];
-const GROUP_KEYS: &[&str] = &["balance", "backends"];
-const BACKEND_KEYS: &[&str] = &["address", "weight"];
 const TIMEOUT_KEYS: &[&str] = &[
     "client_header",
     "client_idle",
@@ -157,9 +196,8 @@ const MAX_HEAD_BYTES: usize = 1024 * 1024;
 const MIN_HEAD_BYTES: usize = 64;
 const MAX_HEADERS: usize = 128;
 const MAX_IDLE_PER_BACKEND: usize = 65536;
-const DEFAULT_WEIGHT: u32 = 1;
-const MAX_WEIGHT: u32 = 1000;
-const MAX_GROUP_NAME_LEN: usize = 64;
+/// Longer, and the workers' views of each other's load drift too far apart to balance on.
+const MAX_RECONCILE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Reads and validates the configuration file at `path`.
 pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
@@ -258,7 +296,9 @@ fn read_runtime(r: &mut Reader<'_>, t: &Table<'_, '_>) -> RuntimeConfig {
         allow_epoll: r
             .field(t, "allow_epoll", boolean)
             .unwrap_or(default.allow_epoll),
-        reconcile_interval: default.reconcile_interval,
+        reconcile_interval: r
+            .field(t, "reconcile_interval", reconcile_interval)
+            .unwrap_or(default.reconcile_interval),
         ring_entries: r
             .field(t, "ring_entries", ring_entries)
             .unwrap_or(default.ring_entries),
@@ -305,6 +345,16 @@ fn read_cpus(r: &mut Reader<'_>, t: &Table<'_, '_>) -> Option<Vec<usize>> {
     if valid { cpus.finish().ok() } else { None }
 }
 
+fn reconcile_interval(value: &DeValue<'_>) -> Result<Duration, String> {
+    let interval = duration(value)?;
+    if interval > MAX_RECONCILE_INTERVAL {
+        return Err(format!(
+            "{interval:?} is too long (at most {MAX_RECONCILE_INTERVAL:?})"
+        ));
+    }
+    Ok(interval)
+}
+
 fn ring_entries(value: &DeValue<'_>) -> Result<u32, String> {
     let entries = integer_in(RING_ENTRIES)(value)?;
     if !entries.is_power_of_two() {
@@ -313,138 +363,6 @@ fn ring_entries(value: &DeValue<'_>) -> Result<u32, String> {
         ));
     }
     Ok(entries)
-}
-
-/// Upstream groups in name order; a group with errors is still returned, so listeners
-/// naming it get no second, misleading "unknown group" error.
-fn read_upstreams(r: &mut Reader<'_>, root: &Table<'_, '_>) -> Vec<UpstreamConfig> {
-    let Some(value) = root.get("upstream") else {
-        r.error_without_line(
-            "upstream",
-            "no upstream group configured (add an [upstream.NAME] section with \
-             backends = [\"ip:port\"])",
-        );
-        return Vec::new();
-    };
-    let Some(groups) = r.as_table(value, "upstream".to_owned()) else {
-        return Vec::new();
-    };
-    let mut upstreams = Vec::new();
-    for (name, value) in groups.entries() {
-        let path = groups.key_path(name.get_ref());
-        if let Err(message) = check_group_name(name.get_ref()) {
-            r.error(name.span(), path.clone(), message);
-        }
-        let group = r.as_table(value, path).map(|table| read_group(r, &table));
-        let (balance, backends) = group.unwrap_or((Balance::RoundRobin, Vec::new()));
-        upstreams.push(UpstreamConfig::new(
-            name.get_ref().to_string(),
-            balance,
-            backends,
-        ));
-    }
-    if upstreams.is_empty() {
-        r.error(
-            value.span(),
-            "upstream",
-            "at least one [upstream.NAME] group is required",
-        );
-    }
-    upstreams
-}
-
-fn check_group_name(name: &str) -> Result<(), String> {
-    let allowed = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
-    if name.is_empty() || name.len() > MAX_GROUP_NAME_LEN || !name.chars().all(allowed) {
-        return Err(format!(
-            "invalid upstream group name {name:?} (use letters, digits, '_' and '-', \
-             at most {MAX_GROUP_NAME_LEN} characters)"
-        ));
-    }
-    Ok(())
-}
-
-fn read_group(r: &mut Reader<'_>, t: &Table<'_, '_>) -> (Balance, Vec<BackendConfig>) {
-    r.deny_unknown_keys(t, GROUP_KEYS);
-    let balance = r
-        .field(t, "balance", balance)
-        .unwrap_or(Balance::RoundRobin);
-    (balance, read_backends(r, t))
-}
-
-fn balance(value: &DeValue<'_>) -> Result<Balance, String> {
-    match string(value)? {
-        "round_robin" => Ok(Balance::RoundRobin),
-        other => Err(format!(
-            "unknown balance {other:?} (supported: \"round_robin\")"
-        )),
-    }
-}
-
-fn read_backends(r: &mut Reader<'_>, t: &Table<'_, '_>) -> Vec<BackendConfig> {
-    let path = t.key_path("backends");
-    let Some(value) = t.get("backends") else {
-        r.error(
-            t.span(),
-            path,
-            "missing required key \"backends\" (at least one backend)",
-        );
-        return Vec::new();
-    };
-    let DeValue::Array(items) = value.get_ref() else {
-        r.error(
-            value.span(),
-            path,
-            wrong_type("an array of backends", value.get_ref()),
-        );
-        return Vec::new();
-    };
-    if items.is_empty() {
-        r.error(
-            value.span(),
-            path.clone(),
-            "at least one backend is required",
-        );
-    }
-    let mut backends: Vec<BackendConfig> = Vec::new();
-    for (index, item) in items.iter().enumerate() {
-        let item_path = format!("{path}[{index}]");
-        let Some(backend) = read_backend(r, item, item_path.clone()) else {
-            continue;
-        };
-        if backends.iter().any(|seen| seen.address == backend.address) {
-            let message = format!(
-                "backend {} is listed twice in this group (give it a weight instead)",
-                backend.address
-            );
-            r.error(item.span(), item_path, message);
-            continue;
-        }
-        backends.push(backend);
-    }
-    backends
-}
-
-/// A backend is `"ip:port"` or `{ address = "ip:port", weight = N }`.
-fn read_backend(r: &mut Reader<'_>, item: &Value<'_>, path: String) -> Option<BackendConfig> {
-    if let DeValue::Table(_) = item.get_ref() {
-        let table = r.as_table(item, path)?;
-        r.deny_unknown_keys(&table, BACKEND_KEYS);
-        let address = r.required(&table, "address", backend_address);
-        let weight = r.field(&table, "weight", integer_in(1..=MAX_WEIGHT));
-        return Some(BackendConfig::new(
-            address?,
-            weight.unwrap_or(DEFAULT_WEIGHT),
-        ));
-    }
-    let address = r.convert(item, path, |value| match value {
-        DeValue::String(address) => parse_backend_address(address),
-        other => Err(wrong_type(
-            "a backend \"ip:port\" or { address = \"ip:port\", weight = N }",
-            other,
-        )),
-    })?;
-    Some(BackendConfig::new(address, DEFAULT_WEIGHT))
 }
 
 fn read_listeners(
@@ -547,49 +465,6 @@ fn group_names(upstreams: &[UpstreamConfig]) -> String {
     quoted.join(", ")
 }
 
-fn socket_address(value: &DeValue<'_>) -> Result<SocketAddr, String> {
-    parse_socket_address(string(value)?)
-}
-
-fn backend_address(value: &DeValue<'_>) -> Result<SocketAddr, String> {
-    parse_backend_address(string(value)?)
-}
-
-/// A backend needs a real port; a listener may ask for port 0 (the kernel picks one, and
-/// ringproxy prints it at start).
-fn parse_backend_address(text: &str) -> Result<SocketAddr, String> {
-    let address = parse_socket_address(text)?;
-    if address.port() == 0 {
-        return Err(format!(
-            "port 0 in {text:?} is not allowed (give an explicit port)"
-        ));
-    }
-    Ok(address)
-}
-
-fn parse_socket_address(text: &str) -> Result<SocketAddr, String> {
-    text.parse::<SocketAddr>().map_err(|_| {
-        let hint = if names_a_host(text) {
-            "; host names are not resolved at load time"
-        } else if text.parse::<std::net::Ipv6Addr>().is_ok() {
-            "; write IPv6 as [address]:port"
-        } else {
-            ""
-        };
-        format!("invalid socket address {text:?} (expected ip:port{hint})")
-    })
-}
-
-/// Whether `text` looks like `host:port` or `host` with a host name rather than an IP.
-fn names_a_host(text: &str) -> bool {
-    let host = match text.rsplit_once(':') {
-        Some((host, port)) if port.parse::<u16>().is_ok() => host,
-        _ => text,
-    };
-    let unbracketed = host.trim_start_matches('[').trim_end_matches(']');
-    unbracketed.parse::<IpAddr>().is_err() && host.chars().any(|c| c.is_ascii_alphabetic())
-}
-
 fn read_timeouts(r: &mut Reader<'_>, t: &Table<'_, '_>) -> Timeouts {
     let default = Timeouts::default();
     let mut read = |key: &str, default: Duration| r.field(t, key, duration).unwrap_or(default);
@@ -603,19 +478,21 @@ fn read_timeouts(r: &mut Reader<'_>, t: &Table<'_, '_>) -> Timeouts {
     }
 }
 
-fn duration(value: &DeValue<'_>) -> Result<Duration, String> {
-    match value {
-        DeValue::String(text) => parse_duration(text),
-        other => Err(wrong_type("a duration with a unit, e.g. \"10s\"", other)),
-    }
-}
-
 fn read_limits(r: &mut Reader<'_>, t: &Table<'_, '_>) -> Limits {
     let default = Limits::default();
     let head_bytes = integer_in(MIN_HEAD_BYTES..=MAX_HEAD_BYTES);
-    let request_line = r.field(t, "max_request_line", &head_bytes);
-    let header_bytes = r.field(t, "max_header_bytes", &head_bytes);
-    let limits = Limits {
+    let request_line = r.field_or(t, "max_request_line", default.max_request_line, &head_bytes);
+    let header_bytes = r.field_or(t, "max_header_bytes", default.max_header_bytes, &head_bytes);
+    if let (Some(request_line), Some(header_bytes)) = (request_line, header_bytes)
+        && header_bytes < request_line
+    {
+        let message = format!(
+            "max_header_bytes ({header_bytes}) must be at least max_request_line \
+             ({request_line}): the request line is part of the head"
+        );
+        r.error_at_set_key(t, &["max_header_bytes", "max_request_line"], message);
+    }
+    Limits {
         max_request_line: request_line.unwrap_or(default.max_request_line),
         max_header_bytes: header_bytes.unwrap_or(default.max_header_bytes),
         max_headers: r
@@ -624,28 +501,7 @@ fn read_limits(r: &mut Reader<'_>, t: &Table<'_, '_>) -> Limits {
         max_response_header_bytes: r
             .field(t, "max_response_header_bytes", &head_bytes)
             .unwrap_or(default.max_response_header_bytes),
-    };
-    // Compare only values that are valid, so one bad value gives one error.
-    let valid = |key: &str, parsed: Option<usize>| t.get(key).is_none() || parsed.is_some();
-    if limits.max_header_bytes < limits.max_request_line
-        && valid("max_request_line", request_line)
-        && valid("max_header_bytes", header_bytes)
-    {
-        let key = if header_bytes.is_some() {
-            "max_header_bytes"
-        } else {
-            "max_request_line"
-        };
-        let message = format!(
-            "max_header_bytes ({}) must be at least max_request_line ({}): the request line \
-             is part of the head",
-            limits.max_header_bytes, limits.max_request_line
-        );
-        if let Some(value) = t.get(key) {
-            r.error(value.span(), t.key_path(key), message);
-        }
     }
-    limits
 }
 
 fn read_pool(r: &mut Reader<'_>, t: &Table<'_, '_>) -> PoolConfig {
@@ -677,49 +533,11 @@ fn read_forwarded(r: &mut Reader<'_>, t: &Table<'_, '_>) -> ForwardedHeaders {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A valid listener and upstream group on lines 1..=5; `with_base` appends from line 6.
-    const BASE: &[&str] = &[
-        "[[listener]]",
-        "address = \"127.0.0.1:8080\"",
-        "upstream = \"app\"",
-        "[upstream.app]",
-        "backends = [\"127.0.0.1:9000\"]",
-    ];
-
-    fn with_base<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-        BASE.iter().chain(extra).copied().collect()
-    }
-
-    fn parse(lines: &[&str]) -> Result<Config, ConfigErrors> {
-        parse_str(&lines.join("\n"), "test.toml")
-    }
-
-    fn errors(lines: &[&str]) -> Vec<ConfigError> {
-        match parse(lines) {
-            Ok(config) => panic!("expected errors, parsed {config:?}"),
-            Err(errors) => errors.0,
-        }
-    }
-
-    /// Asserts exactly one error, at `line` and `key`, whose message contains `text`.
-    #[track_caller]
-    fn assert_error(lines: &[&str], line: Option<usize>, key: &str, text: &str) {
-        let errors = errors(lines);
-        assert_eq!(errors.len(), 1, "{errors:#?}");
-        let error = &errors[0];
-        assert_eq!((error.line, error.key.as_str()), (line, key), "{error}");
-        assert!(error.message.contains(text), "{error}");
-        assert_eq!(error.file, "test.toml");
-    }
-
-    fn addr(text: &str) -> SocketAddr {
-        text.parse().unwrap()
-    }
-
-    fn backend(address: &str, weight: u32) -> BackendConfig {
-        BackendConfig::new(addr(address), weight)
-    }
+    use crate::config::Balance;
+    use crate::config::test_support::{
+        BASE, addr, assert_error, backend, default_http_check, defaults_with, errors, parse,
+        with_base,
+    };
 
     #[test]
     fn full_file_sets_every_value() {
@@ -730,6 +548,7 @@ cpus = "0-2,6"
 pin = false
 allow_epoll = true
 ring_entries = 4096
+reconcile_interval = "7ms"
 
 [[listener]]
 address = "0.0.0.0:8080"
@@ -776,7 +595,7 @@ x_forwarded_host = false
                 pin: false,
                 allow_epoll: true,
                 ring_entries: 4096,
-                ..RuntimeConfig::default()
+                reconcile_interval: Duration::from_millis(7),
             },
             listeners: vec![
                 ListenerConfig {
@@ -825,18 +644,6 @@ x_forwarded_host = false
             },
         };
         assert_eq!(parse_str(text, "full.toml"), Ok(expected));
-    }
-
-    fn defaults_with(listeners: Vec<ListenerConfig>, upstreams: Vec<UpstreamConfig>) -> Config {
-        Config {
-            runtime: RuntimeConfig::default(),
-            listeners,
-            upstreams,
-            timeouts: Timeouts::default(),
-            limits: Limits::default(),
-            pool: PoolConfig::default(),
-            forwarded: ForwardedHeaders::default(),
-        }
     }
 
     #[test]
@@ -903,7 +710,24 @@ x_forwarded_host = false
                 vec![backend("127.0.0.1:9000", 1), backend("127.0.0.1:9001", 2)],
             )],
         );
-        assert_eq!(parse_str(text, "ringproxy.example.toml"), Ok(expected));
+        assert_eq!(
+            parse_str(text, "ringproxy.example.toml"),
+            Ok(expected.clone())
+        );
+
+        // The health section is commented out; uncommented, it must parse to the defaults.
+        let mut in_health = false;
+        let uncommented: Vec<&str> = text
+            .lines()
+            .map(|line| {
+                in_health =
+                    (in_health && line.starts_with("# ")) || line == "# [upstream.app.health]";
+                if in_health { &line[2..] } else { line }
+            })
+            .collect();
+        let mut with_health = expected;
+        with_health.upstreams[0].health = Some(default_http_check());
+        assert_eq!(parse(&uncommented), Ok(with_health));
     }
 
     #[test]
@@ -993,7 +817,7 @@ x_forwarded_host = false
             &with_base(&["[runtime]", "pin = true", "wrokers = 2"]),
             Some(8),
             "runtime.wrokers",
-            "unknown key \"wrokers\" (expected one of: workers, cpus, pin, allow_epoll, ring_entries)",
+            "unknown key \"wrokers\" (expected one of: workers, cpus, pin, allow_epoll, ring_entries, reconcile_interval)",
         );
         assert_error(
             &[
@@ -1011,11 +835,11 @@ x_forwarded_host = false
             &with_base(&[
                 "[upstream.web]",
                 "backends = [\"127.0.0.1:81\"]",
-                "health = 1",
+                "healthcheck = 1",
             ]),
             Some(8),
-            "upstream.web.health",
-            "(expected one of: balance, backends)",
+            "upstream.web.healthcheck",
+            "(expected one of: balance, hash_key, p2c_metric, slow_start, retries, retry_timeout, backends, health, passive)",
         );
         assert_error(
             &with_base(&[
@@ -1026,7 +850,7 @@ x_forwarded_host = false
             ]),
             Some(8),
             "upstream.web.backends[0].wieght",
-            "(expected one of: address, weight)",
+            "(expected one of: address, weight, max_conns, backup)",
         );
         assert_error(
             &with_base(&["[timeouts]", "client.header = \"1s\""]),
@@ -1389,10 +1213,10 @@ x_forwarded_host = false
     #[test]
     fn balance_must_be_known() {
         assert_error(
-            &with_base(&["balance = \"least_conn\""]),
+            &with_base(&["balance = \"fastest\""]),
             Some(6),
             "upstream.app.balance",
-            "unknown balance \"least_conn\" (supported: \"round_robin\")",
+            "unknown balance \"fastest\" (supported: \"round_robin\", \"weighted\", \"least_conn\", \"hash\", \"random\", \"p2c\")",
         );
     }
 
@@ -1480,6 +1304,32 @@ x_forwarded_host = false
             "runtime.cpus[2]",
             "5000 is out of range",
         );
+    }
+
+    #[test]
+    fn reconcile_interval_is_1ms_to_10s() {
+        for (interval, message) in [
+            ("\"11s\"", "11s is too long (at most 10s)"),
+            ("\"10001ms\"", "10.001s is too long (at most 10s)"),
+            ("\"0ms\"", "must be greater than zero"),
+            ("50", "expected a duration with a unit"),
+        ] {
+            let line = format!("reconcile_interval = {interval}");
+            assert_error(
+                &with_base(&["[runtime]", &line]),
+                Some(7),
+                "runtime.reconcile_interval",
+                message,
+            );
+        }
+        for (interval, expected) in [("1ms", 1), ("10s", 10_000)] {
+            let line = format!("reconcile_interval = \"{interval}\"");
+            let config = parse(&with_base(&["[runtime]", &line])).unwrap();
+            assert_eq!(
+                config.runtime.reconcile_interval,
+                Duration::from_millis(expected)
+            );
+        }
     }
 
     #[test]

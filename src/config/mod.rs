@@ -8,10 +8,14 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+mod address;
 mod cpus;
 mod duration;
 pub mod file;
 mod reader;
+#[cfg(test)]
+mod test_support;
+mod upstream;
 
 pub use cpus::parse_cpu_list;
 pub use duration::parse_duration;

@@ -5,10 +5,12 @@
 
 use std::fmt::Display;
 use std::ops::{Range, RangeInclusive};
+use std::time::Duration;
 
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+use super::duration::parse_duration;
 use super::file::{ConfigError, ConfigErrors};
 
 pub(crate) type Value<'i> = Spanned<DeValue<'i>>;
@@ -204,6 +206,35 @@ impl<'s> Reader<'s> {
         self.field(table, key, convert)
     }
 
+    /// Like [`Reader::field`], but an absent key gives `Some(default)`: `None` then means
+    /// the value is invalid (and reported), so a check across keys can skip it.
+    pub(crate) fn field_or<'t, 'i, T>(
+        &mut self,
+        table: &Table<'t, 'i>,
+        key: &str,
+        default: T,
+        convert: impl FnOnce(&'t DeValue<'i>) -> Result<T, String>,
+    ) -> Option<T> {
+        if table.get(key).is_none() {
+            return Some(default);
+        }
+        self.field(table, key, convert)
+    }
+
+    /// Records `message` at the first of `keys` that `table` sets. For a rule relating
+    /// keys: the one the user wrote is the one to blame, the other may be at its default.
+    pub(crate) fn error_at_set_key(
+        &mut self,
+        table: &Table<'_, '_>,
+        keys: &[&str],
+        message: impl Into<String>,
+    ) {
+        let set = keys.iter().find_map(|&key| Some((key, table.get(key)?)));
+        if let Some((key, value)) = set {
+            self.error(value.span(), table.key_path(key), message);
+        }
+    }
+
     pub(crate) fn convert<'t, 'i, T>(
         &mut self,
         value: &'t Value<'i>,
@@ -244,6 +275,13 @@ pub(crate) fn string<'t>(value: &'t DeValue<'_>) -> Result<&'t str, String> {
     match value {
         DeValue::String(s) => Ok(s),
         other => Err(wrong_type("a string", other)),
+    }
+}
+
+pub(crate) fn duration(value: &DeValue<'_>) -> Result<Duration, String> {
+    match value {
+        DeValue::String(text) => parse_duration(text),
+        other => Err(wrong_type("a duration with a unit, e.g. \"10s\"", other)),
     }
 }
 
