@@ -6,14 +6,17 @@
 //! hundred tasks rather than a hundred threads. It is not pinned: checks are rare and tiny,
 //! and the OS can fit them between the workers.
 
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, SyncSender};
+use std::task::{Poll, Waker};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -27,7 +30,7 @@ use crate::config::{Config, HealthCheck, HealthCheckKind};
 
 use super::{BackendId, HealthTable, flat_backends};
 
-/// How often a waiting task looks at the stop flag: the checker ends within about this long.
+/// How often the checker looks at the stop flag: it ends within about this long.
 const STOP_POLL: Duration = Duration::from_millis(50);
 /// Most bytes of a check's response read while looking for the status line.
 const RESPONSE_READ_LIMIT: usize = 4 * 1024;
@@ -57,7 +60,9 @@ pub fn spawn_checker(
         }
         Err(_disconnected) => {
             let _ = handle.join();
-            Err(io::Error::other("health checker thread ended while starting"))
+            Err(io::Error::other(
+                "health checker thread ended while starting",
+            ))
         }
     }
 }
@@ -128,21 +133,26 @@ fn run_checker(
 }
 
 async fn check_all(targets: Vec<Target>, table: Arc<HealthTable>, stop: Arc<AtomicBool>) {
+    let local_stop = Rc::new(LocalStop::default());
     let tasks: Vec<_> = targets
         .into_iter()
-        .map(|target| monoio::spawn(watch(target, table.clone(), stop.clone())))
+        .map(|target| monoio::spawn(watch(target, table.clone(), local_stop.clone())))
         .collect();
+    while !stop.load(Ordering::Acquire) {
+        monoio::time::sleep(STOP_POLL).await;
+    }
+    local_stop.raise();
     for task in tasks {
         task.await;
     }
 }
 
-/// Checks one backend every `interval` until `stop`, applying rise/fall transitions.
-async fn watch(target: Target, table: Arc<HealthTable>, stop: Arc<AtomicBool>) {
+/// Checks one backend every `interval` until stopped, applying rise/fall transitions.
+async fn watch(target: Target, table: Arc<HealthTable>, stop: Rc<LocalStop>) {
     let mut streak = Streak::new(target.check.rise, target.check.fall);
     loop {
         let started = Instant::now();
-        let Some(result) = or_stop(&stop, check_once(&target)).await else {
+        let Some(result) = stop.or_stop(check_once(&target)).await else {
             return;
         };
         if let Some(change) = streak.record(result) {
@@ -150,7 +160,7 @@ async fn watch(target: Target, table: Arc<HealthTable>, stop: Arc<AtomicBool>) {
         }
         let next = started + target.check.interval;
         let wait = next.saturating_duration_since(Instant::now());
-        if or_stop(&stop, monoio::time::sleep(wait)).await.is_none() {
+        if stop.or_stop(monoio::time::sleep(wait)).await.is_none() {
             return;
         }
     }
@@ -163,17 +173,42 @@ fn apply(table: &HealthTable, backend: BackendId, change: Change) {
     }
 }
 
-/// Runs `work` unless `stop` is raised first (then `None`, and `work` is dropped).
-async fn or_stop<F: Future>(stop: &AtomicBool, work: F) -> Option<F::Output> {
-    monoio::select! {
-        output = work => Some(output),
-        () = stopped(stop) => None,
-    }
+/// The stop flag as the checker's tasks see it: only `check_all` polls the process-wide flag,
+/// then wakes every task at once (rather than every task polling it on a timer).
+#[derive(Default)]
+struct LocalStop {
+    raised: Cell<bool>,
+    /// One waker per waiting task (tasks re-poll often; duplicates are not stored).
+    waiters: RefCell<Vec<Waker>>,
 }
 
-async fn stopped(stop: &AtomicBool) {
-    while !stop.load(Ordering::Acquire) {
-        monoio::time::sleep(STOP_POLL).await;
+impl LocalStop {
+    fn raise(&self) {
+        self.raised.set(true);
+        for waker in self.waiters.take() {
+            waker.wake();
+        }
+    }
+
+    /// Runs `work` unless the stop is raised first (then `None`, and `work` is dropped).
+    async fn or_stop<F: Future>(&self, work: F) -> Option<F::Output> {
+        monoio::select! {
+            output = work => Some(output),
+            () = self.raised() => None,
+        }
+    }
+
+    fn raised(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.raised.get() {
+                return Poll::Ready(());
+            }
+            let mut waiters = self.waiters.borrow_mut();
+            if !waiters.iter().any(|waker| waker.will_wake(cx.waker())) {
+                waiters.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
     }
 }
 
@@ -293,7 +328,11 @@ impl fmt::Display for Change {
         match self {
             Self::Up => f.write_str("UP (active)"),
             Self::Down { failures, last } => {
-                write!(f, "DOWN (active: {failures} consecutive failures: {last})")
+                let s = if *failures == 1 { "" } else { "s" };
+                write!(
+                    f,
+                    "DOWN (active: {failures} consecutive failure{s}: {last})"
+                )
             }
         }
     }

@@ -171,11 +171,14 @@ fn deadline(now_ms: u64, cooldown: Duration) -> u64 {
 impl fmt::Display for PassiveTransition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            Self::Ejected { cooldown, failures } => write!(
-                f,
-                "ejected for {} after {failures} consecutive failures (passive)",
-                Short(cooldown)
-            ),
+            Self::Ejected { cooldown, failures } => {
+                let s = if failures == 1 { "" } else { "s" };
+                write!(
+                    f,
+                    "ejected for {} after {failures} consecutive failure{s} (passive)",
+                    Short(cooldown)
+                )
+            }
             Self::ProbeFailed { cooldown } => write!(
                 f,
                 "ejected again for {} (passive probe failed)",

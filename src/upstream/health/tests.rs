@@ -162,7 +162,10 @@ fn outcomes_of_requests_sent_before_the_ejection_change_nothing() {
     assert_eq!(table.record(FIRST, Outcome::Timeout, during), None);
     assert_eq!(table.weight_factor(FIRST, during), None);
     // Nor after the cooldown while no probe is out.
-    assert_eq!(table.record(FIRST, Outcome::Success, after(t0, 11_000)), None);
+    assert_eq!(
+        table.record(FIRST, Outcome::Success, after(t0, 11_000)),
+        None
+    );
     assert!(!table.is_up(FIRST));
     assert!(table.weight_factor(FIRST, after(t0, 11_000)).is_some());
 }
