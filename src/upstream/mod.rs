@@ -10,6 +10,7 @@ use crate::config::{Config, RetryPolicy};
 
 pub mod balance;
 pub mod connect;
+pub mod health;
 pub mod pool;
 
 use balance::Balancer;

@@ -1,0 +1,264 @@
+//! Backend health shared by every worker: whether active checks see a backend up, whether
+//! passive checks (failures of real requests) have ejected it, and how far into its slow
+//! start it is.
+//!
+//! One `HealthTable` exists per process, shared through `Arc` by the workers and the active
+//! checker (`active`). Workers read it on every pick and report every request's outcome, so
+//! each backend's state is a handful of atomics on its own cache line: the request path does
+//! loads, and writes only when something changes (a failure, a probe, a transition).
+//! Times are milliseconds since the table's creation, so they fit in an `AtomicU64`.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::config::{BackendConfig, Config, PassiveHealth, UpstreamConfig};
+
+use super::BackendId;
+
+mod active;
+mod passive;
+
+pub use active::spawn_checker;
+pub use passive::Outcome;
+
+/// Smallest share of its weight a backend gets during slow start. Zero would starve a backend
+/// that has just come back (and make the ramp depend on rounding in the balancer); 10% is
+/// enough traffic to warm caches and pools while keeping most load on the warm backends
+/// (Envoy's slow start uses the same default floor).
+pub const SLOW_START_FLOOR: f64 = 0.1;
+
+/// `ejected_until` when the backend is not ejected.
+const NOT_EJECTED: u64 = u64::MAX;
+/// `probe_since` when no probe request is in flight.
+const NO_PROBE: u64 = u64::MAX;
+/// `up_since` for a backend that has been up since start: no slow start.
+const UP_FROM_START: u64 = u64::MAX;
+
+/// Health of every backend, indexed by `BackendId` (same flat order as `Upstreams`).
+pub struct HealthTable {
+    /// Zero point of every stored time.
+    epoch: Instant,
+    /// A claimed probe that has not reported after this long is considered lost (its request
+    /// was cancelled, or the balancer asked but picked another backend) and may be re-claimed.
+    probe_lease_ms: u64,
+    states: Box<[BackendState]>,
+    /// What logs and the passive rules need; read only on failures and transitions.
+    backends: Box<[BackendInfo]>,
+}
+
+/// The per-backend atomics, alone on a cache line so that one backend's failures do not
+/// invalidate the line holding its neighbours' state on every core.
+#[repr(align(64))]
+struct BackendState {
+    /// Active checks: backends start up; only the checker thread writes this.
+    active_up: AtomicBool,
+    /// When the backend last came (back) up, for slow start; `UP_FROM_START` = no ramp.
+    up_since: AtomicU64,
+    /// Failed requests in a row (passive).
+    failures: AtomicU32,
+    /// End of the current ejection, or `NOT_EJECTED`.
+    ejected_until: AtomicU64,
+    /// Ejections in a row without a successful probe between them; doubles the cooldown.
+    ejections: AtomicU32,
+    /// When the single probe request after a cooldown was let through, or `NO_PROBE`.
+    probe_since: AtomicU64,
+}
+
+struct BackendInfo {
+    address: SocketAddr,
+    upstream: String,
+    passive: PassiveHealth,
+    slow_start_ms: Option<u64>,
+}
+
+impl HealthTable {
+    /// Every backend of `config`, up, not ejected, not ramping.
+    pub fn new(config: &Config) -> Self {
+        let backends: Box<[BackendInfo]> = flat_backends(config)
+            .map(|(_, upstream, backend)| BackendInfo {
+                address: backend.address,
+                upstream: upstream.name.clone(),
+                passive: upstream.passive,
+                slow_start_ms: upstream.slow_start.map(millis),
+            })
+            .collect();
+        let states = backends.iter().map(|_| BackendState::new()).collect();
+        let lease = config.timeouts.backend_connect + config.timeouts.backend_response;
+        Self {
+            epoch: Instant::now(),
+            probe_lease_ms: millis(lease),
+            states,
+            backends,
+        }
+    }
+
+    pub fn backend_count(&self) -> usize {
+        self.states.len()
+    }
+
+    /// Multiplier for `b`'s weight right now: `None` when it must not get requests (actively
+    /// down, or passively ejected), 1.0 normally, less while it slowly starts.
+    ///
+    /// Once an ejection's cooldown has passed, a single caller at a time gets `Some` for the
+    /// ejected backend: that caller holds the probe and must send it a request and `report`
+    /// the outcome, or give the probe back with `release_probe` if it sends elsewhere.
+    pub fn weight_factor(&self, b: BackendId, now: Instant) -> Option<f64> {
+        let state = self.states.get(b.0)?;
+        if !state.active_up.load(Ordering::Acquire) {
+            return None;
+        }
+        let now_ms = self.millis_since_epoch(now);
+        let until = state.ejected_until.load(Ordering::Acquire);
+        if until != NOT_EJECTED {
+            // The probe decides whether the backend comes back; it gets full weight so that
+            // the balancer actually sends it (and it does not wait for its lease to expire).
+            return self.claim_probe(state, until, now_ms).then_some(1.0);
+        }
+        Some(self.slow_start_factor(b, state, now_ms))
+    }
+
+    /// Gives back a probe claimed by `weight_factor` whose request went to another backend.
+    pub fn release_probe(&self, b: BackendId) {
+        if let Some(state) = self.states.get(b.0) {
+            state.probe_since.store(NO_PROBE, Ordering::Release);
+        }
+    }
+
+    /// Up for active checks and not passively ejected.
+    pub fn is_up(&self, b: BackendId) -> bool {
+        self.states.get(b.0).is_some_and(|state| {
+            state.active_up.load(Ordering::Acquire)
+                && state.ejected_until.load(Ordering::Acquire) == NOT_EJECTED
+        })
+    }
+
+    /// Sets the active-check state (checker thread only). Coming up starts the slow start.
+    /// Returns whether the state changed.
+    fn set_active(&self, b: BackendId, up: bool, now: Instant) -> bool {
+        let Some(state) = self.states.get(b.0) else {
+            return false;
+        };
+        if up {
+            state
+                .up_since
+                .store(self.millis_since_epoch(now), Ordering::Release);
+        }
+        state.active_up.swap(up, Ordering::AcqRel) != up
+    }
+
+    /// True when this caller is the one probe let through after `until` (a passed cooldown).
+    fn claim_probe(&self, state: &BackendState, until: u64, now_ms: u64) -> bool {
+        if now_ms < until {
+            return false;
+        }
+        let claimed = state.probe_since.load(Ordering::Acquire);
+        if claimed != NO_PROBE && now_ms.saturating_sub(claimed) < self.probe_lease_ms {
+            return false;
+        }
+        if state
+            .probe_since
+            .compare_exchange(claimed, now_ms, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return false;
+        }
+        // A failed probe may have renewed the ejection between our two loads: then this
+        // claim is for an ejection that no longer exists.
+        if state.ejected_until.load(Ordering::Acquire) != until {
+            let _ = state.probe_since.compare_exchange(
+                now_ms,
+                NO_PROBE,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+            return false;
+        }
+        true
+    }
+
+    fn slow_start_factor(&self, b: BackendId, state: &BackendState, now_ms: u64) -> f64 {
+        let Some(ramp_ms) = self.backends.get(b.0).and_then(|info| info.slow_start_ms) else {
+            return 1.0;
+        };
+        let since = state.up_since.load(Ordering::Acquire);
+        if since == UP_FROM_START {
+            return 1.0;
+        }
+        let elapsed = now_ms.saturating_sub(since);
+        if elapsed >= ramp_ms {
+            return 1.0;
+        }
+        (elapsed as f64 / ramp_ms as f64).max(SLOW_START_FLOOR)
+    }
+
+    fn millis_since_epoch(&self, now: Instant) -> u64 {
+        millis(now.saturating_duration_since(self.epoch))
+    }
+
+    /// `backend ADDR (upstream "NAME")`, for log lines.
+    fn label(&self, b: BackendId) -> BackendLabel<'_> {
+        BackendLabel(self.backends.get(b.0))
+    }
+}
+
+impl BackendState {
+    fn new() -> Self {
+        Self {
+            active_up: AtomicBool::new(true),
+            up_since: AtomicU64::new(UP_FROM_START),
+            failures: AtomicU32::new(0),
+            ejected_until: AtomicU64::new(NOT_EJECTED),
+            ejections: AtomicU32::new(0),
+            probe_since: AtomicU64::new(NO_PROBE),
+        }
+    }
+}
+
+struct BackendLabel<'a>(Option<&'a BackendInfo>);
+
+impl fmt::Display for BackendLabel<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(info) => write!(
+                f,
+                "backend {} (upstream \"{}\")",
+                info.address, info.upstream
+            ),
+            None => f.write_str("unknown backend"),
+        }
+    }
+}
+
+/// Every backend with its `BackendId` and group, in the order `Upstreams` numbers them.
+fn flat_backends(
+    config: &Config,
+) -> impl Iterator<Item = (BackendId, &UpstreamConfig, &BackendConfig)> {
+    config
+        .upstreams
+        .iter()
+        .flat_map(|upstream| upstream.backends.iter().map(move |b| (upstream, b)))
+        .enumerate()
+        .map(|(index, (upstream, backend))| (BackendId(index), upstream, backend))
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX - 1)
+}
+
+/// `10s`, `1500ms`: how log lines show cooldowns.
+struct Short(Duration);
+
+impl fmt::Display for Short {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.subsec_nanos() == 0 {
+            write!(f, "{}s", self.0.as_secs())
+        } else {
+            write!(f, "{}ms", self.0.as_millis())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
