@@ -13,6 +13,7 @@ use socket2::SockRef;
 
 use crate::config::Config;
 use crate::listen::bind_reuseport;
+use crate::upstream::health::{HealthTable, spawn_checker};
 use crate::worker::{Driver, WorkerEvent, WorkerPlan, run_worker};
 
 /// Which core each worker runs on (`None`: not pinned).
@@ -76,6 +77,7 @@ pub fn run(config: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let config = Arc::new(config);
     let shutdown = Arc::new(AtomicBool::new(false));
+    let health = Arc::new(HealthTable::new(&config));
     let (events_tx, events) = mpsc::channel();
     let mut per_worker: Vec<Vec<TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
     for listener in &mut bound {
@@ -90,6 +92,7 @@ pub fn run(config: Config) -> Result<(), String> {
             cpu,
             listeners,
             config: config.clone(),
+            health: health.clone(),
             shutdown: shutdown.clone(),
             events: events_tx.clone(),
         };
@@ -107,6 +110,15 @@ pub fn run(config: Config) -> Result<(), String> {
         join_all(threads);
         return Err(reason);
     }
+    // The checker stops with the same flag that stops the workers.
+    let checker = match spawn_checker(config.clone(), health, shutdown.clone()) {
+        Ok(checker) => checker,
+        Err(e) => {
+            trigger_shutdown(&shutdown, &wake_handles);
+            join_all(threads);
+            return Err(format!("cannot start the health checker: {e}"));
+        }
+    };
     for (listener, addr) in config
         .listeners
         .iter()
@@ -131,6 +143,7 @@ pub fn run(config: Config) -> Result<(), String> {
 
     let result = wait_for_exit(&events, workers, &shutdown, &wake_handles);
     join_all(threads);
+    join_all(checker.into_iter().collect());
     result
 }
 

@@ -22,6 +22,7 @@ use crate::http::HeadLimits;
 use crate::proxy;
 use crate::proxy::buffer::BufferPool;
 use crate::upstream::Upstreams;
+use crate::upstream::health::HealthTable;
 use crate::upstream::pool::Pool;
 
 /// Size of the buffers big bodies stream through, and how many idle ones a worker keeps.
@@ -60,6 +61,8 @@ pub struct WorkerPlan {
     /// One socket per configured listener, in config order.
     pub listeners: Vec<TcpListener>,
     pub config: Arc<Config>,
+    /// Backend health, shared by all workers and the checker thread.
+    pub health: Arc<HealthTable>,
     pub shutdown: Arc<AtomicBool>,
     pub events: Sender<WorkerEvent>,
 }
@@ -268,7 +271,7 @@ pub struct WorkerCtx {
 impl WorkerCtx {
     fn new(plan: &WorkerPlan) -> Self {
         let config = plan.config.clone();
-        let upstreams = Upstreams::from_config(&config);
+        let upstreams = Upstreams::from_config(&config, plan.health.clone());
         let pool = Pool::new(
             upstreams.backend_count(),
             config.pool.max_idle_per_backend,

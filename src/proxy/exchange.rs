@@ -18,6 +18,7 @@ use crate::http::{
 };
 use crate::upstream::BackendId;
 use crate::upstream::connect::{ConnectError, connect};
+use crate::upstream::health::Outcome;
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -37,6 +38,14 @@ impl UpstreamError {
         match self {
             Self::Unreachable | Self::Invalid => 502,
             Self::Timeout => 504,
+        }
+    }
+
+    /// How the failure counts for passive health checks.
+    fn outcome(&self) -> Outcome {
+        match self {
+            Self::Unreachable | Self::Invalid => Outcome::ConnectFailed,
+            Self::Timeout => Outcome::Timeout,
         }
     }
 }
@@ -119,6 +128,7 @@ impl Session {
                 Ok(next) => return next,
                 Err(failure) => failure,
             };
+            self.ctx.upstreams.report(backend, failure.error.outcome());
             let may_retry = failure.retryable
                 && tried.len <= policy.retries as usize
                 && started.elapsed() < policy.timeout;

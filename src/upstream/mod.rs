@@ -5,6 +5,8 @@
 //! then mutated only by that worker's thread.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
 
 use crate::config::{Config, RetryPolicy};
 
@@ -14,6 +16,7 @@ pub mod health;
 pub mod pool;
 
 use balance::Balancer;
+use health::{HealthTable, Outcome};
 
 /// Index of a backend in the worker's flat backend table (shared by all groups).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -38,10 +41,11 @@ pub struct Group {
 pub struct Upstreams {
     backends: Vec<Backend>,
     groups: Vec<Group>,
+    health: Arc<HealthTable>,
 }
 
 impl Upstreams {
-    pub fn from_config(config: &Config) -> Self {
+    pub fn from_config(config: &Config, health: Arc<HealthTable>) -> Self {
         let mut backends = Vec::new();
         let mut groups = Vec::with_capacity(config.upstreams.len());
         for upstream in &config.upstreams {
@@ -63,7 +67,11 @@ impl Upstreams {
                 balancer,
             });
         }
-        Self { backends, groups }
+        Self {
+            backends,
+            groups,
+            health,
+        }
     }
 
     pub fn group_index(&self, name: &str) -> Option<usize> {
@@ -83,11 +91,18 @@ impl Upstreams {
     }
 
     /// Chooses a backend of `group` for the next request, avoiding `exclude` (backends this
-    /// request already tried); `None` when none is usable.
+    /// request already tried) and backends that are down or ejected; `None` when none is
+    /// usable. The chosen backend may be a passive-health probe: its outcome must be reported.
     pub fn pick(&self, group: usize, exclude: &[BackendId]) -> Option<BackendId> {
         let balancer = &self.groups.get(group)?.balancer;
+        let now = Instant::now();
         (0..balancer.members().len().max(1))
             .filter_map(|_| balancer.pick())
-            .find(|id| !exclude.contains(id))
+            .find(|&id| !exclude.contains(&id) && self.health.weight_factor(id, now).is_some())
+    }
+
+    /// Tells passive health checks how a request to `backend` went.
+    pub fn report(&self, backend: BackendId, outcome: Outcome) {
+        self.health.report(backend, outcome, Instant::now());
     }
 }
