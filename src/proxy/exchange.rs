@@ -180,6 +180,12 @@ impl Session {
                 return Err(Failure { error, retryable });
             }
         };
+        let outcome = if response.status >= 500 {
+            Outcome::ServerError
+        } else {
+            Outcome::Success
+        };
+        self.ctx.upstreams.report(backend, outcome);
         Ok(self
             .relay_response(client, upstream, request, response, backend)
             .await)
