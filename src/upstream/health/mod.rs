@@ -105,18 +105,36 @@ impl HealthTable {
     /// ejected backend: that caller holds the probe and must send it a request and `report`
     /// the outcome, or give the probe back with `release_probe` if it sends elsewhere.
     pub fn weight_factor(&self, b: BackendId, now: Instant) -> Option<f64> {
+        let factor = self.peek_weight_factor(b, now)?;
+        self.confirm(b, now).then_some(factor)
+    }
+
+    /// `weight_factor` without claiming a probe: an ejected backend whose cooldown has passed
+    /// and whose probe is free reports 1.0. For balancers that weigh every member before
+    /// choosing one; the chosen one is then `confirm`ed.
+    pub fn peek_weight_factor(&self, b: BackendId, now: Instant) -> Option<f64> {
         let state = self.states.get(b.0)?;
         if !state.active_up.load(Ordering::Acquire) {
             return None;
         }
         let now_ms = self.millis_since_epoch(now);
         let until = state.ejected_until.load(Ordering::Acquire);
-        if until != NOT_EJECTED {
-            // The probe decides whether the backend comes back; it gets full weight so that
-            // the balancer actually sends it (and it does not wait for its lease to expire).
-            return self.claim_probe(state, until, now_ms).then_some(1.0);
+        if until == NOT_EJECTED {
+            return Some(self.slow_start_factor(b, state, now_ms));
         }
-        Some(self.slow_start_factor(b, state, now_ms))
+        // The probe decides whether the backend comes back; it gets full weight so that
+        // the balancer actually sends it (and it does not wait for its lease to expire).
+        self.probe_free(state, until, now_ms).then_some(1.0)
+    }
+
+    /// Takes `b` for a request chosen with `peek_weight_factor`: claims its probe when it is
+    /// ejected. `false` when another request got the probe first: choose again without `b`.
+    pub fn confirm(&self, b: BackendId, now: Instant) -> bool {
+        let Some(state) = self.states.get(b.0) else {
+            return false;
+        };
+        let until = state.ejected_until.load(Ordering::Acquire);
+        until == NOT_EJECTED || self.claim_probe(state, until, self.millis_since_epoch(now))
     }
 
     /// Gives back a probe claimed by `weight_factor` whose request went to another backend.
@@ -149,12 +167,19 @@ impl HealthTable {
     }
 
     /// True when this caller is the one probe let through after `until` (a passed cooldown).
+    /// Whether the cooldown has passed and no live probe is out.
+    fn probe_free(&self, state: &BackendState, until: u64, now_ms: u64) -> bool {
+        now_ms >= until && self.no_live_probe(state.probe_since.load(Ordering::Acquire), now_ms)
+    }
+
+    /// A probe claimed at `claimed` is absent, or has outlived its lease.
+    fn no_live_probe(&self, claimed: u64, now_ms: u64) -> bool {
+        claimed == NO_PROBE || now_ms.saturating_sub(claimed) >= self.probe_lease_ms
+    }
+
     fn claim_probe(&self, state: &BackendState, until: u64, now_ms: u64) -> bool {
-        if now_ms < until {
-            return false;
-        }
         let claimed = state.probe_since.load(Ordering::Acquire);
-        if claimed != NO_PROBE && now_ms.saturating_sub(claimed) < self.probe_lease_ms {
+        if now_ms < until || !self.no_live_probe(claimed, now_ms) {
             return false;
         }
         if state

@@ -93,6 +93,30 @@ fn a_success_resets_the_failure_count() {
 }
 
 #[test]
+fn peeking_claims_no_probe_and_only_one_confirm_wins() {
+    let (table, t0) = ejected(None);
+    assert_eq!(
+        table.peek_weight_factor(FIRST, after(t0, 9_999)),
+        None,
+        "still cooling down"
+    );
+    let cooled = after(t0, 10_000);
+    assert_eq!(table.peek_weight_factor(FIRST, cooled), Some(1.0));
+    assert_eq!(
+        table.peek_weight_factor(FIRST, cooled),
+        Some(1.0),
+        "peeking claims nothing"
+    );
+    assert!(table.confirm(FIRST, cooled));
+    assert!(!table.confirm(FIRST, cooled), "the probe is taken");
+    assert_eq!(table.peek_weight_factor(FIRST, cooled), None);
+    assert!(
+        table.confirm(OTHER, cooled),
+        "a backend that is not ejected needs no probe"
+    );
+}
+
+#[test]
 fn one_probe_at_a_time_after_the_cooldown() {
     let (table, t0) = ejected(None);
     let cooled = after(t0, 10_000);
