@@ -10,9 +10,11 @@ use crate::config::Config;
 
 pub mod balance;
 pub mod connect;
+pub mod load;
 pub mod pool;
 
-use balance::Balancer;
+use balance::{AllAvailable, Balancer, PickContext};
+use load::LoadView;
 
 /// Index of a backend in the worker's flat backend table (shared by all groups).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -36,6 +38,7 @@ pub struct Group {
 pub struct Upstreams {
     backends: Vec<Backend>,
     groups: Vec<Group>,
+    load: LoadView,
 }
 
 impl Upstreams {
@@ -49,18 +52,20 @@ impl Upstreams {
                 weight: b.weight,
                 host_header: b.address.to_string(),
             }));
-            let members = (first..backends.len())
-                .map(|i| (BackendId(i), backends[i].weight))
-                .collect();
-            // Only round robin is parsed from config so far; the others arrive with the
-            // balancing work (issue 4).
-            let balancer = Balancer::round_robin(members);
+            let members: Vec<_> = (first..).map(BackendId).zip(&upstream.backends).collect();
+            let balancer = Balancer::new(&members, &upstream.balance, balance::random_seed());
             groups.push(Group {
                 name: upstream.name.clone(),
                 balancer,
             });
         }
-        Self { backends, groups }
+        // Until workers share a LoadBoard, each sees only its own load.
+        let load = LoadView::standalone(backends.len(), config.runtime.reconcile_interval);
+        Self {
+            backends,
+            groups,
+            load,
+        }
     }
 
     pub fn group_index(&self, name: &str) -> Option<usize> {
@@ -81,6 +86,12 @@ impl Upstreams {
 
     /// Chooses a backend of `group` for the next request; `None` when none is usable.
     pub fn pick(&self, group: usize) -> Option<BackendId> {
-        self.groups.get(group)?.balancer.pick()
+        let ctx = PickContext {
+            load: &self.load,
+            key_hash: 0,
+            availability: &AllAvailable,
+            exclude: &[],
+        };
+        self.groups.get(group)?.balancer.pick(&ctx)
     }
 }
