@@ -16,14 +16,15 @@ pub(super) fn pick(eligible: &Eligible, next_start: &Cell<usize>) -> Option<usiz
     }
     let start = next_start.get() % members;
     next_start.set(start + 1);
-    let mut best: Option<(usize, &Candidate)> = None;
+    let mut best: Option<(usize, f64)> = None;
     for offset in 0..members {
         let index = (start + offset) % members;
         let Some(candidate) = eligible.get(index) else {
             continue;
         };
-        if best.is_none_or(|(_, lightest)| load(candidate) < load(lightest)) {
-            best = Some((index, candidate));
+        let load = load(candidate);
+        if best.is_none_or(|(_, lightest)| load < lightest) {
+            best = Some((index, load));
         }
     }
     best.map(|(index, _)| index)

@@ -10,7 +10,22 @@
 //! random_seed() -> u64
 //! trait Availability { fn weight_factor(&self, backend: BackendId) -> Option<f64>; }
 //! AllAvailable: Availability (every backend at full weight)
+//! PickContext<'a> { load: &'a LoadView, key_hash: u64, availability: &'a dyn Availability,
+//!                   exclude: &'a [BackendId] }
+//!
+//! // upstream::load (one board per process, one view per worker)
+//! LoadBoard::new(workers: usize, backends: usize) -> Arc<LoadBoard>
+//! LoadView::new(board: Arc<LoadBoard>, worker: usize, reconcile_interval: Duration)
+//!     -> Result<LoadView, NoSuchWorker>
+//! LoadView::standalone(backends: usize, reconcile_interval: Duration) -> LoadView
+//! LoadView::{start(&self, BackendId), finish(&self, BackendId, Option<Duration>),
+//!            inflight(&self, BackendId) -> u32, local_inflight(..) -> u32,
+//!            ewma(&self, BackendId) -> Option<Duration>, reconcile(&self)}
 //! ```
+//!
+//! The proxy calls `load.start(b)` when it sends a request to `b` and `load.finish(b, t)` when
+//! that exchange ends (`t` = time to the response head, `None` on failure), and `reconcile()`
+//! every `runtime.reconcile_interval`; a retry passes the backends already tried in `exclude`.
 //!
 //! Each worker builds its own `Balancer` per group (state in `Cell`/`RefCell`, never shared);
 //! `seed` must differ between workers (`random_seed()` does) so that random choices and
@@ -34,7 +49,9 @@
 //!
 //! # Algorithms
 //!
-//! - `round_robin` / `weighted`: smooth weighted round robin (nginx) over effective weights.
+//! - `round_robin` / `weighted`: with equal weights a rotation (starting at a per-worker random
+//!   member) in which a member in slow start takes its turn with probability `factor`; with
+//!   differing weights smooth weighted round robin (nginx) over effective weights.
 //! - `least_conn`: lowest `(inflight + 1) / effective weight`; the scan starts one member further
 //!   on at each pick (from a per-worker random start), so ties spread instead of herding.
 //! - `hash`: consistent hashing on a ring of 160 points per unit of weight, placed by hashing
@@ -118,8 +135,15 @@ struct Member {
 }
 
 enum Algorithm {
-    RoundRobin(SmoothWeighted),
-    LeastConn { next_start: Cell<usize> },
+    /// Round robin with equal weights.
+    Rotation {
+        next: Cell<usize>,
+    },
+    /// Round robin with weights that differ.
+    SmoothWeighted(SmoothWeighted),
+    LeastConn {
+        next_start: Cell<usize>,
+    },
     Hash(Ring),
     Random,
     P2c(P2cMetric),
@@ -176,7 +200,13 @@ impl Balancer {
         let rng = Rng::new(seed);
         let algorithm = match balance {
             Balance::RoundRobin | Balance::Weighted => {
-                Algorithm::RoundRobin(SmoothWeighted::new(members.len()))
+                if specs.windows(2).all(|w| w[0].weight == w[1].weight) {
+                    Algorithm::Rotation {
+                        next: Cell::new(rng.below(members.len())),
+                    }
+                } else {
+                    Algorithm::SmoothWeighted(SmoothWeighted::new(members.len()))
+                }
             }
             Balance::LeastConn => Algorithm::LeastConn {
                 next_start: Cell::new(rng.below(members.len())),
@@ -200,6 +230,11 @@ impl Balancer {
 
     /// The backend for the next request (or retry); `None` when no member can take it.
     pub fn pick(&self, ctx: &PickContext) -> Option<BackendId> {
+        if let Algorithm::Rotation { next } = &self.algorithm
+            && let Some(index) = self.rotate_over_primaries(ctx, next)
+        {
+            return self.ids.get(index).copied();
+        }
         // Only a re-entrant pick (an `Availability` that picks) could find this borrowed.
         let mut candidates = self.candidates.try_borrow_mut().ok()?;
         let tier = self.classify(ctx, &mut candidates)?;
@@ -208,13 +243,33 @@ impl Balancer {
             tier,
         };
         let index = match &self.algorithm {
-            Algorithm::RoundRobin(state) => state.pick(&eligible),
+            Algorithm::Rotation { next } => round_robin::rotate(&eligible, next, &self.rng),
+            Algorithm::SmoothWeighted(state) => state.pick(&eligible),
             Algorithm::LeastConn { next_start } => least_conn::pick(&eligible, next_start),
             Algorithm::Hash(ring) => ring.pick(&eligible, ctx.key_hash),
             Algorithm::Random => random::pick(&eligible, &self.rng),
             Algorithm::P2c(metric) => p2c::pick(&eligible, &self.rng, *metric, ctx.load, &self.ids),
         }?;
         self.ids.get(index).copied()
+    }
+
+    /// The common case of round robin, without looking at every member: the next member in
+    /// rotation that is a primary, not excluded and eligible. `None`: the general path decides.
+    fn rotate_over_primaries(&self, ctx: &PickContext, next: &Cell<usize>) -> Option<usize> {
+        let members = self.members.len();
+        let start = next.get();
+        for offset in 0..members {
+            let index = (start + offset) % members;
+            let (Some(&id), Some(member)) = (self.ids.get(index), self.members.get(index)) else {
+                continue;
+            };
+            let candidate = Self::candidate(ctx, id, member);
+            if candidate.tier == 0 && round_robin::takes_turn(&candidate, &self.rng) {
+                next.set(index + 1);
+                return Some(index);
+            }
+        }
+        None
     }
 
     /// Fills `candidates` for this pick; returns the best non-empty tier.
