@@ -2,15 +2,17 @@
 //! be judged without the noise of a network benchmark: `cargo bench --bench hot_path`.
 
 use std::hint::black_box;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
-use ringproxy::config::ForwardedHeaders;
+use ringproxy::config::{BackendConfig, Balance, ForwardedHeaders, HashKey, P2cMetric};
 use ringproxy::http::{
     BodyFraming, ChunkedDecoder, ForwardContext, HeadLimits, ResponseContext, Version,
     header_storage, parse_request, parse_response, write_request_head, write_response_head,
 };
 use ringproxy::upstream::BackendId;
-use ringproxy::upstream::balance::Balancer;
+use ringproxy::upstream::balance::{AllAvailable, Balancer, PickContext, key_hash};
+use ringproxy::upstream::load::LoadView;
 
 fn main() {
     divan::main();
@@ -110,17 +112,87 @@ fn chunked_decode_64k(bencher: divan::Bencher) {
         });
 }
 
+/// Backends a typical group has, for the per-algorithm pick costs.
+const GROUP_SIZE: usize = 8;
+
+fn backends(count: usize, weight: impl Fn(usize) -> u32) -> Vec<BackendConfig> {
+    (0..count)
+        .map(|i| {
+            let address = SocketAddr::from(([10, 0, 0, 1], 8000 + i as u16));
+            BackendConfig::new(address, weight(i))
+        })
+        .collect()
+}
+
+/// A worker's balancer for `configs`, and a load view with a few requests in flight on every
+/// backend (so least_conn and p2c compare real numbers).
+fn balancer(configs: &[BackendConfig], balance: Balance) -> (Balancer, LoadView) {
+    let members: Vec<_> = (0..).map(BackendId).zip(configs).collect();
+    let load = LoadView::standalone(configs.len(), Duration::from_millis(50));
+    for (i, &(id, _)) in members.iter().enumerate() {
+        for _ in 0..i % 3 {
+            load.start(id);
+        }
+        load.finish(id, Some(Duration::from_micros(500 + 100 * i as u64)));
+    }
+    (Balancer::new(&members, &balance, 1), load)
+}
+
+fn bench_pick(bencher: divan::Bencher, configs: &[BackendConfig], balance: Balance) {
+    let (balancer, load) = balancer(configs, balance);
+    let ctx = PickContext {
+        load: &load,
+        key_hash: 0,
+        availability: &AllAvailable,
+        exclude: &[],
+    };
+    bencher.bench_local(|| balancer.pick(black_box(&ctx)));
+}
+
 #[divan::bench(args = [1, 8, 64])]
-fn balancer_pick_round_robin(bencher: divan::Bencher, backends: usize) {
-    let balancer = Balancer::round_robin((0..backends).map(|i| (BackendId(i), 1)).collect());
-    bencher.bench_local(|| balancer.pick());
+fn balancer_pick_round_robin(bencher: divan::Bencher, count: usize) {
+    bench_pick(bencher, &backends(count, |_| 1), Balance::RoundRobin);
 }
 
 #[divan::bench(args = [2, 8, 64])]
-fn balancer_pick_weighted(bencher: divan::Bencher, backends: usize) {
-    let members = (0..backends)
-        .map(|i| (BackendId(i), 1 + i as u32 % 5))
-        .collect();
-    let balancer = Balancer::round_robin(members);
-    bencher.bench_local(|| balancer.pick());
+fn balancer_pick_weighted(bencher: divan::Bencher, count: usize) {
+    let configs = backends(count, |i| 1 + i as u32 % 5);
+    bench_pick(bencher, &configs, Balance::Weighted);
+}
+
+#[divan::bench]
+fn balancer_pick_least_conn(bencher: divan::Bencher) {
+    bench_pick(bencher, &backends(GROUP_SIZE, |_| 1), Balance::LeastConn);
+}
+
+#[divan::bench]
+fn balancer_pick_random(bencher: divan::Bencher) {
+    let configs = backends(GROUP_SIZE, |i| 1 + i as u32 % 3);
+    bench_pick(bencher, &configs, Balance::Random);
+}
+
+#[divan::bench(args = [P2cMetric::InFlight, P2cMetric::Latency])]
+fn balancer_pick_p2c(bencher: divan::Bencher, metric: P2cMetric) {
+    bench_pick(bencher, &backends(GROUP_SIZE, |_| 1), Balance::P2c(metric));
+}
+
+/// `hash_key = "cookie:session"`: finding and hashing the key, then the ring lookup.
+#[divan::bench]
+fn balancer_pick_hash_cookie(bencher: divan::Bencher) {
+    let key = HashKey::Cookie("session".to_string());
+    let (balancer, load) = balancer(&backends(GROUP_SIZE, |_| 1), Balance::Hash(key.clone()));
+    let mut storage = header_storage();
+    let Ok(Some(head)) = parse_request(REQUEST, &mut storage, &LIMITS) else {
+        return;
+    };
+    let client_ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    bencher.bench_local(|| {
+        let ctx = PickContext {
+            load: &load,
+            key_hash: key_hash(&key, client_ip, black_box(head.headers)),
+            availability: &AllAvailable,
+            exclude: &[],
+        };
+        balancer.pick(&ctx)
+    });
 }

@@ -14,6 +14,7 @@ use socket2::SockRef;
 use crate::config::Config;
 use crate::listen::bind_reuseport;
 use crate::upstream::health::{HealthTable, spawn_checker};
+use crate::upstream::load::LoadBoard;
 use crate::worker::{Driver, WorkerEvent, WorkerPlan, run_worker};
 
 /// Which core each worker runs on (`None`: not pinned).
@@ -78,6 +79,7 @@ pub fn run(config: Config) -> Result<(), String> {
     let config = Arc::new(config);
     let shutdown = Arc::new(AtomicBool::new(false));
     let health = Arc::new(HealthTable::new(&config));
+    let load = LoadBoard::new(workers, health.backend_count());
     let (events_tx, events) = mpsc::channel();
     let mut per_worker: Vec<Vec<TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
     for listener in &mut bound {
@@ -93,6 +95,7 @@ pub fn run(config: Config) -> Result<(), String> {
             listeners,
             config: config.clone(),
             health: health.clone(),
+            load: load.clone(),
             shutdown: shutdown.clone(),
             events: events_tx.clone(),
         };

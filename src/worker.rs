@@ -23,6 +23,7 @@ use crate::proxy;
 use crate::proxy::buffer::BufferPool;
 use crate::upstream::Upstreams;
 use crate::upstream::health::HealthTable;
+use crate::upstream::load::{LoadBoard, LoadView};
 use crate::upstream::pool::Pool;
 
 /// Size of the buffers big bodies stream through, and how many idle ones a worker keeps.
@@ -63,6 +64,8 @@ pub struct WorkerPlan {
     pub config: Arc<Config>,
     /// Backend health, shared by all workers and the checker thread.
     pub health: Arc<HealthTable>,
+    /// Per-core in-flight counts per backend, read by every worker.
+    pub load: Arc<LoadBoard>,
     pub shutdown: Arc<AtomicBool>,
     pub events: Sender<WorkerEvent>,
 }
@@ -179,7 +182,10 @@ fn report_failure(plan: &WorkerPlan, reason: String) {
 }
 
 async fn serve(mut plan: WorkerPlan, driver: Driver) {
-    let ctx = Rc::new(WorkerCtx::new(&plan));
+    let ctx = match WorkerCtx::new(&plan) {
+        Ok(ctx) => Rc::new(ctx),
+        Err(reason) => return report_failure(&plan, reason),
+    };
     let listeners = std::mem::take(&mut plan.listeners);
     let mut accept_loops = Vec::with_capacity(listeners.len());
     for (listener, config) in listeners.into_iter().zip(&plan.config.listeners) {
@@ -198,6 +204,7 @@ async fn serve(mut plan: WorkerPlan, driver: Driver) {
     }
     monoio::spawn(housekeeping(ctx.clone()));
     monoio::spawn(sweep_deadlines(ctx.clone()));
+    monoio::spawn(reconcile_load(ctx.clone()));
     let started = WorkerEvent::Started {
         index: plan.index,
         cpu: plan.cpu,
@@ -245,6 +252,16 @@ async fn sweep_deadlines(ctx: Rc<WorkerCtx>) {
     }
 }
 
+/// Refreshes this worker's view of the other workers' per-backend load. Between two runs
+/// that view is at most `reconcile_interval` old: the staleness bound of least_conn, p2c
+/// and max_conns.
+async fn reconcile_load(ctx: Rc<WorkerCtx>) {
+    loop {
+        monoio::time::sleep(ctx.config.runtime.reconcile_interval).await;
+        ctx.upstreams.load().reconcile();
+    }
+}
+
 /// Waits for in-flight connections to finish, up to the drain timeout.
 async fn drain(ctx: &WorkerCtx) {
     let deadline = Instant::now() + ctx.config.timeouts.drain;
@@ -269,9 +286,15 @@ pub struct WorkerCtx {
 }
 
 impl WorkerCtx {
-    fn new(plan: &WorkerPlan) -> Self {
+    fn new(plan: &WorkerPlan) -> Result<Self, String> {
         let config = plan.config.clone();
-        let upstreams = Upstreams::from_config(&config, plan.health.clone());
+        let load = LoadView::new(
+            plan.load.clone(),
+            plan.index,
+            config.runtime.reconcile_interval,
+        )
+        .map_err(|e| e.to_string())?;
+        let upstreams = Upstreams::from_config(&config, plan.health.clone(), load);
         let pool = Pool::new(
             upstreams.backend_count(),
             config.pool.max_idle_per_backend,
@@ -283,7 +306,7 @@ impl WorkerCtx {
             max_header_bytes: limits.max_header_bytes,
             max_headers: limits.max_headers,
         };
-        Self {
+        Ok(Self {
             index: plan.index,
             head_limits,
             upstreams,
@@ -293,7 +316,7 @@ impl WorkerCtx {
             global_shutdown: plan.shutdown.clone(),
             shutting_down: Cell::new(false),
             config,
-        }
+        })
     }
 
     pub fn is_shutting_down(&self) -> bool {

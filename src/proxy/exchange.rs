@@ -2,7 +2,7 @@
 //! interim responses, relay the final response and its body, and decide who is reusable.
 
 use std::os::fd::AsRawFd;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
@@ -16,9 +16,9 @@ use crate::http::{
     BodyFraming, ResponseContext, Version, header_storage, parse_response, write_error_response,
     write_response_head,
 };
-use crate::upstream::BackendId;
 use crate::upstream::connect::{ConnectError, connect};
 use crate::upstream::health::Outcome;
+use crate::upstream::{BackendId, BackendSet};
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -80,35 +80,6 @@ struct Failure {
     retryable: bool,
 }
 
-/// Most attempts per request: the first and up to 10 retries (the config's bound).
-const MAX_ATTEMPTS: usize = 11;
-
-/// Backends already tried for one request, so retries go elsewhere.
-struct Tried {
-    ids: [BackendId; MAX_ATTEMPTS],
-    len: usize,
-}
-
-impl Tried {
-    fn new() -> Self {
-        Self {
-            ids: [BackendId(usize::MAX); MAX_ATTEMPTS],
-            len: 0,
-        }
-    }
-
-    fn add(&mut self, id: BackendId) {
-        if self.len < MAX_ATTEMPTS {
-            self.ids[self.len] = id;
-            self.len += 1;
-        }
-    }
-
-    fn as_slice(&self) -> &[BackendId] {
-        &self.ids[..self.len]
-    }
-}
-
 impl Session {
     /// Sends the request to its backend and relays the response. A failure before any
     /// response byte (refused, reset, timed out) is retried on another backend while the
@@ -120,7 +91,7 @@ impl Session {
     ) -> Next {
         let policy = self.ctx.upstreams.group(self.group).retry;
         let started = Instant::now();
-        let mut tried = Tried::new();
+        let mut tried = BackendSet::new();
         let mut backend = request.backend;
         loop {
             tried.add(backend);
@@ -130,10 +101,13 @@ impl Session {
             };
             self.ctx.upstreams.report(backend, failure.error.outcome());
             let may_retry = failure.retryable
-                && tried.len <= policy.retries as usize
+                && tried.len() <= policy.retries as usize
                 && started.elapsed() < policy.timeout;
             let next = if may_retry {
-                self.ctx.upstreams.pick(self.group, tried.as_slice())
+                let key_hash = request.key_hash;
+                self.ctx
+                    .upstreams
+                    .pick(self.group, key_hash, tried.as_slice())
             } else {
                 None
             };
@@ -144,13 +118,32 @@ impl Session {
         }
     }
 
-    /// One try of the exchange on `backend`. `Ok` once the client has been answered (or the
-    /// client connection failed); `Err` when the backend gave no usable response.
+    /// One try of the exchange on `backend`, counted in the worker's in-flight load (and,
+    /// when the response head arrived, its response time) for the balancers.
     async fn attempt<S: AsyncReadRent + AsyncWriteRent>(
         &mut self,
         client: &mut S,
         request: &mut RequestInfo,
         backend: BackendId,
+    ) -> Result<Next, Failure> {
+        let ctx = self.ctx.clone();
+        ctx.upstreams.load().start(backend);
+        let mut response_time = None;
+        let result = self
+            .exchange(client, request, backend, &mut response_time)
+            .await;
+        ctx.upstreams.load().finish(backend, response_time);
+        result
+    }
+
+    /// `Ok` once the client has been answered (or the client connection failed); `Err` when
+    /// the backend gave no usable response.
+    async fn exchange<S: AsyncReadRent + AsyncWriteRent>(
+        &mut self,
+        client: &mut S,
+        request: &mut RequestInfo,
+        backend: BackendId,
+        response_time: &mut Option<Duration>,
     ) -> Result<Next, Failure> {
         self.upstream_recv.consume(self.upstream_recv.len());
         // Nothing of the request reached a backend: any request may be sent elsewhere.
@@ -166,6 +159,7 @@ impl Session {
         {
             return Ok(next);
         }
+        let sent = Instant::now();
         let response = match self
             .read_response(client, &mut upstream, request, backend)
             .await
@@ -180,6 +174,7 @@ impl Session {
                 return Err(Failure { error, retryable });
             }
         };
+        *response_time = Some(sent.elapsed());
         let outcome = if response.status >= 500 {
             Outcome::ServerError
         } else {

@@ -24,6 +24,7 @@ use crate::http::{
     write_request_head,
 };
 use crate::upstream::BackendId;
+use crate::upstream::balance::key_hash;
 use crate::worker::WorkerCtx;
 use buffer::{ReadError, RecvBuf};
 
@@ -54,6 +55,8 @@ pub(crate) struct RequestInfo {
     pub expect_continue: bool,
     pub upgrade: bool,
     pub backend: BackendId,
+    /// The request's hash for `balance = "hash"` groups (0 otherwise).
+    pub key_hash: u64,
     /// The rest of the body still to come from the client after what `out` already holds.
     pub body: BodyProgress,
     /// `out` holds the whole request (head and body), so it can be sent again.
@@ -180,10 +183,14 @@ impl Session {
         else {
             return Ok(None);
         };
-        let backend = self
-            .ctx
-            .upstreams
-            .pick(self.group, &[])
+        let upstreams = &self.ctx.upstreams;
+        let key_hash = upstreams
+            .group(self.group)
+            .hash_key
+            .as_ref()
+            .map_or(0, |key| key_hash(key, self.peer.ip(), head.headers));
+        let backend = upstreams
+            .pick(self.group, key_hash, &[])
             .ok_or(Reject { status: 503 })?;
         let forward = ForwardContext {
             client_ip: self.peer.ip(),
@@ -201,6 +208,7 @@ impl Session {
             expect_continue: head.expect_continue,
             upgrade: head.upgrade.is_some(),
             backend,
+            key_hash,
             body: BodyProgress::new(head.body),
             sent_whole: false,
         };

@@ -8,15 +8,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::config::{Config, RetryPolicy};
+use crate::config::{Balance, Config, HashKey, RetryPolicy};
 
 pub mod balance;
 pub mod connect;
 pub mod health;
+pub mod load;
 pub mod pool;
 
-use balance::Balancer;
+use balance::{Availability, Balancer, PickContext};
 use health::{HealthTable, Outcome};
+use load::LoadView;
 
 /// Index of a backend in the worker's flat backend table (shared by all groups).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,6 +36,8 @@ pub struct Backend {
 pub struct Group {
     pub name: String,
     pub retry: RetryPolicy,
+    /// What requests are hashed on, for `balance = "hash"`.
+    pub hash_key: Option<HashKey>,
     balancer: Balancer,
 }
 
@@ -42,10 +46,13 @@ pub struct Upstreams {
     backends: Vec<Backend>,
     groups: Vec<Group>,
     health: Arc<HealthTable>,
+    load: LoadView,
 }
 
 impl Upstreams {
-    pub fn from_config(config: &Config, health: Arc<HealthTable>) -> Self {
+    /// The worker's view: `health` is shared by all workers, `load` is this worker's view of
+    /// the shared per-core load board.
+    pub fn from_config(config: &Config, health: Arc<HealthTable>, load: LoadView) -> Self {
         let mut backends = Vec::new();
         let mut groups = Vec::with_capacity(config.upstreams.len());
         for upstream in &config.upstreams {
@@ -55,15 +62,16 @@ impl Upstreams {
                 weight: b.weight,
                 host_header: b.address.to_string(),
             }));
-            let members = (first..backends.len())
-                .map(|i| (BackendId(i), backends[i].weight))
-                .collect();
-            // Only round robin is parsed from config so far; the others arrive with the
-            // balancing work (issue 4).
-            let balancer = Balancer::round_robin(members);
+            let members: Vec<_> = (first..).map(BackendId).zip(&upstream.backends).collect();
+            let balancer = Balancer::new(&members, &upstream.balance, balance::random_seed());
+            let hash_key = match &upstream.balance {
+                Balance::Hash(key) => Some(key.clone()),
+                _ => None,
+            };
             groups.push(Group {
                 name: upstream.name.clone(),
                 retry: upstream.retry,
+                hash_key,
                 balancer,
             });
         }
@@ -71,6 +79,7 @@ impl Upstreams {
             backends,
             groups,
             health,
+            load,
         }
     }
 
@@ -90,19 +99,112 @@ impl Upstreams {
         self.backends.len()
     }
 
-    /// Chooses a backend of `group` for the next request, avoiding `exclude` (backends this
-    /// request already tried) and backends that are down or ejected; `None` when none is
-    /// usable. The chosen backend may be a passive-health probe: its outcome must be reported.
-    pub fn pick(&self, group: usize, exclude: &[BackendId]) -> Option<BackendId> {
+    /// Chooses a backend of `group` for the next request (`key_hash` for hashing groups),
+    /// avoiding `exclude` (backends this request already tried) where possible and backends
+    /// that are down, ejected or full; `None` when none is usable. The chosen backend may be
+    /// a passive-health probe: its outcome must be reported.
+    pub fn pick(&self, group: usize, key_hash: u64, exclude: &[BackendId]) -> Option<BackendId> {
         let balancer = &self.groups.get(group)?.balancer;
-        let now = Instant::now();
-        (0..balancer.members().len().max(1))
-            .filter_map(|_| balancer.pick())
-            .find(|&id| !exclude.contains(&id) && self.health.weight_factor(id, now).is_some())
+        let health = HealthAt {
+            table: &self.health,
+            now: Instant::now(),
+        };
+        let ctx = PickContext {
+            load: &self.load,
+            key_hash,
+            availability: &health,
+            exclude,
+        };
+        let chosen = balancer.pick(&ctx)?;
+        if self.health.confirm(chosen, health.now) {
+            return Some(chosen);
+        }
+        // Another request took the probe of this ejected backend: choose among the rest.
+        let mut without = BackendSet::from(exclude);
+        without.add(chosen);
+        let ctx = PickContext {
+            exclude: without.as_slice(),
+            ..ctx
+        };
+        balancer
+            .pick(&ctx)
+            .filter(|&b| b != chosen && self.health.confirm(b, health.now))
     }
 
     /// Tells passive health checks how a request to `backend` went.
     pub fn report(&self, backend: BackendId, outcome: Outcome) {
         self.health.report(backend, outcome, Instant::now());
+    }
+
+    /// This worker's in-flight counts and response times per backend.
+    pub fn load(&self) -> &LoadView {
+        &self.load
+    }
+}
+
+/// Health as the balancers see it at one instant. Weighing a member claims no probe; the
+/// chosen one is confirmed afterwards.
+struct HealthAt<'a> {
+    table: &'a HealthTable,
+    now: Instant,
+}
+
+impl Availability for HealthAt<'_> {
+    fn weight_factor(&self, backend: BackendId) -> Option<f64> {
+        self.table.peek_weight_factor(backend, self.now)
+    }
+}
+
+/// Most backends one request deals with: the first attempt, up to 10 retries, and a probe
+/// lost to another request.
+pub const MAX_TRIED: usize = 12;
+
+/// A small set of backends without allocation (those a request already tried).
+#[derive(Debug, Clone)]
+pub struct BackendSet {
+    ids: [BackendId; MAX_TRIED],
+    len: usize,
+}
+
+impl BackendSet {
+    pub fn new() -> Self {
+        Self {
+            ids: [BackendId(usize::MAX); MAX_TRIED],
+            len: 0,
+        }
+    }
+
+    /// Adds `id`; beyond `MAX_TRIED` entries the oldest stay and `id` is not kept.
+    pub fn add(&mut self, id: BackendId) {
+        if self.len < MAX_TRIED {
+            self.ids[self.len] = id;
+            self.len += 1;
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn as_slice(&self) -> &[BackendId] {
+        &self.ids[..self.len]
+    }
+}
+
+impl Default for BackendSet {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl From<&[BackendId]> for BackendSet {
+    fn from(ids: &[BackendId]) -> Self {
+        let mut set = Self::new();
+        ids.iter().for_each(|&id| set.add(id));
+        set
     }
 }

@@ -1,0 +1,392 @@
+//! Per-backend load as the balancers see it: in-flight requests host-wide and response-time
+//! EWMA, without sharing anything mutable on the request path.
+//!
+//! Every worker keeps its own exact in-flight count per backend (`LoadView`) and publishes it
+//! to its block of a shared `LoadBoard` with a Relaxed store: one writer per cache line, no
+//! read-modify-write shared between cores. Other workers read those blocks only in
+//! `LoadView::reconcile()`, which the worker calls every `runtime.reconcile_interval`
+//! (default 50 ms).
+//!
+//! Staleness bound: `LoadView::inflight()` is the other workers' total as of this worker's last
+//! `reconcile()` (so at most one reconcile interval old, plus however late the worker's timer
+//! fires) plus this worker's own exact count, which is always current. A host-wide limit such as
+//! `max_conns` can therefore be overshot by what the other workers start within one interval.
+//!
+//! Latency EWMA ("peak EWMA"): a sample above the estimate replaces it at once, so a backend that
+//! turns slow is avoided immediately; a sample below it pulls it down by `EWMA_ALPHA` per sample
+//! (≈ the last 8 samples dominate). A backend that gets no samples (because the balancers avoid
+//! it) decays towards zero with a half-life of `IDLE_HALF_LIFE`, so it is probed again after a
+//! while instead of being shunned forever. A never-measured backend has no estimate (`None`);
+//! the p2c balancer then compares in-flight counts only, so it looks neither infinitely good nor
+//! infinitely bad.
+
+use std::cell::Cell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use super::BackendId;
+
+/// Weight of a sample that lowers the estimate.
+const EWMA_ALPHA: f64 = 0.125;
+/// How long an unsampled backend's estimate takes to halve.
+const IDLE_HALF_LIFE: Duration = Duration::from_secs(10);
+/// Marks a backend whose latency was never measured.
+const UNMEASURED: f64 = -1.0;
+
+/// Counts per cache line (128 bytes: two 64-byte lines, against adjacent-line prefetch).
+const COUNTS_PER_LINE: usize = 32;
+
+/// One worker's counts never share a 128-byte block with another worker's.
+#[repr(align(128))]
+struct Line([AtomicU32; COUNTS_PER_LINE]);
+
+impl Line {
+    fn new() -> Self {
+        Self(std::array::from_fn(|_| AtomicU32::new(0)))
+    }
+}
+
+/// Every worker's published in-flight count per backend; shared (`Arc`) by all workers.
+pub struct LoadBoard {
+    lines: Box<[Line]>,
+    workers: usize,
+    backends: usize,
+    lines_per_worker: usize,
+}
+
+/// A worker index at or beyond the board's worker count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoSuchWorker {
+    pub worker: usize,
+    pub workers: usize,
+}
+
+impl std::fmt::Display for NoSuchWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "worker {} does not exist (the load board has {})",
+            self.worker, self.workers
+        )
+    }
+}
+
+impl std::error::Error for NoSuchWorker {}
+
+impl LoadBoard {
+    /// A board for `workers` workers and a flat backend table of `backends` entries.
+    pub fn new(workers: usize, backends: usize) -> Arc<Self> {
+        let lines_per_worker = backends.div_ceil(COUNTS_PER_LINE);
+        let lines = (0..workers * lines_per_worker)
+            .map(|_| Line::new())
+            .collect();
+        Arc::new(Self {
+            lines,
+            workers,
+            backends,
+            lines_per_worker,
+        })
+    }
+
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    pub fn backends(&self) -> usize {
+        self.backends
+    }
+
+    fn count(&self, worker: usize, backend: usize) -> Option<&AtomicU32> {
+        if worker >= self.workers || backend >= self.backends {
+            return None;
+        }
+        let line = worker * self.lines_per_worker + backend / COUNTS_PER_LINE;
+        Some(&self.lines.get(line)?.0[backend % COUNTS_PER_LINE])
+    }
+
+    fn publish(&self, worker: usize, backend: usize, count: u32) {
+        if let Some(slot) = self.count(worker, backend) {
+            slot.store(count, Ordering::Relaxed);
+        }
+    }
+
+    /// Sum of every worker's published count for `backend` except `worker`'s own.
+    fn others_total(&self, worker: usize, backend: usize) -> u32 {
+        (0..self.workers)
+            .filter(|&w| w != worker)
+            .filter_map(|w| self.count(w, backend))
+            .fold(0u32, |sum, c| sum.saturating_add(c.load(Ordering::Relaxed)))
+    }
+}
+
+/// One worker's view of backend load; not shared (interior mutability via `Cell`, so the
+/// worker's tasks can all use it through `&`).
+pub struct LoadView {
+    board: Arc<LoadBoard>,
+    worker: usize,
+    /// This worker's exact in-flight count per backend.
+    local: Box<[Cell<u32>]>,
+    /// The other workers' total per backend at the last `reconcile()`.
+    others: Box<[Cell<u32>]>,
+    /// Response-time EWMA in seconds, or `UNMEASURED`.
+    ewma: Box<[Cell<f64>]>,
+    sampled_since_reconcile: Box<[Cell<bool>]>,
+    /// Factor applied per `reconcile()` to the EWMA of a backend with no new sample.
+    idle_decay: f64,
+}
+
+impl LoadView {
+    /// Worker `worker`'s view of `board`; `reconcile_interval` is how often the worker will
+    /// call `reconcile()` (it sets the idle decay of the latency estimates).
+    pub fn new(
+        board: Arc<LoadBoard>,
+        worker: usize,
+        reconcile_interval: Duration,
+    ) -> Result<Self, NoSuchWorker> {
+        if worker >= board.workers {
+            return Err(NoSuchWorker {
+                worker,
+                workers: board.workers,
+            });
+        }
+        Ok(Self::for_worker(board, worker, reconcile_interval))
+    }
+
+    /// A view on a private one-worker board: for a single worker, tests and tools.
+    pub fn standalone(backends: usize, reconcile_interval: Duration) -> Self {
+        Self::for_worker(LoadBoard::new(1, backends), 0, reconcile_interval)
+    }
+
+    fn for_worker(board: Arc<LoadBoard>, worker: usize, reconcile_interval: Duration) -> Self {
+        let backends = board.backends;
+        let cells = |value| (0..backends).map(|_| Cell::new(value)).collect();
+        let halvings = reconcile_interval.as_secs_f64() / IDLE_HALF_LIFE.as_secs_f64();
+        Self {
+            board,
+            worker,
+            local: cells(0),
+            others: cells(0),
+            ewma: (0..backends).map(|_| Cell::new(UNMEASURED)).collect(),
+            sampled_since_reconcile: (0..backends).map(|_| Cell::new(false)).collect(),
+            idle_decay: 0.5f64.powf(halvings),
+        }
+    }
+
+    pub fn worker(&self) -> usize {
+        self.worker
+    }
+
+    /// A request to `backend` starts.
+    pub fn start(&self, backend: BackendId) {
+        self.set_local(backend, |n| n.saturating_add(1));
+    }
+
+    /// A request to `backend` ends; `response_time` (request sent to response head received)
+    /// feeds the latency EWMA when the backend answered.
+    pub fn finish(&self, backend: BackendId, response_time: Option<Duration>) {
+        self.set_local(backend, |n| n.saturating_sub(1));
+        if let Some(sample) = response_time {
+            self.record_latency(backend, sample);
+        }
+    }
+
+    fn set_local(&self, backend: BackendId, update: impl FnOnce(u32) -> u32) {
+        let Some(local) = self.local.get(backend.0) else {
+            return;
+        };
+        let count = update(local.get());
+        local.set(count);
+        self.board.publish(self.worker, backend.0, count);
+    }
+
+    fn record_latency(&self, backend: BackendId, sample: Duration) {
+        let (Some(ewma), Some(sampled)) = (
+            self.ewma.get(backend.0),
+            self.sampled_since_reconcile.get(backend.0),
+        ) else {
+            return;
+        };
+        let sample = sample.as_secs_f64();
+        let estimate = ewma.get();
+        let next = if estimate == UNMEASURED || sample >= estimate {
+            sample
+        } else {
+            estimate + EWMA_ALPHA * (sample - estimate)
+        };
+        ewma.set(next);
+        sampled.set(true);
+    }
+
+    /// Requests in flight to `backend` host-wide: the other workers' total as of the last
+    /// `reconcile()` plus this worker's exact count.
+    pub fn inflight(&self, backend: BackendId) -> u32 {
+        let local = self.local.get(backend.0).map_or(0, Cell::get);
+        let others = self.others.get(backend.0).map_or(0, Cell::get);
+        local.saturating_add(others)
+    }
+
+    /// This worker's own in-flight requests to `backend`.
+    pub fn local_inflight(&self, backend: BackendId) -> u32 {
+        self.local.get(backend.0).map_or(0, Cell::get)
+    }
+
+    /// Response-time estimate of `backend`; `None` until its first response.
+    pub fn ewma(&self, backend: BackendId) -> Option<Duration> {
+        let seconds = self.ewma.get(backend.0)?.get();
+        if seconds == UNMEASURED {
+            return None;
+        }
+        Duration::try_from_secs_f64(seconds).ok()
+    }
+
+    /// Takes a fresh snapshot of the other workers' counts and ages the latency estimates of
+    /// backends that got no sample since the last call. Call every `reconcile_interval`.
+    pub fn reconcile(&self) {
+        for backend in 0..self.local.len() {
+            if let Some(others) = self.others.get(backend) {
+                others.set(self.board.others_total(self.worker, backend));
+            }
+        }
+        for (ewma, sampled) in self.ewma.iter().zip(&self.sampled_since_reconcile) {
+            if !sampled.replace(false) && ewma.get() != UNMEASURED {
+                ewma.set(ewma.get() * self.idle_decay);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INTERVAL: Duration = Duration::from_millis(50);
+
+    fn two_workers(backends: usize) -> (LoadView, LoadView) {
+        let board = LoadBoard::new(2, backends);
+        (
+            LoadView::new(board.clone(), 0, INTERVAL).unwrap(),
+            LoadView::new(board, 1, INTERVAL).unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_burst_on_one_worker_is_seen_by_another_only_after_it_reconciles() {
+        let (a, b) = two_workers(3);
+        for _ in 0..10 {
+            a.start(BackendId(1));
+        }
+        assert_eq!(a.inflight(BackendId(1)), 10);
+        assert_eq!(b.inflight(BackendId(1)), 0);
+        b.reconcile();
+        assert_eq!(b.inflight(BackendId(1)), 10);
+        b.start(BackendId(1));
+        assert_eq!(b.inflight(BackendId(1)), 11, "own changes count at once");
+        for _ in 0..10 {
+            a.finish(BackendId(1), None);
+        }
+        assert_eq!(
+            b.inflight(BackendId(1)),
+            11,
+            "stale until the next reconcile"
+        );
+        b.reconcile();
+        assert_eq!(b.inflight(BackendId(1)), 1);
+    }
+
+    #[test]
+    fn counts_of_different_backends_are_independent() {
+        let (a, b) = two_workers(40);
+        a.start(BackendId(0));
+        a.start(BackendId(33));
+        a.start(BackendId(33));
+        b.start(BackendId(32));
+        a.reconcile();
+        b.reconcile();
+        let counts = |v: &LoadView| [0, 1, 32, 33, 39].map(|i| v.inflight(BackendId(i)));
+        assert_eq!(counts(&a), [1, 0, 1, 2, 0]);
+        assert_eq!(counts(&b), [1, 0, 1, 2, 0]);
+        assert_eq!(a.local_inflight(BackendId(32)), 0);
+        assert_eq!(b.local_inflight(BackendId(32)), 1);
+    }
+
+    #[test]
+    fn finish_never_underflows() {
+        let (a, b) = two_workers(2);
+        a.finish(BackendId(0), None);
+        a.finish(BackendId(0), None);
+        assert_eq!(a.inflight(BackendId(0)), 0);
+        b.reconcile();
+        assert_eq!(b.inflight(BackendId(0)), 0);
+        a.start(BackendId(0));
+        assert_eq!(a.inflight(BackendId(0)), 1);
+    }
+
+    #[test]
+    fn unknown_backends_and_workers_are_ignored_without_panicking() {
+        let board = LoadBoard::new(2, 2);
+        assert_eq!(
+            LoadView::new(board.clone(), 2, INTERVAL).err(),
+            Some(NoSuchWorker {
+                worker: 2,
+                workers: 2
+            })
+        );
+        let view = LoadView::new(board, 0, INTERVAL).unwrap();
+        view.start(BackendId(7));
+        view.finish(BackendId(7), Some(Duration::from_millis(1)));
+        view.reconcile();
+        assert_eq!(view.inflight(BackendId(7)), 0);
+        assert_eq!(view.ewma(BackendId(7)), None);
+    }
+
+    #[test]
+    fn workers_blocks_do_not_share_a_cache_line() {
+        let board = LoadBoard::new(2, 1);
+        let first = board.count(0, 0).unwrap() as *const AtomicU32 as usize;
+        let second = board.count(1, 0).unwrap() as *const AtomicU32 as usize;
+        assert_eq!(first % 128, 0);
+        assert!(second - first >= 128);
+    }
+
+    #[test]
+    fn latency_is_unknown_until_measured_then_jumps_up_and_decays_down() {
+        let view = LoadView::standalone(1, INTERVAL);
+        let b = BackendId(0);
+        assert_eq!(view.ewma(b), None);
+        view.finish(b, None);
+        assert_eq!(view.ewma(b), None, "no response, no sample");
+        let millis = |view: &LoadView| view.ewma(b).unwrap().as_secs_f64() * 1000.0;
+        view.finish(b, Some(Duration::from_millis(10)));
+        assert!((millis(&view) - 10.0).abs() < 1e-6);
+        view.finish(b, Some(Duration::from_millis(100)));
+        assert!((millis(&view) - 100.0).abs() < 1e-6, "peaks count at once");
+        view.finish(b, Some(Duration::from_millis(20)));
+        assert!(
+            (millis(&view) - 90.0).abs() < 1e-6,
+            "lower samples blend in by 1/8"
+        );
+        for _ in 0..100 {
+            view.finish(b, Some(Duration::from_millis(20)));
+        }
+        assert!((millis(&view) - 20.0).abs() < 0.1, "{}", millis(&view));
+    }
+
+    #[test]
+    fn an_unsampled_estimate_halves_in_ten_seconds_of_reconciles() {
+        let view = LoadView::standalone(2, INTERVAL);
+        view.finish(BackendId(0), Some(Duration::from_millis(100)));
+        view.finish(BackendId(1), Some(Duration::from_millis(100)));
+        for _ in 0..200 {
+            view.finish(BackendId(1), Some(Duration::from_millis(100)));
+            view.reconcile();
+        }
+        let idle = view.ewma(BackendId(0)).unwrap().as_secs_f64();
+        assert!((idle - 0.050).abs() < 0.0005, "{idle}");
+        let busy = view.ewma(BackendId(1)).unwrap().as_secs_f64();
+        assert!(
+            (busy - 0.100).abs() < 1e-9,
+            "sampled estimates do not decay: {busy}"
+        );
+    }
+}
