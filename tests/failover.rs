@@ -4,6 +4,12 @@
 mod common;
 
 use common::*;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread;
+use std::time::Duration;
 
 #[test]
 fn refused_backend_costs_no_failed_request() {
@@ -64,4 +70,110 @@ fn no_reachable_backend_is_502_after_trying_both() {
     let proxy = Proxy::for_backends(&[closed_port_addr(), closed_port_addr()]);
     let r = get(proxy.addr(), "/");
     assert_eq!(r.status, 502);
+}
+
+/// A backend that can be killed: its listener closes and every open connection is reset.
+struct KillableBackend {
+    addr: SocketAddr,
+    alive: Arc<AtomicBool>,
+    served: Arc<AtomicUsize>,
+}
+
+impl KillableBackend {
+    fn start() -> KillableBackend {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let alive = Arc::new(AtomicBool::new(true));
+        let served = Arc::new(AtomicUsize::new(0));
+        let (alive2, served2) = (alive.clone(), served.clone());
+        thread::spawn(move || {
+            while alive2.load(Ordering::SeqCst) {
+                let Ok((stream, _)) = listener.accept() else {
+                    thread::sleep(Duration::from_millis(2));
+                    continue;
+                };
+                stream.set_nonblocking(false).unwrap();
+                let (alive3, served3) = (alive2.clone(), served2.clone());
+                thread::spawn(move || {
+                    stream
+                        .set_read_timeout(Some(Duration::from_millis(20)))
+                        .unwrap();
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut writer = stream;
+                    let mut line = String::new();
+                    while alive3.load(Ordering::SeqCst) {
+                        line.clear();
+                        match reader.read_line(&mut line) {
+                            Ok(0) => return,
+                            Ok(_) if line == "\r\n" => {
+                                served3.fetch_add(1, Ordering::SeqCst);
+                                let _ = writer
+                                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+                            }
+                            Ok(_) => {}
+                            Err(_) => continue,
+                        }
+                    }
+                    // Killed: reset instead of a clean close, as a crashed process would.
+                    let _ = socket2::SockRef::from(&writer).set_linger(Some(Duration::ZERO));
+                });
+            }
+        });
+        KillableBackend {
+            addr,
+            alive,
+            served,
+        }
+    }
+
+    fn kill(&self) {
+        self.alive.store(false, Ordering::SeqCst);
+    }
+}
+
+/// A backend that dies in the middle of traffic (listener gone, pooled connections reset)
+/// costs no failed GET: each is retried on the surviving backend.
+#[test]
+fn killed_backend_costs_no_failed_idempotent_request() {
+    let victim = KillableBackend::start();
+    let survivor = Backend::echo();
+    let proxy = Proxy::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &victim.addr.to_string(),
+        "--upstream",
+        &survivor.addr().to_string(),
+        "--workers",
+        "2",
+        "--no-pin",
+    ]);
+    let addr = proxy.addr();
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            thread::spawn(move || {
+                let mut conn = RawClient::connect(addr);
+                (0..100)
+                    .map(|i| {
+                        thread::sleep(Duration::from_millis(1));
+                        conn.send(format!("GET /k{c}-{i} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+                        conn.read_response().map(|r| r.status).unwrap_or(0)
+                    })
+                    .collect::<Vec<u16>>()
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(60));
+    victim.kill();
+    let statuses: Vec<u16> = clients
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    let failed = statuses.iter().filter(|&&s| s != 200).count();
+    assert_eq!(failed, 0, "{failed} of {} requests failed", statuses.len());
+    assert!(
+        victim.served.load(Ordering::SeqCst) > 0,
+        "the victim served before dying"
+    );
 }
