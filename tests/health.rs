@@ -154,3 +154,33 @@ fn ejected_backend_returns_through_a_probe() {
         "the backend is used again after its probe"
     );
 }
+
+/// A backend that comes back up starts with a small share of traffic (slow start), not half.
+#[test]
+fn recovered_backend_ramps_up_under_slow_start() {
+    let (a, a_healthy) = switchable_backend();
+    let (b, _) = switchable_backend();
+    let extra = "slow_start = \"10s\"\n\n[upstream.app.health]\npath = \"/healthz\"\n\
+                 interval = \"100ms\"\ntimeout = \"100ms\"\nrise = 1\nfall = 1\n";
+    let proxy = Proxy::start_with_config(&config(&[a.addr(), b.addr()], extra), &[]);
+    a_healthy.store(false, Ordering::SeqCst);
+    wait_for_log(&proxy, &format!("{} (upstream \"app\") is DOWN", a.addr()));
+    a_healthy.store(true, Ordering::SeqCst);
+    wait_for_log(&proxy, &format!("{} (upstream \"app\") is UP", a.addr()));
+
+    let (a_before, b_before) = (served_requests(&a), served_requests(&b));
+    let mut c = RawClient::connect(proxy.addr());
+    for i in 0..300 {
+        c.send(format!("GET /s{i} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+        assert_eq!(c.read_response().unwrap().status, 200);
+    }
+    let a_share = (served_requests(&a) - a_before) as f64 / 300.0;
+    assert_eq!(
+        served_requests(&a) - a_before + served_requests(&b) - b_before,
+        300
+    );
+    assert!(
+        a_share > 0.02 && a_share < 0.3,
+        "recovering backend got {a_share:.2} of the traffic"
+    );
+}
