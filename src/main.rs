@@ -51,6 +51,12 @@ fn main() -> ExitCode {
         }
     };
     if cli.check {
+        // The cpus to pin to are checked against this machine too, as start-up would.
+        let available = ringproxy::server::available_cpus();
+        if let Err(message) = ringproxy::server::plan_cpus(&config, &available) {
+            eprintln!("ringproxy: runtime: {message}");
+            return ExitCode::from(2);
+        }
         println!(
             "config OK: {} listeners, {} upstream groups",
             config.listeners.len(),

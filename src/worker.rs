@@ -1,9 +1,10 @@
 //! Thread-per-core runtime: one pinned thread per core, each with its own monoio runtime on
 //! the io_uring driver, its own SO_REUSEPORT listeners, its own backend pool.
 //!
-//! Workers share nothing mutable on the request path. The only cross-thread traffic is the
-//! start-up report (`WorkerEvent`) and the shutdown flag, which the main thread raises and then
-//! makes visible by shutting the workers' listening sockets (that wakes their accepts).
+//! Workers take no locks on the request path. What crosses threads: per-backend atomics (the
+//! health table and the per-core load board, see `upstream`), the start-up report
+//! (`WorkerEvent`), and the shutdown flag, which the main thread raises and then makes visible
+//! by shutting the workers' listening sockets (that wakes their accepts).
 
 use std::cell::{Cell, RefCell};
 use std::net::TcpListener;

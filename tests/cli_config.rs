@@ -96,6 +96,20 @@ fn check_accepts_a_good_config() {
     assert!(text(&out).contains("config OK"), "{}", text(&out));
 }
 
+#[test]
+fn check_rejects_cpus_this_machine_does_not_have() {
+    let out = check(
+        "[runtime]\ncpus = \"0,1023\"\n\n[[listener]]\naddress = \"127.0.0.1:0\"\n\n\
+         [upstream.app]\nbackends = [\"127.0.0.1:9000\"]\n",
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("cpu 1023 is not available"),
+        "{}",
+        text(&out)
+    );
+}
+
 const BAD_BACKEND: &str = "[runtime]\nworkers = 1\npin = false\n\n[[listener]]\naddress = \"127.0.0.1:0\"\n\
                            upstream = \"app\"\n\n[upstream.app]\nbackends = [\"not-an-address\"]\n";
 

@@ -30,8 +30,10 @@ fn switchable_backend() -> (Backend, Arc<AtomicBool>) {
 }
 
 fn proxy_with_active_checks(backends: &[SocketAddr]) -> Proxy {
-    let health = "[upstream.app.health]\npath = \"/healthz\"\ninterval = \"100ms\"\n\
-                  timeout = \"100ms\"\nrise = 1\nfall = 1\n";
+    // Generous timeouts with fall = 2: one scheduling stall on a loaded machine must not
+    // take a healthy backend down.
+    let health = "[upstream.app.health]\npath = \"/healthz\"\ninterval = \"300ms\"\n\
+                  timeout = \"300ms\"\nrise = 1\nfall = 2\n";
     Proxy::start_with_config(&config(backends, health), &[])
 }
 
@@ -137,14 +139,15 @@ fn ejected_backend_returns_through_a_probe() {
         }
     });
     let good = Backend::echo();
-    let extra = "retries = 0\n\n[upstream.app.passive]\nmax_fails = 1\non_5xx = true\ncooldown = \"300ms\"\n";
+    let extra =
+        "retries = 0\n\n[upstream.app.passive]\nmax_fails = 1\non_5xx = true\ncooldown = \"1s\"\n";
     let proxy = Proxy::start_with_config(&config(&[flaky.addr(), good.addr()], extra), &[]);
     for i in 0..4 {
         get(proxy.addr(), &format!("/e{i}"));
     }
     assert_eq!(flaky.requests().len(), 1, "ejected after its first failure");
     fail.store(false, Ordering::SeqCst);
-    thread::sleep(Duration::from_millis(400));
+    thread::sleep(Duration::from_millis(1200));
     for i in 0..6 {
         assert_eq!(get(proxy.addr(), &format!("/r{i}")).status, 200);
     }
@@ -161,7 +164,7 @@ fn recovered_backend_ramps_up_under_slow_start() {
     let (a, a_healthy) = switchable_backend();
     let (b, _) = switchable_backend();
     let extra = "slow_start = \"10s\"\n\n[upstream.app.health]\npath = \"/healthz\"\n\
-                 interval = \"100ms\"\ntimeout = \"100ms\"\nrise = 1\nfall = 1\n";
+                 interval = \"300ms\"\ntimeout = \"300ms\"\nrise = 1\nfall = 2\n";
     let proxy = Proxy::start_with_config(&config(&[a.addr(), b.addr()], extra), &[]);
     a_healthy.store(false, Ordering::SeqCst);
     wait_for_log(&proxy, &format!("{} (upstream \"app\") is DOWN", a.addr()));

@@ -263,3 +263,53 @@ fn stale_pooled_connection_is_retried_on_a_fresh_one() {
     assert_eq!(backend.targets(), ["/first", "/second"]);
     assert_eq!(backend.connections(), 2);
 }
+
+/// A POST cannot be retried once sent, so a pooled connection the backend closed while idle
+/// must be noticed before it is used (backends close idle connections after a few seconds).
+#[test]
+fn post_after_backend_closed_its_idle_connection_succeeds() {
+    let backend = Backend::start(|req| {
+        let mut steps = echo_reply(req);
+        steps.extend([Step::Sleep(Duration::from_millis(100)), Step::Close]);
+        steps
+    });
+    let proxy = Proxy::for_backends(&[backend.addr()]);
+    let first = curl(&["--data-binary", "one", &proxy.url("/a")]);
+    assert_eq!(first.status, 200);
+    std::thread::sleep(Duration::from_millis(800));
+    let second = curl(&["--data-binary", "two", &proxy.url("/b")]);
+    assert_eq!(second.status, 200, "POST on a closed pooled connection");
+    assert_eq!(second.body, b"two");
+    assert_eq!(backend.connections(), 2);
+}
+
+/// A backend may answer before reading the whole body (413, 401...) and close: the client
+/// gets that answer, not a 502.
+#[test]
+fn early_answer_during_a_large_upload_reaches_the_client() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
+            head.push(byte[0]);
+        }
+        let answer = b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large";
+        conn.write_all(answer).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        // Dropped with the body unread: the proxy's next write fails.
+    });
+    let proxy = Proxy::for_backends(&[addr]);
+    let dir = TempDir::new();
+    let file = dir.write("big", &pattern(8 << 20));
+    let out = curl(&[
+        "--data-binary",
+        &format!("@{}", file.display()),
+        &proxy.url("/upload"),
+    ]);
+    assert_eq!(out.status, 413, "stderr: {}", out.stderr);
+    assert_eq!(out.body, b"too large");
+}

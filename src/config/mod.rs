@@ -66,7 +66,8 @@ pub struct UpstreamConfig {
     pub name: String,
     pub balance: Balance,
     pub backends: Vec<BackendConfig>,
-    /// Ramp a recovered (or newly added) backend's share of traffic up over this long.
+    /// Ramp a recovered backend's share of traffic up over this long (after an active check
+    /// brings it up, or a passive probe succeeds).
     pub slow_start: Option<Duration>,
     pub retry: RetryPolicy,
     /// Active checks (`[upstream.NAME.health]`); `None` = no active checks.
@@ -124,7 +125,7 @@ pub struct BackendConfig {
 pub struct RetryPolicy {
     /// Further attempts after the first, each on a different backend where possible.
     pub retries: u32,
-    /// All attempts of one request together may take at most this long.
+    /// No new attempt starts once this long has passed since the first one began.
     pub timeout: Duration,
 }
 
@@ -155,8 +156,9 @@ pub enum HealthCheckKind {
 /// Passive checks: ejecting a backend that fails real requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PassiveHealth {
-    /// Consecutive failures (connect errors, timeouts, and 5xx when `on_5xx`) that eject;
-    /// 0 disables passive checks.
+    /// Consecutive failed attempts that eject: no connection, a reset or close before or
+    /// instead of a response head, a timeout, an invalid response head, and 5xx when
+    /// `on_5xx`. 0 disables passive checks.
     pub max_fails: u32,
     pub on_5xx: bool,
     /// First ejection lasts this long; each further one in a row doubles it...
@@ -214,8 +216,9 @@ impl BackendConfig {
 /// Every wait in the proxy has one of these bounds (`[timeouts]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
-    /// From connection accept (or end of previous response) to a complete request head,
-    /// once the first byte of the head arrived.
+    /// To receive a complete request head: on a new connection counted from accept, on a
+    /// kept-alive one from the head's first byte. Expiry: 408 (or a silent close if nothing
+    /// was received).
     pub client_header: Duration,
     /// Idle keep-alive: waiting for the first byte of the next request.
     pub client_idle: Duration,

@@ -102,7 +102,8 @@ impl RecvBuf {
         pool.give(std::mem::replace(&mut self.buf, own));
     }
 
-    /// Gives the buffer to a write and takes it back: `range` is relative to `data()`.
+    /// Lends the storage to a write: returns it with the offset where `data()` starts; the
+    /// write gives it back through `restore`.
     pub fn take_inner(&mut self) -> (Vec<u8>, usize) {
         (std::mem::take(&mut self.buf), self.start)
     }
@@ -123,7 +124,7 @@ impl RecvBuf {
         if self.buf.capacity() >= limit {
             return Err(ReadError::Full);
         }
-        let grow = (self.buf.capacity() * 2).clamp(4096, limit) - self.buf.len();
+        let grow = (self.buf.capacity() * 2).max(4096).min(limit) - self.buf.len();
         self.buf.reserve_exact(grow);
         Ok(())
     }

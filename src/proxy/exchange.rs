@@ -31,6 +31,8 @@ enum UpstreamError {
     Timeout,
     /// The backend sent something that is not a valid HTTP/1.1 response: 502.
     Invalid,
+    /// Every backend of the group is down, ejected or full: 503.
+    NoBackend,
 }
 
 impl UpstreamError {
@@ -38,14 +40,16 @@ impl UpstreamError {
         match self {
             Self::Unreachable | Self::Invalid => 502,
             Self::Timeout => 504,
+            Self::NoBackend => 503,
         }
     }
 
-    /// How the failure counts for passive health checks.
-    fn outcome(&self) -> Outcome {
+    /// How the failure counts for passive health checks (`None`: no backend was tried).
+    fn outcome(&self) -> Option<Outcome> {
         match self {
-            Self::Unreachable | Self::Invalid => Outcome::ConnectFailed,
-            Self::Timeout => Outcome::Timeout,
+            Self::Unreachable | Self::Invalid => Some(Outcome::ConnectFailed),
+            Self::Timeout => Some(Outcome::Timeout),
+            Self::NoBackend => None,
         }
     }
 }
@@ -61,7 +65,36 @@ enum HeadRead {
     Final(ResponseInfo),
     /// The connection closed or reset before a single response byte: maybe a stale one.
     NothingReceived,
-    Failed(UpstreamError),
+    Failed(HeadFailure),
+}
+
+/// Why no final response head can be relayed.
+enum HeadFailure {
+    Upstream(UpstreamError),
+    /// Relaying an interim response failed: the client is gone (not the backend's fault).
+    ClientGone,
+}
+
+impl HeadRead {
+    fn failed(error: UpstreamError) -> Self {
+        Self::Failed(HeadFailure::Upstream(error))
+    }
+
+    fn into_result(self) -> Result<ResponseInfo, HeadFailure> {
+        match self {
+            Self::Final(response) => Ok(response),
+            Self::NothingReceived => Err(HeadFailure::Upstream(UpstreamError::Unreachable)),
+            Self::Failed(failure) => Err(failure),
+        }
+    }
+}
+
+/// Why the request body stopped before its end.
+enum BodyStop {
+    /// Writing to the backend failed: it closed, perhaps after answering early.
+    BackendClosed,
+    /// The client has been answered (or is gone); the exchange ends here.
+    Answered(Next),
 }
 
 /// The response facts needed after the head's borrow of the buffer ends.
@@ -92,14 +125,19 @@ impl Session {
         let policy = self.ctx.upstreams.group(self.group).retry;
         let started = Instant::now();
         let mut tried = BackendSet::new();
-        let mut backend = request.backend;
+        let upstreams = &self.ctx.upstreams;
+        let Some(mut backend) = upstreams.pick(self.group, request.key_hash, &[]) else {
+            return self.fail(client, &request, UpstreamError::NoBackend).await;
+        };
         loop {
             tried.add(backend);
             let failure = match self.attempt(client, &mut request, backend).await {
                 Ok(next) => return next,
                 Err(failure) => failure,
             };
-            self.ctx.upstreams.report(backend, failure.error.outcome());
+            if let Some(outcome) = failure.error.outcome() {
+                self.ctx.upstreams.report(backend, outcome);
+            }
             let may_retry = failure.retryable
                 && tried.len() <= policy.retries as usize
                 && started.elapsed() < policy.timeout;
@@ -146,18 +184,14 @@ impl Session {
         response_time: &mut Option<Duration>,
     ) -> Result<Next, Failure> {
         self.upstream_recv.consume(self.upstream_recv.len());
-        // Nothing of the request reached a backend: any request may be sent elsewhere.
-        let mut upstream = self
-            .send_request(backend, true)
-            .await
-            .map_err(|error| Failure {
-                error,
-                retryable: true,
-            })?;
-        if !request.body.is_done()
-            && let Err(next) = self.send_request_body(client, &mut upstream, request).await
-        {
-            return Ok(next);
+        let mut upstream = self.send_request(backend, true, request.idempotent).await?;
+        if !request.body.is_done() {
+            match self.send_request_body(client, &mut upstream, request).await {
+                // The backend stopped reading the body: it may have answered early (413,
+                // 401...), so its response is read like any other.
+                Ok(()) | Err(BodyStop::BackendClosed) => {}
+                Err(BodyStop::Answered(next)) => return Ok(next),
+            }
         }
         let sent = Instant::now();
         let response = match self
@@ -165,7 +199,8 @@ impl Session {
             .await
         {
             Ok(response) => response,
-            Err(error) => {
+            Err(HeadFailure::ClientGone) => return Ok(Next::Close),
+            Err(HeadFailure::Upstream(error)) => {
                 // The backend may have acted on the request: only idempotent requests that
                 // can be sent again whole are retried, and never after an invalid answer.
                 let retryable = request.idempotent
@@ -193,8 +228,15 @@ impl Session {
         &mut self,
         backend: BackendId,
         use_pool: bool,
-    ) -> Result<Upstream, UpstreamError> {
+        idempotent: bool,
+    ) -> Result<Upstream, Failure> {
         let within = self.ctx.config.timeouts.body_idle;
+        // Once a write started, part of the request may have reached the backend: only an
+        // idempotent request may then go elsewhere.
+        let written = |error| Failure {
+            error,
+            retryable: idempotent,
+        };
         let pooled = if use_pool {
             self.ctx.pool.borrow_mut().take(backend, Instant::now())
         } else {
@@ -209,19 +251,23 @@ impl Session {
                         reused: true,
                     });
                 }
-                Err(WriteError::Timeout) => return Err(UpstreamError::Timeout),
+                Err(WriteError::Timeout) => return Err(written(UpstreamError::Timeout)),
+                // A pooled connection the backend already closed: try a fresh one.
                 Err(WriteError::Io) => {}
             }
         }
-        let mut stream = self.connect(backend).await?;
+        let mut stream = self.connect(backend).await.map_err(|error| Failure {
+            error,
+            retryable: true,
+        })?;
         let deadline = self.slot.deadline(Lane::Main, stream.as_raw_fd(), within);
         match write_vec(&mut stream, &mut self.out, deadline).await {
             Ok(()) => Ok(Upstream {
                 stream,
                 reused: false,
             }),
-            Err(WriteError::Timeout) => Err(UpstreamError::Timeout),
-            Err(WriteError::Io) => Err(UpstreamError::Unreachable),
+            Err(WriteError::Timeout) => Err(written(UpstreamError::Timeout)),
+            Err(WriteError::Io) => Err(written(UpstreamError::Unreachable)),
         }
     }
 
@@ -241,13 +287,13 @@ impl Session {
         client: &mut S,
         upstream: &mut Upstream,
         request: &mut RequestInfo,
-    ) -> Result<(), Next> {
+    ) -> Result<(), BodyStop> {
         let idle = self.ctx.config.timeouts.body_idle;
         if request.expect_continue && self.recv.is_empty() {
             let deadline = self.client_deadline(idle);
             let (result, _) = write_all_within(client, CONTINUE, deadline).await;
             if result.is_err() {
-                return Err(Next::Close);
+                return Err(BodyStop::Answered(Next::Close));
             }
         }
         let backend_fd = upstream.stream.as_raw_fd();
@@ -266,14 +312,15 @@ impl Session {
             &self.ctx.buffers,
         )
         .await;
-        match result {
-            Ok(()) => Ok(()),
-            Err(BodyError::BadChunk) => Err(self.reject(client, 400, true).await),
-            Err(BodyError::SourceTimeout) => Err(self.reject(client, 408, false).await),
-            Err(BodyError::SourceClosed | BodyError::SourceIo) => Err(Next::Close),
-            Err(BodyError::SinkTimeout) => Err(self.reject(client, 504, true).await),
-            Err(BodyError::SinkIo) => Err(self.reject(client, 502, true).await),
-        }
+        let next = match result {
+            Ok(()) => return Ok(()),
+            Err(BodyError::SinkIo) => return Err(BodyStop::BackendClosed),
+            Err(BodyError::BadChunk) => self.reject(client, 400, true).await,
+            Err(BodyError::SourceTimeout) => self.reject(client, 408, false).await,
+            Err(BodyError::SourceClosed | BodyError::SourceIo) => Next::Close,
+            Err(BodyError::SinkTimeout) => self.reject(client, 504, true).await,
+        };
+        Err(BodyStop::Answered(next))
     }
 
     /// Reads the final response head, relaying interim (1xx) responses to the client. A pooled
@@ -283,32 +330,30 @@ impl Session {
         &mut self,
         client: &mut S,
         upstream: &mut Upstream,
-        request: &RequestInfo,
+        request: &mut RequestInfo,
         backend: BackendId,
-    ) -> Result<ResponseInfo, UpstreamError> {
-        match self.read_response_head(client, upstream, request).await {
-            HeadRead::Final(response) => Ok(response),
-            HeadRead::Failed(err) => Err(err),
-            HeadRead::NothingReceived => {
-                let retryable = upstream.reused && request.idempotent && request.sent_whole;
-                if !retryable {
-                    return Err(UpstreamError::Unreachable);
-                }
-                *upstream = self.send_request(backend, false).await?;
-                match self.read_response_head(client, upstream, request).await {
-                    HeadRead::Final(response) => Ok(response),
-                    HeadRead::Failed(err) => Err(err),
-                    HeadRead::NothingReceived => Err(UpstreamError::Unreachable),
-                }
-            }
+    ) -> Result<ResponseInfo, HeadFailure> {
+        let first = self.read_response_head(client, upstream, request).await;
+        let HeadRead::NothingReceived = first else {
+            return first.into_result();
+        };
+        if !(upstream.reused && request.idempotent && request.sent_whole) {
+            return Err(HeadFailure::Upstream(UpstreamError::Unreachable));
         }
+        *upstream = self
+            .send_request(backend, false, request.idempotent)
+            .await
+            .map_err(|failure| HeadFailure::Upstream(failure.error))?;
+        self.read_response_head(client, upstream, request)
+            .await
+            .into_result()
     }
 
     async fn read_response_head<S: AsyncWriteRent>(
         &mut self,
         client: &mut S,
         upstream: &mut Upstream,
-        request: &RequestInfo,
+        request: &mut RequestInfo,
     ) -> HeadRead {
         let deadline = Instant::now() + self.ctx.config.timeouts.backend_response;
         let limit = self.ctx.config.limits.max_response_header_bytes;
@@ -316,16 +361,17 @@ impl Session {
         loop {
             match self.parse_response_head(request) {
                 Ok(Some(Parsed::Final(response))) => return HeadRead::Final(response),
-                // HTTP/1.0 clients cannot take interim responses (RFC 9110 15.2).
-                Ok(Some(Parsed::Interim)) if request.version == Version::Http10 => continue,
                 Ok(Some(Parsed::Interim)) => {
-                    if self.write_out(client).await.is_err() {
-                        return HeadRead::Failed(UpstreamError::Unreachable);
+                    // The interim head replaced the request in `out`: it cannot be resent.
+                    request.sent_whole = false;
+                    // HTTP/1.0 clients cannot take interim responses (RFC 9110 15.2).
+                    if request.version != Version::Http10 && self.write_out(client).await.is_err() {
+                        return HeadRead::Failed(HeadFailure::ClientGone);
                     }
                     continue;
                 }
                 Ok(None) => {}
-                Err(err) => return HeadRead::Failed(err),
+                Err(err) => return HeadRead::Failed(HeadFailure::Upstream(err)),
             }
             let within = deadline.saturating_duration_since(Instant::now());
             let fd = upstream.stream.as_raw_fd();
@@ -336,10 +382,10 @@ impl Session {
                 .await
             {
                 Ok(0) | Err(ReadError::Io) if !received_any => return HeadRead::NothingReceived,
-                Ok(0) | Err(ReadError::Io) => return HeadRead::Failed(UpstreamError::Unreachable),
+                Ok(0) | Err(ReadError::Io) => return HeadRead::failed(UpstreamError::Unreachable),
                 Ok(_) => received_any = true,
-                Err(ReadError::Timeout) => return HeadRead::Failed(UpstreamError::Timeout),
-                Err(ReadError::Full) => return HeadRead::Failed(UpstreamError::Invalid),
+                Err(ReadError::Timeout) => return HeadRead::failed(UpstreamError::Timeout),
+                Err(ReadError::Full) => return HeadRead::failed(UpstreamError::Invalid),
             }
         }
     }
@@ -457,6 +503,10 @@ impl Session {
         }
         if response.client_keep_alive {
             Next::KeepAlive
+        } else if !request.body.is_done() {
+            // An early answer while the client still sends its body: read and discard the
+            // rest for a while so closing does not reset the answer away.
+            Next::Linger
         } else {
             Next::Close
         }

@@ -23,7 +23,6 @@ use crate::http::{
     ForwardContext, ParseError, Version, header_storage, parse_request, write_error_response,
     write_request_head,
 };
-use crate::upstream::BackendId;
 use crate::upstream::balance::key_hash;
 use crate::worker::WorkerCtx;
 use buffer::{ReadError, RecvBuf};
@@ -31,6 +30,9 @@ use buffer::{ReadError, RecvBuf};
 /// Initial size of each receive buffer; the client's grows up to the header limit if a head
 /// needs it.
 const RECV_BUFFER: usize = 16 * 1024;
+/// Request bodies with at most this much still to come are read whole before the request is
+/// sent (see `gather_small_body`); larger ones stream.
+const GATHER_LIMIT: u64 = 32 * 1024;
 /// After an error response, how long (and how much) we keep reading what the client still
 /// sends, so that closing does not reset the connection before it reads our answer.
 const LINGER_TIME: Duration = Duration::from_secs(2);
@@ -54,7 +56,6 @@ pub(crate) struct RequestInfo {
     pub idempotent: bool,
     pub expect_continue: bool,
     pub upgrade: bool,
-    pub backend: BackendId,
     /// The request's hash for `balance = "hash"` groups (0 otherwise).
     pub key_hash: u64,
     /// The rest of the body still to come from the client after what `out` already holds.
@@ -122,12 +123,48 @@ pub async fn serve_connection<S>(
 
 impl Session {
     async fn serve_request<S: AsyncReadRent + AsyncWriteRent>(&mut self, client: &mut S) -> Next {
-        let request = match self.read_request(client).await {
+        let mut request = match self.read_request(client).await {
             Ok(request) => request,
             Err(next) => return next,
         };
         self.requests += 1;
+        if let Err(next) = self.gather_small_body(client, &mut request).await {
+            return next;
+        }
         self.forward(client, request).await
+    }
+
+    /// Reads the rest of a small Content-Length body into `out` before anything goes to a
+    /// backend: the request then leaves in one write, and can be sent again whole if the
+    /// first backend fails. A client waiting for `100 Continue` is not made to wait.
+    async fn gather_small_body<S: AsyncReadRent + AsyncWriteRent>(
+        &mut self,
+        client: &mut S,
+        request: &mut RequestInfo,
+    ) -> Result<(), Next> {
+        let small = request.body.remaining().is_some_and(|n| n <= GATHER_LIMIT);
+        if request.body.is_done() || request.expect_continue || !small {
+            return Ok(());
+        }
+        let idle = self.ctx.config.timeouts.body_idle;
+        while !request.body.is_done() {
+            if self.recv.is_empty() {
+                let deadline = self.slot.deadline(Lane::Main, self.client_fd, idle);
+                match self.recv.fill(client, deadline, RECV_BUFFER).await {
+                    Ok(0) | Err(ReadError::Io | ReadError::Full) => return Err(Next::Close),
+                    Ok(_) => {}
+                    Err(ReadError::Timeout) => return Err(self.reject(client, 408, false).await),
+                }
+            }
+            let (taken, _) = request
+                .body
+                .advance(self.recv.data_mut(), false)
+                .map_err(|_| Next::Close)?;
+            self.out.extend_from_slice(&self.recv.data()[..taken]);
+            self.recv.consume(taken);
+        }
+        request.sent_whole = true;
+        Ok(())
     }
 
     /// Reads and parses the next request head, rewrites it for the backend into `out`, and
@@ -137,7 +174,11 @@ impl Session {
         client: &mut S,
     ) -> Result<RequestInfo, Next> {
         let timeouts = self.ctx.config.timeouts;
-        let mut head_deadline = None;
+        // A new connection has `client_header` from accept for its whole first head; a kept-
+        // alive one waits up to `client_idle` for the next request to start, then has
+        // `client_header` from its first byte.
+        let mut head_deadline =
+            (self.requests == 0).then(|| Instant::now() + timeouts.client_header);
         loop {
             match self.parse_request_head() {
                 Ok(Some(request)) => return Ok(request),
@@ -145,19 +186,16 @@ impl Session {
                 Err(reject) => return Err(self.reject(client, reject.status, true).await),
             }
             let waiting_for_first_byte = self.recv.is_empty();
-            let within = if waiting_for_first_byte {
-                if self.ctx.is_shutting_down() && self.requests > 0 {
-                    return Err(Next::Close);
-                }
-                if self.requests == 0 {
+            if waiting_for_first_byte && self.requests > 0 && self.ctx.is_shutting_down() {
+                return Err(Next::Close);
+            }
+            let within = match head_deadline {
+                Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+                None if waiting_for_first_byte => timeouts.client_idle,
+                None => {
+                    head_deadline = Some(Instant::now() + timeouts.client_header);
                     timeouts.client_header
-                } else {
-                    timeouts.client_idle
                 }
-            } else {
-                let deadline =
-                    *head_deadline.get_or_insert_with(|| Instant::now() + timeouts.client_header);
-                deadline.saturating_duration_since(Instant::now())
             };
             self.slot.set_idle(waiting_for_first_byte);
             let deadline = self.slot.deadline(Lane::Main, self.client_fd, within);
@@ -183,20 +221,17 @@ impl Session {
         else {
             return Ok(None);
         };
-        let upstreams = &self.ctx.upstreams;
-        let key_hash = upstreams
-            .group(self.group)
+        let group = self.ctx.upstreams.group(self.group);
+        let key_hash = group
             .hash_key
             .as_ref()
             .map_or(0, |key| key_hash(key, self.peer.ip(), head.headers));
-        let backend = upstreams
-            .pick(self.group, key_hash, &[])
-            .ok_or(Reject { status: 503 })?;
         let forward = ForwardContext {
             client_ip: self.peer.ip(),
             proto: "http",
             forwarded: self.ctx.config.forwarded,
-            default_host: &self.ctx.upstreams.backend(backend).host_header,
+            // An HTTP/1.0 request may come without Host; like nginx, name the upstream.
+            default_host: &group.name,
         };
         self.out.clear();
         write_request_head(&mut self.out, &head, &forward);
@@ -207,7 +242,6 @@ impl Session {
             idempotent: head.idempotent,
             expect_continue: head.expect_continue,
             upgrade: head.upgrade.is_some(),
-            backend,
             key_hash,
             body: BodyProgress::new(head.body),
             sent_whole: false,

@@ -1,8 +1,9 @@
 //! Backends and how a worker reaches them: groups and balancing (`balance`), per-worker
 //! keep-alive connections (`pool`), and connection setup (`connect`).
 //!
-//! Everything here is per worker: built once per worker from the shared, read-only config,
-//! then mutated only by that worker's thread.
+//! `Upstreams` is per worker: built once per worker from the shared, read-only config, then
+//! mutated only by that worker's thread. Two things are shared between workers, as atomics:
+//! backend health (`health`) and the per-core in-flight counts (`load`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,8 +29,6 @@ pub struct BackendId(pub usize);
 pub struct Backend {
     pub addr: SocketAddr,
     pub weight: u32,
-    /// `ip:port`, sent as Host when a client (HTTP/1.0) sent none.
-    pub host_header: String,
 }
 
 /// A named set of backends and the algorithm choosing among them.
@@ -60,7 +59,6 @@ impl Upstreams {
             backends.extend(upstream.backends.iter().map(|b| Backend {
                 addr: b.address,
                 weight: b.weight,
-                host_header: b.address.to_string(),
             }));
             let members: Vec<_> = (first..).map(BackendId).zip(&upstream.backends).collect();
             let balancer = Balancer::new(&members, &upstream.balance, balance::random_seed());

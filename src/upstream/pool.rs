@@ -1,15 +1,21 @@
 //! Per-worker keep-alive pool of backend connections.
 //!
 //! Connections are reused most-recently-released first: the freshest one is the least likely
-//! to have been closed by the backend's own idle timeout. A connection that nevertheless turns
-//! out dead is caught by the proxy's retry-once rule, not here.
+//! to have been closed by the backend's own idle timeout. One idle for longer than
+//! `CHECK_AFTER` is first checked with a non-blocking peek (backends often close idle
+//! connections after a few seconds, and a request sent on such a connection could only be
+//! retried if it is idempotent). Hot connections skip the check: it costs a system call.
 
 use std::collections::VecDeque;
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 
 use super::BackendId;
+
+/// Idle longer than this, a connection is checked before reuse.
+const CHECK_AFTER: Duration = Duration::from_millis(500);
 
 struct IdleConn {
     stream: TcpStream,
@@ -31,16 +37,22 @@ impl Pool {
         }
     }
 
-    /// An idle connection to `backend` that has not outlived the idle timeout.
+    /// An idle connection to `backend` that has not outlived the idle timeout, nor (when
+    /// idle for a while) been closed by the backend.
     pub fn take(&mut self, backend: BackendId, now: Instant) -> Option<TcpStream> {
         let queue = self.idle.get_mut(backend.0)?;
-        let newest = queue.pop_back()?;
-        if now.duration_since(newest.since) >= self.idle_timeout {
-            // The newest is expired, so every older one is too.
-            queue.clear();
-            return None;
+        while let Some(newest) = queue.pop_back() {
+            let idle = now.duration_since(newest.since);
+            if idle >= self.idle_timeout {
+                // The newest is expired, so every older one is too.
+                queue.clear();
+                return None;
+            }
+            if idle < CHECK_AFTER || still_open(&newest.stream) {
+                return Some(newest.stream);
+            }
         }
-        Some(newest.stream)
+        None
     }
 
     /// Keeps `stream` for reuse, closing the oldest idle one when the backend's slots are full.
@@ -68,8 +80,22 @@ impl Pool {
             }
         }
     }
+}
 
-    pub fn idle_count(&self, backend: BackendId) -> usize {
-        self.idle.get(backend.0).map_or(0, VecDeque::len)
-    }
+/// Whether an idle backend connection can still carry a request: nothing to read yet. A
+/// closed connection reads EOF; one with unexpected bytes (a backend talking out of turn)
+/// is unusable too.
+fn still_open(stream: &TcpStream) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: a one-byte recv into a local byte, on a socket `stream` owns; MSG_DONTWAIT
+    // makes it return at once and MSG_PEEK leaves the socket's data alone.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            (&raw mut byte).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
 }
