@@ -91,12 +91,26 @@ fn count_failure(
     if failures < info.passive.max_fails {
         return None;
     }
+    let cooldown = eject(state, info, NOT_EJECTED, now_ms)?;
+    state.failures.store(0, Ordering::Relaxed);
+    Some(PassiveTransition::Ejected { cooldown, failures })
+}
+
+/// Ejects (or ejects again) for the next cooldown, if the ejection state is still
+/// `expected_until` — the exchange makes exactly one of several concurrent reports do it.
+/// Returns the cooldown when this call did it.
+fn eject(
+    state: &BackendState,
+    info: &BackendInfo,
+    expected_until: u64,
+    now_ms: u64,
+) -> Option<Duration> {
     let ejections = state.ejections.load(Ordering::Acquire);
     let cooldown = cooldown_after(&info.passive, ejections);
     state
         .ejected_until
         .compare_exchange(
-            NOT_EJECTED,
+            expected_until,
             deadline(now_ms, cooldown),
             Ordering::AcqRel,
             Ordering::Relaxed,
@@ -105,9 +119,8 @@ fn count_failure(
     state
         .ejections
         .store(ejections.saturating_add(1), Ordering::Release);
-    state.failures.store(0, Ordering::Relaxed);
     state.probe_since.store(NO_PROBE, Ordering::Release);
-    Some(PassiveTransition::Ejected { cooldown, failures })
+    Some(cooldown)
 }
 
 /// An outcome while ejected: the probe's (if one is out and the cooldown has passed).
@@ -122,21 +135,7 @@ fn probe_outcome(
         return None;
     }
     if failed {
-        let ejections = state.ejections.load(Ordering::Acquire);
-        let cooldown = cooldown_after(&info.passive, ejections);
-        state
-            .ejected_until
-            .compare_exchange(
-                until,
-                deadline(now_ms, cooldown),
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            )
-            .ok()?;
-        state
-            .ejections
-            .store(ejections.saturating_add(1), Ordering::Release);
-        state.probe_since.store(NO_PROBE, Ordering::Release);
+        let cooldown = eject(state, info, until, now_ms)?;
         return Some(PassiveTransition::ProbeFailed { cooldown });
     }
     // Set before the backend becomes visible as not ejected, so nobody sees it back at full
