@@ -100,7 +100,26 @@ impl Proxy {
     }
 
     pub fn try_start(args: &[&str]) -> Result<Proxy, String> {
-        let mut child = Command::new(bin())
+        Proxy::try_start_under(&[], args)
+    }
+
+    /// Like `start`, with the binary run by `wrapper` (a program and its leading arguments).
+    pub fn start_under(wrapper: &[&str], args: &[&str]) -> Proxy {
+        Proxy::try_start_under(wrapper, args).unwrap_or_else(|e| panic!("proxy did not start: {e}"))
+    }
+
+    pub fn try_start_under(wrapper: &[&str], args: &[&str]) -> Result<Proxy, String> {
+        let program = bin();
+        let (exe, leading): (&str, &[&str]) = match wrapper {
+            [first, rest @ ..] => (first, rest),
+            [] => (&program, &[]),
+        };
+        let mut command = Command::new(exe);
+        command.args(leading);
+        if !wrapper.is_empty() {
+            command.arg(&program);
+        }
+        let mut child = command
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
