@@ -142,6 +142,17 @@ impl ConnSlot {
         self.table.with_entry(self.index, |e| e.idle = idle);
     }
 
+    /// Moves the deadline of the operation pending on `lane` (if any, and not yet expired) to
+    /// `within` from now: activity elsewhere on the connection keeps it alive.
+    pub fn extend(&self, lane: Lane, within: Duration) {
+        let deadline = Instant::now() + within;
+        self.table.with_entry(self.index, |e| {
+            if let Some(watch) = e.watches[lane as usize].as_mut().filter(|w| !w.fired) {
+                watch.deadline = deadline;
+            }
+        });
+    }
+
     /// A deadline `within` from now for an operation on socket `fd`.
     pub fn deadline(&self, lane: Lane, fd: RawFd, within: Duration) -> Deadline<'_> {
         Deadline {

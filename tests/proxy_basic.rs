@@ -352,3 +352,40 @@ fn weighted_backends_get_requests_in_proportion() {
     }
     assert_eq!((a.requests().len(), b.requests().len()), (2, 4));
 }
+
+/// A server pushing to a silent client keeps the tunnel alive: idleness counts bytes in
+/// either direction. (The pushing backend treats a half-close from the proxy as the end, as
+/// WebSocket servers do.)
+#[test]
+fn websocket_push_to_a_silent_client_outlives_body_idle() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
+            head.push(byte[0]);
+        }
+        conn.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+            .unwrap();
+        conn.set_nonblocking(true).unwrap();
+        for i in 0..8u8 {
+            std::thread::sleep(Duration::from_millis(100));
+            if matches!(conn.read(&mut byte), Ok(0)) {
+                return; // the proxy half-closed: the session is over
+            }
+            let _ = conn.write_all(&ws_frame(0x1, &[b'0' + i], None));
+        }
+    });
+    let toml = config(&[addr], "[timeouts]\nbody_idle = \"300ms\"\n");
+    let proxy = Proxy::start_with_config(&toml, &[]);
+    let mut c = RawClient::connect(proxy.addr());
+    c.send(b"GET /feed HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+    assert_eq!(c.read_response().unwrap().status, 101);
+    for i in 0..8u8 {
+        let frame = ws_read_frame(c.reader()).unwrap_or_else(|e| panic!("frame {i}: {e}"));
+        assert_eq!(frame, (0x1, vec![b'0' + i]));
+    }
+}

@@ -118,11 +118,12 @@ async fn write_buffered<W: AsyncWriteRent>(
 }
 
 /// Copies everything from `src` to `dst` until `src` closes, then half-closes `dst`. Used for
-/// upgraded (tunnelled) connections.
+/// upgraded (tunnelled) connections; `progress` runs after each delivered run of bytes.
 pub async fn copy_until_eof<R: AsyncReadRent, W: AsyncWriteRent>(
     src: Timed<'_, R>,
     dst: Timed<'_, W>,
     mut buf: RecvBuf,
+    progress: impl Fn(),
 ) {
     loop {
         if !buf.is_empty() {
@@ -134,6 +135,7 @@ pub async fn copy_until_eof<R: AsyncReadRent, W: AsyncWriteRent>(
                 return;
             }
             buf.consume(len);
+            progress();
         }
         match buf.fill(src.stream, src.deadline, usize::MAX).await {
             Ok(0) | Err(_) => break,

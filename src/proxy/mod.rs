@@ -342,6 +342,8 @@ impl Session {
                 self.slot.deadline(Lane::Second, backend_fd, idle),
                 self.slot.deadline(Lane::Second, self.client_fd, idle),
             ),
+            slot: &self.slot,
+            idle,
         };
         tunnel::run(client, backend, self.recv, self.upstream_recv, lanes).await;
     }

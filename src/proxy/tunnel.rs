@@ -6,12 +6,17 @@ use monoio::net::TcpStream;
 
 use super::buffer::RecvBuf;
 use super::io::{Timed, copy_until_eof};
-use crate::conns::Deadline;
+use crate::conns::{ConnSlot, Deadline, Lane};
+use std::time::Duration;
 
-/// The (read, write) deadlines of each direction; the two directions wait independently.
+/// The (read, write) deadlines of each direction; the two directions wait independently, but
+/// bytes moving either way keep both alive: a tunnel is idle only when nothing moves at all
+/// (a server pushing to a silent client must not be cut off).
 pub struct Lanes<'a> {
     pub client_to_backend: (Deadline<'a>, Deadline<'a>),
     pub backend_to_client: (Deadline<'a>, Deadline<'a>),
+    pub slot: &'a ConnSlot,
+    pub idle: Duration,
 }
 
 /// Relays between `client` and `backend`. `from_client` / `from_backend` hold bytes already
@@ -29,6 +34,7 @@ pub async fn run<S>(
     let (mut backend_read, mut backend_write) = backend.into_split();
     let (up_read, up_write) = lanes.client_to_backend;
     let (down_read, down_write) = lanes.backend_to_client;
+    let (slot, idle) = (lanes.slot, lanes.idle);
     let upstream = copy_until_eof(
         Timed {
             stream: &mut client_read,
@@ -39,6 +45,7 @@ pub async fn run<S>(
             deadline: up_write,
         },
         from_client,
+        || slot.extend(Lane::Second, idle),
     );
     let downstream = copy_until_eof(
         Timed {
@@ -50,6 +57,7 @@ pub async fn run<S>(
             deadline: down_write,
         },
         from_backend,
+        || slot.extend(Lane::Main, idle),
     );
     monoio::join!(upstream, downstream);
 }
