@@ -190,7 +190,10 @@ impl Session {
                 // The backend stopped reading the body: it may have answered early (413,
                 // 401...), so its response is read like any other.
                 Ok(()) | Err(BodyStop::BackendClosed) => {}
-                Err(BodyStop::Answered(next)) => return Ok(next),
+                Err(BodyStop::Answered(next)) => {
+                    self.ctx.upstreams.unreported(backend);
+                    return Ok(next);
+                }
             }
         }
         let sent = Instant::now();
@@ -199,7 +202,10 @@ impl Session {
             .await
         {
             Ok(response) => response,
-            Err(HeadFailure::ClientGone) => return Ok(Next::Close),
+            Err(HeadFailure::ClientGone) => {
+                self.ctx.upstreams.unreported(backend);
+                return Ok(Next::Close);
+            }
             Err(HeadFailure::Upstream(error)) => {
                 // The backend may have acted on the request: only idempotent requests that
                 // can be sent again whole are retried, and never after an invalid answer.

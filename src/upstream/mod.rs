@@ -134,6 +134,13 @@ impl Upstreams {
         self.health.report(backend, outcome, Instant::now());
     }
 
+    /// The exchange with `backend` ended for a reason that says nothing about its health (the
+    /// client went away or sent a broken body): a passive-health probe it held goes back, so
+    /// the next request can probe instead of waiting for the probe's lease to expire.
+    pub fn unreported(&self, backend: BackendId) {
+        self.health.release_probe(backend);
+    }
+
     /// This worker's in-flight counts and response times per backend.
     pub fn load(&self) -> &LoadView {
         &self.load

@@ -137,7 +137,8 @@ impl HealthTable {
         until == NOT_EJECTED || self.claim_probe(state, until, self.millis_since_epoch(now))
     }
 
-    /// Gives back a probe claimed by `weight_factor` whose request went to another backend.
+    /// Gives back a probe claimed by `weight_factor` or `confirm` whose request went elsewhere
+    /// or ended without an outcome. Harmless for a backend that holds no probe.
     pub fn release_probe(&self, b: BackendId) {
         if let Some(state) = self.states.get(b.0) {
             state.probe_since.store(NO_PROBE, Ordering::Release);
