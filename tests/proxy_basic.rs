@@ -389,3 +389,33 @@ fn websocket_push_to_a_silent_client_outlives_body_idle() {
         assert_eq!(frame, (0x1, vec![b'0' + i]));
     }
 }
+
+/// A response without Content-Length or chunking ends when the backend closes: the client
+/// gets all of it, told by `Connection: close` that the end of the connection is the end.
+#[test]
+fn close_delimited_response_reaches_the_client_whole() {
+    let body = pattern(100_000);
+    let reply = [
+        &b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n"[..],
+        &body,
+    ]
+    .concat();
+    let backend = Backend::start(move |_| vec![Step::Write(reply.clone()), Step::Close]);
+    let proxy = Proxy::for_backends(&[backend.addr()]);
+    let mut c = RawClient::connect(proxy.addr());
+    c.send(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n");
+    let all = c.read_to_end().unwrap();
+    let split = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head")
+        + 4;
+    let head = String::from_utf8_lossy(&all[..split]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    assert!(
+        !head.contains("content-length") && !head.contains("transfer-encoding"),
+        "{head}"
+    );
+    assert_same_body(&all[split..], &body, "close-delimited body");
+}
