@@ -419,3 +419,21 @@ fn close_delimited_response_reaches_the_client_whole() {
     );
     assert_same_body(&all[split..], &body, "close-delimited body");
 }
+
+#[test]
+fn forwarded_headers_can_be_turned_off() {
+    let backend = Backend::echo();
+    let extra = "[forwarded]\nx_forwarded_for = false\nx_forwarded_proto = false\nx_forwarded_host = false\n";
+    let proxy = Proxy::start_with_config(&config(&[backend.addr()], extra), &[]);
+    let mut c = RawClient::connect(proxy.addr());
+    c.send(b"GET / HTTP/1.1\r\nHost: site.example\r\nX-Forwarded-For: 203.0.113.7\r\n\r\n");
+    assert_eq!(c.read_response().unwrap().status, 200);
+    let seen = &backend.requests()[0];
+    assert_eq!(
+        seen.header_all("x-forwarded-for"),
+        ["203.0.113.7"],
+        "passed through untouched"
+    );
+    assert_eq!(seen.header("x-forwarded-proto"), None);
+    assert_eq!(seen.header("x-forwarded-host"), None);
+}
