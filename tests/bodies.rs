@@ -90,22 +90,28 @@ fn request_bodies_of_10_mib() {
     upload_with_curl("GET", SIZES[3], false);
 }
 
+/// Fetches `/gen/SIZE/MODE` from a generating backend for every size and framing through
+/// `fetch` (target in, status and body the client saw out) and asserts each body arrives whole.
+fn assert_generated_bodies_arrive(mut fetch: impl FnMut(&str) -> (u16, Vec<u8>)) {
+    for size in SIZES {
+        for mode in ["cl", "chunked"] {
+            let what = format!("{size} B {mode} response");
+            let (status, body) = fetch(&format!("/gen/{size}/{mode}"));
+            assert_eq!(status, 200, "{what}");
+            assert_same_body(&body, &pattern(size), &what);
+        }
+    }
+}
+
 #[test]
 fn response_bodies_of_all_sizes_via_curl() {
     let backend = generating_backend();
     let proxy = Proxy::for_backends(&[backend.addr()]);
-    for size in SIZES {
-        for mode in ["cl", "chunked"] {
-            let r = curl(&[&proxy.url(&format!("/gen/{size}/{mode}"))]);
-            assert_eq!(r.exit_code, 0, "{size} {mode}: {}", r.stderr);
-            assert_eq!(r.status, 200);
-            assert_same_body(
-                &r.body,
-                &pattern(size),
-                &format!("{size} B {mode} response"),
-            );
-        }
-    }
+    assert_generated_bodies_arrive(|target| {
+        let r = curl(&[&proxy.url(target)]);
+        assert_eq!(r.exit_code, 0, "{target}: {}", r.stderr);
+        (r.status, r.body)
+    });
 }
 
 #[test]
@@ -113,18 +119,11 @@ fn response_bodies_of_all_sizes_via_raw_keep_alive_connection() {
     let backend = generating_backend();
     let proxy = Proxy::for_backends(&[backend.addr()]);
     let mut c = RawClient::connect(proxy.addr());
-    for size in SIZES {
-        for mode in ["cl", "chunked"] {
-            c.send(format!("GET /gen/{size}/{mode} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
-            let r = c.read_response().unwrap();
-            assert_eq!(r.status, 200);
-            assert_same_body(
-                &r.body,
-                &pattern(size),
-                &format!("{size} B {mode} response"),
-            );
-        }
-    }
+    assert_generated_bodies_arrive(|target| {
+        c.send(format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+        let r = c.read_response().unwrap();
+        (r.status, r.body)
+    });
 }
 
 #[test]

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::process::Output;
 use std::time::Duration;
 
@@ -36,35 +36,43 @@ fn assert_error_line(out: &Output, line: usize, key: &str) {
     );
 }
 
-#[test]
-fn listen_address_used_by_another_socket_fails_with_already_in_use() {
-    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = taken.local_addr().unwrap().to_string();
-    let out = run_to_exit(
-        &[
-            "--listen",
-            &addr,
-            "--upstream",
-            "127.0.0.1:9",
-            "--workers",
-            "1",
-            "--no-pin",
-        ],
-        EXIT_TIMEOUT,
-    );
-    assert!(!out.status.success());
-    assert!(text(&out).contains("already in use"), "{}", text(&out));
+/// Starts ringproxy in front of `backend` from the command line: `--listen` on a free port,
+/// `--upstream` the backend, then `flags`.
+fn start_from_flags(backend: &Backend, flags: &[&str]) -> Proxy {
+    let upstream = backend.addr().to_string();
+    let mut args = vec!["--listen", "127.0.0.1:0", "--upstream", &upstream];
+    args.extend_from_slice(flags);
+    Proxy::start(&args)
 }
 
-#[test]
-fn listen_address_used_by_another_ringproxy_fails_with_already_in_use() {
-    let backend = Backend::echo();
-    let first = Proxy::for_backends(&[backend.addr()]);
-    let addr = first.addr().to_string();
+#[track_caller]
+fn assert_has_line_starting(lines: &[String], prefix: &str) {
+    assert!(
+        lines.iter().any(|l| l.starts_with(prefix)),
+        "{prefix:?} missing: {lines:#?}"
+    );
+}
+
+/// Asserts the startup report: `workers` workers ready and a listener on `addr` for `upstream`.
+#[track_caller]
+fn assert_ready_and_listening(lines: &[String], workers: usize, addr: SocketAddr, upstream: &str) {
+    let ready = format!("ringproxy: ready ({workers} workers)");
+    assert!(lines.contains(&ready), "{ready:?} missing: {lines:#?}");
+    let listening = format!("ringproxy: listening on {addr} -> upstream \"{upstream}\"");
+    assert!(
+        lines.contains(&listening),
+        "{listening:?} missing: {lines:#?}"
+    );
+}
+
+/// Starts ringproxy listening on `addr`, which something else already holds, and asserts
+/// that it refuses to start and says why.
+#[track_caller]
+fn assert_listen_refused(addr: &str) {
     let out = run_to_exit(
         &[
             "--listen",
-            &addr,
+            addr,
             "--upstream",
             "127.0.0.1:9",
             "--workers",
@@ -75,9 +83,23 @@ fn listen_address_used_by_another_ringproxy_fails_with_already_in_use() {
     );
     assert!(
         !out.status.success(),
-        "second ringproxy shared the port (SO_REUSEPORT across processes)"
+        "ringproxy started on the taken address {addr} (SO_REUSEPORT across processes?):\n{}",
+        text(&out)
     );
     assert!(text(&out).contains("already in use"), "{}", text(&out));
+}
+
+#[test]
+fn listen_address_used_by_another_socket_fails_with_already_in_use() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    assert_listen_refused(&taken.local_addr().unwrap().to_string());
+}
+
+#[test]
+fn listen_address_used_by_another_ringproxy_fails_with_already_in_use() {
+    let backend = Backend::echo();
+    let first = Proxy::for_backends(&[backend.addr()]);
+    assert_listen_refused(&first.addr().to_string());
     assert_eq!(get(first.addr(), "/").status, 200, "first proxy disturbed");
 }
 
@@ -166,62 +188,22 @@ fn missing_config_file_is_a_clear_error() {
 #[test]
 fn cpus_flag_pins_worker_to_that_cpu() {
     let backend = Backend::echo();
-    let upstream = backend.addr().to_string();
-    let proxy = Proxy::start(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        &upstream,
-        "--cpus",
-        "0",
-    ]);
+    let proxy = start_from_flags(&backend, &["--cpus", "0"]);
     let lines = proxy.stderr_lines();
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with("ringproxy: worker 0 on cpu 0")),
-        "{lines:#?}"
-    );
-    assert!(
-        lines.iter().any(|l| l == "ringproxy: ready (1 workers)"),
-        "{lines:#?}"
-    );
+    assert_has_line_starting(&lines, "ringproxy: worker 0 on cpu 0");
+    assert_ready_and_listening(&lines, 1, proxy.addr(), "default");
     assert_eq!(get(proxy.addr(), "/").status, 200);
 }
 
 #[test]
 fn two_unpinned_workers_print_a_line_each_and_serve() {
     let backend = Backend::echo();
-    let upstream = backend.addr().to_string();
-    let proxy = Proxy::start(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        &upstream,
-        "--workers",
-        "2",
-        "--no-pin",
-    ]);
+    let proxy = start_from_flags(&backend, &["--workers", "2", "--no-pin"]);
     let lines = proxy.stderr_lines();
     for w in 0..2 {
-        let prefix = format!("ringproxy: worker {w} unpinned");
-        assert!(
-            lines.iter().any(|l| l.starts_with(&prefix)),
-            "{prefix:?} missing: {lines:#?}"
-        );
+        assert_has_line_starting(&lines, &format!("ringproxy: worker {w} unpinned"));
     }
-    assert!(
-        lines.iter().any(|l| l == "ringproxy: ready (2 workers)"),
-        "{lines:#?}"
-    );
-    let listening = format!(
-        "ringproxy: listening on {} -> upstream \"default\"",
-        proxy.addr()
-    );
-    assert!(
-        lines.contains(&listening),
-        "{listening:?} missing: {lines:#?}"
-    );
+    assert_ready_and_listening(&lines, 2, proxy.addr(), "default");
     for i in 0..6 {
         assert_eq!(get(proxy.addr(), &format!("/{i}")).status, 200);
     }
@@ -235,18 +217,7 @@ fn runtime_flags_override_the_config_file() {
         &["--workers", "2", "--no-pin"],
     );
     let lines = proxy.stderr_lines();
-    assert!(
-        lines.iter().any(|l| l == "ringproxy: ready (2 workers)"),
-        "{lines:#?}"
-    );
-    let listening = format!(
-        "ringproxy: listening on {} -> upstream \"app\"",
-        proxy.addr()
-    );
-    assert!(
-        lines.contains(&listening),
-        "{listening:?} missing: {lines:#?}"
-    );
+    assert_ready_and_listening(&lines, 2, proxy.addr(), "app");
 }
 
 #[test]

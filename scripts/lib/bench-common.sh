@@ -10,6 +10,8 @@ BENCH_APT_UPDATED=0
 BENCH_WRK_PID=""       # the load generator while it runs
 BENCH_WRK_OUT=""
 BENCH_WRK_URL=""
+BENCH_NGINX_PID=""     # the last nginx bench_run_nginx started, and its workers
+BENCH_NGINX_WORKER_PIDS=""
 
 bench_log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 bench_die() {
@@ -205,6 +207,44 @@ bench_wait_for_children() { # parent count name
     done
 }
 
+# --- nginx -----------------------------------------------------------------------
+# The backend and the nginx proxy share these: everything nginx writes stays in the
+# instance's work dir (its compiled-in paths may not exist or be writable), with file
+# descriptors for 8192 connections per worker.
+
+bench_nginx_main_settings() { # dir
+    cat <<EOF
+pid $1/nginx.pid;
+error_log $1/error.log warn;
+worker_rlimit_nofile 16384;
+events { worker_connections 8192; }
+EOF
+}
+
+bench_nginx_temp_paths() { # dir; inside http {}
+    cat <<EOF
+    client_body_temp_path $1/tmp/body;
+    proxy_temp_path $1/tmp/proxy;
+    fastcgi_temp_path $1/tmp/fastcgi;
+    uwsgi_temp_path $1/tmp/uwsgi;
+    scgi_temp_path $1/tmp/scgi;
+EOF
+}
+
+# Runs nginx on DIR/nginx.conf pinned to CPUS and waits until it listens on PORT with
+# WORKERS worker processes. Sets BENCH_NGINX_PID (the master) and BENCH_NGINX_WORKER_PIDS.
+bench_run_nginx() { # dir cpus port workers name
+    local dir=$1 cpus=$2 port=$3 workers=$4 name=$5 worker_pids
+    taskset -c "$cpus" nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" \
+        -g 'daemon off;' >"$dir/stdout.log" 2>&1 &
+    BENCH_NGINX_PID=$!
+    BENCH_PIDS+=("$BENCH_NGINX_PID")
+    bench_wait_for_port "$port" "$name" "$BENCH_NGINX_PID" "$dir/error.log"
+    BENCH_NGINX_WORKER_PIDS=$(bench_wait_for_children "$BENCH_NGINX_PID" "$workers" "$name")
+    read -ra worker_pids <<<"$BENCH_NGINX_WORKER_PIDS"
+    BENCH_PIDS+=("${worker_pids[@]}")
+}
+
 # --- backend ---------------------------------------------------------------------
 
 # Static nginx origin with one worker: /12b /1k /64k files and POST /post -> "ok".
@@ -219,10 +259,7 @@ bench_start_backend() { # port cpus [workers]
     head -c 65536 /dev/zero | tr '\0' b >"$dir/www/64k"
     cat >"$dir/nginx.conf" <<EOF
 worker_processes $workers;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-worker_rlimit_nofile 16384;
-events { worker_connections 8192; }
+$(bench_nginx_main_settings "$dir")
 http {
     access_log off;
     server_tokens off;
@@ -234,11 +271,7 @@ http {
     open_file_cache max=16 inactive=600s;
     open_file_cache_valid 600s;
     default_type application/octet-stream;
-    client_body_temp_path $dir/tmp/body;
-    proxy_temp_path $dir/tmp/proxy;
-    fastcgi_temp_path $dir/tmp/fastcgi;
-    uwsgi_temp_path $dir/tmp/uwsgi;
-    scgi_temp_path $dir/tmp/scgi;
+$(bench_nginx_temp_paths "$dir")
     server {
         listen 127.0.0.1:$port backlog=4096;
         root $dir/www;
@@ -250,14 +283,9 @@ http {
     }
 }
 EOF
-    taskset -c "$cpus" nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" \
-        -g 'daemon off;' >"$dir/stdout.log" 2>&1 &
-    BENCH_BACKEND_PID=$!
-    BENCH_PIDS+=("$BENCH_BACKEND_PID")
-    bench_wait_for_port "$port" "backend nginx" "$BENCH_BACKEND_PID" "$dir/error.log"
-    local worker_pids
-    read -ra worker_pids <<<"$(bench_wait_for_children "$BENCH_BACKEND_PID" "$workers" "backend nginx")"
-    BENCH_PIDS+=("${worker_pids[@]}")
+    bench_run_nginx "$dir" "$cpus" "$port" "$workers" "backend nginx"
+    # shellcheck disable=SC2034 # read by the scripts that source this file
+    BENCH_BACKEND_PID=$BENCH_NGINX_PID
     bench_log "backend nginx on :$port (cpus $cpus, $workers worker)"
 }
 
@@ -277,6 +305,7 @@ bench_start_proxy_ringproxy() {
     bench_wait_for_log_line "ringproxy: ready" ringproxy "$BENCH_PROXY_PID" "$dir/stderr.log"
     bench_wait_for_port "$port" ringproxy "$BENCH_PROXY_PID" "$dir/stderr.log"
     # /proc/PID/stat of the process sums all its threads.
+    # shellcheck disable=SC2034 # read by the scripts that source this file
     BENCH_PROXY_CPU_PIDS=$BENCH_PROXY_PID
 }
 
@@ -289,21 +318,14 @@ bench_start_proxy_nginx() {
     cat >"$dir/nginx.conf" <<EOF
 worker_processes $workers;
 worker_cpu_affinity $(bench_nginx_affinity "$cpus");
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-worker_rlimit_nofile 16384;
-events { worker_connections 8192; }
+$(bench_nginx_main_settings "$dir")
 http {
     access_log off;
     server_tokens off;
     tcp_nodelay on;
     keepalive_requests 1000000000;
     keepalive_timeout 600s;
-    client_body_temp_path $dir/tmp/body;
-    proxy_temp_path $dir/tmp/proxy;
-    fastcgi_temp_path $dir/tmp/fastcgi;
-    uwsgi_temp_path $dir/tmp/uwsgi;
-    scgi_temp_path $dir/tmp/scgi;
+$(bench_nginx_temp_paths "$dir")
     upstream backend {
         server 127.0.0.1:$backend;
         keepalive $keepalive;
@@ -327,28 +349,24 @@ http {
     }
 }
 EOF
-    taskset -c "$cpus" nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" \
-        -g 'daemon off;' >"$dir/stdout.log" 2>&1 &
-    BENCH_PROXY_PID=$!
-    BENCH_PIDS+=("$BENCH_PROXY_PID")
-    bench_wait_for_port "$port" "nginx proxy" "$BENCH_PROXY_PID" "$dir/error.log"
-    BENCH_PROXY_CPU_PIDS=$(bench_wait_for_children "$BENCH_PROXY_PID" "$workers" "nginx proxy")
-    local worker_pids
-    read -ra worker_pids <<<"$BENCH_PROXY_CPU_PIDS"
-    BENCH_PIDS+=("${worker_pids[@]}")
+    bench_run_nginx "$dir" "$cpus" "$port" "$workers" "nginx proxy"
+    BENCH_PROXY_PID=$BENCH_NGINX_PID
+    BENCH_PROXY_CPU_PIDS=$BENCH_NGINX_WORKER_PIDS
 }
 
-bench_start_proxy_haproxy() {
-    local port=$1 backend=$2 cpus=$3 workers=$4 dir="$BENCH_WORKDIR/haproxy"
-    local cpu thread=0 cpu_maps=""
-    bench_require_free_port "$port" haproxy
-    mkdir -p "$dir"
-    for cpu in $(bench_expand_cpus "$cpus"); do
-        thread=$((thread + 1))
-        ((thread <= workers)) || break
-        cpu_maps+="    cpu-map 1/$thread $cpu"$'\n'
-    done
-    cat >"$dir/haproxy.cfg" <<EOF
+# The HAProxy config of the baseline, also run by haproxy-as-ringproxy.sh so that its A/A
+# comparison measures the very same HAProxy: one thread per worker, thread N pinned to the
+# Nth cpu of the list (none pinned if it is empty), keep-alive and reuse on both sides.
+bench_haproxy_config() { # listen_addr upstream_addr cpus workers
+    local listen=$1 upstream=$2 cpus=$3 workers=$4 cpu thread=0 cpu_maps=""
+    if [[ -n $cpus ]]; then
+        for cpu in $(bench_expand_cpus "$cpus"); do
+            thread=$((thread + 1))
+            ((thread <= workers)) || break
+            cpu_maps+="    cpu-map 1/$thread $cpu"$'\n'
+        done
+    fi
+    cat <<EOF
 global
     nbthread $workers
 $cpu_maps    maxconn 4096
@@ -363,18 +381,26 @@ defaults
     option http-keep-alive
     http-reuse always
 frontend proxy
-    bind 127.0.0.1:$port
+    bind $listen
     default_backend origin
 backend origin
     http-reuse always
-    server origin 127.0.0.1:$backend
+    server origin $upstream
 EOF
+}
+
+bench_start_proxy_haproxy() {
+    local port=$1 backend=$2 cpus=$3 workers=$4 dir="$BENCH_WORKDIR/haproxy"
+    bench_require_free_port "$port" haproxy
+    mkdir -p "$dir"
+    bench_haproxy_config "127.0.0.1:$port" "127.0.0.1:$backend" "$cpus" "$workers" >"$dir/haproxy.cfg"
     haproxy -c -q -f "$dir/haproxy.cfg" >"$dir/check.log" 2>&1 ||
         bench_die "haproxy rejected its config: $(cat "$dir/check.log")"
     taskset -c "$cpus" haproxy -db -f "$dir/haproxy.cfg" >"$dir/stdout.log" 2>&1 &
     BENCH_PROXY_PID=$!
     BENCH_PIDS+=("$BENCH_PROXY_PID")
     bench_wait_for_port "$port" haproxy "$BENCH_PROXY_PID" "$dir/stdout.log"
+    # shellcheck disable=SC2034 # read by the scripts that source this file
     BENCH_PROXY_CPU_PIDS=$BENCH_PROXY_PID
 }
 

@@ -4,6 +4,8 @@
 # compares HAProxy with itself, so every "ringproxy vs haproxy" ratio should be 1.00
 # and what it is instead is the noise. Accepts --listen, --upstream, --workers, --cpus.
 set -euo pipefail
+# shellcheck source=scripts/lib/bench-common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench-common.sh"
 
 listen="" upstream="" workers=1 cpus=""
 while (($# >= 2)); do
@@ -18,34 +20,7 @@ while (($# >= 2)); do
 done
 [[ -n $listen && -n $upstream ]] || { echo "usage: $0 --listen ADDR --upstream ADDR [--workers N] [--cpus LIST]" >&2; exit 2; }
 
-cpu_maps="" thread=0
-IFS=, read -ra cpu_list <<<"$cpus"
-for cpu in "${cpu_list[@]}"; do
-    thread=$((thread + 1))
-    ((thread <= workers)) || break
-    cpu_maps+="    cpu-map 1/$thread $cpu"$'\n'
-done
-
+config=$(bench_haproxy_config "$listen" "$upstream" "$cpus" "$workers")
 echo "ringproxy: ready ($workers workers)" >&2
 # The config goes in through stdin so nothing is left behind after exec.
-exec haproxy -db -f /dev/stdin <<CFG
-global
-    nbthread $workers
-$cpu_maps    maxconn 4096
-defaults
-    mode http
-    maxconn 4096
-    timeout connect 5s
-    timeout client 600s
-    timeout server 600s
-    timeout http-request 600s
-    timeout http-keep-alive 600s
-    option http-keep-alive
-    http-reuse always
-frontend proxy
-    bind $listen
-    default_backend origin
-backend origin
-    http-reuse always
-    server origin $upstream
-CFG
+exec haproxy -db -f /dev/stdin <<<"$config"
