@@ -47,7 +47,7 @@ impl UpstreamError {
     /// How the failure counts for passive health checks (`None`: no backend was tried).
     fn outcome(&self) -> Option<Outcome> {
         match self {
-            Self::Unreachable | Self::Invalid => Some(Outcome::ConnectFailed),
+            Self::Unreachable | Self::Invalid => Some(Outcome::Failed),
             Self::Timeout => Some(Outcome::Timeout),
             Self::NoBackend => None,
         }

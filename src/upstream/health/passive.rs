@@ -20,7 +20,9 @@ use super::{BackendId, BackendInfo, BackendState, HealthTable, NO_PROBE, NOT_EJE
 pub enum Outcome {
     /// The backend answered (any status, unless `ServerError` applies).
     Success,
-    ConnectFailed,
+    /// No usable answer: connect refused, reset or closed before a response head, or an
+    /// invalid response head.
+    Failed,
     /// Connect, write or response-head timeout.
     Timeout,
     /// A 5xx response: a failure when the group's `passive.on_5xx`, otherwise a success (the
@@ -59,7 +61,7 @@ impl HealthTable {
         }
         let failed = match outcome {
             Outcome::Success => false,
-            Outcome::ConnectFailed | Outcome::Timeout => true,
+            Outcome::Failed | Outcome::Timeout => true,
             Outcome::ServerError => info.passive.on_5xx,
         };
         let now_ms = self.millis_since_epoch(now);

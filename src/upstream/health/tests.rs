@@ -38,7 +38,7 @@ fn after(t0: Instant, millis: u64) -> Instant {
 
 fn fail(table: &HealthTable, b: BackendId, times: u32, at: Instant) -> Vec<PassiveTransition> {
     (0..times)
-        .filter_map(|_| table.record(b, Outcome::ConnectFailed, at))
+        .filter_map(|_| table.record(b, Outcome::Failed, at))
         .collect()
 }
 
@@ -166,7 +166,7 @@ fn failed_probes_double_the_cooldown_up_to_max_cooldown() {
     for expected in [20, 35, 35] {
         assert!(table.weight_factor(FIRST, after(t0, at)).is_some());
         assert_eq!(
-            table.record(FIRST, Outcome::ConnectFailed, after(t0, at)),
+            table.record(FIRST, Outcome::Failed, after(t0, at)),
             Some(PassiveTransition::ProbeFailed {
                 cooldown: Duration::from_secs(expected)
             })
