@@ -46,7 +46,7 @@ fn parse_request_head() -> usize {
 fn parse_and_rewrite_request_head(bencher: divan::Bencher) {
     let mut out = Vec::with_capacity(2048);
     let forward = ForwardContext {
-        client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        client_addr: "127.0.0.1",
         proto: "http",
         forwarded: ForwardedHeaders::default(),
         default_host: "127.0.0.1:9000",

@@ -2,8 +2,6 @@
 //! the head forwarded for it parses again (strictly) to the same request and framing.
 #![no_main]
 
-use std::net::{IpAddr, Ipv4Addr};
-
 use libfuzzer_sys::fuzz_target;
 use ringproxy::config::ForwardedHeaders;
 use ringproxy::http::{
@@ -26,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
     assert!(head.headers.len() <= LIMITS.max_headers);
 
     let ctx = ForwardContext {
-        client_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+        client_addr: "192.0.2.1",
         proto: "http",
         forwarded: ForwardedHeaders {
             x_forwarded_for: true,

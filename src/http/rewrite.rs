@@ -2,9 +2,6 @@
 //! own error responses. Everything appends to a caller-owned buffer, so a reused `Vec`
 //! makes the per-request path allocation-free once it has grown.
 
-use std::io::Write;
-use std::net::IpAddr;
-
 use httparse::Header;
 
 use super::fields::{HopByHop, list_elements};
@@ -17,7 +14,8 @@ use crate::config::ForwardedHeaders;
 /// What the proxy knows about the client side when forwarding a request.
 #[derive(Debug, Clone, Copy)]
 pub struct ForwardContext<'a> {
-    pub client_ip: IpAddr,
+    /// The client's IP address as text (formatted once per connection, not per request).
+    pub client_addr: &'a str,
     /// Scheme the client used: `"http"` or `"https"`.
     pub proto: &'a str,
     pub forwarded: ForwardedHeaders,
@@ -77,7 +75,7 @@ pub fn write_request_head(out: &mut Vec<u8>, req: &RequestHead<'_, '_>, ctx: &Fo
         write_field(out, b"Upgrade", protocol.as_bytes());
     }
     if forwarded.x_forwarded_for {
-        write_forwarded_for(out, req.headers, &hop_by_hop, ctx.client_ip);
+        write_forwarded_for(out, req.headers, &hop_by_hop, ctx.client_addr);
     }
     if forwarded.x_forwarded_proto {
         write_field(out, b"X-Forwarded-Proto", ctx.proto.as_bytes());
@@ -93,7 +91,7 @@ fn write_forwarded_for(
     out: &mut Vec<u8>,
     headers: &[Header<'_>],
     hop_by_hop: &HopByHop<'_>,
-    client_ip: IpAddr,
+    client_addr: &str,
 ) {
     out.extend_from_slice(b"X-Forwarded-For: ");
     let client_values = headers
@@ -105,8 +103,7 @@ fn write_forwarded_for(
         out.extend_from_slice(value);
         out.extend_from_slice(b", ");
     }
-    // Writing into a Vec cannot fail.
-    let _ = write!(out, "{client_ip}");
+    out.extend_from_slice(client_addr.as_bytes());
     out.extend_from_slice(b"\r\n");
 }
 

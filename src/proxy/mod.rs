@@ -68,6 +68,8 @@ pub(crate) struct RequestInfo {
 pub(crate) struct Session {
     ctx: Rc<WorkerCtx>,
     peer: SocketAddr,
+    /// The client's IP as text, for X-Forwarded-For: formatted once per connection.
+    peer_addr: String,
     group: usize,
     slot: ConnSlot,
     client_fd: RawFd,
@@ -94,6 +96,7 @@ pub async fn serve_connection<S>(
     let mut session = Session {
         ctx,
         peer,
+        peer_addr: peer.ip().to_string(),
         group,
         slot,
         client_fd,
@@ -227,7 +230,7 @@ impl Session {
             .as_ref()
             .map_or(0, |key| key_hash(key, self.peer.ip(), head.headers));
         let forward = ForwardContext {
-            client_ip: self.peer.ip(),
+            client_addr: &self.peer_addr,
             proto: "http",
             forwarded: self.ctx.config.forwarded,
             // An HTTP/1.0 request may come without Host; like nginx, name the upstream.

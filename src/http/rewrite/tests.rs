@@ -1,5 +1,3 @@
-use std::net::{Ipv4Addr, Ipv6Addr};
-
 use super::*;
 use crate::http::{HeadLimits, header_storage, parse_request, parse_response};
 
@@ -23,7 +21,7 @@ const NO_FORWARDED: ForwardedHeaders = ForwardedHeaders {
 
 fn context(forwarded: ForwardedHeaders) -> ForwardContext<'static> {
     ForwardContext {
-        client_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)),
+        client_addr: "192.0.2.7",
         proto: "https",
         forwarded,
         default_host: "backend.internal",
@@ -134,7 +132,7 @@ fn request_forwarded_headers() {
          x-forwarded-for: 198.51.100.2, 198.51.100.3\r\n\r\n"
     );
     let ipv6 = ForwardContext {
-        client_ip: IpAddr::V6(Ipv6Addr::LOCALHOST),
+        client_addr: "::1",
         ..context(ForwardedHeaders {
             x_forwarded_for: true,
             ..NO_FORWARDED
