@@ -363,11 +363,8 @@ fn websocket_push_to_a_silent_client_outlives_body_idle() {
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
         let (mut conn, _) = listener.accept().unwrap();
-        let mut head = Vec::new();
+        read_head_bytes(&mut conn);
         let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
-            head.push(byte[0]);
-        }
         conn.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
             .unwrap();
         conn.set_nonblocking(true).unwrap();

@@ -287,16 +287,12 @@ fn post_after_backend_closed_its_idle_connection_succeeds() {
 /// gets that answer, not a 502.
 #[test]
 fn early_answer_during_a_large_upload_reaches_the_client() {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
         let (mut conn, _) = listener.accept().unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
-            head.push(byte[0]);
-        }
+        read_head_bytes(&mut conn);
         let answer = b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large";
         conn.write_all(answer).unwrap();
         std::thread::sleep(Duration::from_millis(200));

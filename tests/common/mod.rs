@@ -1003,6 +1003,17 @@ pub fn assert_same_body(got: &[u8], want: &[u8], what: &str) {
     );
 }
 
+/// For hand-written backends: reads one request head, up to its empty line, byte by byte
+/// (so nothing after the head is consumed).
+pub fn read_head_bytes(conn: &mut TcpStream) -> Vec<u8> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
+        head.push(byte[0]);
+    }
+    head
+}
+
 /// A port on which nothing listens (bound then released).
 pub fn closed_port_addr() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
