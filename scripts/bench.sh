@@ -30,6 +30,8 @@ Usage: scripts/bench.sh [options]
   --warmup S              unrecorded wrk run per proxy before each scenario (default 1; 0 = none)
   --connections LIST      connection counts, e.g. 50,256 (overrides the matrix)
   --bodies LIST           GET bodies from 12b,1k,64k (overrides the matrix)
+  --scenarios LIST        kinds to run, from ka,close,post (default: the matrix's; e.g.
+                          --scenarios post measures the 16 KiB POST alone)
   --workers 1|2           proxy workers (full matrix: both unless given)
   --proxy-cpus LIST       cores for the proxies; W workers use the first W (default 0,1)
   --load-cpus LIST        cores for backend + wrk (default: the cores the proxies don't use,
@@ -44,7 +46,7 @@ EOF
 }
 
 MATRIX=quick ONLY=ringproxy,nginx,haproxy REPS=3 DURATION=10 WARMUP=1
-CONNECTIONS="" BODIES="" WORKERS="" PROXY_CPUS="0,1" LOAD_CPUS="" OUT=""
+CONNECTIONS="" BODIES="" SCENARIO_KINDS="" WORKERS="" PROXY_CPUS="0,1" LOAD_CPUS="" OUT=""
 REPO="" RINGPROXY_BIN="" BASE_PORT=18080
 
 parse_args() {
@@ -62,7 +64,8 @@ parse_args() {
         case $flag in
         -h | --help) usage; exit 0 ;;
         --keep) BENCH_KEEP_WORKDIR=1; shift; continue ;;
-        --matrix | --only | --reps | --duration | --warmup | --connections | --bodies | --workers | \
+        --matrix | --only | --reps | --duration | --warmup | --connections | --bodies | --scenarios | \
+            --workers | \
             --proxy-cpus | --load-cpus | --out | --repo | --ringproxy-bin | --base-port) ;;
         *) usage >&2; bench_die "unknown option $flag" ;;
         esac
@@ -75,6 +78,7 @@ parse_args() {
         --warmup) WARMUP=${value%s} ;;
         --connections) CONNECTIONS=$value ;;
         --bodies) BODIES=$value ;;
+        --scenarios) SCENARIO_KINDS=$value ;;
         --workers) WORKERS=$value ;;
         --proxy-cpus) PROXY_CPUS=$value ;;
         --load-cpus) LOAD_CPUS=$value ;;
@@ -116,6 +120,9 @@ validate_args() {
         case $name in 12b | 1k | 64k) ;; *) bench_die "--bodies: unknown body '$name' (12b, 1k, 64k)" ;; esac
     done
     for name in ${CONNECTIONS//,/ }; do require_uint --connections "$name"; done
+    for name in ${SCENARIO_KINDS//,/ }; do
+        case $name in ka | close | post) ;; *) bench_die "--scenarios: unknown kind '$name' (ka, close, post)" ;; esac
+    done
     bench_check_cpus_exist "$PROXY_CPUS"
     [[ -z $LOAD_CPUS ]] || bench_check_cpus_exist "$LOAD_CPUS"
     [[ -z $OUT ]] || touch "$OUT" || bench_die "cannot write --out $OUT"
@@ -133,14 +140,17 @@ build_scenarios() {
         bodies=${BODIES:-12b,1k}
         read -ra WORKER_MODES <<<"${WORKERS:-1}"
     fi
+    local kinds=${SCENARIO_KINDS:-ka}
+    if [[ $MATRIX == full && -z $SCENARIO_KINDS ]]; then kinds=ka,close,post; fi
     SCENARIOS=()
-    for first in ${conns//,/ }; do
-        for body in ${bodies//,/ }; do SCENARIOS+=("ka $first $body"); done
-    done
-    if [[ $MATRIX == full ]]; then
-        first=${conns%%,*}
-        SCENARIOS+=("close $first 12b" "post $first post")
+    if [[ ,$kinds, == *,ka,* ]]; then
+        for first in ${conns//,/ }; do
+            for body in ${bodies//,/ }; do SCENARIOS+=("ka $first $body"); done
+        done
     fi
+    first=${conns%%,*}
+    if [[ ,$kinds, == *,close,* ]]; then SCENARIOS+=("close $first 12b"); fi
+    if [[ ,$kinds, == *,post,* ]]; then SCENARIOS+=("post $first post"); fi
     MAX_CONNECTIONS=0
     for first in ${conns//,/ }; do
         if ((first > MAX_CONNECTIONS)); then MAX_CONNECTIONS=$first; fi
