@@ -246,3 +246,32 @@ fn unknown_expectation_gets_417_and_is_not_forwarded() {
         "the 417 request reached the backend"
     );
 }
+
+/// A backend that writes its head and, a moment later, a small body: the client still gets
+/// head and body in one piece (one write from the proxy, like nginx's postpone_output).
+#[test]
+fn small_response_body_arriving_late_reaches_the_client_with_its_head() {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    let backend = Backend::start(|_| {
+        vec![
+            Step::Write(b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n".to_vec()),
+            Step::Sleep(Duration::from_millis(150)),
+            Step::Write(b"hello world\n".to_vec()),
+            Step::Stall,
+        ]
+    });
+    let proxy = Proxy::for_backends(&[backend.addr()]);
+    let mut conn = std::net::TcpStream::connect(proxy.addr()).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut first_read = vec![0; 4096];
+    let n = conn.read(&mut first_read).unwrap();
+    let got = String::from_utf8_lossy(&first_read[..n]);
+    assert!(got.starts_with("HTTP/1.1 200"), "{got:?}");
+    assert!(
+        got.ends_with("\r\n\r\nhello world\n"),
+        "the first read holds the head without its body: {got:?}"
+    );
+}

@@ -108,13 +108,34 @@ fn bad_chunk_after_response_started_aborts_the_client_connection() {
     }
 }
 
+/// A backend that answers with `Content-Length: declared` but sends only `sent` body bytes
+/// and then closes.
+fn backend_truncating(declared: usize, sent: usize) -> Backend {
+    Backend::start(move |_| {
+        let mut v = format!("HTTP/1.1 200 OK\r\nContent-Length: {declared}\r\n\r\n").into_bytes();
+        v.extend(std::iter::repeat_n(b'x', sent));
+        vec![Step::Write(v), Step::Close]
+    })
+}
+
+/// Larger than the bodies the proxy gathers before answering (16 KiB): these stream, so a
+/// failure during them can only abort the client connection.
+const STREAMED_BODY: usize = 100_000;
+
+#[test]
+fn truncated_small_body_is_502_not_a_partial_response() {
+    // A small body is read whole before the head goes out: nothing reached the client yet,
+    // so it gets a clean status instead of a truncated 200.
+    let backend = backend_truncating(100, 50);
+    let proxy = Proxy::for_backends(&[backend.addr()]);
+    let r = get(proxy.addr(), "/");
+    assert_eq!(r.status, 502, "{:?}", r.body_text());
+    assert_no_backend_address(&r, backend.addr());
+}
+
 #[test]
 fn truncated_content_length_body_closes_client_connection_early_curl() {
-    let backend = Backend::start(|_| {
-        let mut v = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n".to_vec();
-        v.extend_from_slice(&[b'x'; 50]);
-        vec![Step::Write(v), Step::Close]
-    });
+    let backend = backend_truncating(STREAMED_BODY, 50);
     let proxy = Proxy::for_backends(&[backend.addr()]);
     let r = curl(&["--max-time", "10", &proxy.url("/")]);
     assert_eq!(
@@ -122,16 +143,12 @@ fn truncated_content_length_body_closes_client_connection_early_curl() {
         "curl should report a partial transfer: {}",
         r.stderr
     );
-    assert!(r.body.len() < 100);
+    assert!(r.body.len() < STREAMED_BODY);
 }
 
 #[test]
 fn truncated_content_length_body_closes_client_connection_early_raw() {
-    let backend = Backend::start(|_| {
-        let mut v = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n".to_vec();
-        v.extend_from_slice(&[b'x'; 50]);
-        vec![Step::Write(v), Step::Close]
-    });
+    let backend = backend_truncating(STREAMED_BODY, 50);
     let proxy = Proxy::for_backends(&[backend.addr()]);
     let mut c = RawClient::connect(proxy.addr());
     c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -215,13 +232,32 @@ fn backend_connect_timeout_is_504() {
     assert_no_backend_address(&r, addr);
 }
 
-#[test]
-fn backend_body_stall_beyond_body_idle_aborts_client_connection() {
-    let backend = Backend::start(|_| {
-        let mut v = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n".to_vec();
+/// A backend that sends its head and the first 10 bytes of a `declared`-byte body, then stalls.
+fn backend_stalling_in_body(declared: usize) -> Backend {
+    Backend::start(move |_| {
+        let mut v = format!("HTTP/1.1 200 OK\r\nContent-Length: {declared}\r\n\r\n").into_bytes();
         v.extend_from_slice(&[b'x'; 10]);
         vec![Step::Write(v), Step::Stall]
-    });
+    })
+}
+
+#[test]
+fn small_body_stall_beyond_body_idle_is_504() {
+    let backend = backend_stalling_in_body(100);
+    let proxy = proxy_with_timeouts(&[backend.addr()], "body_idle = \"300ms\"");
+    let started = Instant::now();
+    let r = get(proxy.addr(), "/");
+    assert_eq!(r.status, 504, "{:?}", r.body_text());
+    let waited = started.elapsed();
+    assert!(
+        (Duration::from_millis(250)..Duration::from_secs(5)).contains(&waited),
+        "answered after {waited:?}, body_idle is 300ms"
+    );
+}
+
+#[test]
+fn backend_body_stall_beyond_body_idle_aborts_client_connection() {
+    let backend = backend_stalling_in_body(STREAMED_BODY);
     let proxy = proxy_with_timeouts(&[backend.addr()], "body_idle = \"300ms\"");
     let mut c = RawClient::connect(proxy.addr());
     let started = Instant::now();

@@ -61,7 +61,7 @@ pub struct Timed<'a, S> {
 /// Bytes after the body stay in `buf`. A body larger than `buf` streams through a large
 /// buffer lent by `pool`.
 pub async fn stream_body<R: AsyncReadRent, W: AsyncWriteRent>(
-    src: Timed<'_, R>,
+    mut src: Timed<'_, R>,
     dst: Timed<'_, W>,
     buf: &mut RecvBuf,
     progress: &mut BodyProgress,
@@ -77,12 +77,8 @@ pub async fn stream_body<R: AsyncReadRent, W: AsyncWriteRent>(
             if own_storage.is_none() && larger_than_buf {
                 own_storage = Some(buf.borrow_storage(pool));
             }
-            match buf.fill(src.stream, src.deadline, usize::MAX).await {
-                Ok(0) if progress.finish_at_eof() => break,
-                Ok(0) => return Err(BodyError::SourceClosed),
-                Ok(_) => {}
-                Err(ReadError::Timeout) => return Err(BodyError::SourceTimeout),
-                Err(ReadError::Full | ReadError::Io) => return Err(BodyError::SourceIo),
+            if !read_body(&mut src, buf, progress).await? {
+                break;
             }
         }
         let (consumed, payload) = progress
@@ -95,6 +91,45 @@ pub async fn stream_body<R: AsyncReadRent, W: AsyncWriteRent>(
         buf.return_storage(own, pool);
     }
     Ok(())
+}
+
+/// Reads the rest of a body from `src` and appends it to `out` after what `buf` already
+/// held, so that a head and a small body leave in one write. Only for bodies known to be
+/// small: it holds the whole body.
+pub async fn gather_body<R: AsyncReadRent>(
+    mut src: Timed<'_, R>,
+    buf: &mut RecvBuf,
+    progress: &mut BodyProgress,
+    dechunk: bool,
+    out: &mut Vec<u8>,
+) -> Result<(), BodyError> {
+    while !progress.is_done() {
+        if buf.is_empty() && !read_body(&mut src, buf, progress).await? {
+            break;
+        }
+        let (consumed, payload) = progress
+            .advance(buf.data_mut(), dechunk)
+            .map_err(|_| BodyError::BadChunk)?;
+        out.extend_from_slice(&buf.data()[..payload]);
+        buf.consume(consumed);
+    }
+    Ok(())
+}
+
+/// Reads more of a body into `buf`. `Ok(false)`: the source closed, and that ends the body
+/// (close-delimited framing).
+async fn read_body<R: AsyncReadRent>(
+    src: &mut Timed<'_, R>,
+    buf: &mut RecvBuf,
+    progress: &mut BodyProgress,
+) -> Result<bool, BodyError> {
+    match buf.fill(src.stream, src.deadline, usize::MAX).await {
+        Ok(0) if progress.finish_at_eof() => Ok(false),
+        Ok(0) => Err(BodyError::SourceClosed),
+        Ok(_) => Ok(true),
+        Err(ReadError::Timeout) => Err(BodyError::SourceTimeout),
+        Err(ReadError::Full | ReadError::Io) => Err(BodyError::SourceIo),
+    }
 }
 
 /// Writes the first `len` unconsumed bytes of `buf` without copying them.

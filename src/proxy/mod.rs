@@ -150,21 +150,22 @@ impl Session {
             return Ok(());
         }
         let idle = self.ctx.config.timeouts.body_idle;
-        while !request.body.is_done() {
-            if self.recv.is_empty() {
-                let deadline = self.slot.deadline(Lane::Main, self.client_fd, idle);
-                match self.recv.fill(client, deadline, RECV_BUFFER).await {
-                    Ok(0) | Err(ReadError::Io | ReadError::Full) => return Err(Next::Close),
-                    Ok(_) => {}
-                    Err(ReadError::Timeout) => return Err(self.reject(client, 408, false).await),
-                }
-            }
-            let (taken, _) = request
-                .body
-                .advance(self.recv.data_mut(), false)
-                .map_err(|_| Next::Close)?;
-            self.out.extend_from_slice(&self.recv.data()[..taken]);
-            self.recv.consume(taken);
+        let source = io::Timed {
+            stream: client,
+            deadline: self.slot.deadline(Lane::Main, self.client_fd, idle),
+        };
+        let gathered = io::gather_body(
+            source,
+            &mut self.recv,
+            &mut request.body,
+            false,
+            &mut self.out,
+        )
+        .await;
+        match gathered {
+            Ok(()) => {}
+            Err(io::BodyError::SourceTimeout) => return Err(self.reject(client, 408, false).await),
+            Err(_) => return Err(Next::Close),
         }
         request.sent_whole = true;
         Ok(())
