@@ -108,14 +108,17 @@ fn bad_chunk_after_response_started_aborts_the_client_connection() {
     }
 }
 
+/// A `200` head announcing `declared` body bytes, followed by only `sent` of them.
+fn partial_response(declared: usize, sent: usize) -> Vec<u8> {
+    let mut v = format!("HTTP/1.1 200 OK\r\nContent-Length: {declared}\r\n\r\n").into_bytes();
+    v.extend(std::iter::repeat_n(b'x', sent));
+    v
+}
+
 /// A backend that answers with `Content-Length: declared` but sends only `sent` body bytes
 /// and then closes.
 fn backend_truncating(declared: usize, sent: usize) -> Backend {
-    Backend::start(move |_| {
-        let mut v = format!("HTTP/1.1 200 OK\r\nContent-Length: {declared}\r\n\r\n").into_bytes();
-        v.extend(std::iter::repeat_n(b'x', sent));
-        vec![Step::Write(v), Step::Close]
-    })
+    Backend::start(move |_| vec![Step::Write(partial_response(declared, sent)), Step::Close])
 }
 
 /// Larger than the bodies the proxy gathers before answering (16 KiB): these stream, so a
@@ -234,11 +237,7 @@ fn backend_connect_timeout_is_504() {
 
 /// A backend that sends its head and the first 10 bytes of a `declared`-byte body, then stalls.
 fn backend_stalling_in_body(declared: usize) -> Backend {
-    Backend::start(move |_| {
-        let mut v = format!("HTTP/1.1 200 OK\r\nContent-Length: {declared}\r\n\r\n").into_bytes();
-        v.extend_from_slice(&[b'x'; 10]);
-        vec![Step::Write(v), Step::Stall]
-    })
+    Backend::start(move |_| vec![Step::Write(partial_response(declared, 10)), Step::Stall])
 }
 
 #[test]

@@ -44,6 +44,12 @@ impl BodyProgress {
         }
     }
 
+    /// Whether the body is still to come with a known length of at most `limit` bytes: small
+    /// enough to be read whole before anything is written.
+    pub fn pending_at_most(&self, limit: u64) -> bool {
+        matches!(self.state, State::Length { remaining } if remaining <= limit)
+    }
+
     /// How many leading bytes of `data` belong to this body: `(consumed, payload)`. Passing
     /// through, `data[..consumed]` is forwarded unchanged and `payload == consumed`. With
     /// `dechunk`, chunked framing is stripped: the payload bytes are moved to the front of
@@ -115,6 +121,19 @@ fn decode_chunks(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_known_short_lengths_are_pending_at_most_a_limit() {
+        assert!(BodyProgress::new(BodyFraming::Length(10)).pending_at_most(10));
+        assert!(!BodyProgress::new(BodyFraming::Length(11)).pending_at_most(10));
+        assert!(!BodyProgress::new(BodyFraming::Length(0)).pending_at_most(10));
+        assert!(!BodyProgress::new(BodyFraming::None).pending_at_most(10));
+        assert!(!BodyProgress::new(BodyFraming::Chunked).pending_at_most(10));
+        assert!(!BodyProgress::new(BodyFraming::CloseDelimited).pending_at_most(10));
+        let mut p = BodyProgress::new(BodyFraming::Length(20));
+        p.advance(&mut [0; 12], false).unwrap();
+        assert!(p.pending_at_most(8), "8 bytes still to come");
+    }
 
     #[test]
     fn length_body_stops_at_its_end_leaving_pipelined_bytes() {

@@ -486,11 +486,7 @@ impl Session {
         upstream: &mut Upstream,
         response: &mut ResponseInfo,
     ) -> Result<(), UpstreamError> {
-        let small = response
-            .body
-            .remaining()
-            .is_some_and(|n| n <= RESPONSE_GATHER_LIMIT);
-        if response.body.is_done() || !small {
+        if !response.body.pending_at_most(RESPONSE_GATHER_LIMIT) {
             return Ok(());
         }
         let idle = self.ctx.config.timeouts.body_idle;

@@ -145,8 +145,7 @@ impl Session {
         client: &mut S,
         request: &mut RequestInfo,
     ) -> Result<(), Next> {
-        let small = request.body.remaining().is_some_and(|n| n <= GATHER_LIMIT);
-        if request.body.is_done() || request.expect_continue || !small {
+        if request.expect_continue || !request.body.pending_at_most(GATHER_LIMIT) {
             return Ok(());
         }
         let idle = self.ctx.config.timeouts.body_idle;
