@@ -187,6 +187,11 @@ async fn serve(mut plan: WorkerPlan, driver: Driver) {
         Ok(ctx) => Rc::new(ctx),
         Err(reason) => return report_failure(&plan, reason),
     };
+    // A no-op on the epoll driver.
+    monoio::set_wait_batching(Some(monoio::WaitBatching {
+        max_completions: plan.config.runtime.wake_batch,
+        max_delay: plan.config.runtime.wake_batch_wait,
+    }));
     let listeners = std::mem::take(&mut plan.listeners);
     let mut accept_loops = Vec::with_capacity(listeners.len());
     for (listener, config) in listeners.into_iter().zip(&plan.config.listeners) {

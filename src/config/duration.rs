@@ -1,4 +1,5 @@
-//! Durations as users write them: an integer followed by a unit (`250ms`, `10s`, `2m`, `1h`).
+//! Durations as users write them: an integer followed by a unit (`50us`, `250ms`, `10s`,
+//! `2m`, `1h`).
 
 use std::time::Duration;
 
@@ -6,28 +7,35 @@ use std::time::Duration;
 /// longer than a day is a typo, and a bound keeps `Instant + Duration` far from overflow.
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 
-const UNITS: &[(&str, u64)] = &[("ms", 1), ("s", 1_000), ("m", 60_000), ("h", 3_600_000)];
+/// Each unit in microseconds.
+const UNITS: &[(&str, u64)] = &[
+    ("us", 1),
+    ("ms", 1_000),
+    ("s", 1_000_000),
+    ("m", 60_000_000),
+    ("h", 3_600_000_000),
+];
 
-/// Parses `"250ms"`, `"10s"`, `"2m"`, `"1h"`.
+/// Parses `"50us"`, `"250ms"`, `"10s"`, `"2m"`, `"1h"`.
 ///
 /// Every duration ringproxy takes is a timeout, so zero is rejected (a zero timeout would
 /// fail every request), as is anything above [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let expected = "expected an integer followed by a unit (ms, s, m or h), e.g. \"10s\"";
+    let expected = "expected an integer followed by a unit (us, ms, s, m or h), e.g. \"10s\"";
     let digits_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(digits_end);
     if digits.is_empty() || unit.is_empty() {
         return Err(format!("invalid duration {s:?} ({expected})"));
     }
-    let Some(&(_, millis_per_unit)) = UNITS.iter().find(|(name, _)| *name == unit) else {
+    let Some(&(_, micros_per_unit)) = UNITS.iter().find(|(name, _)| *name == unit) else {
         return Err(format!(
             "invalid duration unit {unit:?} in {s:?} ({expected})"
         ));
     };
     let too_long = || format!("duration {s:?} is too long (at most 24h)");
     let count: u64 = digits.parse().map_err(|_| too_long())?;
-    let millis = count.checked_mul(millis_per_unit).ok_or_else(too_long)?;
-    let duration = Duration::from_millis(millis);
+    let micros = count.checked_mul(micros_per_unit).ok_or_else(too_long)?;
+    let duration = Duration::from_micros(micros);
     if duration.is_zero() {
         return Err(format!("duration {s:?} must be greater than zero"));
     }
@@ -43,6 +51,7 @@ mod tests {
 
     #[test]
     fn accepts_every_unit() {
+        assert_eq!(parse_duration("50us"), Ok(Duration::from_micros(50)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));

@@ -50,6 +50,10 @@ pub struct RuntimeConfig {
     /// How often a worker refreshes its view of the other workers' per-backend load
     /// (least_conn, p2c on in-flight, max_conns).
     pub reconcile_interval: Duration,
+    /// A sleeping worker wakes once this many completions are ready (adaptively fewer),
+    /// or `wake_batch_wait` after the first; 1 = wake for every completion.
+    pub wake_batch: u32,
+    pub wake_batch_wait: Duration,
 }
 
 /// One `[[listener]]`.
@@ -271,6 +275,8 @@ impl Default for RuntimeConfig {
             allow_epoll: false,
             ring_entries: 1024,
             reconcile_interval: Duration::from_millis(50),
+            wake_batch: 8,
+            wake_batch_wait: Duration::from_micros(50),
         }
     }
 }
