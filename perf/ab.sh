@@ -45,10 +45,10 @@ for rep in $(seq 1 "$REPS"); do
         RINGPROXY_BIN=$bin
         bench_start_proxy_ringproxy "$proxy_port" "$BASE_PORT" "$PROXY_CPU" 1
         bench_wrk "$LOAD_CPU" 1 "$CONNECTIONS" 1 ka "$url" "$BENCH_WORKDIR/warmup.txt"
-        ticks0=$(bench_cpu_ticks "$BENCH_PROXY_CPU_PIDS")
+        read -r ticks0 _ <<<"$(bench_cpu_ticks "$BENCH_PROXY_CPU_PIDS")"
         switches0=$(context_switches "$BENCH_PROXY_PID")
         bench_wrk "$LOAD_CPU" 1 "$CONNECTIONS" "$DURATION" ka "$url" "$BENCH_WORKDIR/run.txt"
-        ticks1=$(bench_cpu_ticks "$BENCH_PROXY_CPU_PIDS")
+        read -r ticks1 _ <<<"$(bench_cpu_ticks "$BENCH_PROXY_CPU_PIDS")"
         switches1=$(context_switches "$BENCH_PROXY_PID")
         read -r rps requests _ p99 _ <<<"$(bench_parse_wrk "$BENCH_WORKDIR/run.txt")"
         awk -v name="$(basename "$bin")" -v rep="$rep" -v rps="$rps" -v n="$requests" \

@@ -232,27 +232,28 @@ CLK_TCK=$(getconf CLK_TCK)
 # One wrk run against one proxy; appends a row to $RESULTS.
 run_one() { # workers scenario_key rep proxy mode conns path
     local workers=$1 key=$2 rep=$3 proxy=$4 mode=$5 conns=$6 path=$7
-    local port out ticks0 ticks1 steal0 steal1 ns0 ns1 threads
-    local rps requests p50 p99 p999 err_status err_socket cpu_us busy steal
+    local port out ticks0 ticks1 user0 user1 steal0 steal1 ns0 ns1 threads
+    local rps requests p50 p99 p999 err_status err_socket cpu_us user_us busy steal
     port=$(proxy_port "$proxy" "$workers")
     out="$BENCH_WORKDIR/runs/w$workers-$key-r$rep-$proxy.txt"
     threads=$((WRK_THREADS < conns ? WRK_THREADS : conns))
     read -ra cpu_pids <<<"${CPU_PIDS_OF[$proxy]}"
-    ticks0=$(bench_cpu_ticks "${cpu_pids[@]}")
+    read -r ticks0 user0 <<<"$(bench_cpu_ticks "${cpu_pids[@]}")"
     steal0=$(bench_steal_sample)
     ns0=$(date +%s%N)
     bench_wrk "$MODE_LOAD_CPUS" "$threads" "$conns" "$DURATION" "$mode" "http://127.0.0.1:$port/$path" "$out"
     ns1=$(date +%s%N)
     steal1=$(bench_steal_sample)
-    ticks1=$(bench_cpu_ticks "${cpu_pids[@]}")
+    read -r ticks1 user1 <<<"$(bench_cpu_ticks "${cpu_pids[@]}")"
     read -r rps requests p50 p99 p999 err_status err_socket <<<"$(bench_parse_wrk "$out")"
     ((requests > 0)) || bench_die "$proxy completed no request in $key (see $out)"
     cpu_us=$(awk -v t=$((ticks1 - ticks0)) -v hz="$CLK_TCK" -v n="$requests" 'BEGIN { printf "%.3f", t / hz * 1e6 / n }')
+    user_us=$(awk -v t=$((user1 - user0)) -v hz="$CLK_TCK" -v n="$requests" 'BEGIN { printf "%.3f", t / hz * 1e6 / n }')
     busy=$(awk -v t=$((ticks1 - ticks0)) -v hz="$CLK_TCK" -v ns=$((ns1 - ns0)) -v w="$workers" \
         'BEGIN { printf "%.1f", 100 * t / hz / (ns / 1e9) / w }')
     steal=$(bench_steal_percent "$steal0" "$steal1")
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$workers" "$key" "$rep" "$proxy" \
-        "$rps" "$requests" "$p50" "$p99" "$p999" "$err_status" "$err_socket" "$cpu_us" "$busy" "$steal" >>"$RESULTS"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$workers" "$key" "$rep" "$proxy" \
+        "$rps" "$requests" "$p50" "$p99" "$p999" "$err_status" "$err_socket" "$cpu_us" "$busy" "$steal" "$user_us" >>"$RESULTS"
     bench_log "w$workers $key rep $rep $proxy: $rps req/s, $cpu_us us CPU/req, core busy $busy%, steal $steal%, errors $err_status/$err_socket"
 }
 
@@ -306,7 +307,7 @@ emit_header() {
     emit "- steal: per run in the tables; whole run in the footer"
 }
 
-# Per proxy of one scenario: "proxy rps_med rps_min rps_max p50 p99 p999 err_status err_socket cpu_med busy_med steal_max flags"
+# Per proxy of one scenario: "proxy rps_med rps_min rps_max p50 p99 p999 err_status err_socket cpu_med busy_med steal_max user_med flags"
 summarize() { # workers key
     awk -F'\t' -v w="$1" -v key="$2" '
         function median(src, n,    b, i, j, t) {
@@ -323,7 +324,7 @@ summarize() { # workers key
             if (!(p in n)) order[++np] = p
             k = ++n[p]
             rps[p, k] = $5; p50[p, k] = $7; p99[p, k] = $8; p999[p, k] = $9
-            es[p] += $10; eso[p] += $11; cpu[p, k] = $12; busy[p, k] = $13
+            es[p] += $10; eso[p] += $11; cpu[p, k] = $12; busy[p, k] = $13; user[p, k] = $15
             if ($14 + 0 > steal[p] + 0) steal[p] = $14
             if (!((p, "min") in rps) || $5 + 0 < rps[p, "min"]) rps[p, "min"] = $5 + 0
             if (!((p, "max") in rps) || $5 + 0 > rps[p, "max"]) rps[p, "max"] = $5 + 0
@@ -331,7 +332,7 @@ summarize() { # workers key
         END {
             for (q = 1; q <= np; q++) {
                 p = order[q]; m = n[p]
-                for (k = 1; k <= m; k++) { a[k] = rps[p, k]; b[k] = p50[p, k]; c[k] = p99[p, k]; d[k] = p999[p, k]; e[k] = cpu[p, k]; f[k] = busy[p, k] }
+                for (k = 1; k <= m; k++) { a[k] = rps[p, k]; b[k] = p50[p, k]; c[k] = p99[p, k]; d[k] = p999[p, k]; e[k] = cpu[p, k]; f[k] = busy[p, k]; g[k] = user[p, k] }
                 rmed = median(a, m); cmed = median(e, m)
                 flags = ""
                 if (m < 2) flags = flags "1-rep "
@@ -340,8 +341,8 @@ summarize() { # workers key
                 if (spread(e, m, cmed)) flags = flags "cpu-spread>25% "
                 if (flags == "") flags = "-"
                 gsub(/ $/, "", flags); gsub(/ /, ",", flags)
-                printf "%s %.0f %.0f %.0f %.1f %.1f %.1f %d %d %.3f %.1f %.2f %s\n", p, rmed, rps[p, "min"], rps[p, "max"],
-                    median(b, m), median(c, m), median(d, m), es[p], eso[p], cmed, median(f, m), steal[p] + 0, flags
+                printf "%s %.0f %.0f %.0f %.1f %.1f %.1f %d %d %.3f %.1f %.2f %.3f %s\n", p, rmed, rps[p, "min"], rps[p, "max"],
+                    median(b, m), median(c, m), median(d, m), es[p], eso[p], cmed, median(f, m), steal[p] + 0, median(g, m), flags
             }
         }' "$RESULTS"
 }
@@ -359,25 +360,25 @@ ratio() { # value baseline
 
 emit_scenario_table() { # workers mode conns path
     local workers=$1 key label summary line
-    local p rmed rmin rmax p50 p99 p999 es eso cpu busy steal flags errors
+    local p rmed rmin rmax p50 p99 p999 es eso cpu busy steal user flags errors
     local nginx_cpu="" nginx_rps="" haproxy_cpu="" haproxy_rps=""
     key=$(scenario_key "$2" "$3" "$4")
     label=$(scenario_label "$2" "$3" "$4")
     summary=$(summarize "$workers" "$key")
-    while read -r p rmed rmin rmax p50 p99 p999 es eso cpu busy steal flags; do
+    while read -r p rmed rmin rmax p50 p99 p999 es eso cpu busy steal user flags; do
         [[ $p == nginx ]] && nginx_cpu=$cpu nginx_rps=$rmed
         [[ $p == haproxy ]] && haproxy_cpu=$cpu haproxy_rps=$rmed
     done <<<"$summary"
     emit ""
     emit "### $label — $workers worker(s), proxy cpus $MODE_PROXY_CPUS, load cpus $MODE_LOAD_CPUS"
     emit ""
-    emit "| proxy | req/s median (min..max) | p50 | p99 | p99.9 | errors | CPU µs/req | CPU/req vs nginx | vs haproxy | req/s vs nginx | vs haproxy | core busy | steal max | noise |"
-    emit "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-    while read -r p rmed rmin rmax p50 p99 p999 es eso cpu busy steal flags; do
+    emit "| proxy | req/s median (min..max) | p50 | p99 | p99.9 | errors | CPU µs/req | of which user | CPU/req vs nginx | vs haproxy | req/s vs nginx | vs haproxy | core busy | steal max | noise |"
+    emit "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    while read -r p rmed rmin rmax p50 p99 p999 es eso cpu busy steal user flags; do
         errors=0
         ((es + eso == 0)) || errors="status $es / socket $eso"
         line="| $p | $rmed ($rmin..$rmax) | $(fmt_us "$p50") | $(fmt_us "$p99") | $(fmt_us "$p999") | $errors"
-        line+=" | $cpu | $(ratio "$cpu" "$nginx_cpu") | $(ratio "$cpu" "$haproxy_cpu")"
+        line+=" | $cpu | $user | $(ratio "$cpu" "$nginx_cpu") | $(ratio "$cpu" "$haproxy_cpu")"
         line+=" | $(ratio "$rmed" "$nginx_rps") | $(ratio "$rmed" "$haproxy_rps") | $busy% | $steal% | $flags |"
         emit "$line"
     done <<<"$summary"

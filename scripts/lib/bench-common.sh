@@ -418,16 +418,18 @@ bench_check_proxy_forwards() { # name port
 
 # --- /proc readings --------------------------------------------------------------
 
-# utime+stime in clock ticks, summed over the given pids (each covers all its threads).
+# "utime+stime utime" in clock ticks, summed over the given pids (each covers all its
+# threads): the CPU a proxy used, and how much of it was its own code rather than the kernel.
 bench_cpu_ticks() {
-    local pid stat fields total=0
+    local pid stat fields total=0 user=0
     for pid in "$@"; do
         stat=$(cat "/proc/$pid/stat" 2>/dev/null) || bench_die "proxy process $pid exited during the run (see its log under --keep)"
         stat=${stat##*) }
         read -ra fields <<<"$stat"
         total=$((total + fields[11] + fields[12]))
+        user=$((user + fields[11]))
     done
-    echo "$total"
+    echo "$total $user"
 }
 
 # "steal total" jiffies of the aggregate cpu line.
