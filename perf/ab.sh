@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A/B of ringproxy builds: the same static backend, each binary in turn (interleaved per
 # repetition), one worker pinned to the proxy core, wrk on the load core. Prints one line per
-# run: req/s, CPU µs per request, context switches per request, p99. For judging one change
-# in isolation; scripts/bench.sh is the comparison with nginx and HAProxy.
+# run: req/s, CPU µs per request (and its user-space part), context switches per request,
+# p99. For judging one change in isolation; scripts/bench.sh is the comparison with nginx
+# and HAProxy.
 #
 #   perf/ab.sh [--connections N] [--body 12b|1k|64k] [--reps N] [--duration S] BIN_A BIN_B ...
 #
@@ -21,7 +22,7 @@ while (($#)); do
     --body) BODY=$2; shift 2 ;;
     --reps) REPS=$2; shift 2 ;;
     --duration) DURATION=${2%s}; shift 2 ;;
-    -h | --help) sed -n 2,9p "$0"; exit 0 ;;
+    -h | --help) sed -n 2,10p "$0"; exit 0 ;;
     -*) bench_die "unknown option $1" ;;
     *) BINS+=("$1"); shift ;;
     esac
@@ -45,17 +46,17 @@ for rep in $(seq 1 "$REPS"); do
         RINGPROXY_BIN=$bin
         bench_start_proxy_ringproxy "$proxy_port" "$BASE_PORT" "$PROXY_CPU" 1
         bench_wrk "$LOAD_CPU" 1 "$CONNECTIONS" 1 ka "$url" "$BENCH_WORKDIR/warmup.txt"
-        read -r ticks0 _ <<<"$(bench_cpu_ticks "$BENCH_PROXY_CPU_PIDS")"
+        read -r ticks0 user0 <<<"$(bench_cpu_ticks "$BENCH_PROXY_CPU_PIDS")"
         switches0=$(context_switches "$BENCH_PROXY_PID")
         bench_wrk "$LOAD_CPU" 1 "$CONNECTIONS" "$DURATION" ka "$url" "$BENCH_WORKDIR/run.txt"
-        read -r ticks1 _ <<<"$(bench_cpu_ticks "$BENCH_PROXY_CPU_PIDS")"
+        read -r ticks1 user1 <<<"$(bench_cpu_ticks "$BENCH_PROXY_CPU_PIDS")"
         switches1=$(context_switches "$BENCH_PROXY_PID")
         read -r rps requests _ p99 _ <<<"$(bench_parse_wrk "$BENCH_WORKDIR/run.txt")"
         awk -v name="$(basename "$bin")" -v rep="$rep" -v rps="$rps" -v n="$requests" \
-            -v t=$((ticks1 - ticks0)) -v hz="$(getconf CLK_TCK)" -v cs=$((switches1 - switches0)) \
+            -v t=$((ticks1 - ticks0)) -v u=$((user1 - user0)) -v hz="$(getconf CLK_TCK)" -v cs=$((switches1 - switches0)) \
             -v p99="$p99" 'BEGIN {
-                printf "%s rep %d: %.0f req/s, %.2f us CPU/req, %.3f switches/req, p99 %s us\n",
-                    name, rep, rps, t * 1e6 / hz / n, cs / n, p99 }'
+                printf "%s rep %d: %.0f req/s, %.2f us CPU/req (%.2f user), %.3f switches/req, p99 %s us\n",
+                    name, rep, rps, t * 1e6 / hz / n, u * 1e6 / hz / n, cs / n, p99 }'
         bench_stop_pids "$BENCH_PROXY_PID"
     done
 done
