@@ -442,11 +442,10 @@ fn forwarded_headers_can_be_turned_off() {
 #[test]
 fn wake_batching_does_not_delay_a_lone_connection() {
     let backend = Backend::echo();
-    let toml = format!(
-        "[runtime]\nworkers = 1\npin = false\nwake_batch = 64\nwake_batch_wait = \"1ms\"\n\n\
-         [[listener]]\naddress = \"127.0.0.1:0\"\nupstream = \"app\"\n\n\
-         [upstream.app]\nbackends = [\"{}\"]\n",
-        backend.addr()
+    let toml = config_with_runtime(
+        &[backend.addr()],
+        "wake_batch = 64\nwake_batch_wait = \"1ms\"\n",
+        "",
     );
     let proxy = Proxy::start_with_config(&toml, &[]);
     let mut c = RawClient::connect(proxy.addr());

@@ -285,10 +285,16 @@ pub fn run_to_exit(args: &[&str], timeout: Duration) -> Output {
 /// A minimal config: one unpinned worker, one listener on an ephemeral port, upstream `app`
 /// over `backends`, followed by `extra` (more tables, e.g. `[timeouts]`).
 pub fn config(backends: &[SocketAddr], extra: &str) -> String {
+    config_with_runtime(backends, "", extra)
+}
+
+/// `config` with more `[runtime]` keys (`runtime_extra`, one `key = value` per line).
+pub fn config_with_runtime(backends: &[SocketAddr], runtime_extra: &str, extra: &str) -> String {
     let list: Vec<String> = backends.iter().map(|b| format!("\"{b}\"")).collect();
     format!(
-        "[runtime]\nworkers = 1\npin = false\n\n[[listener]]\naddress = \"127.0.0.1:0\"\n\
-         upstream = \"app\"\n\n[upstream.app]\nbackends = [{}]\n\n{extra}\n",
+        "[runtime]\nworkers = 1\npin = false\n{runtime_extra}\n[[listener]]\n\
+         address = \"127.0.0.1:0\"\nupstream = \"app\"\n\n[upstream.app]\nbackends = [{}]\n\n\
+         {extra}\n",
         list.join(", ")
     )
 }
