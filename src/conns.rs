@@ -145,7 +145,7 @@ impl ConnSlot {
     /// Moves the deadline of the operation pending on `lane` (if any, and not yet expired) to
     /// `within` from now: activity elsewhere on the connection keeps it alive.
     pub fn extend(&self, lane: Lane, within: Duration) {
-        let deadline = Instant::now() + within;
+        let deadline = monoio::time::loop_now() + within;
         self.table.with_entry(self.index, |e| {
             if let Some(watch) = e.watches[lane as usize].as_mut().filter(|w| !w.fired) {
                 watch.deadline = deadline;
@@ -186,7 +186,7 @@ impl Deadline<'_> {
         let lane = self.lane as usize;
         let watch = Watch {
             fd: self.fd,
-            deadline: Instant::now() + self.within,
+            deadline: monoio::time::loop_now() + self.within,
             cut,
             fired: false,
         };

@@ -211,7 +211,28 @@ pub(super) fn is_token(bytes: &[u8]) -> bool {
 }
 
 pub(super) fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    TCHAR[usize::from(b)]
+}
+
+/// `tchar` (RFC 9110 5.6.2).
+static TCHAR: [bool; 256] = alphanumeric_and(b"!#$%&'*+-.^_`|~");
+/// What a reg-name may hold besides `%XX`: unreserved and sub-delims (RFC 3986 3.2.2).
+static REG_NAME_CHAR: [bool; 256] = alphanumeric_and(b"-._~!$&'()*+,;=");
+
+/// A byte class as a table: one load per byte instead of a search through `extra`.
+const fn alphanumeric_and(extra: &[u8]) -> [bool; 256] {
+    let mut class = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        class[b] = (b as u8).is_ascii_alphanumeric();
+        b += 1;
+    }
+    let mut i = 0;
+    while i < extra.len() {
+        class[extra[i] as usize] = true;
+        i += 1;
+    }
+    class
 }
 
 /// `host [ ":" port ]` per RFC 9110 7.2 / RFC 3986 3.2.2: reg-name, IPv4 or `[IPv6]`;
@@ -247,7 +268,7 @@ fn is_reg_name(host: &[u8]) -> bool {
                 [hi, lo, after @ ..] if hi.is_ascii_hexdigit() && lo.is_ascii_hexdigit() => after,
                 _ => return false,
             },
-            b if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(b) => tail,
+            &b if REG_NAME_CHAR[usize::from(b)] => tail,
             _ => return false,
         };
     }
@@ -437,6 +458,16 @@ mod tests {
             length(&[("Content-Length", "5"), ("Content-Length", "6")]),
             Err(ParseError::ConflictingContentLength)
         );
+    }
+
+    #[test]
+    fn byte_class_tables_hold_exactly_their_characters() {
+        for b in 0..=255u8 {
+            let tchar = b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            assert_eq!(is_tchar(b), tchar, "tchar {b}");
+            let reg_name = b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b);
+            assert_eq!(REG_NAME_CHAR[usize::from(b)], reg_name, "reg-name {b}");
+        }
     }
 
     #[test]

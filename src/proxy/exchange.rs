@@ -2,10 +2,11 @@
 //! interim responses, relay the final response and its body, and decide who is reusable.
 
 use std::os::fd::AsRawFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
+use monoio::time::loop_now;
 
 use super::buffer::ReadError;
 use super::io::{
@@ -130,7 +131,7 @@ impl Session {
         mut request: RequestInfo,
     ) -> Next {
         let policy = self.ctx.upstreams.group(self.group).retry;
-        let started = Instant::now();
+        let started = loop_now();
         let mut tried = BackendSet::new();
         let upstreams = &self.ctx.upstreams;
         let Some(mut backend) = upstreams.pick(self.group, request.key_hash, &[]) else {
@@ -147,7 +148,7 @@ impl Session {
             }
             let may_retry = failure.retryable
                 && tried.len() <= policy.retries as usize
-                && started.elapsed() < policy.timeout;
+                && loop_now().saturating_duration_since(started) < policy.timeout;
             let next = if may_retry {
                 let key_hash = request.key_hash;
                 self.ctx
@@ -203,7 +204,7 @@ impl Session {
                 }
             }
         }
-        let sent = Instant::now();
+        let sent = loop_now();
         let mut response = match self
             .read_response(client, &mut upstream, request, backend)
             .await
@@ -222,7 +223,7 @@ impl Session {
                 return Err(Failure { error, retryable });
             }
         };
-        *response_time = Some(sent.elapsed());
+        *response_time = Some(loop_now().saturating_duration_since(sent));
         if let Err(error) = self
             .gather_small_response_body(&mut upstream, &mut response)
             .await
@@ -261,7 +262,7 @@ impl Session {
             retryable: idempotent,
         };
         let pooled = if use_pool {
-            self.ctx.pool.borrow_mut().take(backend, Instant::now())
+            self.ctx.pool.borrow_mut().take(backend, loop_now())
         } else {
             None
         };
@@ -378,7 +379,7 @@ impl Session {
         upstream: &mut Upstream,
         request: &mut RequestInfo,
     ) -> HeadRead {
-        let deadline = Instant::now() + self.ctx.config.timeouts.backend_response;
+        let deadline = loop_now() + self.ctx.config.timeouts.backend_response;
         let limit = self.ctx.config.limits.max_response_header_bytes;
         let mut received_any = false;
         loop {
@@ -396,7 +397,7 @@ impl Session {
                 Ok(None) => {}
                 Err(err) => return HeadRead::Failed(HeadFailure::Upstream(err)),
             }
-            let within = deadline.saturating_duration_since(Instant::now());
+            let within = deadline.saturating_duration_since(loop_now());
             let fd = upstream.stream.as_raw_fd();
             let read_deadline = self.slot.deadline(Lane::Main, fd, within);
             match self
@@ -554,7 +555,7 @@ impl Session {
             self.ctx
                 .pool
                 .borrow_mut()
-                .put(backend, upstream.stream, Instant::now());
+                .put(backend, upstream.stream, loop_now());
         }
         if response.client_keep_alive {
             Next::KeepAlive

@@ -16,6 +16,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
+use monoio::time::loop_now;
 
 use crate::conns::{ConnSlot, Deadline, Lane};
 use crate::http::body::BodyProgress;
@@ -180,8 +181,7 @@ impl Session {
         // A new connection has `client_header` from accept for its whole first head; a kept-
         // alive one waits up to `client_idle` for the next request to start, then has
         // `client_header` from its first byte.
-        let mut head_deadline =
-            (self.requests == 0).then(|| Instant::now() + timeouts.client_header);
+        let mut head_deadline = (self.requests == 0).then(|| loop_now() + timeouts.client_header);
         loop {
             match self.parse_request_head() {
                 Ok(Some(request)) => return Ok(request),
@@ -193,10 +193,10 @@ impl Session {
                 return Err(Next::Close);
             }
             let within = match head_deadline {
-                Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+                Some(deadline) => deadline.saturating_duration_since(loop_now()),
                 None if waiting_for_first_byte => timeouts.client_idle,
                 None => {
-                    head_deadline = Some(Instant::now() + timeouts.client_header);
+                    head_deadline = Some(loop_now() + timeouts.client_header);
                     timeouts.client_header
                 }
             };

@@ -88,6 +88,7 @@
 
 mod clock;
 pub(crate) use self::clock::Clock;
+pub use self::clock::loop_now;
 
 pub(crate) mod driver;
 

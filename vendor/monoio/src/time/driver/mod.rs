@@ -316,6 +316,9 @@ where
     }
 
     fn submit(&self) -> io::Result<()> {
+        // A runtime with more ready tasks than one turn runs submits without parking: keep
+        // `loop_now` fresh on that path too.
+        let _ = self.time_source.clock.now();
         self.park.submit()
     }
 
@@ -342,6 +345,7 @@ where
 {
     fn drop(&mut self) {
         // self.shutdown();
+        super::clock::clear_loop_now();
     }
 }
 
