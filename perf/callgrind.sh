@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Counts the user-space instructions ringproxy spends per proxied request, under callgrind,
+# with wrk as the client and the bench backend behind it. Instruction counts do not depend
+# on what else the machine is doing, so a user-space change can be judged on a noisy VM
+# where CPU-time A/B runs cannot see a few percent. Kernel time is not counted: use
+# perf/ab.sh and perf/profile.sh for that.
+#
+#   perf/callgrind.sh [--connections N] [--body 12b|1k|64k] [--duration S] BIN
+#
+# Prints instructions per request over the whole run and, per request, the inclusive cost
+# of the request loop's main functions. The callgrind output file stays for
+# callgrind_annotate.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=scripts/lib/bench-common.sh
+source "$SCRIPT_DIR/../scripts/lib/bench-common.sh"
+
+CONNECTIONS=50 BODY=12b DURATION=10 PROXY_CPU=0 LOAD_CPU=1 BASE_PORT=19280 BIN=""
+while (($#)); do
+    case $1 in
+    --connections) CONNECTIONS=$2; shift 2 ;;
+    --body) BODY=$2; shift 2 ;;
+    --duration) DURATION=${2%s}; shift 2 ;;
+    -h | --help) sed -n 2,12p "$0"; exit 0 ;;
+    -*) bench_die "unknown option $1" ;;
+    *) BIN=$1; shift ;;
+    esac
+done
+[[ -n $BIN ]] || bench_die "name a ringproxy binary"
+
+bench_install_traps
+bench_make_workdir
+bench_ensure_commands wrk:wrk nginx:nginx valgrind:valgrind curl:curl
+bench_write_wrk_scripts
+bench_start_backend "$BASE_PORT" "$LOAD_CPU"
+
+proxy_port=$((BASE_PORT + 1))
+out="$PWD/callgrind.$(basename "$BIN").$(date +%Y%m%d-%H%M%S).out"
+bench_require_free_port "$proxy_port" ringproxy
+taskset -c "$PROXY_CPU" valgrind --tool=callgrind --callgrind-out-file="$out" "$BIN" \
+    --listen "127.0.0.1:$proxy_port" --upstream "127.0.0.1:$BASE_PORT" --workers 1 \
+    --cpus "$PROXY_CPU" 2>"$BENCH_WORKDIR/valgrind.log" &
+proxy_pid=$!
+BENCH_PIDS+=("$proxy_pid")
+# Under valgrind one thread runs at a time and a worker asleep in io_uring_enter can hold the
+# others off: connections wake it, so the main thread gets to finish starting up.
+deadline=$((SECONDS + 120))
+until grep -q "ringproxy: ready" "$BENCH_WORKDIR/valgrind.log"; do
+    bench_alive "$proxy_pid" || bench_die "ringproxy exited under valgrind: $BENCH_WORKDIR/valgrind.log"
+    ((SECONDS < deadline)) || bench_die "ringproxy not ready under valgrind within 120 s"
+    curl -s -m 1 -o /dev/null "http://127.0.0.1:$proxy_port/$BODY" || true
+    sleep 0.3
+done
+bench_wrk "$LOAD_CPU" 1 "$CONNECTIONS" "$DURATION" ka "http://127.0.0.1:$proxy_port/$BODY" \
+    "$BENCH_WORKDIR/run.txt"
+kill -INT "$proxy_pid"
+wait "$proxy_pid" || true
+read -r _ requests _ <<<"$(bench_parse_wrk "$BENCH_WORKDIR/run.txt")"
+((requests > 0)) || bench_die "no requests served"
+
+callgrind_annotate --inclusive=yes --auto=no "$out" 2>/dev/null | awk -v n="$requests" -v out="$out" '
+    /PROGRAM TOTALS/ { gsub(",", "", $1); printf "%d requests, %.0f instructions per request (%s)\n", n, $1 / n, out }
+    /\]$/ && /serve_request::\{\{closure\}\} \[|read_response_head::\{\{closure\}\} \[|RecvBuf::fill::\{\{closure\}\} \[|write_vec::\{\{closure\}\} \[|Deadline::run::\{\{closure\}\} \[|parse_headers_iter_uninit \[|FieldScan::scan \[|write_request_head \[|write_response_head \[|Upstreams::pick \[/ {
+        v = $1; gsub(",", "", v); name = $0; sub(/.*\.rs:/, "", name); sub(/ \[.*/, "", name)
+        printf "  %7.0f  %s\n", v / n, name
+    }'
