@@ -50,3 +50,35 @@ impl Clock {
         now()
     }
 }
+
+#[cfg(all(test, target_os = "linux", feature = "iouring"))]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::loop_now;
+
+    #[test]
+    fn loop_now_follows_the_runtime_and_reads_the_clock_outside_one() {
+        let before = Instant::now();
+        assert!(loop_now() >= before, "outside a runtime: the clock");
+        let mut rt = crate::RuntimeBuilder::<crate::IoUringDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap();
+        let (first, second) = rt.block_on(async {
+            crate::time::sleep(Duration::from_millis(1)).await;
+            let first = loop_now();
+            crate::time::sleep(Duration::from_millis(20)).await;
+            (first, loop_now())
+        });
+        assert!(first >= before);
+        assert!(
+            second >= first + Duration::from_millis(20),
+            "a park after a 20 ms sleep refreshed it"
+        );
+        assert!(second <= Instant::now());
+        drop(rt);
+        let after = Instant::now();
+        assert!(loop_now() >= after, "the driver is gone: the clock again");
+    }
+}
