@@ -40,7 +40,7 @@ struct Cli {
     #[arg(long)]
     allow_epoll: bool,
     /// Wake a sleeping worker once up to N I/O completions are ready (fewer when fewer
-    /// arrive; 1 = wake for each). Default 8; needs Linux 6.12.
+    /// arrive; 1 = wake for each). Default 1; needs Linux 6.12.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     wake_batch: Option<u32>,
 }

@@ -15,7 +15,7 @@
 //! ring_entries = 1024     # io_uring entries per worker: a power of two in 256..=32768
 //! reconcile_interval = "50ms"  # how often workers refresh each other's per-backend load
 //!                         # (least_conn, p2c, max_conns); 1ms..=10s
-//! wake_batch = 8          # a sleeping worker wakes once this many I/O completions are
+//! wake_batch = 1          # a sleeping worker wakes once this many I/O completions are
 //!                         # ready, or wake_batch_wait after the first; the count adapts
 //!                         # to what arrives, so a lone request waits for nothing.
 //!                         # 1..=64, 1 = wake for each. Needs Linux 6.12 (older: ignored)

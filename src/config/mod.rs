@@ -275,7 +275,9 @@ impl Default for RuntimeConfig {
             allow_epoll: false,
             ring_entries: 1024,
             reconcile_interval: Duration::from_millis(50),
-            wake_batch: 8,
+            // Off: on the 2026-12-03 machine batching cost 8% at 50 connections and
+            // 45% with two workers on Connection: close (perf/RESULTS.md).
+            wake_batch: 1,
             wake_batch_wait: Duration::from_micros(50),
         }
     }
