@@ -194,7 +194,7 @@ impl Session {
         self.upstream_recv.consume(self.upstream_recv.len());
         let mut upstream = self.send_request(backend, true, request.idempotent).await?;
         if !request.body.is_done() {
-            match self.send_request_body(client, &mut upstream, request).await {
+            match Box::pin(self.send_request_body(client, &mut upstream, request)).await {
                 // The backend stopped reading the body: it may have answered early (413,
                 // 401...), so its response is read like any other.
                 Ok(()) | Err(BodyStop::BackendClosed) => {}
@@ -280,10 +280,13 @@ impl Session {
                 Err(WriteError::Io) => {}
             }
         }
-        let mut stream = self.connect(backend).await.map_err(|error| Failure {
-            error,
-            retryable: true,
-        })?;
+        // Boxed, as a connection's other cold paths are (see `serve_connection`).
+        let mut stream = Box::pin(self.connect(backend))
+            .await
+            .map_err(|error| Failure {
+                error,
+                retryable: true,
+            })?;
         let deadline = self.slot.deadline(Lane::Main, stream.as_raw_fd(), within);
         match write_vec(&mut stream, &mut self.out, deadline).await {
             Ok(()) => Ok(Upstream {
@@ -364,8 +367,7 @@ impl Session {
         if !(upstream.reused && request.idempotent && request.sent_whole) {
             return Err(HeadFailure::Upstream(UpstreamError::Unreachable));
         }
-        *upstream = self
-            .send_request(backend, false, request.idempotent)
+        *upstream = Box::pin(self.send_request(backend, false, request.idempotent))
             .await
             .map_err(|failure| HeadFailure::Upstream(failure.error))?;
         self.read_response_head(client, upstream, request)
