@@ -135,7 +135,7 @@ impl Session {
         let mut tried = BackendSet::new();
         let upstreams = &self.ctx.upstreams;
         let Some(mut backend) = upstreams.pick(self.group, request.key_hash, &[]) else {
-            return self.fail(client, &request, UpstreamError::NoBackend).await;
+            return Box::pin(self.fail(client, &request, UpstreamError::NoBackend)).await;
         };
         loop {
             tried.add(backend);
@@ -159,7 +159,7 @@ impl Session {
             };
             match next {
                 Some(next) => backend = next,
-                None => return self.fail(client, &request, failure.error).await,
+                None => return Box::pin(self.fail(client, &request, failure.error)).await,
             }
         }
     }
@@ -529,27 +529,31 @@ impl Session {
         if response.status == 101 {
             return Next::Tunnel(upstream.stream);
         }
-        let idle = self.ctx.config.timeouts.body_idle;
-        let backend_fd = upstream.stream.as_raw_fd();
-        let streamed = stream_body(
-            Timed {
-                stream: &mut upstream.stream,
-                deadline: self.slot.deadline(Lane::Main, backend_fd, idle),
-            },
-            Timed {
-                stream: client,
-                deadline: self.slot.deadline(Lane::Main, self.client_fd, idle),
-            },
-            &mut self.upstream_recv,
-            &mut response.body,
-            response.dechunk,
-            &self.ctx.buffers,
-        )
-        .await;
-        // Any failure after the head went out leaves the client with a response it must not
-        // take as complete: closing the connection is the only honest signal left.
-        if streamed.is_err() {
-            return Next::Close;
+        // Small bodies came with the head; a longer one streams, on a path boxed as a
+        // connection's other cold paths are (see `serve_connection`).
+        if !response.body.is_done() {
+            let idle = self.ctx.config.timeouts.body_idle;
+            let backend_fd = upstream.stream.as_raw_fd();
+            let streamed = Box::pin(stream_body(
+                Timed {
+                    stream: &mut upstream.stream,
+                    deadline: self.slot.deadline(Lane::Main, backend_fd, idle),
+                },
+                Timed {
+                    stream: client,
+                    deadline: self.slot.deadline(Lane::Main, self.client_fd, idle),
+                },
+                &mut self.upstream_recv,
+                &mut response.body,
+                response.dechunk,
+                &self.ctx.buffers,
+            ))
+            .await;
+            // Any failure after the head went out leaves the client with a response it must
+            // not take as complete: closing the connection is the only honest signal left.
+            if streamed.is_err() {
+                return Next::Close;
+            }
         }
         let backend_reusable =
             response.backend_keep_alive && request.body.is_done() && self.upstream_recv.is_empty();
