@@ -111,11 +111,11 @@ pub async fn serve_connection<S>(
             Next::KeepAlive => continue,
             Next::Close => break,
             Next::Linger => {
-                // The cold paths of a connection are boxed (also connect, request-body
-                // streaming and the retry in `exchange`): inline, their state made every
-                // connection's task 3,968 bytes and 128-byte aligned (the connect timeout's
-                // timer entry) instead of 2,672 and 8, which at 256 connections tripled the
-                // cache misses per request (perf/RESULTS.md, 2026-12-03).
+                // The paths a keep-alive request does not take are boxed (also connect,
+                // body streaming, the retry and the error reply in `exchange`): inline, their
+                // state made every connection's task 3,968 bytes and 128-byte aligned (the
+                // connect timeout's timer entry) instead of 2,296 and 8, with six times the
+                // cache misses per request at 256 connections (perf/RESULTS.md, 2026-12-03).
                 Box::pin(session.linger(&mut client)).await;
                 break;
             }
