@@ -10,7 +10,9 @@
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::os::fd::RawFd;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 /// How often expired deadlines are looked for.
@@ -179,26 +181,70 @@ pub struct Deadline<'a> {
     within: Duration,
 }
 
-impl Deadline<'_> {
+impl<'a> Deadline<'a> {
     /// Runs `op`; if it is still pending when the deadline passes, the socket is shut (`cut`)
-    /// so that it ends. Returns the operation's output and whether the deadline cut it.
-    pub async fn run<F: Future>(self, cut: Cut, op: F) -> (F::Output, bool) {
-        let lane = self.lane as usize;
+    /// so that it ends. The future gives the operation's output and whether the deadline
+    /// cut it.
+    pub fn run<F: Future>(self, cut: Cut, op: F) -> Watched<'a, F> {
+        Watched {
+            op,
+            deadline: self,
+            cut,
+            armed: false,
+        }
+    }
+
+    fn arm(&self, cut: Cut) {
         let watch = Watch {
             fd: self.fd,
             deadline: monoio::time::loop_now() + self.within,
             cut,
             fired: false,
         };
+        let lane = self.lane as usize;
         self.slot
             .table
             .with_entry(self.slot.index, |e| e.watches[lane] = Some(watch));
-        let output = op.await;
+    }
+
+    /// Ends the watch; whether it fired.
+    fn disarm(&self) -> bool {
+        let lane = self.lane as usize;
         let mut fired = false;
         self.slot.table.with_entry(self.slot.index, |e| {
             fired = e.watches[lane].take().is_some_and(|w| w.fired);
         });
-        (output, fired)
+        fired
+    }
+}
+
+/// The future of `Deadline::run`. Written out rather than an `async fn` taking `op` by
+/// value, which keeps the operation twice (the argument, and the copy it awaits): that
+/// doubled the state of every read and write in a connection's task (perf/RESULTS.md,
+/// 2026-12-03).
+pub struct Watched<'a, F> {
+    op: F,
+    deadline: Deadline<'a>,
+    cut: Cut,
+    armed: bool,
+}
+
+impl<F: Future> Future for Watched<'_, F> {
+    type Output = (F::Output, bool);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: `op` is pinned structurally and nothing else is: it is only ever reached
+        // through `Pin::new_unchecked` below, never moved out, `Watched` has no `Drop`, and
+        // it is `Unpin` only when `F` is (the auto trait). The other fields are plain data.
+        let this = unsafe { self.get_unchecked_mut() };
+        if !this.armed {
+            this.deadline.arm(this.cut);
+            this.armed = true;
+        }
+        // SAFETY: see above; `this.op` stays where it is until `Watched` is dropped.
+        let op = unsafe { Pin::new_unchecked(&mut this.op) };
+        let output = std::task::ready!(op.poll(cx));
+        Poll::Ready((output, this.deadline.disarm()))
     }
 }
 
