@@ -115,7 +115,8 @@ pub async fn serve_connection<S>(
                 // body streaming, the retry and the error reply in `exchange`): inline, their
                 // state made every connection's task 3,968 bytes and 128-byte aligned (the
                 // connect timeout's timer entry) instead of 2,296 and 8, with six times the
-                // cache misses per request at 256 connections (perf/RESULTS.md, 2026-12-03).
+                // cache misses per request at 256 connections (perf/RESULTS.md, 2026-12-03;
+                // `Deadline::run` has since taken it to 1,992).
                 Box::pin(session.linger(&mut client)).await;
                 break;
             }
