@@ -78,8 +78,6 @@ run_together() {
         mv "$BENCH_WORKDIR/ringproxy" "$BENCH_WORKDIR/ringproxy-$i" # keep each one's logs
         pids+=("$BENCH_PROXY_PID")
     done
-    local hz
-    hz=$(getconf CLK_TCK)
     for rep in $(seq 1 "$REPS"); do
         local ticks0=() wrks=() us=() line="rep $rep:" t requests
         for i in 0 1; do
@@ -97,7 +95,7 @@ run_together() {
             read -r t _ <<<"$(bench_cpu_ticks "${pids[i]}")"
             read -r _ requests _ <<<"$(bench_parse_wrk "$BENCH_WORKDIR/run-$i.txt")"
             ((requests > 0)) || bench_die "$(basename "${BINS[i]}") served no requests"
-            us+=("$(awk -v t=$((t - ticks0[i])) -v n="$requests" -v hz="$hz" 'BEGIN { printf "%.2f", t * 1e6 / hz / n }')")
+            us+=("$(bench_us_per_request $((t - ticks0[i])) "$requests")")
             line+=" $(basename "${BINS[i]}") ${us[i]} us CPU/req ($requests requests)"
         done
         echo "$line, B/A $(awk -v a="${us[0]}" -v b="${us[1]}" 'BEGIN { printf "%.3f", b / a }')"

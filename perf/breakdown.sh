@@ -41,7 +41,6 @@ fi
 bench_write_wrk_scripts
 bench_start_backend "$BASE_PORT" "$LOAD_CPU"
 
-hz=$(getconf CLK_TCK)
 proxy_port=$((BASE_PORT + 1))
 columns=()
 IFS=, read -ra proxies <<<"$ONLY"
@@ -63,7 +62,7 @@ for proxy in "${proxies[@]}"; do
     read -r ticks1 _ <<<"$(bench_cpu_ticks "$BENCH_PROXY_CPU_PIDS")"
     read -r rps requests _ <<<"$(bench_parse_wrk "$BENCH_WORKDIR/$proxy.txt")"
     ((requests > 0)) || bench_die "$proxy served no requests"
-    us=$(awk -v t=$((ticks1 - ticks0)) -v n="$requests" -v hz="$hz" 'BEGIN { printf "%.3f", t * 1e6 / hz / n }')
+    us=$(bench_us_per_request $((ticks1 - ticks0)) "$requests")
     bench_log "$proxy: $rps req/s, $us µs CPU/request"
     perf script -i "$BENCH_WORKDIR/$proxy.data" -F comm,tid,ip,sym >"$BENCH_WORKDIR/$proxy.script" 2>/dev/null
     columns+=("$proxy=$us=$BENCH_WORKDIR/$proxy.script")

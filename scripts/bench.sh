@@ -247,8 +247,8 @@ run_one() { # workers scenario_key rep proxy mode conns path
     read -r ticks1 user1 <<<"$(bench_cpu_ticks "${cpu_pids[@]}")"
     read -r rps requests p50 p99 p999 err_status err_socket <<<"$(bench_parse_wrk "$out")"
     ((requests > 0)) || bench_die "$proxy completed no request in $key (see $out)"
-    cpu_us=$(awk -v t=$((ticks1 - ticks0)) -v hz="$CLK_TCK" -v n="$requests" 'BEGIN { printf "%.3f", t / hz * 1e6 / n }')
-    user_us=$(awk -v t=$((user1 - user0)) -v hz="$CLK_TCK" -v n="$requests" 'BEGIN { printf "%.3f", t / hz * 1e6 / n }')
+    cpu_us=$(bench_us_per_request $((ticks1 - ticks0)) "$requests")
+    user_us=$(bench_us_per_request $((user1 - user0)) "$requests")
     busy=$(awk -v t=$((ticks1 - ticks0)) -v hz="$CLK_TCK" -v ns=$((ns1 - ns0)) -v w="$workers" \
         'BEGIN { printf "%.1f", 100 * t / hz / (ns / 1e9) / w }')
     steal=$(bench_steal_percent "$steal0" "$steal1")

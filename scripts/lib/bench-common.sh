@@ -418,6 +418,11 @@ bench_check_proxy_forwards() { # name port
 
 # --- /proc readings --------------------------------------------------------------
 
+# CPU microseconds per request from a clock-tick count and a request count.
+bench_us_per_request() { # ticks requests
+    awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.3f", t / hz * 1e6 / n }'
+}
+
 # "utime+stime utime" in clock ticks, summed over the given pids (each covers all its
 # threads): the CPU a proxy used, and how much of it was its own code rather than the kernel.
 bench_cpu_ticks() {
