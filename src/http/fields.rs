@@ -21,6 +21,67 @@ pub(super) struct FieldScan<'b> {
     pub upgrade: Option<&'b [u8]>,
 }
 
+/// What a field's name means to the proxy: decided once per field by [`FieldScan::scan`], so
+/// the rewrite that follows compares no names.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum FieldName {
+    /// Any other field: forwarded as it came.
+    #[default]
+    Other,
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    Host,
+    Expect,
+    Upgrade,
+    /// Keep-Alive, TE, Trailer, Proxy-Connection, Close: hop-by-hop and nothing more to the
+    /// proxy.
+    HopByHopOnly,
+    XForwardedFor,
+    XForwardedProto,
+    XForwardedHost,
+    /// Named by a Connection option, so hop-by-hop in this message (RFC 9110 7.6.1).
+    NamedByConnection,
+}
+
+impl FieldName {
+    fn of(name: &[u8]) -> Self {
+        use FieldName::*;
+        let is = |known: &str| name.eq_ignore_ascii_case(known.as_bytes());
+        // The length decides between at most two candidates.
+        match name.len() {
+            2 if is("te") => HopByHopOnly,
+            4 if is("host") => Host,
+            // Reserved so that it can never be confused with the `close` option (RFC 9110
+            // 18.4); whatever Connection says, it is not forwarded.
+            5 if is("close") => HopByHopOnly,
+            6 if is("expect") => Expect,
+            7 if is("upgrade") => Upgrade,
+            7 if is("trailer") => HopByHopOnly,
+            10 if is("connection") => Connection,
+            10 if is("keep-alive") => HopByHopOnly,
+            14 if is("content-length") => ContentLength,
+            15 if is("x-forwarded-for") => XForwardedFor,
+            16 if is("proxy-connection") => HopByHopOnly,
+            16 if is("x-forwarded-host") => XForwardedHost,
+            17 if is("transfer-encoding") => TransferEncoding,
+            17 if is("x-forwarded-proto") => XForwardedProto,
+            _ => Other,
+        }
+    }
+
+    /// Fields that apply to one connection only and are never forwarded: the fixed set
+    /// (RFC 9110 7.6.1, plus Proxy-Connection and Expect, which the proxy answers itself)
+    /// and every field a Connection option names.
+    pub fn is_hop_by_hop(self) -> bool {
+        use FieldName::*;
+        matches!(
+            self,
+            TransferEncoding | Connection | Expect | Upgrade | HopByHopOnly | NamedByConnection
+        )
+    }
+}
+
 /// What Transfer-Encoding says. Only `chunked` alone is usable: the proxy re-frames bodies
 /// and can neither decode nor pass on any other coding.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -38,32 +99,39 @@ pub(super) struct ConnectionOptions {
     pub close: bool,
     pub keep_alive: bool,
     pub upgrade: bool,
+    /// An option other than those three: it names a field to drop.
+    pub names_fields: bool,
 }
 
 impl<'b> FieldScan<'b> {
-    /// Reads every field that affects framing or connection handling.
-    pub fn scan(headers: &[Header<'b>]) -> Result<Self, ParseError> {
+    /// Reads every field that affects framing or connection handling, and writes what each
+    /// field's name means to `names` (as long as `headers`).
+    pub fn scan(headers: &[Header<'b>], names: &mut [FieldName]) -> Result<Self, ParseError> {
         let mut scan = FieldScan::default();
         let mut codings = CodingList::default();
-        for header in headers {
-            let name = header.name.as_bytes();
+        for (header, slot) in headers.iter().zip(names.iter_mut()) {
+            let name = FieldName::of(header.name.as_bytes());
+            *slot = name;
             let value = header.value;
-            if name.eq_ignore_ascii_case(b"content-length") {
-                scan.merge_content_length(value)?;
-            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-                codings.push_field(value);
-            } else if name.eq_ignore_ascii_case(b"connection") {
-                scan.connection.merge(value);
-            } else if name.eq_ignore_ascii_case(b"host") {
-                scan.host_lines += 1;
-                scan.host.get_or_insert(value);
-            } else if name.eq_ignore_ascii_case(b"expect") {
-                scan.merge_expect(value);
-            } else if name.eq_ignore_ascii_case(b"upgrade") {
-                scan.upgrade.get_or_insert(value);
+            match name {
+                FieldName::ContentLength => scan.merge_content_length(value)?,
+                FieldName::TransferEncoding => codings.push_field(value),
+                FieldName::Connection => scan.connection.merge(value),
+                FieldName::Host => {
+                    scan.host_lines += 1;
+                    scan.host.get_or_insert(value);
+                }
+                FieldName::Expect => scan.merge_expect(value),
+                FieldName::Upgrade => {
+                    scan.upgrade.get_or_insert(value);
+                }
+                _ => {}
             }
         }
         scan.transfer_encoding = codings.finish();
+        if scan.connection.names_fields {
+            mark_named_by_connection(headers, names);
+        }
         Ok(scan)
     }
 
@@ -104,6 +172,8 @@ impl ConnectionOptions {
                 self.keep_alive = true;
             } else if option.eq_ignore_ascii_case(b"upgrade") {
                 self.upgrade = true;
+            } else {
+                self.names_fields = true;
             }
         }
     }
@@ -286,74 +356,32 @@ fn is_valid_port_suffix(suffix: &[u8]) -> bool {
     }
 }
 
-/// Fields that apply to one connection only and are never forwarded: the fixed set
-/// (RFC 9110 7.6.1, plus Proxy-Connection and Expect, which the proxy answers itself) and
-/// every field a Connection line names (RFC 9110 7.6.1).
-pub(super) struct HopByHop<'a> {
-    /// Connection options, collected once so each field name is checked cheaply.
-    named: [&'a [u8]; NAMED_INLINE],
-    named_count: usize,
-    /// More options than fit inline: fall back to scanning the Connection values.
-    overflowed: bool,
-    headers: &'a [Header<'a>],
-}
-
-const NAMED_INLINE: usize = 8;
-
-const FIXED_HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-connection",
-    "expect",
-];
-
-impl<'a> HopByHop<'a> {
-    pub fn new(headers: &'a [Header<'a>]) -> Self {
-        let mut hop_by_hop = HopByHop {
-            named: [&[]; NAMED_INLINE],
-            named_count: 0,
-            overflowed: false,
-            headers,
-        };
-        for option in connection_options(headers) {
-            match hop_by_hop.named.get_mut(hop_by_hop.named_count) {
-                Some(slot) => {
-                    *slot = option;
-                    hop_by_hop.named_count += 1;
-                }
-                None => hop_by_hop.overflowed = true,
-            }
+/// Marks the fields a Connection option names (other than close, keep-alive and upgrade,
+/// whose fields are hop-by-hop anyway). Fields the proxy reads or writes itself (framing,
+/// Host) keep their meaning: they are never forwarded as they came.
+fn mark_named_by_connection(headers: &[Header<'_>], names: &mut [FieldName]) {
+    for index in 0..headers.len().min(names.len()) {
+        let droppable = matches!(
+            names[index],
+            FieldName::Other
+                | FieldName::XForwardedFor
+                | FieldName::XForwardedProto
+                | FieldName::XForwardedHost
+        );
+        // Marking never changes a Connection field, so the options stay the same throughout.
+        if droppable && connection_names(headers, names, headers[index].name) {
+            names[index] = FieldName::NamedByConnection;
         }
-        hop_by_hop
-    }
-
-    pub fn contains(&self, name: &str) -> bool {
-        let name = name.as_bytes();
-        if FIXED_HOP_BY_HOP
-            .iter()
-            .any(|fixed| name.eq_ignore_ascii_case(fixed.as_bytes()))
-        {
-            return true;
-        }
-        if self.overflowed {
-            return connection_options(self.headers)
-                .any(|option| option.eq_ignore_ascii_case(name));
-        }
-        self.named[..self.named_count]
-            .iter()
-            .any(|option| option.eq_ignore_ascii_case(name))
     }
 }
 
-fn connection_options<'a>(headers: &'a [Header<'a>]) -> impl Iterator<Item = &'a [u8]> {
+fn connection_names(headers: &[Header<'_>], names: &[FieldName], field: &str) -> bool {
     headers
         .iter()
-        .filter(|header| header.name.eq_ignore_ascii_case("connection"))
-        .flat_map(|header| list_elements(header.value))
+        .zip(names)
+        .filter(|(_, name)| **name == FieldName::Connection)
+        .flat_map(|(header, _)| list_elements(header.value))
+        .any(|option| option.eq_ignore_ascii_case(field.as_bytes()))
 }
 
 #[cfg(test)]
@@ -367,9 +395,25 @@ mod tests {
         }
     }
 
+    /// Scans `fields`; also returns what each name was taken for.
+    fn scan_fields(
+        fields: &[(&str, &str)],
+    ) -> Result<(FieldScan<'static>, Vec<FieldName>), ParseError> {
+        let headers: Vec<_> = fields
+            .iter()
+            .map(|&(n, v)| header(n.to_owned().leak(), v.to_owned().leak()))
+            .collect();
+        let mut names = vec![FieldName::Other; headers.len()];
+        let scan = FieldScan::scan(&headers, &mut names)?;
+        Ok((scan, names))
+    }
+
+    fn names(fields: &[(&str, &str)]) -> Vec<FieldName> {
+        scan_fields(fields).expect("valid fields").1
+    }
+
     fn scan(fields: &[(&str, &str)]) -> Result<bool, ParseError> {
-        let headers: Vec<_> = fields.iter().map(|(n, v)| header(n, v)).collect();
-        match FieldScan::scan(&headers)?.transfer_encoding {
+        match scan_fields(fields)?.0.transfer_encoding {
             TransferEncoding::Absent => Ok(false),
             TransferEncoding::Chunked => Ok(true),
             TransferEncoding::Unusable(error) => Err(error),
@@ -425,10 +469,8 @@ mod tests {
 
     #[test]
     fn content_length_values() {
-        let length = |fields: &[(&str, &str)]| {
-            let headers: Vec<_> = fields.iter().map(|(n, v)| header(n, v)).collect();
-            FieldScan::scan(&headers).map(|scan| scan.content_length)
-        };
+        let length =
+            |fields: &[(&str, &str)]| scan_fields(fields).map(|(scan, _)| scan.content_length);
         assert_eq!(length(&[("Content-Length", "0")]), Ok(Some(0)));
         assert_eq!(length(&[("Content-Length", "5, 5")]), Ok(Some(5)));
         assert_eq!(
@@ -507,35 +549,127 @@ mod tests {
     }
 
     #[test]
-    fn connection_named_fields_are_hop_by_hop() {
-        let headers = [
-            header("Connection", "close, X-Secret"),
-            header("connection", " foo "),
+    fn every_known_name_in_any_case() {
+        use FieldName::*;
+        let known = [
+            ("Content-Length", ContentLength),
+            ("Transfer-Encoding", TransferEncoding),
+            ("Connection", Connection),
+            ("Host", Host),
+            ("Expect", Expect),
+            ("Upgrade", Upgrade),
+            ("Keep-Alive", HopByHopOnly),
+            ("TE", HopByHopOnly),
+            ("Trailer", HopByHopOnly),
+            ("Proxy-Connection", HopByHopOnly),
+            ("Close", HopByHopOnly),
+            ("X-Forwarded-For", XForwardedFor),
+            ("X-Forwarded-Proto", XForwardedProto),
+            ("X-Forwarded-Host", XForwardedHost),
         ];
-        let hop_by_hop = HopByHop::new(&headers);
-        for name in [
-            "x-secret",
-            "Foo",
-            "Keep-Alive",
-            "TE",
-            "Expect",
-            "Proxy-Connection",
-        ] {
-            assert!(hop_by_hop.contains(name), "{name}");
+        for (name, meaning) in known {
+            for spelled in [name.to_owned(), name.to_lowercase(), name.to_uppercase()] {
+                assert_eq!(names(&[(&spelled, "1")]), [meaning], "{spelled}");
+            }
+            // Same length, one letter off: nothing the proxy knows.
+            let mut near = name.to_owned().into_bytes();
+            near[0] = if near[0] == b'Q' { b'Z' } else { b'Q' };
+            let near = String::from_utf8(near).unwrap();
+            assert_eq!(names(&[(&near, "1")]), [Other], "{near}");
         }
-        assert!(!hop_by_hop.contains("Accept"));
-        assert!(!hop_by_hop.contains("X-Secret2"));
+        for other in ["Accept", "Content-Type", "Trailers", "Hosts", "X-Forwarded"] {
+            assert_eq!(names(&[(other, "1")]), [Other], "{other}");
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_names() {
+        use FieldName::*;
+        let hop_by_hop = [
+            TransferEncoding,
+            Connection,
+            Expect,
+            Upgrade,
+            HopByHopOnly,
+            NamedByConnection,
+        ];
+        for name in hop_by_hop {
+            assert!(name.is_hop_by_hop(), "{name:?}");
+        }
+        for name in [
+            Other,
+            ContentLength,
+            Host,
+            XForwardedFor,
+            XForwardedProto,
+            XForwardedHost,
+        ] {
+            assert!(!name.is_hop_by_hop(), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn connection_options_name_fields() {
+        use FieldName::*;
+        let fields = [
+            ("X-Secret", "1"),
+            ("Connection", "close, x-secret"),
+            ("connection", " foo "),
+            ("FOO", "2"),
+            ("X-Secret2", "3"),
+            ("Accept", "4"),
+            ("X-Forwarded-For", "10.0.0.1"),
+        ];
+        assert_eq!(
+            names(&fields),
+            [
+                NamedByConnection,
+                Connection,
+                Connection,
+                NamedByConnection,
+                Other,
+                Other,
+                XForwardedFor
+            ]
+        );
+        let named_forwarded = [
+            ("Connection", "X-Forwarded-For"),
+            ("X-Forwarded-For", "10.0.0.1"),
+        ];
+        assert_eq!(names(&named_forwarded), [Connection, NamedByConnection]);
+        // Framing fields and Host keep their meaning: the proxy rewrites them anyway.
+        let named_framing = [
+            ("Connection", "content-length, host, keep-alive"),
+            ("Content-Length", "5"),
+            ("Host", "h"),
+            ("Keep-Alive", "timeout=5"),
+        ];
+        assert_eq!(
+            names(&named_framing),
+            [Connection, ContentLength, Host, HopByHopOnly]
+        );
+        // Only close, keep-alive and upgrade: their fields are hop-by-hop by name already.
+        let plain = [
+            ("Connection", "close, Keep-Alive, upgrade"),
+            ("close", "1"),
+            ("X-Other", "2"),
+        ];
+        assert_eq!(names(&plain), [Connection, HopByHopOnly, Other]);
     }
 
     #[test]
     fn many_connection_options_still_found() {
         let options = "a1, a2, a3, a4, a5, a6, a7, a8, a9, a10";
-        let headers = [header("Connection", options), header("Connection", "last")];
-        let hop_by_hop = HopByHop::new(&headers);
-        for name in options.split(", ").chain(["LAST"]) {
-            assert!(hop_by_hop.contains(name), "{name}");
-        }
-        assert!(!hop_by_hop.contains("a11"));
+        let mut fields = vec![("Connection", options), ("Connection", "last")];
+        fields.extend(["a10", "LAST", "a11"].map(|name| (name, "v")));
+        assert_eq!(
+            &names(&fields)[2..],
+            [
+                FieldName::NamedByConnection,
+                FieldName::NamedByConnection,
+                FieldName::Other
+            ]
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod status;
 
 pub use chunked::{ChunkedDecoder, Decoded, MAX_CHUNK_LINE, MAX_TRAILER_BYTES};
 pub use error::{ChunkedError, ParseError};
+use fields::FieldName;
 pub use request::{RequestHead, parse_request};
 pub use response::{ResponseHead, parse_response};
 
@@ -60,10 +61,17 @@ pub struct HeadLimits {
 /// Hard cap on header fields per head: the size of the header storage array.
 pub const MAX_HEADERS: usize = 128;
 
-/// Storage the parsers fill with header views; left uninitialised until parsed into.
-pub type HeaderStorage<'b> = [MaybeUninit<httparse::Header<'b>>; MAX_HEADERS];
+/// Storage a parse fills: views of the header fields, and what each field's name means.
+/// Lives on the caller's stack for the length of one head's use.
+pub struct HeadStorage<'b> {
+    headers: [MaybeUninit<httparse::Header<'b>>; MAX_HEADERS],
+    names: [FieldName; MAX_HEADERS],
+}
 
-/// Fresh header storage; costs nothing at run time (no initialisation).
-pub const fn header_storage<'b>() -> HeaderStorage<'b> {
-    [const { MaybeUninit::uninit() }; MAX_HEADERS]
+/// Fresh storage; the header views are left uninitialised until parsed into.
+pub const fn header_storage<'b>() -> HeadStorage<'b> {
+    HeadStorage {
+        headers: [const { MaybeUninit::uninit() }; MAX_HEADERS],
+        names: [FieldName::Other; MAX_HEADERS],
+    }
 }

@@ -1,13 +1,11 @@
 //! Request heads: syntax via httparse, then the RFC 9112 / 9110 rules a proxy must enforce
 //! (limits, target form, Host, framing, Expect, connection options).
 
-use std::mem::MaybeUninit;
-
 use httparse::{Header, Status};
 
 use super::error::ParseError;
-use super::fields::{FieldScan, TransferEncoding, is_valid_authority};
-use super::{BodyFraming, HeadLimits, Version};
+use super::fields::{FieldName, FieldScan, TransferEncoding, is_valid_authority};
+use super::{BodyFraming, HeadLimits, HeadStorage, Version};
 
 /// A parsed request head; every slice borrows the caller's buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +21,8 @@ pub struct RequestHead<'h, 'b> {
     /// `""` for an HTTP/1.0 request without Host.
     pub host: &'b str,
     pub headers: &'h [Header<'b>],
+    /// What each of `headers` is to the proxy, in the same order.
+    pub(crate) names: &'h [FieldName],
     /// Length of the head: the body or the next request starts at `buf[head_len]`.
     pub head_len: usize,
     /// `None`, `Length(n)` (kept even for n == 0, so `Content-Length: 0` is forwarded) or
@@ -48,15 +48,17 @@ pub struct RequestHead<'h, 'b> {
 /// (RFC 9112 2.2 allows it; the head is re-written with CRLF before it is forwarded).
 pub fn parse_request<'h, 'b>(
     buf: &'b [u8],
-    storage: &'h mut [MaybeUninit<Header<'b>>],
+    storage: &'h mut HeadStorage<'b>,
     limits: &HeadLimits,
 ) -> Result<Option<RequestHead<'h, 'b>>, ParseError> {
     let window = &buf[..buf.len().min(limits.max_header_bytes)];
-    let max_headers = limits.max_headers.min(storage.len());
+    let max_headers = limits.max_headers.min(storage.headers.len());
     let mut request = httparse::Request::new(&mut []);
-    let parsed = request.parse_with_uninit_headers(window, &mut storage[..max_headers]);
+    let parsed = request.parse_with_uninit_headers(window, &mut storage.headers[..max_headers]);
     match parsed {
-        Ok(Status::Complete(head_len)) => build_head(request, head_len, limits).map(Some),
+        Ok(Status::Complete(head_len)) => {
+            build_head(request, &mut storage.names, head_len, limits).map(Some)
+        }
         Ok(Status::Partial) => incomplete(window, limits),
         Err(httparse::Error::Version) => match classify_version(window, request.path) {
             VersionShape::Incomplete => incomplete(window, limits),
@@ -153,6 +155,7 @@ fn offset_in(whole: &[u8], part: &[u8]) -> usize {
 
 fn build_head<'h, 'b>(
     request: httparse::Request<'h, 'b>,
+    names: &'h mut [FieldName],
     head_len: usize,
     limits: &HeadLimits,
 ) -> Result<RequestHead<'h, 'b>, ParseError> {
@@ -175,7 +178,8 @@ fn build_head<'h, 'b>(
     }
     let (path, target_authority) = split_target(method, target)?;
     let headers: &'h [Header<'b>] = request.headers;
-    let fields = FieldScan::scan(headers)?;
+    let names = &mut names[..headers.len()];
+    let fields = FieldScan::scan(headers, names)?;
     let host = effective_host(&fields, target_authority, version)?;
     let body = request_framing(&fields, version)?;
     if fields.expect_other {
@@ -194,6 +198,7 @@ fn build_head<'h, 'b>(
         version,
         host,
         headers,
+        names,
         head_len,
         body,
         keep_alive,

@@ -1,13 +1,11 @@
 //! Response heads from a backend and their framing (RFC 9112 6.3).
 
-use std::mem::MaybeUninit;
-
 use httparse::{Header, Status};
 
 use super::error::ParseError;
-use super::fields::{FieldScan, TransferEncoding};
+use super::fields::{FieldName, FieldScan, TransferEncoding};
 use super::request::map_syntax_error;
-use super::{BodyFraming, Version};
+use super::{BodyFraming, HeadStorage, Version};
 
 /// A parsed response head; every slice borrows the caller's buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +15,8 @@ pub struct ResponseHead<'h, 'b> {
     pub reason: &'b str,
     pub version: Version,
     pub headers: &'h [Header<'b>],
+    /// What each of `headers` is to the proxy, in the same order.
+    pub(crate) names: &'h [FieldName],
     /// Length of the head: the body starts at `buf[head_len]`.
     pub head_len: usize,
     pub body: BodyFraming,
@@ -37,7 +37,7 @@ pub struct ResponseHead<'h, 'b> {
 /// and transfer codings other than `chunked` are rejected (the proxy cannot re-frame them).
 pub fn parse_response<'h, 'b>(
     buf: &'b [u8],
-    storage: &'h mut [MaybeUninit<Header<'b>>],
+    storage: &'h mut HeadStorage<'b>,
     max_head_bytes: usize,
     request_was_head: bool,
 ) -> Result<Option<ResponseHead<'h, 'b>>, ParseError> {
@@ -46,11 +46,11 @@ pub fn parse_response<'h, 'b>(
     let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
         &mut response,
         window,
-        storage,
+        &mut storage.headers,
     );
     match parsed {
         Ok(Status::Complete(head_len)) => {
-            build_head(response, head_len, request_was_head).map(Some)
+            build_head(response, &mut storage.names, head_len, request_was_head).map(Some)
         }
         Ok(Status::Partial) if window.len() >= max_head_bytes => Err(ParseError::HeadTooLarge),
         Ok(Status::Partial) => Ok(None),
@@ -60,6 +60,7 @@ pub fn parse_response<'h, 'b>(
 
 fn build_head<'h, 'b>(
     response: httparse::Response<'h, 'b>,
+    names: &'h mut [FieldName],
     head_len: usize,
     request_was_head: bool,
 ) -> Result<ResponseHead<'h, 'b>, ParseError> {
@@ -77,7 +78,8 @@ fn build_head<'h, 'b>(
         Version::Http11
     };
     let headers: &'h [Header<'b>] = response.headers;
-    let fields = FieldScan::scan(headers)?;
+    let names = &mut names[..headers.len()];
+    let fields = FieldScan::scan(headers, names)?;
     let chunked = check_transfer_encoding(&fields, version)?;
     let bodiless = request_was_head || status < 200 || status == 204 || status == 304;
     let body = match (bodiless, chunked, fields.content_length) {
@@ -93,6 +95,7 @@ fn build_head<'h, 'b>(
         reason,
         version,
         headers,
+        names,
         head_len,
         body,
         keep_alive: persistent && body != BodyFraming::CloseDelimited && status != 101,

@@ -4,7 +4,7 @@
 
 use httparse::Header;
 
-use super::fields::{HopByHop, list_elements};
+use super::fields::{FieldName, list_elements};
 use super::request::RequestHead;
 use super::response::ResponseHead;
 use super::status::reason_phrase;
@@ -38,9 +38,9 @@ pub struct ResponseContext {
 
 /// Appends the head to send to the backend for `req`, always as HTTP/1.1.
 ///
-/// Hop-by-hop fields (see [`HopByHop`]) are dropped, as are Host and Content-Length, which
-/// are written canonically first and after the end-to-end fields, and any X-Forwarded-*
-/// field the proxy sets itself. Client X-Forwarded-For values are joined into one field
+/// Hop-by-hop fields (see [`FieldName::is_hop_by_hop`]) are dropped, as are Host and
+/// Content-Length, which are written canonically first and after the end-to-end fields, and
+/// any X-Forwarded-* field the proxy sets itself. Client X-Forwarded-For values are joined into one field
 /// with the client address appended.
 pub fn write_request_head(out: &mut Vec<u8>, req: &RequestHead<'_, '_>, ctx: &ForwardContext<'_>) {
     let host = if req.host.is_empty() {
@@ -54,17 +54,16 @@ pub fn write_request_head(out: &mut Vec<u8>, req: &RequestHead<'_, '_>, ctx: &Fo
     out.extend_from_slice(b" HTTP/1.1\r\n");
     write_field(out, b"Host", host.as_bytes());
 
-    let hop_by_hop = HopByHop::new(req.headers);
     let forwarded = ctx.forwarded;
-    let replaced = |name: &str| {
-        name.eq_ignore_ascii_case("host")
-            || name.eq_ignore_ascii_case("content-length")
-            || (forwarded.x_forwarded_for && name.eq_ignore_ascii_case("x-forwarded-for"))
-            || (forwarded.x_forwarded_proto && name.eq_ignore_ascii_case("x-forwarded-proto"))
-            || (forwarded.x_forwarded_host && name.eq_ignore_ascii_case("x-forwarded-host"))
+    let forwarded_as_is = |name: FieldName| match name {
+        FieldName::Host | FieldName::ContentLength => false,
+        FieldName::XForwardedFor => !forwarded.x_forwarded_for,
+        FieldName::XForwardedProto => !forwarded.x_forwarded_proto,
+        FieldName::XForwardedHost => !forwarded.x_forwarded_host,
+        name => !name.is_hop_by_hop(),
     };
-    for header in req.headers {
-        if !replaced(header.name) && !hop_by_hop.contains(header.name) {
+    for (header, &name) in req.headers.iter().zip(req.names) {
+        if forwarded_as_is(name) {
             write_field(out, header.name.as_bytes(), header.value);
         }
     }
@@ -75,7 +74,7 @@ pub fn write_request_head(out: &mut Vec<u8>, req: &RequestHead<'_, '_>, ctx: &Fo
         write_field(out, b"Upgrade", protocol.as_bytes());
     }
     if forwarded.x_forwarded_for {
-        write_forwarded_for(out, req.headers, &hop_by_hop, ctx.client_addr);
+        write_forwarded_for(out, req.headers, req.names, ctx.client_addr);
     }
     if forwarded.x_forwarded_proto {
         write_field(out, b"X-Forwarded-Proto", ctx.proto.as_bytes());
@@ -90,15 +89,15 @@ pub fn write_request_head(out: &mut Vec<u8>, req: &RequestHead<'_, '_>, ctx: &Fo
 fn write_forwarded_for(
     out: &mut Vec<u8>,
     headers: &[Header<'_>],
-    hop_by_hop: &HopByHop<'_>,
+    names: &[FieldName],
     client_addr: &str,
 ) {
     out.extend_from_slice(b"X-Forwarded-For: ");
     let client_values = headers
         .iter()
-        .filter(|header| header.name.eq_ignore_ascii_case("x-forwarded-for"))
-        .filter(|header| !hop_by_hop.contains(header.name))
-        .flat_map(|header| list_elements(header.value));
+        .zip(names)
+        .filter(|(_, name)| **name == FieldName::XForwardedFor)
+        .flat_map(|(header, _)| list_elements(header.value));
     for value in client_values {
         out.extend_from_slice(value);
         out.extend_from_slice(b", ");
@@ -117,10 +116,8 @@ pub fn write_response_head(out: &mut Vec<u8>, resp: &ResponseHead<'_, '_>, ctx: 
     };
     write_status_line(out, resp.status, reason);
 
-    let hop_by_hop = HopByHop::new(resp.headers);
-    for header in resp.headers {
-        if !header.name.eq_ignore_ascii_case("content-length") && !hop_by_hop.contains(header.name)
-        {
+    for (header, &name) in resp.headers.iter().zip(resp.names) {
+        if name != FieldName::ContentLength && !name.is_hop_by_hop() {
             write_field(out, header.name.as_bytes(), header.value);
         }
     }
