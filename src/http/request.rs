@@ -23,6 +23,8 @@ pub struct RequestHead<'h, 'b> {
     pub headers: &'h [Header<'b>],
     /// What each of `headers` is to the proxy, in the same order.
     pub(crate) names: &'h [FieldName],
+    /// The head as received, which `headers` point into.
+    pub(crate) bytes: &'b [u8],
     /// Length of the head: the body or the next request starts at `buf[head_len]`.
     pub head_len: usize,
     /// `None`, `Length(n)` (kept even for n == 0, so `Content-Length: 0` is forwarded) or
@@ -57,7 +59,7 @@ pub fn parse_request<'h, 'b>(
     let parsed = request.parse_with_uninit_headers(window, &mut storage.headers[..max_headers]);
     match parsed {
         Ok(Status::Complete(head_len)) => {
-            build_head(request, &mut storage.names, head_len, limits).map(Some)
+            build_head(request, &mut storage.names, &window[..head_len], limits).map(Some)
         }
         Ok(Status::Partial) => incomplete(window, limits),
         Err(httparse::Error::Version) => match classify_version(window, request.path) {
@@ -127,7 +129,10 @@ fn classify_version(window: &[u8], target: Option<&str>) -> VersionShape {
     let Some(target) = target else {
         return VersionShape::Invalid;
     };
-    let version_start = offset_in(window, target.as_bytes()) + target.len() + 1;
+    let Some(target_start) = offset_in(window, target.as_bytes()) else {
+        return VersionShape::Invalid;
+    };
+    let version_start = target_start + target.len() + 1;
     let rest = window.get(version_start..).unwrap_or_default();
     let line_end = rest.iter().position(|&b| b == b'\r' || b == b'\n');
     let version = &rest[..line_end.unwrap_or(rest.len())];
@@ -148,15 +153,16 @@ fn classify_version(window: &[u8], target: Option<&str>) -> VersionShape {
     }
 }
 
-/// Position of `part` inside `whole`; `part` must be a sub-slice of it.
-fn offset_in(whole: &[u8], part: &[u8]) -> usize {
-    (part.as_ptr() as usize).saturating_sub(whole.as_ptr() as usize)
+/// Position of `part` inside `whole`; `None` when it is not a sub-slice of it.
+pub(super) fn offset_in(whole: &[u8], part: &[u8]) -> Option<usize> {
+    let offset = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    (offset + part.len() <= whole.len()).then_some(offset)
 }
 
 fn build_head<'h, 'b>(
     request: httparse::Request<'h, 'b>,
     names: &'h mut [FieldName],
-    head_len: usize,
+    bytes: &'b [u8],
     limits: &HeadLimits,
 ) -> Result<RequestHead<'h, 'b>, ParseError> {
     let (Some(method), Some(target), Some(minor)) = (request.method, request.path, request.version)
@@ -199,7 +205,8 @@ fn build_head<'h, 'b>(
         host,
         headers,
         names,
-        head_len,
+        bytes,
+        head_len: bytes.len(),
         body,
         keep_alive,
         expect_continue: http11 && fields.expect_continue,

@@ -17,6 +17,8 @@ pub struct ResponseHead<'h, 'b> {
     pub headers: &'h [Header<'b>],
     /// What each of `headers` is to the proxy, in the same order.
     pub(crate) names: &'h [FieldName],
+    /// The head as received, which `headers` point into.
+    pub(crate) bytes: &'b [u8],
     /// Length of the head: the body starts at `buf[head_len]`.
     pub head_len: usize,
     pub body: BodyFraming,
@@ -50,7 +52,8 @@ pub fn parse_response<'h, 'b>(
     );
     match parsed {
         Ok(Status::Complete(head_len)) => {
-            build_head(response, &mut storage.names, head_len, request_was_head).map(Some)
+            let bytes = &window[..head_len];
+            build_head(response, &mut storage.names, bytes, request_was_head).map(Some)
         }
         Ok(Status::Partial) if window.len() >= max_head_bytes => Err(ParseError::HeadTooLarge),
         Ok(Status::Partial) => Ok(None),
@@ -61,7 +64,7 @@ pub fn parse_response<'h, 'b>(
 fn build_head<'h, 'b>(
     response: httparse::Response<'h, 'b>,
     names: &'h mut [FieldName],
-    head_len: usize,
+    bytes: &'b [u8],
     request_was_head: bool,
 ) -> Result<ResponseHead<'h, 'b>, ParseError> {
     let (Some(minor), Some(status), Some(reason)) =
@@ -96,7 +99,8 @@ fn build_head<'h, 'b>(
         version,
         headers,
         names,
-        head_len,
+        bytes,
+        head_len: bytes.len(),
         body,
         keep_alive: persistent && body != BodyFraming::CloseDelimited && status != 101,
         content_length: fields.content_length,

@@ -2,10 +2,12 @@
 //! own error responses. Everything appends to a caller-owned buffer, so a reused `Vec`
 //! makes the per-request path allocation-free once it has grown.
 
+use std::ops::Range;
+
 use httparse::Header;
 
 use super::fields::{FieldName, list_elements};
-use super::request::RequestHead;
+use super::request::{RequestHead, offset_in};
 use super::response::ResponseHead;
 use super::status::reason_phrase;
 use super::{BodyFraming, Version};
@@ -62,11 +64,7 @@ pub fn write_request_head(out: &mut Vec<u8>, req: &RequestHead<'_, '_>, ctx: &Fo
         FieldName::XForwardedHost => !forwarded.x_forwarded_host,
         name => !name.is_hop_by_hop(),
     };
-    for (header, &name) in req.headers.iter().zip(req.names) {
-        if forwarded_as_is(name) {
-            write_field(out, header.name.as_bytes(), header.value);
-        }
-    }
+    write_fields(out, req.bytes, req.headers, req.names, forwarded_as_is);
 
     write_framing(out, req.body);
     if let Some(protocol) = req.upgrade {
@@ -116,11 +114,9 @@ pub fn write_response_head(out: &mut Vec<u8>, resp: &ResponseHead<'_, '_>, ctx: 
     };
     write_status_line(out, resp.status, reason);
 
-    for (header, &name) in resp.headers.iter().zip(resp.names) {
-        if name != FieldName::ContentLength && !name.is_hop_by_hop() {
-            write_field(out, header.name.as_bytes(), header.value);
-        }
-    }
+    write_fields(out, resp.bytes, resp.headers, resp.names, |name| {
+        name != FieldName::ContentLength && !name.is_hop_by_hop()
+    });
 
     let interim = resp.status < 200;
     match (ctx.framing, resp.content_length) {
@@ -194,6 +190,45 @@ fn write_content_length(out: &mut Vec<u8>, length: u64) {
     out.extend_from_slice(b"Content-Length: ");
     push_decimal(out, length);
     out.extend_from_slice(b"\r\n");
+}
+
+/// Appends the fields whose name `keep` accepts, in their order. A run of adjacent kept fields
+/// whose lines end in CRLF is copied from the received `head` in one piece (a typical
+/// response is two or three such runs); any other line is written anew, with CRLF.
+fn write_fields(
+    out: &mut Vec<u8>,
+    head: &[u8],
+    headers: &[Header<'_>],
+    names: &[FieldName],
+    keep: impl Fn(FieldName) -> bool,
+) {
+    let mut run = 0..0;
+    for (header, &name) in headers.iter().zip(names) {
+        if !keep(name) {
+            continue;
+        }
+        match crlf_line(head, header) {
+            Some(line) if line.start == run.end => run.end = line.end,
+            Some(line) => {
+                out.extend_from_slice(&head[run]);
+                run = line;
+            }
+            None => {
+                out.extend_from_slice(&head[run]);
+                run = 0..0;
+                write_field(out, header.name.as_bytes(), header.value);
+            }
+        }
+    }
+    out.extend_from_slice(&head[run]);
+}
+
+/// Where `header`'s line lies in `head`, when it ends in CRLF right after the value.
+fn crlf_line(head: &[u8], header: &Header<'_>) -> Option<Range<usize>> {
+    let start = offset_in(head, header.name.as_bytes())?;
+    let value_end = offset_in(head, header.value)? + header.value.len();
+    let end = value_end + 2;
+    (head.get(value_end..end)? == b"\r\n").then_some(start..end)
 }
 
 fn write_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {

@@ -215,6 +215,34 @@ fn response_length_and_hop_by_hop() {
 }
 
 #[test]
+fn fields_copied_as_received_when_crlf_terminated_and_rewritten_otherwise() {
+    let ctx = ResponseContext {
+        framing: BodyFraming::Length(0),
+        ..KEEP_11
+    };
+    // Runs of CRLF lines (spacing kept), around lines the proxy drops or must re-terminate:
+    // bare LF, trailing whitespace, an empty value followed by whitespace.
+    let response = "HTTP/1.1 200 OK\r\nA:1\r\nB:   two  words\r\nConnection: x\r\nX: gone\r\n\
+        C: lf\nD: trailing \t\r\nE:\r\nF: \r\nG: g\r\nContent-Length: 0\r\nH: h\r\n\r\n";
+    assert_eq!(
+        relayed_response(response, false, &ctx),
+        "HTTP/1.1 200 OK\r\nA:1\r\nB:   two  words\r\nC: lf\r\nD: trailing\r\nE:\r\n\
+         F: \r\nG: g\r\nH: h\r\nContent-Length: 0\r\n\r\n"
+    );
+    // All bare LF: every line re-terminated.
+    let lf_only = "HTTP/1.1 200 OK\nA: 1\nB: 2\nContent-Length: 0\n\n";
+    assert_eq!(
+        relayed_response(lf_only, false, &ctx),
+        "HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nContent-Length: 0\r\n\r\n"
+    );
+    let request = "GET / HTTP/1.1\nHost: h\nAccept: */*\r\nX-A:a\r\nX-B: b\nX-C: c\r\n\r\n";
+    assert_eq!(
+        forwarded_request(request, &context(NO_FORWARDED)),
+        "GET / HTTP/1.1\r\nHost: h\r\nAccept: */*\r\nX-A:a\r\nX-B: b\r\nX-C: c\r\n\r\n"
+    );
+}
+
+#[test]
 fn response_rechunked_for_http10_client() {
     let ctx = ResponseContext {
         client_version: Version::Http10,
