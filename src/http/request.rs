@@ -18,8 +18,8 @@ pub struct RequestHead<'h, 'b> {
     pub path: &'b str,
     pub version: Version,
     /// Effective authority: from an absolute-form target if present, else the Host field;
-    /// `""` for an HTTP/1.0 request without Host.
-    pub host: &'b str,
+    /// empty for an HTTP/1.0 request without Host. Validated, so ASCII.
+    pub host: &'b [u8],
     pub headers: &'h [Header<'b>],
     /// What each of `headers` is to the proxy, in the same order.
     pub(crate) names: &'h [FieldName],
@@ -266,19 +266,18 @@ fn effective_host<'b>(
     fields: &FieldScan<'b>,
     target_authority: Option<&'b str>,
     version: Version,
-) -> Result<&'b str, ParseError> {
+) -> Result<&'b [u8], ParseError> {
     if fields.host_lines > 1 {
         return Err(ParseError::DuplicateHost);
     }
     let header_host = match fields.host {
-        Some(value) if is_valid_authority(value) => {
-            Some(std::str::from_utf8(value).map_err(|_| ParseError::InvalidHost)?)
-        }
+        Some(value) if is_valid_authority(value) => Some(value),
         Some(_) => return Err(ParseError::InvalidHost),
         None if version == Version::Http11 => return Err(ParseError::MissingHost),
         None => None,
     };
-    Ok(target_authority.or(header_host).unwrap_or(""))
+    let target_host = target_authority.map(str::as_bytes);
+    Ok(target_host.or(header_host).unwrap_or_default())
 }
 
 /// RFC 9112 6.1 / 6.3 for requests.

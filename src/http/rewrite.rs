@@ -46,7 +46,7 @@ pub struct ResponseContext {
 /// with the client address appended.
 pub fn write_request_head(out: &mut Vec<u8>, req: &RequestHead<'_, '_>, ctx: &ForwardContext<'_>) {
     let host = if req.host.is_empty() {
-        ctx.default_host
+        ctx.default_host.as_bytes()
     } else {
         req.host
     };
@@ -54,7 +54,7 @@ pub fn write_request_head(out: &mut Vec<u8>, req: &RequestHead<'_, '_>, ctx: &Fo
     out.push(b' ');
     out.extend_from_slice(req.path.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    write_field(out, b"Host", host.as_bytes());
+    write_field(out, b"Host", host);
 
     let forwarded = ctx.forwarded;
     let forwarded_as_is = |name: FieldName| match name {
@@ -78,7 +78,7 @@ pub fn write_request_head(out: &mut Vec<u8>, req: &RequestHead<'_, '_>, ctx: &Fo
         write_field(out, b"X-Forwarded-Proto", ctx.proto.as_bytes());
     }
     if forwarded.x_forwarded_host {
-        write_field(out, b"X-Forwarded-Host", host.as_bytes());
+        write_field(out, b"X-Forwarded-Host", host);
     }
     out.extend_from_slice(b"\r\n");
 }
