@@ -13,7 +13,7 @@ mod tunnel;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
 use monoio::time::loop_now;
@@ -322,11 +322,11 @@ impl Session {
     /// the error response we wrote is not destroyed by a reset.
     async fn linger<S: AsyncReadRent + AsyncWriteRent>(&mut self, client: &mut S) {
         let _ = client.shutdown().await;
-        let deadline = Instant::now() + LINGER_TIME;
+        let deadline = loop_now() + LINGER_TIME;
         let mut discarded = 0;
         while discarded < LINGER_BYTES {
             self.recv.consume(self.recv.len());
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline.saturating_duration_since(loop_now());
             let deadline = self.slot.deadline(Lane::Main, self.client_fd, left);
             match self.recv.fill(client, deadline, RECV_BUFFER).await {
                 Ok(0) | Err(_) => return,
