@@ -89,8 +89,7 @@ run_together() {
                 "http://127.0.0.1:${ports[i]}/$BODY" "$BENCH_WORKDIR/run-$i.txt"
             wrks+=("$BENCH_WRK_PID")
         done
-        wait "${wrks[@]}" || bench_die "wrk failed (see $BENCH_WORKDIR/run-*.txt)"
-        BENCH_WRK_PID=""
+        for i in 0 1; do bench_wrk_wait "${wrks[i]}"; done
         for i in 0 1; do
             read -r t _ <<<"$(bench_cpu_ticks "${pids[i]}")"
             read -r _ requests _ <<<"$(bench_parse_wrk "$BENCH_WORKDIR/run-$i.txt")"

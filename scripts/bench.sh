@@ -40,6 +40,10 @@ Usage: scripts/bench.sh [options]
   --repo DIR              ringproxy source to build (default: this script's repository)
   --ringproxy-bin PATH    use this binary instead of building
   --base-port N           backend port; proxies use the next ports (default 18080)
+  --together              run the proxies at the same time, each with its own wrk, instead
+                          of in turn: all see the same machine, so the ratios hold when
+                          the host's speed drifts; the proxy cores are then shared and
+                          saturated (perf/README.md)
   --keep                  keep the work dir (configs, logs, raw results.tsv)
   -h, --help              this text
 EOF
@@ -47,7 +51,7 @@ EOF
 
 MATRIX=quick ONLY=ringproxy,nginx,haproxy REPS=3 DURATION=10 WARMUP=1
 CONNECTIONS="" BODIES="" SCENARIO_KINDS="" WORKERS="" PROXY_CPUS="0,1" LOAD_CPUS="" OUT=""
-REPO="" RINGPROXY_BIN="" BASE_PORT=18080
+REPO="" RINGPROXY_BIN="" BASE_PORT=18080 TOGETHER=0
 
 parse_args() {
     local flag value
@@ -64,6 +68,7 @@ parse_args() {
         case $flag in
         -h | --help) usage; exit 0 ;;
         --keep) BENCH_KEEP_WORKDIR=1; shift; continue ;;
+        --together) TOGETHER=1; shift; continue ;;
         --matrix | --only | --reps | --duration | --warmup | --connections | --bodies | --scenarios | \
             --workers | \
             --proxy-cpus | --load-cpus | --out | --repo | --ringproxy-bin | --base-port) ;;
@@ -229,29 +234,39 @@ stop_mode() {
 RESULTS=""
 CLK_TCK=$(getconf CLK_TCK)
 
-# One wrk run against one proxy; appends a row to $RESULTS.
-run_one() { # workers scenario_key rep proxy mode conns path
-    local workers=$1 key=$2 rep=$3 proxy=$4 mode=$5 conns=$6 path=$7
-    local port out ticks0 ticks1 user0 user1 steal0 steal1 ns0 ns1 threads
-    local rps requests p50 p99 p999 err_status err_socket cpu_us user_us busy steal
-    port=$(proxy_port "$proxy" "$workers")
-    out="$BENCH_WORKDIR/runs/w$workers-$key-r$rep-$proxy.txt"
+# One wrk run against one proxy, in two halves so that --together can start every
+# proxy's run before the first ends: run_start snapshots the proxy's CPU time and starts
+# wrk, run_finish waits for it and appends a row to $RESULTS.
+declare -A RUN_WRK=() RUN_OUT=() RUN_TICKS=() RUN_USER=() RUN_STEAL=() RUN_NS=()
+
+run_start() { # workers scenario_key rep proxy mode conns path
+    local workers=$1 key=$2 rep=$3 proxy=$4 mode=$5 conns=$6 path=$7 cpu_pids threads
+    RUN_OUT[$proxy]="$BENCH_WORKDIR/runs/w$workers-$key-r$rep-$proxy.txt"
     threads=$((WRK_THREADS < conns ? WRK_THREADS : conns))
     read -ra cpu_pids <<<"${CPU_PIDS_OF[$proxy]}"
-    read -r ticks0 user0 <<<"$(bench_cpu_ticks "${cpu_pids[@]}")"
-    steal0=$(bench_steal_sample)
-    ns0=$(date +%s%N)
-    bench_wrk "$MODE_LOAD_CPUS" "$threads" "$conns" "$DURATION" "$mode" "http://127.0.0.1:$port/$path" "$out"
-    ns1=$(date +%s%N)
-    steal1=$(bench_steal_sample)
-    read -r ticks1 user1 <<<"$(bench_cpu_ticks "${cpu_pids[@]}")"
+    read -r "RUN_TICKS[$proxy]" "RUN_USER[$proxy]" <<<"$(bench_cpu_ticks "${cpu_pids[@]}")"
+    RUN_STEAL[$proxy]=$(bench_steal_sample)
+    RUN_NS[$proxy]=$(date +%s%N)
+    bench_wrk_start "$MODE_LOAD_CPUS" "$threads" "$conns" "$DURATION" "$mode" \
+        "http://127.0.0.1:$(proxy_port "$proxy" "$workers")/$path" "${RUN_OUT[$proxy]}"
+    RUN_WRK[$proxy]=$BENCH_WRK_PID
+}
+
+run_finish() { # workers scenario_key rep proxy
+    local workers=$1 key=$2 rep=$3 proxy=$4 out=${RUN_OUT[$4]} cpu_pids ticks user steal ns
+    local rps requests p50 p99 p999 err_status err_socket cpu_us user_us busy
+    bench_wrk_wait "${RUN_WRK[$proxy]}"
+    ns=$(date +%s%N)
+    steal=$(bench_steal_percent "${RUN_STEAL[$proxy]}" "$(bench_steal_sample)")
+    read -ra cpu_pids <<<"${CPU_PIDS_OF[$proxy]}"
+    read -r ticks user <<<"$(bench_cpu_ticks "${cpu_pids[@]}")"
+    ticks=$((ticks - RUN_TICKS[$proxy])) user=$((user - RUN_USER[$proxy]))
     read -r rps requests p50 p99 p999 err_status err_socket <<<"$(bench_parse_wrk "$out")"
     ((requests > 0)) || bench_die "$proxy completed no request in $key (see $out)"
-    cpu_us=$(bench_us_per_request $((ticks1 - ticks0)) "$requests")
-    user_us=$(bench_us_per_request $((user1 - user0)) "$requests")
-    busy=$(awk -v t=$((ticks1 - ticks0)) -v hz="$CLK_TCK" -v ns=$((ns1 - ns0)) -v w="$workers" \
+    cpu_us=$(bench_us_per_request "$ticks" "$requests")
+    user_us=$(bench_us_per_request "$user" "$requests")
+    busy=$(awk -v t="$ticks" -v hz="$CLK_TCK" -v ns=$((ns - RUN_NS[$proxy])) -v w="$workers" \
         'BEGIN { printf "%.1f", 100 * t / hz / (ns / 1e9) / w }')
-    steal=$(bench_steal_percent "$steal0" "$steal1")
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$workers" "$key" "$rep" "$proxy" \
         "$rps" "$requests" "$p50" "$p99" "$p999" "$err_status" "$err_socket" "$cpu_us" "$busy" "$steal" "$user_us" >>"$RESULTS"
     bench_log "w$workers $key rep $rep $proxy: $rps req/s, $cpu_us us CPU/req, core busy $busy%, steal $steal%, errors $err_status/$err_socket"
@@ -266,15 +281,23 @@ warm_up() { # workers mode conns path
     done
 }
 
-# Every repetition runs each proxy once; the starting proxy rotates so that a
-# slow drift in machine load does not always hit the same one first.
+# Every repetition runs each proxy once: in turn, the starting proxy rotating so that a
+# slow drift in machine load does not always hit the same one first; or, with --together,
+# all at once.
 run_scenario() { # workers mode conns path
-    local workers=$1 mode=$2 conns=$3 path=$4 key rep i n=${#TARGETS[@]}
+    local workers=$1 mode=$2 conns=$3 path=$4 key rep i proxy n=${#TARGETS[@]}
     key=$(scenario_key "$mode" "$conns" "$path")
     warm_up "$workers" "$mode" "$conns" "$path"
     for ((rep = 1; rep <= REPS; rep++)); do
+        if ((TOGETHER)); then
+            for proxy in "${TARGETS[@]}"; do run_start "$workers" "$key" "$rep" "$proxy" "$mode" "$conns" "$path"; done
+            for proxy in "${TARGETS[@]}"; do run_finish "$workers" "$key" "$rep" "$proxy"; done
+            continue
+        fi
         for ((i = 0; i < n; i++)); do
-            run_one "$workers" "$key" "$rep" "${TARGETS[$(((rep - 1 + i) % n))]}" "$mode" "$conns" "$path"
+            proxy=${TARGETS[$(((rep - 1 + i) % n))]}
+            run_start "$workers" "$key" "$rep" "$proxy" "$mode" "$conns" "$path"
+            run_finish "$workers" "$key" "$rep" "$proxy"
         done
     done
 }
@@ -295,7 +318,8 @@ version_of() {
 }
 
 emit_header() {
-    local commit_dir=${REPO:-$SCRIPT_DIR/..}
+    local commit_dir=${REPO:-$SCRIPT_DIR/..} order="interleaved"
+    if ((TOGETHER)); then order="together (all at once on the proxy cores, one wrk each)"; fi
     emit ""
     emit "## Proxy benchmark $(date -u '+%Y-%m-%d %H:%M UTC')"
     emit ""
@@ -303,7 +327,7 @@ emit_header() {
     emit "- kernel: $(uname -r); $(nproc --all) cores; $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
     emit "- command: \`$COMMAND_LINE\`"
     emit "- nginx $(version_of nginx), HAProxy $(version_of haproxy), wrk $(version_of wrk)"
-    emit "- proxies: $(IFS=' '; echo "${TARGETS[*]}"); $REPS reps x ${DURATION}s per proxy, interleaved; warm-up ${WARMUP}s"
+    emit "- proxies: $(IFS=' '; echo "${TARGETS[*]}"); $REPS reps x ${DURATION}s per proxy, $order; warm-up ${WARMUP}s"
     emit "- steal: per run in the tables; whole run in the footer"
 }
 

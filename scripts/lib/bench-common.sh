@@ -7,9 +7,9 @@ BENCH_PIDS=()          # every long-running process started here; cleanup stops 
 BENCH_WORKDIR=""       # generated configs, logs, raw results
 BENCH_KEEP_WORKDIR=0
 BENCH_APT_UPDATED=0
-BENCH_WRK_PID=""       # the load generator while it runs
-BENCH_WRK_OUT=""
-BENCH_WRK_URL=""
+BENCH_WRK_PIDS=()      # load generators while they run (more than one with --together)
+BENCH_WRK_PID=""       # the one started last
+declare -A BENCH_WRK_OUT_OF=() BENCH_WRK_URL_OF=()
 BENCH_NGINX_PID=""     # the last nginx bench_run_nginx started, and its workers
 BENCH_NGINX_WORKER_PIDS=""
 
@@ -42,7 +42,7 @@ bench_stop_pids() {
 bench_cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    if [[ -n $BENCH_WRK_PID ]]; then bench_stop_pids "$BENCH_WRK_PID"; fi
+    if ((${#BENCH_WRK_PIDS[@]})); then bench_stop_pids "${BENCH_WRK_PIDS[@]}"; fi
     if ((${#BENCH_PIDS[@]})); then bench_stop_pids "${BENCH_PIDS[@]}"; fi
     wait 2>/dev/null || true
     if [[ -n $BENCH_WORKDIR && -d $BENCH_WORKDIR ]]; then
@@ -489,21 +489,24 @@ bench_wrk_start() {
     post) args+=(-s "$BENCH_WORKDIR/wrk-post.lua") ;;
     *) bench_die "unknown wrk mode $mode" ;;
     esac
-    BENCH_WRK_OUT=$out
-    BENCH_WRK_URL=$url
     taskset -c "$cpus" wrk "${args[@]}" "$url" >"$out" 2>&1 &
     BENCH_WRK_PID=$!
+    BENCH_WRK_PIDS+=("$BENCH_WRK_PID")
+    BENCH_WRK_OUT_OF[$BENCH_WRK_PID]=$out
+    BENCH_WRK_URL_OF[$BENCH_WRK_PID]=$url
 }
 
+# Waits for a wrk started by bench_wrk_start (default: the last one); dies if it failed.
 # `wait` returns as soon as Ctrl-C arrives so the INT trap runs at once; a wrk in
 # the foreground would swallow SIGINT (it prints its stats) and the script went on.
-bench_wrk_wait() {
-    local rc=0
-    wait "$BENCH_WRK_PID" || rc=$?
-    BENCH_WRK_PID=""
+bench_wrk_wait() { # [pid]
+    local pid=${1:-$BENCH_WRK_PID} rc=0 running=() other
+    wait "$pid" || rc=$?
+    for other in "${BENCH_WRK_PIDS[@]}"; do [[ $other == "$pid" ]] || running+=("$other"); done
+    BENCH_WRK_PIDS=("${running[@]}")
     if ((rc != 0)); then
-        cat "$BENCH_WRK_OUT" >&2
-        bench_die "wrk failed (exit $rc) against $BENCH_WRK_URL"
+        cat "${BENCH_WRK_OUT_OF[$pid]}" >&2
+        bench_die "wrk failed (exit $rc) against ${BENCH_WRK_URL_OF[$pid]}"
     fi
 }
 
