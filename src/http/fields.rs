@@ -45,9 +45,10 @@ pub enum FieldName {
 }
 
 impl FieldName {
+    /// What `name`, a token as httparse hands it over, means to the proxy.
     fn of(name: &[u8]) -> Self {
         use FieldName::*;
-        let is = |known: &str| name.eq_ignore_ascii_case(known.as_bytes());
+        let is = |known: &str| token_eq_lowercase(name, known.as_bytes());
         // The length decides between at most two candidates.
         match name.len() {
             2 if is("te") => HopByHopOnly,
@@ -80,6 +81,28 @@ impl FieldName {
             TransferEncoding | Connection | Expect | Upgrade | HopByHopOnly | NamedByConnection
         )
     }
+}
+
+/// Whether `token` equals `lowercase` ignoring ASCII case, for a `token` of tchars and a
+/// `lowercase` of lowercase letters and `-`: the field names the proxy knows. OR-ing 0x20
+/// into a tchar folds a letter's two cases together and maps no other tchar onto a
+/// lowercase letter or `-` (only CR would become `-`), so the result is exact, and eight
+/// bytes are compared at a time.
+fn token_eq_lowercase(token: &[u8], lowercase: &[u8]) -> bool {
+    const FOLD: u64 = u64::from_ne_bytes([0x20; 8]);
+    if token.len() != lowercase.len() {
+        return false;
+    }
+    let Some(last) = token.len().checked_sub(8) else {
+        return token.iter().zip(lowercase).all(|(&t, &l)| t | 0x20 == l);
+    };
+    let folded_word_eq =
+        |at: usize| match (token[at..].first_chunk(), lowercase[at..].first_chunk()) {
+            (Some(&t), Some(&l)) => u64::from_ne_bytes(t) | FOLD == u64::from_ne_bytes(l),
+            _ => false,
+        };
+    // The last word may overlap the one before it.
+    (0..last).step_by(8).all(folded_word_eq) && folded_word_eq(last)
 }
 
 /// What Transfer-Encoding says. Only `chunked` alone is usable: the proxy re-frames bodies
@@ -579,6 +602,47 @@ mod tests {
         }
         for other in ["Accept", "Content-Type", "Trailers", "Hosts", "X-Forwarded"] {
             assert_eq!(names(&[(other, "1")]), [Other], "{other}");
+        }
+    }
+
+    #[test]
+    fn known_names_match_exactly_their_case_variants() {
+        let known = [
+            "te",
+            "host",
+            "close",
+            "expect",
+            "upgrade",
+            "trailer",
+            "connection",
+            "keep-alive",
+            "content-length",
+            "x-forwarded-for",
+            "proxy-connection",
+            "x-forwarded-host",
+            "transfer-encoding",
+            "x-forwarded-proto",
+        ];
+        let tchars: Vec<u8> = (0..=255u8).filter(|&b| is_tchar(b)).collect();
+        for name in known {
+            let name = name.as_bytes();
+            // Every token one byte away from the name, and the name itself in both cases.
+            for at in 0..name.len() {
+                for &b in &tchars {
+                    let mut candidate = name.to_vec();
+                    candidate[at] = b;
+                    assert_eq!(
+                        token_eq_lowercase(&candidate, name),
+                        candidate.eq_ignore_ascii_case(name),
+                        "{:?} against {:?}",
+                        String::from_utf8_lossy(&candidate),
+                        String::from_utf8_lossy(name)
+                    );
+                }
+            }
+            assert!(token_eq_lowercase(&name.to_ascii_uppercase(), name));
+            assert!(!token_eq_lowercase(&name[1..], name));
+            assert!(!token_eq_lowercase(&[name, b"x"].concat(), name));
         }
     }
 
