@@ -117,14 +117,14 @@ impl HealthTable {
         if !state.active_up.load(Ordering::Acquire) {
             return None;
         }
-        let now_ms = self.millis_since_epoch(now);
         let until = state.ejected_until.load(Ordering::Acquire);
         if until == NOT_EJECTED {
-            return Some(self.slow_start_factor(b, state, now_ms));
+            return Some(self.slow_start_factor(b, state, now));
         }
         // The probe decides whether the backend comes back; it gets full weight so that
         // the balancer actually sends it (and it does not wait for its lease to expire).
-        self.probe_free(state, until, now_ms).then_some(1.0)
+        self.probe_free(state, until, self.millis_since_epoch(now))
+            .then_some(1.0)
     }
 
     /// Takes `b` for a request chosen with `peek_weight_factor`: claims its probe when it is
@@ -204,7 +204,7 @@ impl HealthTable {
         true
     }
 
-    fn slow_start_factor(&self, b: BackendId, state: &BackendState, now_ms: u64) -> f64 {
+    fn slow_start_factor(&self, b: BackendId, state: &BackendState, now: Instant) -> f64 {
         let Some(ramp_ms) = self.backends.get(b.0).and_then(|info| info.slow_start_ms) else {
             return 1.0;
         };
@@ -212,7 +212,7 @@ impl HealthTable {
         if since == UP_FROM_START {
             return 1.0;
         }
-        let elapsed = now_ms.saturating_sub(since);
+        let elapsed = self.millis_since_epoch(now).saturating_sub(since);
         if elapsed >= ramp_ms {
             return 1.0;
         }

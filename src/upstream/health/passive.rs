@@ -64,13 +64,13 @@ impl HealthTable {
             Outcome::Failed | Outcome::Timeout => true,
             Outcome::ServerError => info.passive.on_5xx,
         };
-        let now_ms = self.millis_since_epoch(now);
+        // The clock is read only off the common path (a success on a backend in service).
         let until = state.ejected_until.load(Ordering::Acquire);
         if until != NOT_EJECTED {
-            return probe_outcome(state, info, until, failed, now_ms);
+            return probe_outcome(state, info, until, failed, self.millis_since_epoch(now));
         }
         if failed {
-            return count_failure(state, info, now_ms);
+            return count_failure(state, info, self.millis_since_epoch(now));
         }
         // Successes are the common case: only write when there is a count to clear, so the
         // line is not bounced between cores on every request.
