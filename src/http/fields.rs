@@ -419,13 +419,10 @@ mod tests {
     }
 
     /// Scans `fields`; also returns what each name was taken for.
-    fn scan_fields(
-        fields: &[(&str, &str)],
-    ) -> Result<(FieldScan<'static>, Vec<FieldName>), ParseError> {
-        let headers: Vec<_> = fields
-            .iter()
-            .map(|&(n, v)| header(n.to_owned().leak(), v.to_owned().leak()))
-            .collect();
+    fn scan_fields<'a>(
+        fields: &[(&'a str, &'a str)],
+    ) -> Result<(FieldScan<'a>, Vec<FieldName>), ParseError> {
+        let headers: Vec<_> = fields.iter().map(|&(n, v)| header(n, v)).collect();
         let mut names = vec![FieldName::Other; headers.len()];
         let scan = FieldScan::scan(&headers, &mut names)?;
         Ok((scan, names))

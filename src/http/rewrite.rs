@@ -42,8 +42,8 @@ pub struct ResponseContext {
 ///
 /// Hop-by-hop fields (see [`FieldName::is_hop_by_hop`]) are dropped, as are Host and
 /// Content-Length, which are written canonically first and after the end-to-end fields, and
-/// any X-Forwarded-* field the proxy sets itself. Client X-Forwarded-For values are joined into one field
-/// with the client address appended.
+/// any X-Forwarded-* field the proxy sets itself. Client X-Forwarded-For values are joined
+/// into one field with the client address appended.
 pub fn write_request_head(out: &mut Vec<u8>, req: &RequestHead<'_, '_>, ctx: &ForwardContext<'_>) {
     let host = if req.host.is_empty() {
         ctx.default_host.as_bytes()
