@@ -39,7 +39,7 @@ const LIMITS: HeadLimits = HeadLimits {
 fn parse_request_head() -> usize {
     let mut storage = header_storage();
     let head = parse_request(black_box(REQUEST), &mut storage, &LIMITS);
-    head.ok().flatten().map_or(0, |h| h.head_len)
+    head.ok().flatten().map_or(0, |h| h.head_len())
 }
 
 #[divan::bench]

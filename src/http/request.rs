@@ -24,9 +24,7 @@ pub struct RequestHead<'h, 'b> {
     /// What each of `headers` is to the proxy, in the same order.
     pub(crate) names: &'h [FieldName],
     /// The head as received, which `headers` point into.
-    pub(crate) bytes: &'b [u8],
-    /// Length of the head: the body or the next request starts at `buf[head_len]`.
-    pub head_len: usize,
+    pub bytes: &'b [u8],
     /// `None`, `Length(n)` (kept even for n == 0, so `Content-Length: 0` is forwarded) or
     /// `Chunked`; never `CloseDelimited`.
     pub body: BodyFraming,
@@ -39,6 +37,13 @@ pub struct RequestHead<'h, 'b> {
     pub is_head: bool,
     /// GET, HEAD, OPTIONS, TRACE, PUT or DELETE: safe to retry on another backend.
     pub idempotent: bool,
+}
+
+impl RequestHead<'_, '_> {
+    /// Length of the head: the body or the next request starts at `buf[head_len()]`.
+    pub fn head_len(&self) -> usize {
+        self.bytes.len()
+    }
 }
 
 /// Parses a request head at the start of `buf`.
@@ -206,7 +211,6 @@ fn build_head<'h, 'b>(
         headers,
         names,
         bytes,
-        head_len: bytes.len(),
         body,
         keep_alive,
         expect_continue: http11 && fields.expect_continue,

@@ -18,9 +18,7 @@ pub struct ResponseHead<'h, 'b> {
     /// What each of `headers` is to the proxy, in the same order.
     pub(crate) names: &'h [FieldName],
     /// The head as received, which `headers` point into.
-    pub(crate) bytes: &'b [u8],
-    /// Length of the head: the body starts at `buf[head_len]`.
-    pub head_len: usize,
+    pub bytes: &'b [u8],
     pub body: BodyFraming,
     /// The backend lets us reuse the connection after this response: false for
     /// `Connection: close`, HTTP/1.0 without keep-alive, close-delimited bodies and 101.
@@ -30,6 +28,13 @@ pub struct ResponseHead<'h, 'b> {
     pub content_length: Option<u64>,
     /// First Upgrade value (meaningful on 101).
     pub upgrade: Option<&'b str>,
+}
+
+impl ResponseHead<'_, '_> {
+    /// Length of the head: the body starts at `buf[head_len()]`.
+    pub fn head_len(&self) -> usize {
+        self.bytes.len()
+    }
 }
 
 /// Parses a backend's response head at the start of `buf`.
@@ -100,7 +105,6 @@ fn build_head<'h, 'b>(
         headers,
         names,
         bytes,
-        head_len: bytes.len(),
         body,
         keep_alive: persistent && body != BodyFraming::CloseDelimited && status != 101,
         content_length: fields.content_length,
@@ -175,7 +179,7 @@ mod tests {
             assert_eq!(head.reason, "OK");
             assert_eq!(head.version, Version::Http11);
             assert_eq!(head.headers.len(), 2);
-            assert_eq!(head.head_len, buf.len() - 5);
+            assert_eq!(head.head_len(), buf.len() - 5);
             assert_eq!(head.body, BodyFraming::Length(5));
             assert!(head.keep_alive);
             assert_eq!(head.content_length, Some(5));
@@ -189,7 +193,7 @@ mod tests {
             let partial = with_parsed(&buf[..end], MAX, false, |r| r.map(|h| h.is_some()));
             assert_eq!(partial, Ok(false), "prefix {end}");
         }
-        complete(buf, |head| assert_eq!(head.head_len, buf.len()));
+        complete(buf, |head| assert_eq!(head.head_len(), buf.len()));
     }
 
     #[test]

@@ -460,7 +460,7 @@ impl Session {
         let status = head.status;
         let backend_keep_alive = head.keep_alive;
         let framing = head.body;
-        let head_len = head.head_len;
+        let head_len = head.head_len();
         self.upstream_recv.consume(head_len);
         if interim {
             return Ok(Some(Parsed::Interim));

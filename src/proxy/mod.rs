@@ -255,7 +255,7 @@ impl Session {
             body: BodyProgress::new(head.body),
             sent_whole: false,
         };
-        let head_len = head.head_len;
+        let head_len = head.head_len();
         self.recv.consume(head_len);
         let mut request = request;
         let (prefix, _) = request

@@ -51,7 +51,7 @@ fn simple_get() {
         assert_eq!(head.headers.len(), 2);
         assert_eq!(head.headers[1].name, "Accept");
         assert_eq!(head.headers[1].value, b"*/*");
-        assert_eq!(head.head_len, buf.len());
+        assert_eq!(head.head_len(), buf.len());
         assert_eq!(head.body, BodyFraming::None);
         assert!(head.keep_alive);
         assert!(!head.expect_continue);
@@ -67,7 +67,7 @@ fn every_proper_prefix_needs_more_bytes() {
     for end in 0..buf.len() {
         assert_eq!(outcome(&buf[..end], &LIMITS), Ok(false), "prefix {end}");
     }
-    complete(buf, |head| assert_eq!(head.head_len, buf.len()));
+    complete(buf, |head| assert_eq!(head.head_len(), buf.len()));
 }
 
 #[test]
@@ -76,7 +76,7 @@ fn bare_lf_heads_split_anywhere() {
     for end in 0..buf.len() {
         assert_eq!(outcome(&buf[..end], &LIMITS), Ok(false), "prefix {end}");
     }
-    complete(buf, |head| assert_eq!(head.head_len, buf.len()));
+    complete(buf, |head| assert_eq!(head.head_len(), buf.len()));
 }
 
 #[test]
@@ -84,13 +84,13 @@ fn body_and_pipelined_requests_are_left_alone() {
     let buf = b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhelloGET /b HTTP/1.1\r\nHost: h\r\n\r\nGET /c";
     let first_len = complete(buf, |head| {
         assert_eq!(head.body, BodyFraming::Length(5));
-        assert_eq!(&buf[head.head_len..head.head_len + 5], b"hello");
-        head.head_len
+        assert_eq!(&buf[head.head_len()..head.head_len() + 5], b"hello");
+        head.head_len()
     });
     let second = &buf[first_len + 5..];
     let second_len = complete(second, |head| {
         assert_eq!(head.path, "/b");
-        head.head_len
+        head.head_len()
     });
     assert_eq!(outcome(&second[second_len..], &LIMITS), Ok(false));
 }
@@ -100,7 +100,7 @@ fn leading_empty_lines_are_skipped() {
     let buf = b"\r\n\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n";
     complete(buf, |head| {
         assert_eq!(head.method, "GET");
-        assert_eq!(head.head_len, buf.len());
+        assert_eq!(head.head_len(), buf.len());
     });
     assert_eq!(
         error(b"\rGET / HTTP/1.1\r\n\r\n"),

@@ -456,7 +456,7 @@ fn error_responses() {
             .unwrap()
             .unwrap();
         assert_eq!(parsed.body, BodyFraming::Length(body.len() as u64));
-        assert_eq!(parsed.head_len + body.len(), out.len());
+        assert_eq!(parsed.head_len() + body.len(), out.len());
     }
     out.clear();
     write_error_response(&mut out, 599, false);
