@@ -234,8 +234,9 @@ impl<F: Future> Future for Watched<'_, F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // SAFETY: `op` is pinned structurally and nothing else is: it is only ever reached
-        // through `Pin::new_unchecked` below, never moved out, `Watched` has no `Drop`, and
-        // it is `Unpin` only when `F` is (the auto trait). The other fields are plain data.
+        // through `Pin::new_unchecked` below, never moved out (`Drop` touches only
+        // `deadline`), and `Watched` is `Unpin` only when `F` is (the auto trait). The
+        // other fields are plain data.
         let this = unsafe { self.get_unchecked_mut() };
         if !this.armed {
             this.deadline.arm(this.cut);
@@ -244,7 +245,18 @@ impl<F: Future> Future for Watched<'_, F> {
         // SAFETY: see above; `this.op` stays where it is until `Watched` is dropped.
         let op = unsafe { Pin::new_unchecked(&mut this.op) };
         let output = std::task::ready!(op.poll(cx));
+        this.armed = false;
         Poll::Ready((output, this.deadline.disarm()))
+    }
+}
+
+impl<F> Drop for Watched<'_, F> {
+    /// An operation given up before it finished takes its watch with it: left behind, the
+    /// watch would shut the socket when its deadline passed, whatever it was doing then.
+    fn drop(&mut self) {
+        if self.armed {
+            self.deadline.disarm();
+        }
     }
 }
 
@@ -293,6 +305,46 @@ mod tests {
         near.write_all(b"x").unwrap();
         far.set_nonblocking(true).unwrap();
         assert!(far.read(&mut buf).is_err(), "unexpired socket still waits");
+    }
+
+    #[test]
+    fn a_watch_ends_with_its_operation_finished_or_dropped() {
+        let table = Rc::new(ConnTable::default());
+        let (_client, server) = pair();
+        let fd = server.as_raw_fd();
+        let slot = table.register(fd);
+        let watching = |lane: usize| {
+            let mut armed = false;
+            table.with_entry(slot.index, |e| armed = e.watches[lane].is_some());
+            armed
+        };
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let within = Duration::from_secs(60);
+
+        let mut pending = Box::pin(
+            slot.deadline(Lane::Main, fd, within)
+                .run(Cut::Both, std::future::pending::<()>()),
+        );
+        assert!(pending.as_mut().poll(&mut cx).is_pending());
+        assert!(
+            watching(Lane::Main as usize),
+            "armed while the operation waits"
+        );
+        drop(pending);
+        assert!(
+            !watching(Lane::Main as usize),
+            "disarmed when the operation is given up"
+        );
+
+        let mut ready = Box::pin(
+            slot.deadline(Lane::Second, fd, within)
+                .run(Cut::Both, std::future::ready(7)),
+        );
+        assert_eq!(ready.as_mut().poll(&mut cx), Poll::Ready((7, false)));
+        assert!(
+            !watching(Lane::Second as usize),
+            "disarmed when the operation finishes"
+        );
     }
 
     #[test]
