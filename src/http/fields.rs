@@ -286,6 +286,12 @@ pub(super) fn trim_ows(mut bytes: &[u8]) -> &[u8] {
     bytes
 }
 
+/// Position of `part` inside `whole`; `None` when it is not a sub-slice of it.
+pub(super) fn offset_in(whole: &[u8], part: &[u8]) -> Option<usize> {
+    let offset = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    (offset + part.len() <= whole.len()).then_some(offset)
+}
+
 /// `1*DIGIT` as u64; `None` on anything else or overflow.
 pub(super) fn parse_decimal(digits: &[u8]) -> Option<u64> {
     if digits.is_empty() {

@@ -4,7 +4,7 @@
 use httparse::{Header, Status};
 
 use super::error::ParseError;
-use super::fields::{FieldName, FieldScan, TransferEncoding, is_valid_authority};
+use super::fields::{FieldName, FieldScan, TransferEncoding, is_valid_authority, offset_in};
 use super::{BodyFraming, HeadLimits, HeadStorage, Version};
 
 /// A parsed request head; every slice borrows the caller's buffer.
@@ -156,12 +156,6 @@ fn classify_version(window: &[u8], target: Option<&str>) -> VersionShape {
         (true, true) if version.len() == SHAPE.len() => VersionShape::Unsupported,
         (true, true) => VersionShape::Invalid,
     }
-}
-
-/// Position of `part` inside `whole`; `None` when it is not a sub-slice of it.
-pub(super) fn offset_in(whole: &[u8], part: &[u8]) -> Option<usize> {
-    let offset = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
-    (offset + part.len() <= whole.len()).then_some(offset)
 }
 
 fn build_head<'h, 'b>(

@@ -6,8 +6,8 @@ use std::ops::Range;
 
 use httparse::Header;
 
-use super::fields::{FieldName, list_elements};
-use super::request::{RequestHead, offset_in};
+use super::fields::{FieldName, list_elements, offset_in};
+use super::request::RequestHead;
 use super::response::ResponseHead;
 use super::status::reason_phrase;
 use super::{BodyFraming, Version};
