@@ -14,7 +14,3 @@ fi
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
 cargo test --all-targets
-# The vendored monoio's own additions (wake-up batching, loop clock) have unit tests of their
-# own; monoio is not a workspace member, so it is tested through its manifest.
-CARGO_TARGET_DIR=target/vendor-monoio cargo test --manifest-path vendor/monoio/Cargo.toml --lib -- \
-    driver::uring::batch time::clock

@@ -147,7 +147,7 @@ impl ConnSlot {
     /// Moves the deadline of the operation pending on `lane` (if any, and not yet expired) to
     /// `within` from now: activity elsewhere on the connection keeps it alive.
     pub fn extend(&self, lane: Lane, within: Duration) {
-        let deadline = monoio::time::loop_now() + within;
+        let deadline = crate::clock::coarse_now() + within;
         self.table.with_entry(self.index, |e| {
             if let Some(watch) = e.watches[lane as usize].as_mut().filter(|w| !w.fired) {
                 watch.deadline = deadline;
@@ -197,7 +197,7 @@ impl<'a> Deadline<'a> {
     fn arm(&self, cut: Cut) {
         let watch = Watch {
             fd: self.fd,
-            deadline: monoio::time::loop_now() + self.within,
+            deadline: crate::clock::coarse_now() + self.within,
             cut,
             fired: false,
         };

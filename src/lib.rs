@@ -4,6 +4,7 @@
 //! its own listener (`listen`) and runs `proxy::serve_connection` per client; `proxy` parses
 //! with `http` (pure, no I/O) and reaches backends through `upstream` (balancing, pools).
 
+pub mod clock;
 pub mod config;
 pub mod conns;
 pub mod http;

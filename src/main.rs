@@ -39,10 +39,6 @@ struct Cli {
     /// Run on epoll (with a warning) when io_uring is unavailable, instead of exiting.
     #[arg(long)]
     allow_epoll: bool,
-    /// Wake a sleeping worker once up to N I/O completions are ready (fewer when fewer
-    /// arrive; 1 = wake for each). Default 1; needs Linux 6.12.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
-    wake_batch: Option<u32>,
 }
 
 fn main() -> ExitCode {
@@ -117,9 +113,6 @@ fn apply_runtime_flags(cli: &Cli, config: &mut Config) -> Result<(), String> {
     }
     if cli.allow_epoll {
         runtime.allow_epoll = true;
-    }
-    if let Some(batch) = cli.wake_batch {
-        runtime.wake_batch = batch;
     }
     Ok(())
 }

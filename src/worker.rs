@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 
+use crate::clock::coarse_now;
 use crate::config::Config;
 use crate::conns::{ConnTable, TIMER_TICK};
 use crate::http::HeadLimits;
@@ -187,11 +188,6 @@ async fn serve(mut plan: WorkerPlan, driver: Driver) {
         Ok(ctx) => Rc::new(ctx),
         Err(reason) => return report_failure(&plan, reason),
     };
-    // A no-op on the epoll driver.
-    monoio::set_wait_batching(Some(monoio::WaitBatching {
-        max_completions: plan.config.runtime.wake_batch,
-        max_delay: plan.config.runtime.wake_batch_wait,
-    }));
     let listeners = std::mem::take(&mut plan.listeners);
     let mut accept_loops = Vec::with_capacity(listeners.len());
     for (listener, config) in listeners.into_iter().zip(&plan.config.listeners) {
@@ -246,7 +242,7 @@ async fn accept_loop(ctx: Rc<WorkerCtx>, listener: monoio::net::TcpListener, gro
 async fn housekeeping(ctx: Rc<WorkerCtx>) {
     while !ctx.is_shutting_down() {
         monoio::time::sleep(HOUSEKEEPING_INTERVAL).await;
-        ctx.pool.borrow_mut().evict_expired(Instant::now());
+        ctx.pool.borrow_mut().evict_expired(coarse_now());
     }
 }
 
@@ -254,7 +250,7 @@ async fn housekeeping(ctx: Rc<WorkerCtx>) {
 async fn sweep_deadlines(ctx: Rc<WorkerCtx>) {
     loop {
         monoio::time::sleep(TIMER_TICK).await;
-        ctx.conns.sweep(Instant::now());
+        ctx.conns.sweep(coarse_now());
     }
 }
 

@@ -269,23 +269,6 @@ fn unknown_flag_is_a_usage_error() {
 }
 
 #[test]
-fn wake_batch_out_of_range_is_a_usage_error_naming_the_range() {
-    let out = run_to_exit(
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            "127.0.0.1:9",
-            "--wake-batch",
-            "0",
-        ],
-        EXIT_TIMEOUT,
-    );
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("1..=64"), "{}", text(&out));
-}
-
-#[test]
 fn two_listeners_from_config_both_serve() {
     let a = Backend::echo();
     let b = Backend::echo();

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[test]
 fn get_through_curl_reaches_backend_and_returns_its_response() {
@@ -433,30 +433,4 @@ fn forwarded_headers_can_be_turned_off() {
     );
     assert_eq!(seen.header("x-forwarded-proto"), None);
     assert_eq!(seen.header("x-forwarded-host"), None);
-}
-
-/// Wake-up batching must not hold a lone request back. With the largest batch and the longest
-/// wait, a worker that always waited out the 1 ms for completions that never come would need
-/// over 300 ms for 300 sequential requests (at least one park per request); adapting, it
-/// needs a few tens of milliseconds.
-#[test]
-fn wake_batching_does_not_delay_a_lone_connection() {
-    let backend = Backend::echo();
-    let toml = config_with_runtime(
-        &[backend.addr()],
-        "wake_batch = 64\nwake_batch_wait = \"1ms\"\n",
-        "",
-    );
-    let proxy = Proxy::start_with_config(&toml, &[]);
-    let mut c = RawClient::connect(proxy.addr());
-    let started = Instant::now();
-    for i in 0..300 {
-        c.send(format!("GET /b{i} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
-        assert_eq!(c.read_response().unwrap().status, 200);
-    }
-    let elapsed = started.elapsed();
-    assert!(
-        elapsed < Duration::from_millis(250),
-        "300 sequential requests took {elapsed:?}"
-    );
 }

@@ -15,11 +15,6 @@
 //! ring_entries = 1024     # io_uring entries per worker: a power of two in 256..=32768
 //! reconcile_interval = "50ms"  # how often workers refresh each other's per-backend load
 //!                         # (least_conn, p2c, max_conns); 1ms..=10s
-//! wake_batch = 1          # a sleeping worker wakes once this many I/O completions are
-//!                         # ready, or wake_batch_wait after the first; the count adapts
-//!                         # to what arrives, so a lone request waits for nothing.
-//!                         # 1..=64, 1 = wake for each. Needs Linux 6.12 (older: ignored)
-//! wake_batch_wait = "50us" # 1us..=1ms
 //!
 //! [[listener]]            # at least one; repeat the section for more listeners
 //! address = "0.0.0.0:8080"  # required: ip:port or [ipv6]:port, unique among listeners
@@ -176,8 +171,6 @@ const RUNTIME_KEYS: &[&str] = &[
     "allow_epoll",
     "ring_entries",
     "reconcile_interval",
-    "wake_batch",
-    "wake_batch_wait",
 ];
 const LISTENER_KEYS: &[&str] = &["address", "upstream"];
 const TIMEOUT_KEYS: &[&str] = &[
@@ -205,9 +198,6 @@ const MAX_HEADERS: usize = 128;
 const MAX_IDLE_PER_BACKEND: usize = 65536;
 /// Longer, and the workers' views of each other's load drift too far apart to balance on.
 const MAX_RECONCILE_INTERVAL: Duration = Duration::from_secs(10);
-const WAKE_BATCH: std::ops::RangeInclusive<u32> = 1..=64;
-/// Longer would hold every wake-up back long enough to show in latency.
-const MAX_WAKE_BATCH_WAIT: Duration = Duration::from_millis(1);
 
 /// Reads and validates the configuration file at `path`.
 pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
@@ -316,12 +306,6 @@ fn read_runtime(r: &mut Reader<'_>, t: &Table<'_, '_>) -> RuntimeConfig {
         ring_entries: r
             .field(t, "ring_entries", ring_entries)
             .unwrap_or(default.ring_entries),
-        wake_batch: r
-            .field(t, "wake_batch", integer_in(WAKE_BATCH))
-            .unwrap_or(default.wake_batch),
-        wake_batch_wait: r
-            .field(t, "wake_batch_wait", duration_at_most(MAX_WAKE_BATCH_WAIT))
-            .unwrap_or(default.wake_batch_wait),
     }
 }
 
@@ -570,8 +554,6 @@ pin = false
 allow_epoll = true
 ring_entries = 4096
 reconcile_interval = "7ms"
-wake_batch = 16
-wake_batch_wait = "20us"
 
 [[listener]]
 address = "0.0.0.0:8080"
@@ -619,8 +601,6 @@ x_forwarded_host = false
                 allow_epoll: true,
                 ring_entries: 4096,
                 reconcile_interval: Duration::from_millis(7),
-                wake_batch: 16,
-                wake_batch_wait: Duration::from_micros(20),
             },
             listeners: vec![
                 ListenerConfig {
@@ -842,7 +822,7 @@ x_forwarded_host = false
             &with_base(&["[runtime]", "pin = true", "wrokers = 2"]),
             Some(8),
             "runtime.wrokers",
-            "unknown key \"wrokers\" (expected one of: workers, cpus, pin, allow_epoll, ring_entries, reconcile_interval, wake_batch, wake_batch_wait)",
+            "unknown key \"wrokers\" (expected one of: workers, cpus, pin, allow_epoll, ring_entries, reconcile_interval)",
         );
         assert_error(
             &[
@@ -1388,40 +1368,17 @@ x_forwarded_host = false
     }
 
     #[test]
-    fn wake_batch_is_1_to_64_and_its_wait_1us_to_1ms() {
-        for (line, key, message) in [
-            (
-                "wake_batch = 0",
-                "wake_batch",
-                "0 is out of range (must be between 1 and 64)",
-            ),
-            (
-                "wake_batch = 65",
-                "wake_batch",
-                "65 is out of range (must be between 1 and 64)",
-            ),
-            (
-                "wake_batch_wait = \"2ms\"",
-                "wake_batch_wait",
-                "2ms is too long (at most 1ms)",
-            ),
-            (
-                "wake_batch_wait = \"0us\"",
-                "wake_batch_wait",
-                "must be greater than zero",
-            ),
-        ] {
+    fn removed_keys_say_they_were_removed() {
+        for key in ["wake_batch", "wake_batch_wait"] {
+            let line = format!("{key} = 1");
             let path = format!("runtime.{key}");
-            assert_error(&with_base(&["[runtime]", line]), Some(7), &path, message);
+            assert_error(
+                &with_base(&["[runtime]", &line]),
+                Some(7),
+                &path,
+                "was removed with wake-up batching (see CHANGELOG.md): delete this line",
+            );
         }
-        let config = parse(&with_base(&[
-            "[runtime]",
-            "wake_batch = 1",
-            "wake_batch_wait = \"1ms\"",
-        ]))
-        .unwrap();
-        assert_eq!(config.runtime.wake_batch, 1);
-        assert_eq!(config.runtime.wake_batch_wait, Duration::from_millis(1));
     }
 
     #[test]

@@ -50,10 +50,6 @@ pub struct RuntimeConfig {
     /// How often a worker refreshes its view of the other workers' per-backend load
     /// (least_conn, p2c on in-flight, max_conns).
     pub reconcile_interval: Duration,
-    /// A sleeping worker wakes once this many completions are ready (adaptively fewer),
-    /// or `wake_batch_wait` after the first; 1 = wake for every completion.
-    pub wake_batch: u32,
-    pub wake_batch_wait: Duration,
 }
 
 /// One `[[listener]]`.
@@ -277,8 +273,6 @@ impl Default for RuntimeConfig {
             reconcile_interval: Duration::from_millis(50),
             // Off: on the 2026-12-03 machine batching cost 8% at 50 connections and
             // 45% with two workers on Connection: close (perf/RESULTS.md).
-            wake_batch: 1,
-            wake_batch_wait: Duration::from_micros(50),
         }
     }
 }

@@ -13,6 +13,18 @@ use toml::de::{DeTable, DeValue};
 use super::duration::parse_duration;
 use super::file::{ConfigError, ConfigErrors};
 
+/// Keys earlier versions accepted, by path, with why they went (CHANGELOG.md has the detail).
+const REMOVED_KEYS: &[(&str, &str)] = &[
+    (
+        "runtime.wake_batch",
+        "with wake-up batching (see CHANGELOG.md)",
+    ),
+    (
+        "runtime.wake_batch_wait",
+        "with wake-up batching (see CHANGELOG.md)",
+    ),
+];
+
 pub(crate) type Value<'i> = Spanned<DeValue<'i>>;
 
 /// Collects errors against one source text.
@@ -129,16 +141,22 @@ impl<'s> Reader<'s> {
     }
 
     /// Reports every key of `table` not in `known`: a typo must never be silently ignored.
+    /// A key that an earlier version knew says so, so that an upgrade tells what to change.
     pub(crate) fn deny_unknown_keys(&mut self, table: &Table<'_, '_>, known: &[&str]) {
         for (key, _) in table.entries.iter() {
-            if !known.contains(&key.get_ref().as_ref()) {
-                let message = format!(
+            if known.contains(&key.get_ref().as_ref()) {
+                continue;
+            }
+            let path = table.key_path(key.get_ref());
+            let message = match REMOVED_KEYS.iter().find(|(removed, _)| *removed == path) {
+                Some((_, why)) => format!("was removed {why}: delete this line"),
+                None => format!(
                     "unknown key {:?} (expected one of: {})",
                     key.get_ref(),
                     known.join(", ")
-                );
-                self.error(key.span(), table.key_path(key.get_ref()), message);
-            }
+                ),
+            };
+            self.error(key.span(), path, message);
         }
     }
 

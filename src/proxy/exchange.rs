@@ -2,17 +2,17 @@
 //! interim responses, relay the final response and its body, and decide who is reusable.
 
 use std::os::fd::AsRawFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
-use monoio::time::loop_now;
 
 use super::buffer::ReadError;
 use super::io::{
     BodyError, Timed, WriteError, gather_body, stream_body, write_all_within, write_vec,
 };
 use super::{Next, RequestInfo, Session};
+use crate::clock::coarse_now;
 use crate::conns::Lane;
 use crate::http::body::BodyProgress;
 use crate::http::{
@@ -131,7 +131,7 @@ impl Session {
         mut request: RequestInfo,
     ) -> Next {
         let policy = self.ctx.upstreams.group(self.group).retry;
-        let started = loop_now();
+        let started = coarse_now();
         let mut tried = BackendSet::new();
         let upstreams = &self.ctx.upstreams;
         let Some(mut backend) = upstreams.pick(self.group, request.key_hash, &[]) else {
@@ -148,7 +148,7 @@ impl Session {
             }
             let may_retry = failure.retryable
                 && tried.len() <= policy.retries as usize
-                && loop_now().saturating_duration_since(started) < policy.timeout;
+                && coarse_now().saturating_duration_since(started) < policy.timeout;
             let next = if may_retry {
                 let key_hash = request.key_hash;
                 self.ctx
@@ -204,7 +204,7 @@ impl Session {
                 }
             }
         }
-        let sent = loop_now();
+        let sent = Instant::now();
         let mut response = match self
             .read_response(client, &mut upstream, request, backend)
             .await
@@ -223,7 +223,7 @@ impl Session {
                 return Err(Failure { error, retryable });
             }
         };
-        *response_time = Some(loop_now().saturating_duration_since(sent));
+        *response_time = Some(sent.elapsed());
         if let Err(error) = self
             .gather_small_response_body(&mut upstream, &mut response)
             .await
@@ -262,7 +262,7 @@ impl Session {
             retryable: idempotent,
         };
         let pooled = if use_pool {
-            self.ctx.pool.borrow_mut().take(backend, loop_now())
+            self.ctx.pool.borrow_mut().take(backend, coarse_now())
         } else {
             None
         };
@@ -381,7 +381,7 @@ impl Session {
         upstream: &mut Upstream,
         request: &mut RequestInfo,
     ) -> HeadRead {
-        let deadline = loop_now() + self.ctx.config.timeouts.backend_response;
+        let deadline = coarse_now() + self.ctx.config.timeouts.backend_response;
         let limit = self.ctx.config.limits.max_response_header_bytes;
         let mut received_any = false;
         loop {
@@ -399,7 +399,7 @@ impl Session {
                 Ok(None) => {}
                 Err(err) => return HeadRead::Failed(HeadFailure::Upstream(err)),
             }
-            let within = deadline.saturating_duration_since(loop_now());
+            let within = deadline.saturating_duration_since(coarse_now());
             let fd = upstream.stream.as_raw_fd();
             let read_deadline = self.slot.deadline(Lane::Main, fd, within);
             match self
@@ -561,7 +561,7 @@ impl Session {
             self.ctx
                 .pool
                 .borrow_mut()
-                .put(backend, upstream.stream, loop_now());
+                .put(backend, upstream.stream, coarse_now());
         }
         if response.client_keep_alive {
             Next::KeepAlive

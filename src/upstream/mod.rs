@@ -105,7 +105,7 @@ impl Upstreams {
         let balancer = &self.groups.get(group)?.balancer;
         let health = HealthAt {
             table: &self.health,
-            now: monoio::time::loop_now(),
+            now: crate::clock::coarse_now(),
         };
         let ctx = PickContext {
             load: &self.load,
@@ -132,7 +132,7 @@ impl Upstreams {
     /// Tells passive health checks how a request to `backend` went.
     pub fn report(&self, backend: BackendId, outcome: Outcome) {
         self.health
-            .report(backend, outcome, monoio::time::loop_now());
+            .report(backend, outcome, crate::clock::coarse_now());
     }
 
     /// The exchange with `backend` ended for a reason that says nothing about its health (the
