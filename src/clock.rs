@@ -14,29 +14,38 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// The same moment on both clocks: an `Instant` and `CLOCK_MONOTONIC` in nanoseconds.
+/// The same moment as an `Instant` and as a `CLOCK_MONOTONIC` reading.
 struct Anchor {
     instant: Instant,
-    monotonic_ns: u64,
+    monotonic: libc::timespec,
 }
 
 static ANCHOR: OnceLock<Anchor> = OnceLock::new();
+
+const NANOS_PER_SEC: i64 = 1_000_000_000;
 
 /// The current time to within one kernel tick, never later than `Instant::now()`.
 pub fn coarse_now() -> Instant {
     let anchor = ANCHOR.get_or_init(|| Anchor {
         instant: Instant::now(),
-        monotonic_ns: read_ns(libc::CLOCK_MONOTONIC),
+        monotonic: read(libc::CLOCK_MONOTONIC),
     });
-    let now_ns = read_ns(libc::CLOCK_MONOTONIC_COARSE);
-    match now_ns.checked_sub(anchor.monotonic_ns) {
-        Some(since) => anchor.instant + Duration::from_nanos(since),
+    let now = read(libc::CLOCK_MONOTONIC_COARSE);
+    // Subtracting the parts keeps the division of a nanosecond count out of the common path.
+    let mut secs = now.tv_sec - anchor.monotonic.tv_sec;
+    let mut nanos = now.tv_nsec - anchor.monotonic.tv_nsec;
+    if nanos < 0 {
+        secs -= 1;
+        nanos += NANOS_PER_SEC;
+    }
+    match (u64::try_from(secs), u32::try_from(nanos)) {
+        (Ok(secs), Ok(nanos)) => anchor.instant + Duration::new(secs, nanos),
         // Within the tick the anchor was taken in, the coarse clock still shows its start.
-        None => anchor.instant,
+        _ => anchor.instant,
     }
 }
 
-fn read_ns(clock: libc::clockid_t) -> u64 {
+fn read(clock: libc::clockid_t) -> libc::timespec {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -45,9 +54,7 @@ fn read_ns(clock: libc::clockid_t) -> u64 {
     // The monotonic clocks exist on every Linux this runs on; were the call to fail, `ts`
     // stays zero and times read as the anchor's, which only makes deadlines later.
     unsafe { libc::clock_gettime(clock, &mut ts) };
-    (ts.tv_sec as u64)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(ts.tv_nsec as u64)
+    ts
 }
 
 #[cfg(test)]

@@ -4,8 +4,18 @@
 //! Timers are coarse on purpose. Instead of arming a timer per read and write, an operation
 //! writes its deadline into its connection's slot; one sweep per worker every `TIMER_TICK`
 //! finds the expired ones and shuts their socket down, which ends the pending operation.
-//! Deadlines fire between `within` and `within + TIMER_TICK`. A side benefit: an operation is
-//! never cancelled by dropping it, so its buffer always comes back.
+//! A side benefit: an operation is never cancelled by dropping it, so its buffer always comes
+//! back.
+//!
+//! The sweep also keeps the worker's clock (`ConnTable::now`): the time it last ran. The
+//! request path reads that instead of the system clock, many times per request, for deadlines
+//! and ages that need no finer grain than the sweep's. A deadline is therefore set one tick
+//! further out than asked (the clock may be a tick old), and fires between `within` and
+//! `within + 2 × TIMER_TICK`.
+//!
+//! The same sweep looks after requests waiting for a response head (`Suspect`): the worker
+//! asks whether each should be cut because its backend stalled (`Upstreams::should_cut`),
+//! and a cut one ends as if its deadline had passed, marked so the exchange can tell.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -14,6 +24,8 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+
+use crate::clock::coarse_now;
 
 /// How often expired deadlines are looked for.
 pub const TIMER_TICK: Duration = Duration::from_millis(50);
@@ -34,17 +46,42 @@ pub enum Cut {
     Both,
 }
 
-#[derive(Default)]
 pub struct ConnTable {
     slots: RefCell<Vec<Option<ConnEntry>>>,
     free: RefCell<Vec<usize>>,
     active: Cell<usize>,
+    /// When the last sweep ran.
+    clock: Cell<Instant>,
+}
+
+impl Default for ConnTable {
+    fn default() -> Self {
+        Self {
+            slots: RefCell::default(),
+            free: RefCell::default(),
+            active: Cell::default(),
+            clock: Cell::new(coarse_now()),
+        }
+    }
 }
 
 struct ConnEntry {
     fd: RawFd,
     idle: bool,
     watches: [Option<Watch>; 2],
+    suspect: Option<Suspect>,
+}
+
+/// A request waiting on the main lane for a backend's response head.
+#[derive(Debug, Clone, Copy)]
+pub struct Suspect {
+    /// The backend's index (`upstream::BackendId`).
+    pub backend: usize,
+    /// When the request was sent.
+    pub since: Instant,
+    /// Whether the request may be sent again elsewhere (idempotent, and held whole).
+    pub movable: bool,
+    cut: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -62,6 +99,7 @@ impl ConnTable {
             fd,
             idle: false,
             watches: [None, None],
+            suspect: None,
         });
         let mut slots = self.slots.borrow_mut();
         let index = match self.free.borrow_mut().pop() {
@@ -85,6 +123,17 @@ impl ConnTable {
         self.active.get()
     }
 
+    /// The worker's clock: when the last sweep ran, at most about one `TIMER_TICK` ago while
+    /// the worker keeps up. For deadlines, ages and cooldowns; not for measuring latency.
+    pub fn now(&self) -> Instant {
+        self.clock.get()
+    }
+
+    /// `within` from now by the worker's clock, safe against the clock being a tick old.
+    fn deadline_in(&self, within: Duration) -> Instant {
+        self.clock.get() + within + TIMER_TICK
+    }
+
     /// Ends the wait of every idle keep-alive connection (their reads see EOF).
     pub fn wake_idle(&self) {
         for entry in self.slots.borrow().iter().flatten().filter(|e| e.idle) {
@@ -92,10 +141,20 @@ impl ConnTable {
         }
     }
 
-    /// Shuts the sockets of operations whose deadline has passed.
-    pub fn sweep(&self, now: Instant) {
+    /// Shuts the sockets of operations whose deadline has passed, and of waits for a response
+    /// head that `should_cut` says to give up.
+    pub fn sweep(&self, now: Instant, mut should_cut: impl FnMut(&Suspect) -> bool) {
+        self.clock.set(now);
         let mut slots = self.slots.borrow_mut();
         for entry in slots.iter_mut().flatten() {
+            if let Some(suspect) = entry.suspect.as_mut().filter(|s| !s.cut)
+                && should_cut(suspect)
+            {
+                suspect.cut = true;
+                if let Some(watch) = &mut entry.watches[Lane::Main as usize] {
+                    watch.deadline = now;
+                }
+            }
             for watch in entry.watches.iter_mut().flatten() {
                 if !watch.fired && watch.deadline <= now {
                     watch.fired = true;
@@ -144,10 +203,32 @@ impl ConnSlot {
         self.table.with_entry(self.index, |e| e.idle = idle);
     }
 
+    /// Marks the connection's main-lane operations, until `clear_suspect`, as a wait for a
+    /// response head from `backend`, sent at `since` (see `ConnTable::sweep`).
+    pub fn suspect(&self, backend: usize, since: Instant, movable: bool) {
+        let suspect = Suspect {
+            backend,
+            since,
+            movable,
+            cut: false,
+        };
+        self.table
+            .with_entry(self.index, |e| e.suspect = Some(suspect));
+    }
+
+    /// Ends the wait `suspect` marked; whether the sweep cut it.
+    pub fn clear_suspect(&self) -> bool {
+        let mut cut = false;
+        self.table.with_entry(self.index, |e| {
+            cut = e.suspect.take().is_some_and(|s| s.cut);
+        });
+        cut
+    }
+
     /// Moves the deadline of the operation pending on `lane` (if any, and not yet expired) to
     /// `within` from now: activity elsewhere on the connection keeps it alive.
     pub fn extend(&self, lane: Lane, within: Duration) {
-        let deadline = crate::clock::coarse_now() + within;
+        let deadline = self.table.deadline_in(within);
         self.table.with_entry(self.index, |e| {
             if let Some(watch) = e.watches[lane as usize].as_mut().filter(|w| !w.fired) {
                 watch.deadline = deadline;
@@ -197,7 +278,7 @@ impl<'a> Deadline<'a> {
     fn arm(&self, cut: Cut) {
         let watch = Watch {
             fd: self.fd,
-            deadline: crate::clock::coarse_now() + self.within,
+            deadline: self.slot.table.deadline_in(self.within),
             cut,
             fired: false,
         };
@@ -295,7 +376,7 @@ mod tests {
             ..watch(far.as_raw_fd())
         };
         table.with_entry(far_slot.index, |e| e.watches[0] = Some(later));
-        table.sweep(now);
+        table.sweep(now, |_| false);
         let mut buf = [0u8; 1];
         assert_eq!(
             (&near_peer).read(&mut buf).unwrap(),
@@ -305,6 +386,50 @@ mod tests {
         near.write_all(b"x").unwrap();
         far.set_nonblocking(true).unwrap();
         assert!(far.read(&mut buf).is_err(), "unexpired socket still waits");
+    }
+
+    #[test]
+    fn a_suspect_the_sweep_cuts_ends_its_wait_marked_as_cut() {
+        let table = Rc::new(ConnTable::default());
+        let (_client, server) = pair();
+        let fd = server.as_raw_fd();
+        let slot = table.register(fd);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let since = table.now();
+        slot.suspect(7, since, true);
+        let mut wait = Box::pin(
+            slot.deadline(Lane::Main, fd, Duration::from_secs(60))
+                .run(Cut::Read, std::future::pending::<()>()),
+        );
+        assert!(wait.as_mut().poll(&mut cx).is_pending());
+
+        let mut asked = Vec::new();
+        table.sweep(since, |s| {
+            asked.push((s.backend, s.movable));
+            false
+        });
+        assert!(!slot.clear_suspect(), "not cut while the sweep says wait");
+        slot.suspect(7, since, true);
+        table.sweep(since, |_| true);
+        table.sweep(since, |_| panic!("a cut suspect is not asked again"));
+        assert_eq!(asked, [(7, true)]);
+        let mut buf = [0u8; 1];
+        assert_eq!((&server).read(&mut buf).unwrap(), 0, "its socket was shut");
+        drop(wait);
+        assert!(slot.clear_suspect(), "the exchange learns it was cut");
+        assert!(!slot.clear_suspect(), "once");
+    }
+
+    #[test]
+    fn the_worker_clock_is_the_last_sweep_and_deadlines_allow_for_its_age() {
+        let table = Rc::new(ConnTable::default());
+        let later = table.now() + Duration::from_secs(5);
+        table.sweep(later, |_| false);
+        assert_eq!(table.now(), later);
+        assert_eq!(
+            table.deadline_in(Duration::from_secs(1)),
+            later + Duration::from_secs(1) + TIMER_TICK
+        );
     }
 
     #[test]

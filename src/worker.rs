@@ -242,7 +242,7 @@ async fn accept_loop(ctx: Rc<WorkerCtx>, listener: monoio::net::TcpListener, gro
 async fn housekeeping(ctx: Rc<WorkerCtx>) {
     while !ctx.is_shutting_down() {
         monoio::time::sleep(HOUSEKEEPING_INTERVAL).await;
-        ctx.pool.borrow_mut().evict_expired(coarse_now());
+        ctx.pool.borrow_mut().evict_expired(ctx.conns.now());
     }
 }
 
@@ -250,7 +250,9 @@ async fn housekeeping(ctx: Rc<WorkerCtx>) {
 async fn sweep_deadlines(ctx: Rc<WorkerCtx>) {
     loop {
         monoio::time::sleep(TIMER_TICK).await;
-        ctx.conns.sweep(coarse_now());
+        let now = coarse_now();
+        ctx.conns
+            .sweep(now, |suspect| ctx.upstreams.should_cut(suspect, now));
     }
 }
 

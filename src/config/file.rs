@@ -34,7 +34,9 @@
 //! p2c_metric = "inflight" # only with balance = "p2c": "inflight" (default) | "latency"
 //! slow_start = "30s"      # ramp a recovered backend's share up over this long; default off
 //! retries = 1             # 0..=10 further attempts, each on another backend
-//! retry_timeout = "10s"   # all attempts of one request together
+//! retry_timeout = "64s"   # no retry starts later than this after the first attempt;
+//!                         # default backend_connect + backend_response + 1s, so that a
+//!                         # request that timed out can still be retried
 //! backends = [            # required, at least one, at least one of them primary
 //!     "127.0.0.1:9000",                          # weight 1
 //!     { address = "127.0.0.1:9001", weight = 2 }, # weight 1..=1000, default 1
@@ -63,6 +65,11 @@
 //! on_5xx = false          # count 5xx responses as failures too
 //! cooldown = "10s"        # first ejection; each further one in a row doubles it...
 //! max_cooldown = "5m"     # ...up to this; at least cooldown
+//! stall = "auto"          # a backend that answers nothing for this long while the group's
+//!                         # other backends answer is ejected at once, and its waiting
+//!                         # idempotent requests move to them: "auto" (8x the backend's
+//!                         # recent response time, at least 1s), a duration, or "off"
+//!                         # (for long-polling services); needs max_fails > 0
 //!
 //! [timeouts]              # durations: an integer and a unit (us, ms, s, m, h), > 0, <= 24h
 //! client_header = "10s"   # from connection accept (or end of previous response)

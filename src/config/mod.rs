@@ -125,8 +125,22 @@ pub struct BackendConfig {
 pub struct RetryPolicy {
     /// Further attempts after the first, each on a different backend where possible.
     pub retries: u32,
-    /// No new attempt starts once this long has passed since the first one began.
-    pub timeout: Duration,
+    /// No new attempt starts once this long has passed since the first one began. `None`:
+    /// long enough that an attempt ending in a connect or response timeout can still be
+    /// retried (see `RetryPolicy::budget`).
+    pub timeout: Option<Duration>,
+}
+
+impl RetryPolicy {
+    /// How long after the first attempt began a retry may still start: the configured
+    /// `retry_timeout`, or by default the longest a first attempt can take before its
+    /// connect or response timeout fires (with a second for the request's write and the
+    /// timer sweep), so that a timed-out request is never left without its retry.
+    pub fn budget(&self, timeouts: &Timeouts) -> Duration {
+        self.timeout.unwrap_or_else(|| {
+            timeouts.backend_connect + timeouts.backend_response + Duration::from_secs(1)
+        })
+    }
 }
 
 /// Active health check of every backend in a group.
@@ -165,13 +179,50 @@ pub struct PassiveHealth {
     pub cooldown: Duration,
     /// ...up to this.
     pub max_cooldown: Duration,
+    /// When a backend that answers nothing while the group's other backends answer counts
+    /// as stalled (see `StallDetection`).
+    pub stall: StallDetection,
 }
+
+/// Stalled-backend detection (`passive.stall`): a backend that has left a request without a
+/// response head for this long, and has answered nothing since that request was sent while
+/// other backends of its group answered, is ejected at once, and the idempotent requests
+/// waiting on it are moved to other backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StallDetection {
+    Off,
+    /// After `STALL_AUTO_FACTOR` times the backend's recent response time, and at least
+    /// `STALL_AUTO_MIN`.
+    Auto,
+    After(Duration),
+}
+
+impl StallDetection {
+    /// How long a request may wait for its response head on a backend whose recent response
+    /// time is `typical` before the backend is suspected of stalling; `None` when off.
+    pub fn budget(self, typical: Option<Duration>) -> Option<Duration> {
+        match self {
+            Self::Off => None,
+            Self::After(budget) => Some(budget),
+            Self::Auto => {
+                let scaled = typical.map_or(Duration::ZERO, |t| t * STALL_AUTO_FACTOR);
+                Some(scaled.max(STALL_AUTO_MIN))
+            }
+        }
+    }
+}
+
+/// `stall = "auto"` waits this many times a backend's recent response time...
+pub const STALL_AUTO_FACTOR: u32 = 8;
+/// ...and never less than this: well above the response time of a healthy backend under
+/// load, short enough that a hung one costs its waiting clients about a second.
+pub const STALL_AUTO_MIN: Duration = Duration::from_secs(1);
 
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
             retries: 1,
-            timeout: Duration::from_secs(10),
+            timeout: None,
         }
     }
 }
@@ -183,6 +234,7 @@ impl Default for PassiveHealth {
             on_5xx: false,
             cooldown: Duration::from_secs(10),
             max_cooldown: Duration::from_secs(300),
+            stall: StallDetection::Auto,
         }
     }
 }

@@ -9,7 +9,7 @@ use super::address::{backend_address, parse_backend_address};
 use super::reader::{Reader, Table, Value, boolean, duration, integer_in, string, wrong_type};
 use super::{
     BackendConfig, Balance, HashKey, HealthCheck, HealthCheckKind, P2cMetric, PassiveHealth,
-    RetryPolicy, UpstreamConfig,
+    RetryPolicy, StallDetection, UpstreamConfig,
 };
 
 const GROUP_KEYS: &[&str] = &[
@@ -36,7 +36,7 @@ const HEALTH_KEYS: &[&str] = &[
 ];
 /// Keys of `[upstream.NAME.health]` that only an HTTP check reads.
 const HTTP_CHECK_KEYS: &[&str] = &["path", "host", "expect_status"];
-const PASSIVE_KEYS: &[&str] = &["max_fails", "on_5xx", "cooldown", "max_cooldown"];
+const PASSIVE_KEYS: &[&str] = &["max_fails", "on_5xx", "cooldown", "max_cooldown", "stall"];
 
 /// Every algorithm `balance` names, each with the defaults of its refining key.
 const ALGORITHMS: [Balance; 6] = [
@@ -131,7 +131,7 @@ fn read_group(r: &mut Reader<'_>, name: String, t: &Table<'_, '_>) -> UpstreamCo
                 .unwrap_or(default_retry.retries),
             timeout: r
                 .field(t, "retry_timeout", duration)
-                .unwrap_or(default_retry.timeout),
+                .or(default_retry.timeout),
         },
         health: r
             .section(t, "health", HEALTH_KEYS)
@@ -475,6 +475,19 @@ fn read_passive(r: &mut Reader<'_>, t: &Table<'_, '_>) -> PassiveHealth {
         on_5xx: r.field(t, "on_5xx", boolean).unwrap_or(default.on_5xx),
         cooldown: cooldown.unwrap_or(default.cooldown),
         max_cooldown: max_cooldown.unwrap_or(default.max_cooldown),
+        stall: r.field(t, "stall", stall).unwrap_or(default.stall),
+    }
+}
+
+/// `"auto"`, `"off"` or a duration.
+fn stall(value: &DeValue<'_>) -> Result<StallDetection, String> {
+    match value {
+        DeValue::String(text) if text.as_ref() == "auto" => Ok(StallDetection::Auto),
+        DeValue::String(text) if text.as_ref() == "off" => Ok(StallDetection::Off),
+        DeValue::String(_) => duration(value)
+            .map(StallDetection::After)
+            .map_err(|e| format!("{e} (or \"auto\", \"off\")")),
+        other => Err(wrong_type("\"auto\", \"off\" or a duration", other)),
     }
 }
 
@@ -520,6 +533,7 @@ max_fails = 0
 on_5xx = true
 cooldown = "1s"
 max_cooldown = "1s"
+stall = "1500ms"
 
 [upstream.by_header]
 balance = "hash"
@@ -598,7 +612,7 @@ backends = ["127.0.0.1:9700"]
             slow_start: Some(Duration::from_secs(30)),
             retry: RetryPolicy {
                 retries: 0,
-                timeout: Duration::from_millis(2500),
+                timeout: Some(Duration::from_millis(2500)),
             },
             health: Some(HealthCheck {
                 kind: HealthCheckKind::Http {
@@ -616,6 +630,7 @@ backends = ["127.0.0.1:9700"]
                 on_5xx: true,
                 cooldown: Duration::from_secs(1),
                 max_cooldown: Duration::from_secs(1),
+                stall: StallDetection::After(Duration::from_millis(1500)),
             },
         };
         let by_header = with_health(
@@ -674,10 +689,7 @@ backends = ["127.0.0.1:9700"]
         assert_eq!(plain.balance, Balance::RoundRobin);
         assert_eq!(plain.slow_start, None);
         assert_eq!(plain.retry, RetryPolicy::default());
-        assert_eq!(
-            (plain.retry.retries, plain.retry.timeout),
-            (1, Duration::from_secs(10))
-        );
+        assert_eq!((plain.retry.retries, plain.retry.timeout), (1, None));
         assert_eq!(plain.health, None);
         assert_eq!(plain.passive, PassiveHealth::default());
         assert_eq!(plain.backends, [backend("127.0.0.1:9000", 1)]);
@@ -1064,7 +1076,13 @@ backends = ["127.0.0.1:9700"]
             (
                 "fall = 3",
                 "fall",
-                "unknown key \"fall\" (expected one of: max_fails, on_5xx, cooldown, max_cooldown)",
+                "unknown key \"fall\" (expected one of: max_fails, on_5xx, cooldown, max_cooldown, stall)",
+            ),
+            ("stall = \"soon\"", "stall", "(or \"auto\", \"off\")"),
+            (
+                "stall = 5",
+                "stall",
+                "expected \"auto\", \"off\" or a duration, found an integer",
             ),
         ];
         for (line, key, message) in cases {

@@ -12,7 +12,6 @@ use super::io::{
     BodyError, Timed, WriteError, gather_body, stream_body, write_all_within, write_vec,
 };
 use super::{Next, RequestInfo, Session};
-use crate::clock::coarse_now;
 use crate::conns::Lane;
 use crate::http::body::BodyProgress;
 use crate::http::{
@@ -37,6 +36,8 @@ enum UpstreamError {
     Unreachable,
     /// Connect or response head not within its timeout: 504.
     Timeout,
+    /// The backend was found stalled while the request waited for its response head: 504.
+    Stalled,
     /// The backend sent something that is not a valid HTTP/1.1 response: 502.
     Invalid,
     /// Every backend of the group is down, ejected or full: 503.
@@ -47,7 +48,7 @@ impl UpstreamError {
     fn status(&self) -> u16 {
         match self {
             Self::Unreachable | Self::Invalid => 502,
-            Self::Timeout => 504,
+            Self::Timeout | Self::Stalled => 504,
             Self::NoBackend => 503,
         }
     }
@@ -57,7 +58,8 @@ impl UpstreamError {
         match self {
             Self::Unreachable | Self::Invalid => Some(Outcome::Failed),
             Self::Timeout => Some(Outcome::Timeout),
-            Self::NoBackend => None,
+            // Reported by the sweep that found it (`Upstreams::should_cut`).
+            Self::Stalled | Self::NoBackend => None,
         }
     }
 }
@@ -131,10 +133,11 @@ impl Session {
         mut request: RequestInfo,
     ) -> Next {
         let policy = self.ctx.upstreams.group(self.group).retry;
-        let started = coarse_now();
+        let retry_budget = policy.budget(&self.ctx.config.timeouts);
+        let started = self.ctx.conns.now();
         let mut tried = BackendSet::new();
         let upstreams = &self.ctx.upstreams;
-        let Some(mut backend) = upstreams.pick(self.group, request.key_hash, &[]) else {
+        let Some(mut backend) = upstreams.pick(self.group, request.key_hash, &[], started) else {
             return Box::pin(self.fail(client, &request, UpstreamError::NoBackend)).await;
         };
         loop {
@@ -144,16 +147,21 @@ impl Session {
                 Err(failure) => failure,
             };
             if let Some(outcome) = failure.error.outcome() {
-                self.ctx.upstreams.report(backend, outcome);
+                self.ctx
+                    .upstreams
+                    .report(backend, outcome, self.ctx.conns.now());
             }
             let may_retry = failure.retryable
                 && tried.len() <= policy.retries as usize
-                && coarse_now().saturating_duration_since(started) < policy.timeout;
+                && self.ctx.conns.now().saturating_duration_since(started) < retry_budget;
             let next = if may_retry {
                 let key_hash = request.key_hash;
-                self.ctx
-                    .upstreams
-                    .pick(self.group, key_hash, tried.as_slice())
+                self.ctx.upstreams.pick(
+                    self.group,
+                    key_hash,
+                    tried.as_slice(),
+                    self.ctx.conns.now(),
+                )
             } else {
                 None
             };
@@ -223,7 +231,9 @@ impl Session {
                 return Err(Failure { error, retryable });
             }
         };
-        *response_time = Some(sent.elapsed());
+        let answered = Instant::now();
+        *response_time = Some(answered.saturating_duration_since(sent));
+        self.ctx.upstreams.load().answered(backend, sent, answered);
         if let Err(error) = self
             .gather_small_response_body(&mut upstream, &mut response)
             .await
@@ -239,7 +249,9 @@ impl Session {
         } else {
             Outcome::Success
         };
-        self.ctx.upstreams.report(backend, outcome);
+        self.ctx
+            .upstreams
+            .report(backend, outcome, self.ctx.conns.now());
         Ok(self
             .relay_response(client, upstream, request, response, backend)
             .await)
@@ -262,7 +274,10 @@ impl Session {
             retryable: idempotent,
         };
         let pooled = if use_pool {
-            self.ctx.pool.borrow_mut().take(backend, coarse_now())
+            self.ctx
+                .pool
+                .borrow_mut()
+                .take(backend, self.ctx.conns.now())
         } else {
             None
         };
@@ -360,7 +375,9 @@ impl Session {
         request: &mut RequestInfo,
         backend: BackendId,
     ) -> Result<ResponseInfo, HeadFailure> {
-        let first = self.read_response_head(client, upstream, request).await;
+        let first = self
+            .read_response_head(client, upstream, request, backend)
+            .await;
         let HeadRead::NothingReceived = first else {
             return first.into_result();
         };
@@ -370,7 +387,7 @@ impl Session {
         *upstream = Box::pin(self.send_request(backend, false, request.idempotent))
             .await
             .map_err(|failure| HeadFailure::Upstream(failure.error))?;
-        self.read_response_head(client, upstream, request)
+        self.read_response_head(client, upstream, request, backend)
             .await
             .into_result()
     }
@@ -380,8 +397,10 @@ impl Session {
         client: &mut S,
         upstream: &mut Upstream,
         request: &mut RequestInfo,
+        backend: BackendId,
     ) -> HeadRead {
-        let deadline = coarse_now() + self.ctx.config.timeouts.backend_response;
+        let sent = self.ctx.conns.now();
+        let deadline = sent + self.ctx.config.timeouts.backend_response;
         let limit = self.ctx.config.limits.max_response_header_bytes;
         let mut received_any = false;
         loop {
@@ -399,17 +418,26 @@ impl Session {
                 Ok(None) => {}
                 Err(err) => return HeadRead::Failed(HeadFailure::Upstream(err)),
             }
-            let within = deadline.saturating_duration_since(coarse_now());
+            let within = deadline.saturating_duration_since(self.ctx.conns.now());
             let fd = upstream.stream.as_raw_fd();
             let read_deadline = self.slot.deadline(Lane::Main, fd, within);
-            match self
+            // Until its first byte, the backend may turn out to be stalled (`conns::Suspect`).
+            if !received_any {
+                let movable = request.idempotent && request.sent_whole;
+                self.slot.suspect(backend.0, sent, movable);
+            }
+            let read = self
                 .upstream_recv
                 .fill(&mut upstream.stream, read_deadline, limit)
-                .await
-            {
+                .await;
+            let stalled = self.slot.clear_suspect();
+            match read {
                 Ok(0) | Err(ReadError::Io) if !received_any => return HeadRead::NothingReceived,
                 Ok(0) | Err(ReadError::Io) => return HeadRead::failed(UpstreamError::Unreachable),
                 Ok(_) => received_any = true,
+                Err(ReadError::Timeout) if stalled => {
+                    return HeadRead::failed(UpstreamError::Stalled);
+                }
                 Err(ReadError::Timeout) => return HeadRead::failed(UpstreamError::Timeout),
                 Err(ReadError::Full) => return HeadRead::failed(UpstreamError::Invalid),
             }
@@ -561,7 +589,7 @@ impl Session {
             self.ctx
                 .pool
                 .borrow_mut()
-                .put(backend, upstream.stream, coarse_now());
+                .put(backend, upstream.stream, self.ctx.conns.now());
         }
         if response.client_keep_alive {
             Next::KeepAlive

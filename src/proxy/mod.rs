@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
 
-use crate::clock::coarse_now;
 use crate::conns::{ConnSlot, Deadline, Lane};
 use crate::http::body::BodyProgress;
 use crate::http::{
@@ -187,7 +186,8 @@ impl Session {
         // A new connection has `client_header` from accept for its whole first head; a kept-
         // alive one waits up to `client_idle` for the next request to start, then has
         // `client_header` from its first byte.
-        let mut head_deadline = (self.requests == 0).then(|| coarse_now() + timeouts.client_header);
+        let mut head_deadline =
+            (self.requests == 0).then(|| self.ctx.conns.now() + timeouts.client_header);
         loop {
             match self.parse_request_head() {
                 Ok(Some(request)) => return Ok(request),
@@ -199,10 +199,10 @@ impl Session {
                 return Err(Next::Close);
             }
             let within = match head_deadline {
-                Some(deadline) => deadline.saturating_duration_since(coarse_now()),
+                Some(deadline) => deadline.saturating_duration_since(self.ctx.conns.now()),
                 None if waiting_for_first_byte => timeouts.client_idle,
                 None => {
-                    head_deadline = Some(coarse_now() + timeouts.client_header);
+                    head_deadline = Some(self.ctx.conns.now() + timeouts.client_header);
                     timeouts.client_header
                 }
             };
@@ -322,11 +322,11 @@ impl Session {
     /// the error response we wrote is not destroyed by a reset.
     async fn linger<S: AsyncReadRent + AsyncWriteRent>(&mut self, client: &mut S) {
         let _ = client.shutdown().await;
-        let deadline = coarse_now() + LINGER_TIME;
+        let deadline = self.ctx.conns.now() + LINGER_TIME;
         let mut discarded = 0;
         while discarded < LINGER_BYTES {
             self.recv.consume(self.recv.len());
-            let left = deadline.saturating_duration_since(coarse_now());
+            let left = deadline.saturating_duration_since(self.ctx.conns.now());
             let deadline = self.slot.deadline(Lane::Main, self.client_fd, left);
             match self.recv.fill(client, deadline, RECV_BUFFER).await {
                 Ok(0) | Err(_) => return,

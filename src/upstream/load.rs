@@ -12,6 +12,12 @@
 //! fires) plus this worker's own exact count, which is always current. A host-wide limit such as
 //! `max_conns` can therefore be overshot by what the other workers start within one interval.
 //!
+//! Each worker also publishes, per backend, when that backend last answered one of its requests
+//! and the latest send time of a request it answered (millisecond times, Relaxed stores into
+//! the worker's own lines). Nothing on the request path reads them: stalled-backend detection
+//! does, from the worker's timer sweep, to tell a backend that answers nothing from one that is
+//! only slow on one request, or from a group that is slow as a whole.
+//!
 //! Latency EWMA ("peak EWMA"): a sample above the estimate replaces it at once, so a backend that
 //! turns slow is avoided immediately; a sample below it pulls it down by `EWMA_ALPHA` per sample
 //! (≈ the last 8 samples dominate). A backend that gets no samples (because the balancers avoid
@@ -22,8 +28,10 @@
 
 use std::cell::Cell;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::clock::coarse_now;
 
 use super::BackendId;
 
@@ -47,12 +55,34 @@ impl Line {
     }
 }
 
-/// Every worker's published in-flight count per backend; shared (`Arc`) by all workers.
+/// Times per cache-line pair, as for the counts.
+const TIMES_PER_LINE: usize = 16;
+
+#[repr(align(128))]
+struct TimeLine([AtomicU64; TIMES_PER_LINE]);
+
+impl TimeLine {
+    fn new() -> Self {
+        Self(std::array::from_fn(|_| AtomicU64::new(NEVER)))
+    }
+}
+
+/// An answer time meaning "never answered".
+const NEVER: u64 = 0;
+
+/// Every worker's published in-flight count per backend, and when each backend last answered
+/// each worker; shared (`Arc`) by all workers.
 pub struct LoadBoard {
     lines: Box<[Line]>,
+    /// When the backend last answered, in milliseconds since `epoch` plus one (`NEVER` is 0).
+    answered_at: Box<[TimeLine]>,
+    /// The latest send time, on the same clock, of a request the backend answered.
+    answered_sent: Box<[TimeLine]>,
+    epoch: Instant,
     workers: usize,
     backends: usize,
     lines_per_worker: usize,
+    time_lines_per_worker: usize,
 }
 
 /// A worker index at or beyond the board's worker count.
@@ -81,11 +111,17 @@ impl LoadBoard {
         let lines = (0..workers * lines_per_worker)
             .map(|_| Line::new())
             .collect();
+        let time_lines_per_worker = backends.div_ceil(TIMES_PER_LINE);
+        let time_lines = || (0..workers * time_lines_per_worker).map(|_| TimeLine::new());
         Arc::new(Self {
             lines,
+            answered_at: time_lines().collect(),
+            answered_sent: time_lines().collect(),
+            epoch: coarse_now(),
             workers,
             backends,
             lines_per_worker,
+            time_lines_per_worker,
         })
     }
 
@@ -109,6 +145,45 @@ impl LoadBoard {
         if let Some(slot) = self.count(worker, backend) {
             slot.store(count, Ordering::Relaxed);
         }
+    }
+
+    fn time<'a>(
+        &self,
+        lines: &'a [TimeLine],
+        worker: usize,
+        backend: usize,
+    ) -> Option<&'a AtomicU64> {
+        if worker >= self.workers || backend >= self.backends {
+            return None;
+        }
+        let line = worker * self.time_lines_per_worker + backend / TIMES_PER_LINE;
+        Some(&lines.get(line)?.0[backend % TIMES_PER_LINE])
+    }
+
+    /// The latest of every worker's `lines` entry for `backend`.
+    fn latest(&self, lines: &[TimeLine], backend: BackendId) -> u64 {
+        (0..self.workers)
+            .filter_map(|w| self.time(lines, w, backend.0))
+            .map(|t| t.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(NEVER)
+    }
+
+    /// `at` on the board's clock: milliseconds since its epoch, plus one.
+    fn stamp(&self, at: Instant) -> u64 {
+        let millis = at.saturating_duration_since(self.epoch).as_millis();
+        u64::try_from(millis).unwrap_or(u64::MAX - 1) + 1
+    }
+
+    /// Whether any worker got an answer from `backend` after `since`.
+    pub fn answered_after(&self, backend: BackendId, since: Instant) -> bool {
+        self.latest(&self.answered_at, backend) > self.stamp(since)
+    }
+
+    /// Whether `backend` answered some worker a request sent at or after `since`: it made a
+    /// whole round trip while a request sent at `since` waited.
+    pub fn answered_one_sent_since(&self, backend: BackendId, since: Instant) -> bool {
+        self.latest(&self.answered_sent, backend) >= self.stamp(since)
     }
 
     /// Sum of every worker's published count for `backend` except `worker`'s own.
@@ -191,6 +266,27 @@ impl LoadView {
         }
     }
 
+    /// `backend` sent, at `at`, the response head of a request sent at `sent`: published for
+    /// stalled-backend detection.
+    pub fn answered(&self, backend: BackendId, sent: Instant, at: Instant) {
+        let board = &self.board;
+        if let Some(time) = board.time(&board.answered_at, self.worker, backend.0) {
+            time.store(board.stamp(at), Ordering::Relaxed);
+        }
+        // Responses to one worker can come out of order (two connections): keep the latest.
+        if let Some(time) = board.time(&board.answered_sent, self.worker, backend.0) {
+            let sent = board.stamp(sent);
+            if sent > time.load(Ordering::Relaxed) {
+                time.store(sent, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The board every worker publishes to.
+    pub fn board(&self) -> &LoadBoard {
+        &self.board
+    }
+
     fn set_local(&self, backend: BackendId, update: impl FnOnce(u32) -> u32) {
         let Some(local) = self.local.get(backend.0) else {
             return;
@@ -268,6 +364,35 @@ mod tests {
             LoadView::new(board.clone(), 0, INTERVAL).unwrap(),
             LoadView::new(board, 1, INTERVAL).unwrap(),
         )
+    }
+
+    #[test]
+    fn answers_are_seen_by_every_worker_at_once() {
+        // 20 backends: the second worker's times start a line pair of their own.
+        let (a, b) = two_workers(20);
+        let sent = Instant::now();
+        let later = sent + Duration::from_millis(5);
+        let much_later = later + Duration::from_millis(5);
+        assert!(!b.board().answered_after(BackendId(17), sent), "never");
+        a.answered(BackendId(17), sent, later);
+        assert!(b.board().answered_after(BackendId(17), sent));
+        assert!(
+            !b.board().answered_after(BackendId(17), later),
+            "not after itself"
+        );
+        assert!(b.board().answered_one_sent_since(BackendId(17), sent));
+        assert!(!b.board().answered_one_sent_since(BackendId(17), later));
+        assert!(
+            !b.board().answered_after(BackendId(16), sent),
+            "its neighbour"
+        );
+        b.answered(BackendId(16), later, much_later);
+        b.answered(BackendId(16), sent, much_later);
+        assert!(a.board().answered_after(BackendId(16), later));
+        assert!(
+            a.board().answered_one_sent_since(BackendId(16), later),
+            "an older request answered later does not hide a newer one"
+        );
     }
 
     #[test]

@@ -6,10 +6,12 @@
 //! backend health (`health`) and the per-core in-flight counts (`load`).
 
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::config::{Balance, Config, HashKey, RetryPolicy};
+use crate::config::{Balance, Config, HashKey, RetryPolicy, StallDetection};
+use crate::conns::Suspect;
 
 pub mod balance;
 pub mod connect;
@@ -38,6 +40,9 @@ pub struct Group {
     /// What requests are hashed on, for `balance = "hash"`.
     pub hash_key: Option<HashKey>,
     balancer: Balancer,
+    /// The group's backends: a range of the flat backend table.
+    members: Range<usize>,
+    stall: StallDetection,
 }
 
 /// A worker's view of all upstream groups.
@@ -66,11 +71,18 @@ impl Upstreams {
                 Balance::Hash(key) => Some(key.clone()),
                 _ => None,
             };
+            // Stall detection ejects, so it needs passive checks on.
+            let stall = match upstream.passive.max_fails {
+                0 => StallDetection::Off,
+                _ => upstream.passive.stall,
+            };
             groups.push(Group {
                 name: upstream.name.clone(),
                 retry: upstream.retry,
                 hash_key,
                 balancer,
+                members: first..backends.len(),
+                stall,
             });
         }
         Self {
@@ -100,12 +112,19 @@ impl Upstreams {
     /// Chooses a backend of `group` for the next request (`key_hash` for hashing groups),
     /// avoiding `exclude` (backends this request already tried) where possible and backends
     /// that are down, ejected or full; `None` when none is usable. The chosen backend may be
-    /// a passive-health probe: its outcome must be reported.
-    pub fn pick(&self, group: usize, key_hash: u64, exclude: &[BackendId]) -> Option<BackendId> {
+    /// a passive-health probe: its outcome must be reported. `now` is the worker's clock
+    /// (cooldowns and slow starts need no finer grain).
+    pub fn pick(
+        &self,
+        group: usize,
+        key_hash: u64,
+        exclude: &[BackendId],
+        now: Instant,
+    ) -> Option<BackendId> {
         let balancer = &self.groups.get(group)?.balancer;
         let health = HealthAt {
             table: &self.health,
-            now: crate::clock::coarse_now(),
+            now,
         };
         let ctx = PickContext {
             load: &self.load,
@@ -129,10 +148,10 @@ impl Upstreams {
             .filter(|&b| b != chosen && self.health.confirm(b, health.now))
     }
 
-    /// Tells passive health checks how a request to `backend` went.
-    pub fn report(&self, backend: BackendId, outcome: Outcome) {
-        self.health
-            .report(backend, outcome, crate::clock::coarse_now());
+    /// Tells passive health checks how a request to `backend` went, at `now` by the worker's
+    /// clock.
+    pub fn report(&self, backend: BackendId, outcome: Outcome, now: Instant) {
+        self.health.report(backend, outcome, now);
     }
 
     /// The exchange with `backend` ended for a reason that says nothing about its health (the
@@ -145,6 +164,50 @@ impl Upstreams {
     /// This worker's in-flight counts and response times per backend.
     pub fn load(&self) -> &LoadView {
         &self.load
+    }
+
+    /// Whether the request `suspect` describes, still waiting for its response head, should
+    /// be cut so that it can move to another backend. Called by the worker's timer sweep.
+    ///
+    /// A backend is found stalled when the request has waited its group's stall budget, the
+    /// backend has answered no worker since the request was sent, and another backend of the
+    /// group has answered a request sent after it: that tells a hung backend from a slow
+    /// request (the backend answers others) and from a slow group (nobody makes a round trip
+    /// faster than the wait). It is then ejected (and logged) at once, and every movable
+    /// request sent to it before that moment is cut, on every worker.
+    pub fn should_cut(&self, suspect: &Suspect, now: Instant) -> bool {
+        let backend = BackendId(suspect.backend);
+        if self.health.stalled_since(backend, suspect.since) {
+            return suspect.movable;
+        }
+        let Some(group) = self.group_of(backend) else {
+            return false;
+        };
+        let typical = self.load.ewma(backend);
+        let Some(budget) = group.stall.budget(typical) else {
+            return false;
+        };
+        let waited = now.saturating_duration_since(suspect.since);
+        if waited < budget || !self.is_stalled(group, backend, suspect.since) {
+            return false;
+        }
+        self.health
+            .report(backend, Outcome::Stalled { waited }, now);
+        suspect.movable
+    }
+
+    fn is_stalled(&self, group: &Group, backend: BackendId, since: Instant) -> bool {
+        let board = self.load.board();
+        let others_answer = group
+            .members
+            .clone()
+            .map(BackendId)
+            .any(|other| other != backend && board.answered_one_sent_since(other, since));
+        others_answer && !board.answered_after(backend, since)
+    }
+
+    fn group_of(&self, backend: BackendId) -> Option<&Group> {
+        self.groups.iter().find(|g| g.members.contains(&backend.0))
     }
 }
 

@@ -35,6 +35,8 @@ const NOT_EJECTED: u64 = u64::MAX;
 const NO_PROBE: u64 = u64::MAX;
 /// `up_since` for a backend that has been up since start: no slow start.
 const UP_FROM_START: u64 = u64::MAX;
+/// `stalled_at` for a backend never found stalled.
+const NEVER_STALLED: u64 = u64::MAX;
 
 /// Health of every backend, indexed by `BackendId` (same flat order as `Upstreams`).
 pub struct HealthTable {
@@ -64,6 +66,9 @@ struct BackendState {
     ejections: AtomicU32,
     /// When the single probe request after a cooldown was let through, or `NO_PROBE`.
     probe_since: AtomicU64,
+    /// When the backend was last found stalled (`passive.stall`), or `NEVER_STALLED`:
+    /// requests sent to it before then and still waiting are moved elsewhere.
+    stalled_at: AtomicU64,
 }
 
 struct BackendInfo {
@@ -143,6 +148,15 @@ impl HealthTable {
         if let Some(state) = self.states.get(b.0) {
             state.probe_since.store(NO_PROBE, Ordering::Release);
         }
+    }
+
+    /// Whether `b` was found stalled after a request sent to it at `sent`: that request
+    /// waits on a backend that is not answering.
+    pub fn stalled_since(&self, b: BackendId, sent: Instant) -> bool {
+        self.states.get(b.0).is_some_and(|state| {
+            let stalled_at = state.stalled_at.load(Ordering::Acquire);
+            stalled_at != NEVER_STALLED && stalled_at >= self.millis_since_epoch(sent)
+        })
     }
 
     /// Up for active checks and not passively ejected.
@@ -238,6 +252,7 @@ impl BackendState {
             ejected_until: AtomicU64::new(NOT_EJECTED),
             ejections: AtomicU32::new(0),
             probe_since: AtomicU64::new(NO_PROBE),
+            stalled_at: AtomicU64::new(NEVER_STALLED),
         }
     }
 }

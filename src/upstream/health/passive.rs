@@ -28,13 +28,25 @@ pub enum Outcome {
     /// A 5xx response: a failure when the group's `passive.on_5xx`, otherwise a success (the
     /// backend is reachable and answering).
     ServerError,
+    /// A request waited this long for a response head while the backend answered nothing
+    /// and its group's other backends did (`passive.stall`): ejects at once.
+    Stalled { waited: Duration },
 }
 
 /// A change of a backend's passive state, made by exactly one `record` call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum PassiveTransition {
-    Ejected { cooldown: Duration, failures: u32 },
-    ProbeFailed { cooldown: Duration },
+    Ejected {
+        cooldown: Duration,
+        failures: u32,
+    },
+    Stalled {
+        cooldown: Duration,
+        waited: Duration,
+    },
+    ProbeFailed {
+        cooldown: Duration,
+    },
     Back,
 }
 
@@ -61,11 +73,20 @@ impl HealthTable {
         }
         let failed = match outcome {
             Outcome::Success => false,
-            Outcome::Failed | Outcome::Timeout => true,
+            Outcome::Failed | Outcome::Timeout | Outcome::Stalled { .. } => true,
             Outcome::ServerError => info.passive.on_5xx,
         };
         // The clock is read only off the common path (a success on a backend in service).
         let until = state.ejected_until.load(Ordering::Acquire);
+        if let Outcome::Stalled { waited } = outcome {
+            let now_ms = self.millis_since_epoch(now);
+            state.stalled_at.store(now_ms, Ordering::Release);
+            if until == NOT_EJECTED {
+                let cooldown = eject(state, info, NOT_EJECTED, now_ms)?;
+                state.failures.store(0, Ordering::Relaxed);
+                return Some(PassiveTransition::Stalled { cooldown, waited });
+            }
+        }
         if until != NOT_EJECTED {
             return probe_outcome(state, info, until, failed, self.millis_since_epoch(now));
         }
@@ -180,6 +201,13 @@ impl fmt::Display for PassiveTransition {
                     Short(cooldown)
                 )
             }
+            Self::Stalled { cooldown, waited } => write!(
+                f,
+                "ejected for {}: stalled (no response for {}ms while the group's other \
+                 backends answered; waiting idempotent requests move to them)",
+                Short(cooldown),
+                waited.as_millis()
+            ),
             Self::ProbeFailed { cooldown } => write!(
                 f,
                 "ejected again for {} (passive probe failed)",

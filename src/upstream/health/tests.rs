@@ -20,6 +20,7 @@ fn passive(max_fails: u32) -> PassiveHealth {
         on_5xx: true,
         cooldown: Duration::from_secs(10),
         max_cooldown: Duration::from_secs(35),
+        stall: crate::config::StallDetection::Auto,
     }
 }
 
@@ -346,4 +347,65 @@ fn transitions_read_as_log_lines() {
         PassiveTransition::Back.to_string(),
         "is back (passive probe succeeded)"
     );
+}
+
+#[test]
+fn a_stall_ejects_at_once_and_marks_requests_sent_before_it() {
+    let (table, t0) = table_with(passive(3), None);
+    let sent = after(t0, 100);
+    let waited = Duration::from_millis(1200);
+    let found = after(t0, 1300);
+    let stalled = Outcome::Stalled { waited };
+    assert_eq!(
+        table.record(FIRST, stalled, found),
+        Some(PassiveTransition::Stalled {
+            cooldown: Duration::from_secs(10),
+            waited
+        }),
+        "one stall is enough, unlike max_fails failures"
+    );
+    assert!(!table.is_up(FIRST));
+    assert!(table.stalled_since(FIRST, sent), "sent before the verdict");
+    assert!(
+        !table.stalled_since(FIRST, after(t0, 1400)),
+        "sent after it"
+    );
+    assert!(!table.stalled_since(OTHER, sent));
+    assert_eq!(
+        table.record(FIRST, stalled, after(t0, 1350)),
+        None,
+        "a second worker's verdict changes nothing"
+    );
+}
+
+#[test]
+fn a_stalled_probe_ejects_again() {
+    let (table, t0) = table_with(passive(3), None);
+    let stalled = Outcome::Stalled {
+        waited: Duration::from_secs(1),
+    };
+    table.record(FIRST, stalled, t0);
+    let probe_at = after(t0, 10_000);
+    assert!(
+        table.confirm(FIRST, probe_at),
+        "the probe after the cooldown"
+    );
+    assert_eq!(
+        table.record(FIRST, stalled, after(t0, 11_100)),
+        Some(PassiveTransition::ProbeFailed {
+            cooldown: Duration::from_secs(20)
+        })
+    );
+    assert!(table.stalled_since(FIRST, probe_at));
+}
+
+#[test]
+fn stalls_change_nothing_without_passive_checks() {
+    let (table, t0) = table_with(passive(0), None);
+    let stalled = Outcome::Stalled {
+        waited: Duration::from_secs(1),
+    };
+    assert_eq!(table.record(FIRST, stalled, after(t0, 1000)), None);
+    assert!(table.is_up(FIRST));
+    assert!(!table.stalled_since(FIRST, t0));
 }
