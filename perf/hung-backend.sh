@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# A backend that hangs under load: round robin over three demo backends, 20 keep-alive wrk
-# clients; one backend is stopped with SIGSTOP (the kernel still accepts its connections and
-# buffers requests, the process never answers). Prints req/s and errors:
-#   - baseline: the two healthy backends alone, for REPS x DURATION seconds;
+# A backend that hangs: round robin over three demo backends, 20 keep-alive wrk clients; one
+# backend is stopped with SIGSTOP (the kernel still accepts its connections and buffers
+# requests, the process never answers) right after a warm-up left pooled connections to it.
+# Prints req/s and errors:
+#   - baseline: the two healthy backends alone, for DURATION seconds;
 #   - the first 2 s after the hang (wrk started at the moment of the SIGSTOP);
 #   - from 2 s after the hang on, for DURATION seconds;
 # and the ratio of the last to the baseline.
 #
-#   perf/hung-backend.sh [--bin PATH] [--duration S] [--connections N]
+#   perf/hung-backend.sh [--bin PATH] [--duration S] [--connections N] [--reps N]
+#
+# The two setups alternate REPS times (default 3); the report is a table per repetition and the
+# median ratio.
 #
 # Needs wrk (installed with apt when missing) and python3. The backends are
 # scripts/demo_backend.py, so the backends, not the proxy, bound the throughput: the ratio
@@ -20,11 +24,13 @@ source scripts/lib/bench-common.sh
 bin=target/release/ringproxy
 duration=8
 connections=20
+reps=3
 while [ $# -gt 0 ]; do
   case "$1" in
     --bin) bin=$2; shift 2 ;;
     --duration) duration=$2; shift 2 ;;
     --connections) connections=$2; shift 2 ;;
+    --reps) reps=$2; shift 2 ;;
     *) bench_die "unknown argument $1 (see the header of $0)" ;;
   esac
 done
@@ -76,34 +82,34 @@ measure() { # seconds
   echo "$rps $errors"
 }
 
-bench_log "baseline: the two healthy backends alone"
-start_backends 2
-start_proxy 2
-measure 1 >/dev/null
-read -r base_rps base_errors < <(measure "$duration")
-stop_all
+median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
-bench_log "three backends; backend-3 stops under load"
-start_backends 3
-start_proxy 3
-measure 1 >/dev/null
-wrk -t 2 -c "$connections" -d "$((duration + 4))s" --timeout 30s \
-  "http://127.0.0.1:$proxy_port/" >"$work/background-wrk.txt" &
-background=$!
-sleep 1
-kill -STOP "${backend_pids[2]}"
-read -r first_rps first_errors < <(measure 2)
-read -r after_rps after_errors < <(measure "$duration")
-wait "$background" || true
-stop_all
+echo "| rep | two healthy alone, req/s | first 2 s after the hang | from 2 s after the hang | after / alone | errors | ejection logged |"
+echo "|---|---|---|---|---|---|---|"
+ratios=()
+for ((rep = 1; rep <= reps; rep++)); do
+  bench_log "rep $rep: the two healthy backends alone"
+  start_backends 2
+  start_proxy 2
+  measure 1 >/dev/null
+  read -r base_rps base_errors < <(measure "$duration")
+  stop_all
 
-ratio=$(awk -v a="$after_rps" -v b="$base_rps" 'BEGIN {printf "%.2f", a / b}')
-echo "| phase | req/s | errors |"
-echo "|---|---|---|"
-echo "| two healthy backends alone | $base_rps | $base_errors |"
-echo "| first 2 s after the hang | $first_rps | $first_errors |"
-echo "| from 2 s after the hang | $after_rps | $after_errors |"
+  bench_log "rep $rep: three backends; backend-3 stops after a warm-up"
+  start_backends 3
+  start_proxy 3
+  measure 1 >/dev/null
+  kill -STOP "${backend_pids[2]}"
+  read -r first_rps first_errors < <(measure 2)
+  read -r after_rps after_errors < <(measure "$duration")
+  stop_all
+
+  ratio=$(awk -v a="$after_rps" -v b="$base_rps" 'BEGIN {printf "%.2f", a / b}')
+  ratios+=("$ratio")
+  logged=$(grep -c "stalled" "$work/proxy.log" || true)
+  echo "| $rep | $base_rps | $first_rps | $after_rps | $ratio | $base_errors / $first_errors / $after_errors | $logged |"
+done
 echo
-echo "after/baseline: $ratio; proxy log:"
+echo "median after / alone: $(printf '%s\n' "${ratios[@]}" | median)"
+echo "last proxy log:"
 grep -E "stalled|ejected" "$work/proxy.log" || echo "(no ejection logged)"
-echo "background load during the hang: $(grep -E 'Requests/sec|Non-2xx|Socket errors' "$work/background-wrk.txt" | tr -s ' ' | tr '\n' ';')"

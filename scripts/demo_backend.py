@@ -142,6 +142,9 @@ class Handler(BaseHTTPRequestHandler):
 
 
 class Server(ThreadingHTTPServer):
+    # socketserver's default backlog of 5 refuses connections a proxy opens in a burst.
+    request_queue_size = 128
+
     def handle_error(self, request, client_address):
         # A client that hung up (curl interrupted, the proxy closing a pooled connection) is
         # routine here, not a bug worth a traceback.

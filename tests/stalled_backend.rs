@@ -64,10 +64,22 @@ fn load(proxy: SocketAddr, clients: usize, run: Duration) -> Vec<Sample> {
     Arc::try_unwrap(samples).ok().unwrap().into_inner().unwrap()
 }
 
-#[test]
-fn a_hung_backend_is_ejected_and_its_waiting_gets_move_within_two_seconds() {
+/// A backend that answers for `answers_for`, then accepts and reads but never answers.
+fn hanging_backend(answers_for: Duration) -> Backend {
+    let started = Instant::now();
+    Backend::start(move |req| {
+        if started.elapsed() < answers_for {
+            return echo_reply(req);
+        }
+        vec![Step::Stall]
+    })
+}
+
+/// Round robin over two healthy backends and `hung`, 20 keep-alive clients for 4 s, the
+/// hang starting `hang_at` into the load: no GET fails, the hung backend is ejected once,
+/// and from 2 s after the hang on no request waits on it.
+fn assert_routed_around(hung: Backend, hang_at: Duration) {
     let healthy = [Backend::echo(), Backend::echo()];
-    let hung = Backend::start(|_| vec![Step::Stall]);
     let backends = [healthy[0].addr(), hung.addr(), healthy[1].addr()];
     let proxy = Proxy::start_with_config(&two_worker_config(&backends, ""), &[]);
 
@@ -85,12 +97,13 @@ fn a_hung_backend_is_ejected_and_its_waiting_gets_move_within_two_seconds() {
     // that did would take at least the 1 s stall budget.
     let late_slow: Vec<_> = samples
         .iter()
-        .filter(|s| s.started >= Duration::from_secs(2) && s.took >= Duration::from_millis(900))
+        .filter(|s| s.started >= hang_at + Duration::from_secs(2))
+        .filter(|s| s.took >= Duration::from_millis(900))
         .map(|s| (s.started, s.took))
         .collect();
     assert!(
         late_slow.is_empty(),
-        "slow requests after 2 s: {late_slow:?}"
+        "slow requests 2 s after the hang: {late_slow:?}"
     );
     let stalled_lines = proxy
         .stderr_lines()
@@ -103,6 +116,19 @@ fn a_hung_backend_is_ejected_and_its_waiting_gets_move_within_two_seconds() {
         "one ejection line: {:#?}",
         proxy.stderr_lines()
     );
+}
+
+#[test]
+fn a_backend_hung_from_the_start_is_routed_around_within_two_seconds() {
+    assert_routed_around(hanging_backend(Duration::ZERO), Duration::ZERO);
+}
+
+/// The requests stuck on the backend were sent just after its last answers: they must not
+/// count as answered.
+#[test]
+fn a_backend_that_hangs_under_load_is_routed_around_within_two_seconds() {
+    let hang_at = Duration::from_millis(500);
+    assert_routed_around(hanging_backend(hang_at), hang_at);
 }
 
 #[test]
@@ -145,7 +171,7 @@ fn a_slow_request_on_a_backend_that_answers_others_is_not_moved() {
 #[test]
 fn posts_waiting_on_a_hung_backend_stay_but_the_backend_is_ejected() {
     let healthy = Backend::echo();
-    let hung = Backend::start(|_| vec![Step::Stall]);
+    let hung = hanging_backend(Duration::ZERO);
     let toml = two_worker_config(
         &[hung.addr(), healthy.addr()],
         "[timeouts]\nbackend_response = \"3s\"\n",

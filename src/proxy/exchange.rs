@@ -117,6 +117,14 @@ struct ResponseInfo {
     client_keep_alive: bool,
 }
 
+/// Where a request went and when it was sent whole (the precise clock: stalled-backend
+/// detection compares it with the times of other requests' answers).
+#[derive(Clone, Copy)]
+struct Sent {
+    backend: BackendId,
+    at: Instant,
+}
+
 /// A failed attempt and whether the request may be tried again on another backend.
 struct Failure {
     error: UpstreamError,
@@ -214,7 +222,7 @@ impl Session {
         }
         let sent = Instant::now();
         let mut response = match self
-            .read_response(client, &mut upstream, request, backend)
+            .read_response(client, &mut upstream, request, Sent { backend, at: sent })
             .await
         {
             Ok(response) => response,
@@ -373,10 +381,10 @@ impl Session {
         client: &mut S,
         upstream: &mut Upstream,
         request: &mut RequestInfo,
-        backend: BackendId,
+        sent: Sent,
     ) -> Result<ResponseInfo, HeadFailure> {
         let first = self
-            .read_response_head(client, upstream, request, backend)
+            .read_response_head(client, upstream, request, sent)
             .await;
         let HeadRead::NothingReceived = first else {
             return first.into_result();
@@ -384,10 +392,15 @@ impl Session {
         if !(upstream.reused && request.idempotent && request.sent_whole) {
             return Err(HeadFailure::Upstream(UpstreamError::Unreachable));
         }
+        let backend = sent.backend;
         *upstream = Box::pin(self.send_request(backend, false, request.idempotent))
             .await
             .map_err(|failure| HeadFailure::Upstream(failure.error))?;
-        self.read_response_head(client, upstream, request, backend)
+        let sent = Sent {
+            backend,
+            at: Instant::now(),
+        };
+        self.read_response_head(client, upstream, request, sent)
             .await
             .into_result()
     }
@@ -397,10 +410,9 @@ impl Session {
         client: &mut S,
         upstream: &mut Upstream,
         request: &mut RequestInfo,
-        backend: BackendId,
+        sent: Sent,
     ) -> HeadRead {
-        let sent = self.ctx.conns.now();
-        let deadline = sent + self.ctx.config.timeouts.backend_response;
+        let deadline = self.ctx.conns.now() + self.ctx.config.timeouts.backend_response;
         let limit = self.ctx.config.limits.max_response_header_bytes;
         let mut received_any = false;
         loop {
@@ -424,7 +436,7 @@ impl Session {
             // Until its first byte, the backend may turn out to be stalled (`conns::Suspect`).
             if !received_any {
                 let movable = request.idempotent && request.sent_whole;
-                self.slot.suspect(backend.0, sent, movable);
+                self.slot.suspect(sent.backend.0, sent.at, movable);
             }
             let read = self
                 .upstream_recv
