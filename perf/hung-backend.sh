@@ -59,6 +59,8 @@ start_backends() { # count
 start_proxy() { # count
   local upstreams=()
   for ((i = 0; i < $1; i++)); do upstreams+=(--upstream "127.0.0.1:${ports[$i]}"); done
+  # The previous run's "ready" must not be mistaken for this one's.
+  rm -f "$work/proxy.log"
   "$bin" --listen "127.0.0.1:$proxy_port" "${upstreams[@]}" --workers 1 --no-pin \
     >"$work/proxy.log" 2>&1 &
   proxy_pid=$!
