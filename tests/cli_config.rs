@@ -440,3 +440,88 @@ fn counts_are_singular_for_one_and_plural_otherwise() {
         text(&out)
     );
 }
+
+/// `git rev-parse --short HEAD` of this checkout, if it is one.
+fn head_commit() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args([
+            "-C",
+            env!("CARGO_MANIFEST_DIR"),
+            "rev-parse",
+            "--short",
+            "HEAD",
+        ])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+#[test]
+fn version_names_the_commit_it_was_built_from() {
+    let out = run_to_exit(&["--version"], EXIT_TIMEOUT);
+    assert!(out.status.success(), "{}", text(&out));
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let prefix = concat!("ringproxy ", env!("CARGO_PKG_VERSION"));
+    let wanted = match head_commit() {
+        Some(commit) => vec![
+            format!("{prefix} ({commit})"),
+            format!("{prefix} ({commit}-dirty)"),
+        ],
+        None => vec![format!("{prefix} (unknown)")],
+    };
+    assert!(
+        wanted.contains(&version),
+        "{version:?} is none of {wanted:?}"
+    );
+}
+
+#[test]
+fn completions_print_a_script_for_each_shell() {
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef ringproxy"),
+        ("fish", "complete -c ringproxy"),
+    ] {
+        let out = run_to_exit(&["completions", shell], EXIT_TIMEOUT);
+        assert!(out.status.success(), "{shell}: {}", text(&out));
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            script.contains(marker),
+            "{shell}: no {marker:?} in\n{script}"
+        );
+        assert!(script.contains("listen"), "{shell}: --listen not completed");
+    }
+    let out = run_to_exit(&["completions", "tcsh"], EXIT_TIMEOUT);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
+
+#[test]
+fn subcommands_do_not_mix_with_the_proxy_flags() {
+    let out = run_to_exit(
+        &["--listen", "127.0.0.1:0", "completions", "bash"],
+        EXIT_TIMEOUT,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(out.stdout.is_empty(), "{}", text(&out));
+}
+
+#[test]
+fn manpage_is_roff_with_every_flag_and_the_exit_status() {
+    let out = run_to_exit(&["manpage"], EXIT_TIMEOUT);
+    assert!(out.status.success(), "{}", text(&out));
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(page.contains(".TH ringproxy 1"), "{page}");
+    for flag in [
+        "config", "check", "listen", "upstream", "workers", "cpus", "no\\-pin",
+    ] {
+        let roff = format!("\\fB\\-\\-{flag}\\fR");
+        assert!(page.contains(&roff), "no {roff} in\n{page}");
+    }
+    assert!(page.contains(".SH \"EXIT STATUS\""), "{page}");
+    assert!(
+        page.contains("completions"),
+        "the subcommand is missing:\n{page}"
+    );
+}
