@@ -163,11 +163,10 @@ impl Proxy {
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let status = wait_with_timeout(&mut child, Duration::from_secs(5));
+                    let status = wait_with_timeout(&mut child, Duration::from_secs(5))
+                        .map_or("no exit status yet".to_owned(), |s| s.to_string());
                     let lines = stderr.lock().unwrap().join("\n");
-                    return Err(format!(
-                        "exited ({status:?}) before ready; stderr:\n{lines}"
-                    ));
+                    return Err(format!("exited ({status}) before ready; stderr:\n{lines}"));
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     let _ = child.kill();
