@@ -9,6 +9,7 @@ pub mod config;
 pub mod conns;
 pub mod http;
 pub mod listen;
+pub mod plural;
 pub mod proxy;
 pub mod server;
 pub mod upstream;

@@ -1,20 +1,82 @@
-//! Command line: turn flags (and an optional config file) into a `Config` and run it.
+//! Command line: turn flags (and an optional config file) into a `Config` and run it; print
+//! shell completions and the manual page generated from the same definitions.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap_complete::Shell;
+use roff::{Roff, bold, italic, roman};
 
 use ringproxy::config::{self, Config};
+use ringproxy::plural::count;
+use ringproxy::server::{self, Placement};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `0.1.0 (abc1234)`: the commit comes from build.rs (`-dirty` when the tree had changes,
+/// `unknown` outside a git checkout).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("RINGPROXY_GIT_COMMIT"),
+    ")"
+);
+
+/// What each exit status means, for `--help` and the manual page alike.
+const EXIT_STATUS: [(u8, &str); 3] = [
+    (
+        0,
+        "stopped after a drain (SIGTERM, SIGINT), or --check found no error",
+    ),
+    (
+        1,
+        "a runtime failure: an address in use, io_uring unavailable, a worker that died",
+    ),
+    (
+        2,
+        "an invalid command line or configuration, from flags, a file or --check alike",
+    ),
+];
+
 /// Thread-per-core io_uring HTTP/1.1 reverse proxy and load balancer.
+///
+/// Runs the proxy when given --config FILE, or --listen and --upstream; the subcommands
+/// print what installing it needs.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(
+    name = "ringproxy",
+    version = VERSION,
+    about,
+    long_about,
+    args_conflicts_with_subcommands = true,
+    after_long_help = exit_status_help()
+)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the completion script for SHELL to stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the manual page (roff) to stdout; packaging installs it as ringproxy.1.
+    #[command(hide = true)]
+    Manpage,
+}
+
+/// Running the proxy: the flags of `ringproxy` without a subcommand.
+#[derive(Args, Debug)]
+struct RunArgs {
     /// Configuration file (TOML). See README.md for the format.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["listen", "upstream"])]
     config: Option<PathBuf>,
@@ -22,13 +84,13 @@ struct Cli {
     #[arg(long, requires = "config")]
     check: bool,
     /// Address to accept clients on (repeatable), e.g. 0.0.0.0:8080.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = config::parse_listen_address)]
     listen: Vec<SocketAddr>,
     /// Backend address (repeatable); requests are spread round robin.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = config::parse_backend_address)]
     upstream: Vec<SocketAddr>,
     /// Number of worker threads (default: one per listed or available cpu).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = workers_in_range())]
     workers: Option<usize>,
     /// Cpus to run workers on, one worker per listed cpu, e.g. 0-3,6.
     #[arg(long, value_name = "LIST")]
@@ -43,28 +105,46 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match build_config(&cli) {
+    match cli.command {
+        Some(Command::Completions { shell }) => print_completions(shell),
+        Some(Command::Manpage) => print_manpage(),
+        None => run(&cli.run),
+    }
+}
+
+/// Starts the proxy (or only checks, with `--check`): exit 2 for anything wrong with the
+/// configuration, the cpus it names included, 1 for what fails while running.
+fn run(cli: &RunArgs) -> ExitCode {
+    let config = match build_config(cli) {
         Ok(config) => config,
         Err(message) => {
             eprintln!("{message}");
             return ExitCode::from(2);
         }
     };
-    if cli.check {
-        // The cpus to pin to are checked against this machine too, as start-up would.
-        let available = ringproxy::server::available_cpus();
-        if let Err(message) = ringproxy::server::plan_cpus(&config, &available) {
-            eprintln!("ringproxy: runtime: {message}");
+    let available = match server::available_cpus() {
+        Ok(available) => available,
+        Err(message) => {
+            eprintln!("ringproxy: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let placement = match Placement::new(&config, available) {
+        Ok(placement) => placement,
+        Err(error) => {
+            eprintln!("{error}");
             return ExitCode::from(2);
         }
+    };
+    if cli.check {
         println!(
-            "config OK: {} listeners, {} upstream groups",
-            config.listeners.len(),
-            config.upstreams.len()
+            "config OK: {}, {}",
+            count(config.listeners.len(), "listener"),
+            count(config.upstreams.len(), "upstream group")
         );
         return ExitCode::SUCCESS;
     }
-    match ringproxy::server::run(config) {
+    match server::run(config, placement) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("ringproxy: {message}");
@@ -73,7 +153,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn build_config(cli: &Cli) -> Result<Config, String> {
+fn build_config(cli: &RunArgs) -> Result<Config, String> {
     let mut config = match &cli.config {
         Some(path) => config::load_file(path).map_err(|errors| errors.to_string())?,
         None => config_from_flags(cli)?,
@@ -82,28 +162,52 @@ fn build_config(cli: &Cli) -> Result<Config, String> {
     Ok(config)
 }
 
-fn config_from_flags(cli: &Cli) -> Result<Config, String> {
+fn config_from_flags(cli: &RunArgs) -> Result<Config, String> {
     if cli.listen.is_empty() || cli.upstream.is_empty() {
         return Err("ringproxy: give --config FILE, or at least one --listen ADDR and one --upstream ADDR (see --help)".into());
+    }
+    // The same rules as in a file: each listener address once (port 0 excepted), each
+    // backend once.
+    let errors: Vec<String> = [
+        given_twice("--listen", &cli.listen, config::listeners_clash),
+        given_twice("--upstream", &cli.upstream, |a, b| a == b),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !errors.is_empty() {
+        return Err(errors.join("\n"));
     }
     Ok(Config::for_cli(cli.listen.clone(), cli.upstream.clone()))
 }
 
+/// The error for the first of `addresses` that clashes with one given before it.
+fn given_twice(
+    flag: &str,
+    addresses: &[SocketAddr],
+    clash: fn(SocketAddr, SocketAddr) -> bool,
+) -> Option<String> {
+    let (_, address) = addresses
+        .iter()
+        .enumerate()
+        .find(|&(i, &a)| addresses[..i].iter().any(|&b| clash(a, b)))?;
+    Some(format!("ringproxy: {flag} {address} is given twice"))
+}
+
 /// Runtime flags override the file: pinning is tuned from the command line.
-fn apply_runtime_flags(cli: &Cli, config: &mut Config) -> Result<(), String> {
+fn apply_runtime_flags(cli: &RunArgs, config: &mut Config) -> Result<(), String> {
     let runtime = &mut config.runtime;
     if let Some(list) = &cli.cpus {
         runtime.cpus =
             config::parse_cpu_list(list).map_err(|e| format!("ringproxy: --cpus {list}: {e}"))?;
+        config.origin.set_by_flag("runtime.cpus", "--cpus");
         if cli.workers.is_none() {
             runtime.workers = None;
         }
     }
     if let Some(workers) = cli.workers {
-        if workers == 0 {
-            return Err("ringproxy: --workers must be at least 1".into());
-        }
         runtime.workers = Some(workers);
+        config.origin.set_by_flag("runtime.workers", "--workers");
         if cli.cpus.is_none() {
             runtime.cpus.clear();
         }
@@ -115,4 +219,115 @@ fn apply_runtime_flags(cli: &Cli, config: &mut Config) -> Result<(), String> {
         runtime.allow_epoll = true;
     }
     Ok(())
+}
+
+/// The bounds a file's `runtime.workers` has, so that the flag cannot ask for more.
+fn workers_in_range() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(1..=config::MAX_WORKERS as u64)
+}
+
+fn exit_status_help() -> String {
+    let lines: Vec<String> = EXIT_STATUS
+        .iter()
+        .map(|(code, meaning)| format!("  {code}  {meaning}"))
+        .collect();
+    format!("Exit status:\n{}", lines.join("\n"))
+}
+
+fn print_completions(shell: Shell) -> ExitCode {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "ringproxy", &mut script);
+    write_stdout(&script)
+}
+
+fn print_manpage() -> ExitCode {
+    match render_manpage() {
+        Ok(page) => write_stdout(&page),
+        Err(error) => {
+            eprintln!("ringproxy: cannot render the manual page: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// clap_mangen's sections, then ours, then the version.
+fn render_manpage() -> std::io::Result<Vec<u8>> {
+    let cli = Cli::command();
+    let man = clap_mangen::Man::new(cli.clone());
+    let mut page = Vec::new();
+    man.render_title(&mut page)?;
+    man.render_name_section(&mut page)?;
+    man.render_synopsis_section(&mut page)?;
+    man.render_description_section(&mut page)?;
+    man.render_options_section(&mut page)?;
+    manpage_sections(&cli).to_writer(&mut page)?;
+    man.render_version_section(&mut page)?;
+    Ok(page)
+}
+
+/// What clap_mangen does not write: the subcommands as they are typed (it refers to a page
+/// per subcommand, and ringproxy ships one page), the exit status, signals and files.
+fn manpage_sections(cli: &clap::Command) -> Roff {
+    let mut page = Roff::new();
+    page.control("SH", ["SUBCOMMANDS"]);
+    let shown = cli
+        .get_subcommands()
+        .filter(|sub| !sub.is_hide_set() && sub.get_name() != "help");
+    for sub in shown {
+        let mut usage = vec![bold(format!("ringproxy {}", sub.get_name()))];
+        let mut values = Vec::new();
+        for arg in sub.get_positionals() {
+            usage.extend([roman(" "), italic(arg.get_id().as_str().to_uppercase())]);
+            values.extend(
+                arg.get_possible_values()
+                    .iter()
+                    .map(|v| v.get_name().to_owned()),
+            );
+        }
+        let about = sub.get_about().map(ToString::to_string).unwrap_or_default();
+        let about = if values.is_empty() {
+            about
+        } else {
+            format!("{about} ({})", values.join(", "))
+        };
+        page.control("TP", []).text(usage).text([roman(about)]);
+    }
+    page.control("SH", ["EXIT STATUS"]);
+    for (code, meaning) in EXIT_STATUS {
+        page.control("TP", [])
+            .text([bold(code.to_string())])
+            .text([roman(meaning)]);
+    }
+    page.control("SH", ["SIGNALS"]).text([roman(
+        "SIGTERM or SIGINT stop accepting connections and let in-flight requests finish (up \
+         to timeouts.drain), then ringproxy prints \"ringproxy: stopped\" and exits 0; a \
+         second signal exits at once.",
+    )]);
+    page.control("SH", ["FILES"])
+        .control("TP", [])
+        .text([roman("/etc/ringproxy/ringproxy.toml")])
+        .text([
+            roman("The configuration the packaged systemd unit starts with; check it with "),
+            bold("ringproxy --check --config"),
+            roman(" "),
+            italic("FILE"),
+            roman("."),
+        ]);
+    page.control("SH", ["SEE ALSO"]).text([roman(
+        "/usr/share/doc/ringproxy/README.md: every setting, and how to run ringproxy as a \
+         service.",
+    )]);
+    page
+}
+
+/// Writes all of `bytes`; a closed stdout (`| head`) is a failure, not a panic.
+fn write_stdout(bytes: &[u8]) -> ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("ringproxy: cannot write to stdout: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -11,55 +11,116 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use socket2::SockRef;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError, format_cpu_list};
 use crate::listen::bind_reuseport;
+use crate::plural::count;
 use crate::upstream::health::{HealthTable, spawn_checker};
 use crate::upstream::load::LoadBoard;
 use crate::worker::{Driver, WorkerEvent, WorkerPlan, run_worker};
 
-/// Which core each worker runs on (`None`: not pinned).
-pub fn plan_cpus(config: &Config, available: &[usize]) -> Result<Vec<Option<usize>>, String> {
-    let runtime = &config.runtime;
-    if !runtime.cpus.is_empty() {
-        if let Some(n) = runtime.workers.filter(|&n| n != runtime.cpus.len()) {
-            return Err(format!(
-                "{n} workers but {} cpus listed: give one cpu per worker",
-                runtime.cpus.len()
-            ));
-        }
-        if let Some(cpu) = runtime.cpus.iter().find(|c| !available.contains(c)) {
-            return Err(format!(
-                "cpu {cpu} is not available to this process (available: {available:?})"
-            ));
-        }
-        let pinned = runtime.cpus.iter().map(|&c| runtime.pin.then_some(c));
-        return Ok(pinned.collect());
-    }
-    if available.is_empty() {
-        return Err("cannot determine the available cpus".into());
-    }
-    let workers = runtime.workers.unwrap_or(available.len());
-    if workers == 0 {
-        return Err("at least one worker is needed".into());
-    }
-    Ok((0..workers)
-        .map(|i| runtime.pin.then_some(available[i % available.len()]))
-        .collect())
+/// Where the workers run, checked against the cpus this process may use.
+#[derive(Debug)]
+pub struct Placement {
+    /// Each worker's cpu (`None`: not pinned).
+    pub cpus: Vec<Option<usize>>,
+    available: Vec<usize>,
 }
 
-/// The cpus this process may run on.
-pub fn available_cpus() -> Vec<usize> {
-    core_affinity::get_core_ids()
+impl Placement {
+    /// One worker per listed cpu, else `workers` (default: one per available cpu) spread
+    /// over the available cpus in turn. A cpu this process may not use is an error of the
+    /// configuration, placed where the setting was written.
+    pub fn new(config: &Config, available: Vec<usize>) -> Result<Self, ConfigError> {
+        let runtime = &config.runtime;
+        let origin = &config.origin;
+        if !runtime.cpus.is_empty() {
+            if let Some(n) = runtime.workers.filter(|&n| n != runtime.cpus.len()) {
+                return Err(origin.error(
+                    "runtime.workers",
+                    format!(
+                        "{} but {} listed: give one cpu per worker",
+                        count(n, "worker"),
+                        count(runtime.cpus.len(), "cpu")
+                    ),
+                ));
+            }
+            if let Some(cpu) = runtime.cpus.iter().find(|c| !available.contains(c)) {
+                return Err(origin.error(
+                    "runtime.cpus",
+                    format!(
+                        "cpu {cpu} is not available to this process (available: {})",
+                        format_cpu_list(&available)
+                    ),
+                ));
+            }
+            let cpus = runtime.cpus.iter().map(|&c| runtime.pin.then_some(c));
+            return Ok(Self {
+                cpus: cpus.collect(),
+                available,
+            });
+        }
+        let workers = runtime.workers.unwrap_or(available.len());
+        if workers == 0 || available.is_empty() {
+            return Err(origin.error("runtime.workers", "at least one worker is needed"));
+        }
+        let cpus = (0..workers)
+            .map(|i| runtime.pin.then(|| available[i % available.len()]))
+            .collect();
+        Ok(Self { cpus, available })
+    }
+
+    /// More workers than cpus share cores, each costing the others latency: said once at
+    /// start, naming the cpus that carry more than one.
+    pub fn crowding(&self) -> Option<String> {
+        let workers = self.cpus.len();
+        if workers <= self.available.len() {
+            return None;
+        }
+        let on = count(self.available.len(), "cpu");
+        let mut shared: Vec<(usize, usize)> = Vec::new();
+        for cpu in self.cpus.iter().flatten() {
+            match shared.iter_mut().find(|(c, _)| c == cpu) {
+                Some((_, n)) => *n += 1,
+                None => shared.push((*cpu, 1)),
+            }
+        }
+        let carried: Vec<String> = shared
+            .iter()
+            .filter(|&&(_, n)| n > 1)
+            .map(|&(cpu, n)| format!("cpu {cpu} carries {}", count(n, "worker")))
+            .collect();
+        Some(if carried.is_empty() {
+            format!("{} on {on}, unpinned", count(workers, "worker"))
+        } else {
+            format!(
+                "{} on {on}: {}",
+                count(workers, "worker"),
+                carried.join(", ")
+            )
+        })
+    }
+}
+
+/// The cpus this process may run on; `Err` only if the kernel will not say.
+pub fn available_cpus() -> Result<Vec<usize>, String> {
+    let cpus: Vec<usize> = core_affinity::get_core_ids()
         .unwrap_or_default()
         .into_iter()
         .map(|c| c.id)
-        .collect()
+        .collect();
+    if cpus.is_empty() {
+        return Err("cannot determine the cpus this process may run on".into());
+    }
+    Ok(cpus)
 }
 
 /// Runs the proxy until a shutdown signal has been handled. `Err` is a start-up failure or
 /// a worker that died, described for the user.
-pub fn run(config: Config) -> Result<(), String> {
-    let cpus = plan_cpus(&config, &available_cpus())?;
+pub fn run(config: Config, placement: Placement) -> Result<(), String> {
+    if let Some(warning) = placement.crowding() {
+        eprintln!("ringproxy: warning: {warning}");
+    }
+    let cpus = placement.cpus;
     let workers = cpus.len();
     let mut bound = Vec::with_capacity(config.listeners.len());
     for listener in &config.listeners {
@@ -132,7 +193,7 @@ pub fn run(config: Config) -> Result<(), String> {
             listener.upstream
         );
     }
-    eprintln!("ringproxy: ready ({workers} workers)");
+    eprintln!("ringproxy: ready ({})", count(workers, "worker"));
 
     let signal_shutdown = shutdown.clone();
     let signal_handles: Vec<TcpListener> = wake_handles
@@ -147,6 +208,10 @@ pub fn run(config: Config) -> Result<(), String> {
     let result = wait_for_exit(&events, workers, &shutdown, &wake_handles);
     join_all(threads);
     join_all(checker.into_iter().collect());
+    // Only a drain ends without a fault: its last word, once nothing runs any more.
+    if result.is_ok() {
+        eprintln!("ringproxy: stopped");
+    }
     result
 }
 
@@ -245,46 +310,63 @@ mod tests {
         config
     }
 
+    fn place(runtime: RuntimeConfig, available: &[usize]) -> Result<Placement, String> {
+        Placement::new(&config_with(runtime), available.to_vec()).map_err(|e| e.to_string())
+    }
+
     #[test]
     fn explicit_cpus_give_one_pinned_worker_each() {
         let runtime = RuntimeConfig {
             cpus: vec![1, 0],
             ..RuntimeConfig::default()
         };
-        assert_eq!(
-            plan_cpus(&config_with(runtime), &[0, 1]).unwrap(),
-            [Some(1), Some(0)]
-        );
+        let placement = place(runtime, &[0, 1]).unwrap();
+        assert_eq!(placement.cpus, [Some(1), Some(0)]);
+        assert_eq!(placement.crowding(), None);
     }
 
     #[test]
-    fn unavailable_cpu_is_refused() {
+    fn unavailable_cpu_is_refused_naming_the_available_ones() {
         let runtime = RuntimeConfig {
             cpus: vec![5],
             ..RuntimeConfig::default()
         };
-        let err = plan_cpus(&config_with(runtime), &[0, 1]).unwrap_err();
-        assert!(err.contains("cpu 5"), "{err}");
+        assert_eq!(
+            place(runtime, &[0, 1, 2]).unwrap_err(),
+            "ringproxy: runtime.cpus: cpu 5 is not available to this process (available: 0-2)"
+        );
     }
 
     #[test]
-    fn more_workers_than_cores_wrap_around_and_no_pin_leaves_them_free() {
+    fn more_workers_than_cores_wrap_around_and_say_which_cpus_carry_two() {
         let runtime = RuntimeConfig {
-            workers: Some(3),
+            workers: Some(5),
             ..RuntimeConfig::default()
         };
+        let placement = place(runtime, &[0, 1]).unwrap();
         assert_eq!(
-            plan_cpus(&config_with(runtime), &[0, 1]).unwrap(),
-            [Some(0), Some(1), Some(0)]
+            placement.cpus,
+            [Some(0), Some(1), Some(0), Some(1), Some(0)]
         );
-        let runtime = RuntimeConfig {
-            workers: Some(2),
+        assert_eq!(
+            placement.crowding().as_deref(),
+            Some("5 workers on 2 cpus: cpu 0 carries 3 workers, cpu 1 carries 2 workers")
+        );
+    }
+
+    #[test]
+    fn no_pin_leaves_workers_free_and_still_warns_of_too_many() {
+        let runtime = |workers| RuntimeConfig {
+            workers: Some(workers),
             pin: false,
             ..RuntimeConfig::default()
         };
+        let placement = place(runtime(2), &[0, 1]).unwrap();
+        assert_eq!(placement.cpus, [None, None]);
+        assert_eq!(placement.crowding(), None);
         assert_eq!(
-            plan_cpus(&config_with(runtime), &[0, 1]).unwrap(),
-            [None, None]
+            place(runtime(3), &[0, 1]).unwrap().crowding().as_deref(),
+            Some("3 workers on 2 cpus, unpinned")
         );
     }
 
@@ -292,9 +374,12 @@ mod tests {
     fn worker_count_must_match_cpu_list() {
         let runtime = RuntimeConfig {
             workers: Some(3),
-            cpus: vec![0, 1],
+            cpus: vec![0],
             ..RuntimeConfig::default()
         };
-        assert!(plan_cpus(&config_with(runtime), &[0, 1]).is_err());
+        assert_eq!(
+            place(runtime, &[0, 1]).unwrap_err(),
+            "ringproxy: runtime.workers: 3 workers but 1 cpu listed: give one cpu per worker"
+        );
     }
 }

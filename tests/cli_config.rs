@@ -53,10 +53,10 @@ fn assert_has_line_starting(lines: &[String], prefix: &str) {
     );
 }
 
-/// Asserts the startup report: `workers` workers ready and a listener on `addr` for `upstream`.
+/// Asserts the startup report: `workers` (e.g. "2 workers") ready and a listener on `addr` for `upstream`.
 #[track_caller]
-fn assert_ready_and_listening(lines: &[String], workers: usize, addr: SocketAddr, upstream: &str) {
-    let ready = format!("ringproxy: ready ({workers} workers)");
+fn assert_ready_and_listening(lines: &[String], workers: &str, addr: SocketAddr, upstream: &str) {
+    let ready = format!("ringproxy: ready ({workers})");
     assert!(lines.contains(&ready), "{ready:?} missing: {lines:#?}");
     let listening = format!("ringproxy: listening on {addr} -> upstream \"{upstream}\"");
     assert!(
@@ -81,9 +81,11 @@ fn assert_listen_refused(addr: &str) {
         ],
         EXIT_TIMEOUT,
     );
-    assert!(
-        !out.status.success(),
-        "ringproxy started on the taken address {addr} (SO_REUSEPORT across processes?):\n{}",
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "ringproxy started on the taken address {addr} (SO_REUSEPORT across processes?), or \
+         called a runtime failure a configuration error:\n{}",
         text(&out)
     );
     assert!(text(&out).contains("already in use"), "{}", text(&out));
@@ -118,17 +120,27 @@ fn check_accepts_a_good_config() {
     assert!(text(&out).contains("config OK"), "{}", text(&out));
 }
 
-#[test]
-fn check_rejects_cpus_this_machine_does_not_have() {
-    let out = check(
-        "[runtime]\ncpus = \"0,1023\"\n\n[[listener]]\naddress = \"127.0.0.1:0\"\n\n\
-         [upstream.app]\nbackends = [\"127.0.0.1:9000\"]\n",
-    );
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+const CPU_1023: &str = "[runtime]\ncpus = \"0,1023\"\n\n[[listener]]\naddress = \"127.0.0.1:0\"\n\n\
+                        [upstream.app]\nbackends = [\"127.0.0.1:9000\"]\n";
+
+/// `out` failed with exit status 2 and a line containing `wanted` (a file's errors start
+/// with its whole path).
+#[track_caller]
+fn assert_config_error(out: &Output, wanted: &str) {
+    assert_eq!(out.status.code(), Some(2), "{}", text(out));
     assert!(
-        text(&out).contains("cpu 1023 is not available"),
-        "{}",
-        text(&out)
+        text(out).lines().any(|l| l.contains(wanted)),
+        "no line containing {wanted:?} in:\n{}",
+        text(out)
+    );
+}
+
+#[test]
+fn check_places_cpus_this_machine_does_not_have_at_their_line() {
+    let out = check(CPU_1023);
+    assert_config_error(
+        &out,
+        "/x.toml:2: runtime.cpus: cpu 1023 is not available to this process (available: ",
     );
 }
 
@@ -191,7 +203,7 @@ fn cpus_flag_pins_worker_to_that_cpu() {
     let proxy = start_from_flags(&backend, &["--cpus", "0"]);
     let lines = proxy.stderr_lines();
     assert_has_line_starting(&lines, "ringproxy: worker 0 on cpu 0");
-    assert_ready_and_listening(&lines, 1, proxy.addr(), "default");
+    assert_ready_and_listening(&lines, "1 worker", proxy.addr(), "default");
     assert_eq!(get(proxy.addr(), "/").status, 200);
 }
 
@@ -203,7 +215,7 @@ fn two_unpinned_workers_print_a_line_each_and_serve() {
     for w in 0..2 {
         assert_has_line_starting(&lines, &format!("ringproxy: worker {w} unpinned"));
     }
-    assert_ready_and_listening(&lines, 2, proxy.addr(), "default");
+    assert_ready_and_listening(&lines, "2 workers", proxy.addr(), "default");
     for i in 0..6 {
         assert_eq!(get(proxy.addr(), &format!("/{i}")).status, 200);
     }
@@ -217,7 +229,7 @@ fn runtime_flags_override_the_config_file() {
         &["--workers", "2", "--no-pin"],
     );
     let lines = proxy.stderr_lines();
-    assert_ready_and_listening(&lines, 2, proxy.addr(), "app");
+    assert_ready_and_listening(&lines, "2 workers", proxy.addr(), "app");
 }
 
 #[test]
@@ -286,4 +298,230 @@ fn two_listeners_from_config_both_serve() {
     assert_eq!(get(proxy.addrs()[1], "/to-two").status, 200);
     assert_eq!(a.targets(), ["/to-one"]);
     assert_eq!(b.targets(), ["/to-two"]);
+}
+
+#[test]
+fn start_refuses_cpus_this_machine_does_not_have_as_check_does() {
+    let dir = TempDir::new();
+    let path = dir.write("x.toml", CPU_1023.as_bytes());
+    let out = run_to_exit(&["--config", path.to_str().unwrap()], EXIT_TIMEOUT);
+    assert_config_error(
+        &out,
+        "/x.toml:2: runtime.cpus: cpu 1023 is not available to this process (available: ",
+    );
+    let out = run_to_exit(
+        &["--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:9"]
+            .into_iter()
+            .chain(["--cpus", "1023"])
+            .collect::<Vec<_>>(),
+        EXIT_TIMEOUT,
+    );
+    assert_config_error(&out, "ringproxy: --cpus: cpu 1023 is not available");
+}
+
+#[test]
+fn the_same_listen_address_twice_is_a_configuration_error_not_in_use() {
+    let listen = closed_port_addr().to_string();
+    let out = run_to_exit(
+        &[
+            "--listen",
+            &listen,
+            "--listen",
+            &listen,
+            "--upstream",
+            "127.0.0.1:9",
+        ],
+        EXIT_TIMEOUT,
+    );
+    assert_config_error(
+        &out,
+        &format!("ringproxy: --listen {listen} is given twice"),
+    );
+    assert!(!text(&out).contains("in use"), "{}", text(&out));
+}
+
+#[test]
+fn workers_flag_has_the_bounds_of_the_file() {
+    for workers in ["0", "1025"] {
+        let out = run_to_exit(
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--upstream",
+                "127.0.0.1:9",
+                "--workers",
+                workers,
+            ],
+            EXIT_TIMEOUT,
+        );
+        assert_config_error(&out, "1..=1024");
+    }
+}
+
+#[test]
+fn the_same_upstream_twice_is_an_error_as_in_a_file() {
+    let out = run_to_exit(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "127.0.0.1:9",
+            "--upstream",
+            "127.0.0.1:9",
+        ],
+        EXIT_TIMEOUT,
+    );
+    assert_config_error(&out, "ringproxy: --upstream 127.0.0.1:9 is given twice");
+}
+
+#[test]
+fn a_host_name_on_the_command_line_gets_the_hint_a_file_gets() {
+    for (listen, upstream) in [
+        ("127.0.0.1:0", "localhost:9000"),
+        ("localhost:8080", "127.0.0.1:9"),
+    ] {
+        let out = run_to_exit(&["--listen", listen, "--upstream", upstream], EXIT_TIMEOUT);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(
+            text(&out).contains("host names are not resolved"),
+            "{}",
+            text(&out)
+        );
+    }
+}
+
+#[test]
+fn an_invalid_configuration_exits_2_from_flags_a_file_or_check() {
+    let flags = run_to_exit(&["--listen", "127.0.0.1:0"], EXIT_TIMEOUT);
+    assert_config_error(&flags, "ringproxy: give --config FILE");
+    let dir = TempDir::new();
+    let path = dir.write("x.toml", BAD_BACKEND.as_bytes());
+    let path = path.to_str().unwrap();
+    for args in [vec!["--config", path], vec!["--check", "--config", path]] {
+        let out = run_to_exit(&args, EXIT_TIMEOUT);
+        assert_config_error(&out, "/x.toml:10: upstream.app.backends[0]: ");
+    }
+}
+
+#[test]
+fn more_workers_than_cpus_warn_once_naming_the_cpu_that_carries_two() {
+    let backend = Backend::echo();
+    let upstream = backend.addr().to_string();
+    let args = ["--listen", "127.0.0.1:0", "--upstream", &upstream];
+    let proxy = Proxy::start_under(
+        &["taskset", "-c", "0"],
+        &[&args[..], &["--workers", "2"]].concat(),
+    );
+    let lines = proxy.stderr_lines();
+    let warning = "ringproxy: warning: 2 workers on 1 cpu: cpu 0 carries 2 workers";
+    let warnings: Vec<&String> = lines.iter().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings, [warning], "{lines:#?}");
+    assert_eq!(get(proxy.addr(), "/").status, 200);
+}
+
+#[test]
+fn counts_are_singular_for_one_and_plural_otherwise() {
+    let out = check(&config(&["127.0.0.1:9000".parse().unwrap()], ""));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "config OK: 1 listener, 1 upstream group\n"
+    );
+    let out = check(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\nupstream = \"one\"\n\
+         [[listener]]\naddress = \"127.0.0.1:0\"\nupstream = \"two\"\n\
+         [upstream.one]\nbackends = [\"127.0.0.1:9000\"]\n\
+         [upstream.two]\nbackends = [\"127.0.0.1:9001\"]\n",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "config OK: 2 listeners, 2 upstream groups\n",
+        "{}",
+        text(&out)
+    );
+}
+
+/// `git rev-parse --short HEAD` of this checkout, if it is one.
+fn head_commit() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args([
+            "-C",
+            env!("CARGO_MANIFEST_DIR"),
+            "rev-parse",
+            "--short",
+            "HEAD",
+        ])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+#[test]
+fn version_names_the_commit_it_was_built_from() {
+    let out = run_to_exit(&["--version"], EXIT_TIMEOUT);
+    assert!(out.status.success(), "{}", text(&out));
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let prefix = concat!("ringproxy ", env!("CARGO_PKG_VERSION"));
+    let wanted = match head_commit() {
+        Some(commit) => vec![
+            format!("{prefix} ({commit})"),
+            format!("{prefix} ({commit}-dirty)"),
+        ],
+        None => vec![format!("{prefix} (unknown)")],
+    };
+    assert!(
+        wanted.contains(&version),
+        "{version:?} is none of {wanted:?}"
+    );
+}
+
+#[test]
+fn completions_print_a_script_for_each_shell() {
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef ringproxy"),
+        ("fish", "complete -c ringproxy"),
+    ] {
+        let out = run_to_exit(&["completions", shell], EXIT_TIMEOUT);
+        assert!(out.status.success(), "{shell}: {}", text(&out));
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            script.contains(marker),
+            "{shell}: no {marker:?} in\n{script}"
+        );
+        assert!(script.contains("listen"), "{shell}: --listen not completed");
+    }
+    let out = run_to_exit(&["completions", "tcsh"], EXIT_TIMEOUT);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
+
+#[test]
+fn subcommands_do_not_mix_with_the_proxy_flags() {
+    let out = run_to_exit(
+        &["--listen", "127.0.0.1:0", "completions", "bash"],
+        EXIT_TIMEOUT,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(out.stdout.is_empty(), "{}", text(&out));
+}
+
+#[test]
+fn manpage_is_roff_with_every_flag_and_the_exit_status() {
+    let out = run_to_exit(&["manpage"], EXIT_TIMEOUT);
+    assert!(out.status.success(), "{}", text(&out));
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(page.contains(".TH ringproxy 1"), "{page}");
+    for flag in [
+        "config", "check", "listen", "upstream", "workers", "cpus", "no\\-pin",
+    ] {
+        let roff = format!("\\fB\\-\\-{flag}\\fR");
+        assert!(page.contains(&roff), "no {roff} in\n{page}");
+    }
+    assert!(page.contains(".SH \"EXIT STATUS\""), "{page}");
+    assert!(
+        page.contains("completions"),
+        "the subcommand is missing:\n{page}"
+    );
 }

@@ -142,6 +142,21 @@ fn sigterm_lets_in_flight_request_finish_then_exits_zero() {
         .expect("did not exit within drain");
     assert!(status.success(), "exit status {status:?}");
     assert_eq!(backend.targets(), ["/slow"]);
+    assert_stopped_after_draining(&mut proxy);
+}
+
+/// After a drain the last stderr line says the proxy stopped, after the signal's line.
+#[track_caller]
+fn assert_stopped_after_draining(proxy: &mut Proxy) {
+    let lines = proxy.stderr_after_exit();
+    let draining = lines
+        .iter()
+        .position(|l| l.contains("draining in-flight requests"));
+    let stopped = lines.iter().position(|l| l == "ringproxy: stopped");
+    assert!(
+        matches!((draining, stopped), (Some(d), Some(s)) if d < s && s == lines.len() - 1),
+        "{lines:#?}"
+    );
 }
 
 #[test]
@@ -163,4 +178,5 @@ fn sigterm_when_idle_exits_zero_promptly() {
         "idle exit took {:?}",
         started.elapsed()
     );
+    assert_stopped_after_draining(&mut proxy);
 }

@@ -6,8 +6,8 @@ use toml::de::DeValue;
 
 use super::reader::string;
 
-pub(crate) fn socket_address(value: &DeValue<'_>) -> Result<SocketAddr, String> {
-    parse_socket_address(string(value)?)
+pub(crate) fn listen_address(value: &DeValue<'_>) -> Result<SocketAddr, String> {
+    parse_listen_address(string(value)?)
 }
 
 pub(crate) fn backend_address(value: &DeValue<'_>) -> Result<SocketAddr, String> {
@@ -16,7 +16,7 @@ pub(crate) fn backend_address(value: &DeValue<'_>) -> Result<SocketAddr, String>
 
 /// A backend needs a real port; a listener may ask for port 0 (the kernel picks one, and
 /// ringproxy prints it at start).
-pub(crate) fn parse_backend_address(text: &str) -> Result<SocketAddr, String> {
+pub fn parse_backend_address(text: &str) -> Result<SocketAddr, String> {
     let address = parse_socket_address(text)?;
     if address.port() == 0 {
         return Err(format!(
@@ -24,6 +24,17 @@ pub(crate) fn parse_backend_address(text: &str) -> Result<SocketAddr, String> {
         ));
     }
     Ok(address)
+}
+
+/// A listener address: any IP literal with a port, port 0 included.
+pub fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
+    parse_socket_address(text)
+}
+
+/// Whether two listeners would take the same address. Each port-0 listener gets its own
+/// port from the kernel, so those never clash.
+pub fn listeners_clash(a: SocketAddr, b: SocketAddr) -> bool {
+    a == b && a.port() != 0
 }
 
 fn parse_socket_address(text: &str) -> Result<SocketAddr, String> {

@@ -33,6 +33,28 @@ pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>, String> {
     list.finish()
 }
 
+/// Writes CPU ids as a list [`parse_cpu_list`] reads back, runs of consecutive ids as
+/// ranges: `[0, 1, 2, 5]` gives `"0-2,5"`.
+pub fn format_cpu_list(ids: &[usize]) -> String {
+    let mut items: Vec<String> = Vec::new();
+    let mut rest = ids;
+    while let Some((&first, _)) = rest.split_first() {
+        let run = rest
+            .iter()
+            .zip(first..)
+            .take_while(|&(&id, expected)| id == expected)
+            .count();
+        let last = first + run - 1;
+        items.push(if run == 1 {
+            first.to_string()
+        } else {
+            format!("{first}-{last}")
+        });
+        rest = &rest[run..];
+    }
+    items.join(",")
+}
+
 fn parse_cpu_id(s: &str) -> Result<usize, String> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!(
@@ -90,6 +112,17 @@ mod tests {
         assert_eq!(parse_cpu_list(" 1 , 2 - 3 "), Ok(vec![1, 2, 3]));
         assert_eq!(parse_cpu_list("4-4"), Ok(vec![4]));
         assert_eq!(parse_cpu_list("1023"), Ok(vec![1023]));
+    }
+
+    #[test]
+    fn formats_runs_as_ranges_and_reads_back() {
+        assert_eq!(format_cpu_list(&[0, 1]), "0-1");
+        assert_eq!(format_cpu_list(&[0, 1, 2, 5, 7, 8]), "0-2,5,7-8");
+        assert_eq!(format_cpu_list(&[3]), "3");
+        assert_eq!(format_cpu_list(&[2, 1]), "2,1");
+        assert_eq!(format_cpu_list(&[]), "");
+        let ids = vec![4, 5, 6, 0, 9];
+        assert_eq!(parse_cpu_list(&format_cpu_list(&ids)), Ok(ids));
     }
 
     #[test]

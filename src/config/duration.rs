@@ -49,6 +49,44 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 mod tests {
     use super::*;
 
+    /// Wherever the units are listed, every one is: the example config and the reference
+    /// in file.rs write `(us, ms, s, m, h)`, the README `` `us`, `ms`, `s`, `m` or `h` ``.
+    #[test]
+    fn every_unit_is_listed_wherever_units_are_listed() {
+        let names: Vec<&str> = UNITS.iter().map(|&(name, _)| name).collect();
+        let plain = format!("({})", names.join(", "));
+        let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+        let (last, rest) = quoted.split_last().unwrap();
+        let readme = format!("{} or {last}", rest.join(", "));
+        // file.rs: its doc comment, not the error messages its tests quote.
+        let reference = include_str!("file.rs")
+            .split("\nuse ")
+            .next()
+            .unwrap_or_default();
+        let documents = [
+            (
+                "ringproxy.example.toml",
+                include_str!("../../ringproxy.example.toml"),
+                &plain,
+            ),
+            ("src/config/file.rs", reference, &plain),
+            ("README.md", include_str!("../../README.md"), &readme),
+        ];
+        for (name, text, list) in documents {
+            let listing: Vec<&str> = text
+                .lines()
+                .filter(|line| line.contains("ms, s, m") || line.contains("`ms`, `s`"))
+                .collect();
+            assert!(!listing.is_empty(), "{name} lists no units");
+            for line in listing {
+                assert!(
+                    line.contains(list.as_str()),
+                    "{name}: {line:?} lacks {list}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn accepts_every_unit() {
         assert_eq!(parse_duration("50us"), Ok(Duration::from_micros(50)));

@@ -108,14 +108,15 @@ use std::time::Duration;
 
 use toml::de::{DeTable, DeValue};
 
-use super::address::socket_address;
+use super::address::{listen_address, listeners_clash};
 use super::cpus::{CPU_ID_LIMIT, CpuListBuilder, parse_cpu_list};
 use super::reader::{Reader, Table, boolean, duration, integer_in, string, wrong_type};
 use super::upstream::read_upstreams;
 use super::{
-    Config, ForwardedHeaders, Limits, ListenerConfig, PoolConfig, RuntimeConfig, Timeouts,
+    Config, ForwardedHeaders, Limits, ListenerConfig, Origin, PoolConfig, RuntimeConfig, Timeouts,
     UpstreamConfig,
 };
+use crate::plural::count;
 
 /// One problem in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,7 +198,8 @@ const LIMIT_KEYS: &[&str] = &[
 const POOL_KEYS: &[&str] = &["max_idle_per_backend", "idle_timeout"];
 const FORWARDED_KEYS: &[&str] = &["x_forwarded_for", "x_forwarded_proto", "x_forwarded_host"];
 
-const MAX_WORKERS: usize = 1024;
+/// The most workers a configuration may ask for, in the file or with `--workers`.
+pub const MAX_WORKERS: usize = 1024;
 const RING_ENTRIES: std::ops::RangeInclusive<u32> = 256..=32768;
 const MAX_HEAD_BYTES: usize = 1024 * 1024;
 const MIN_HEAD_BYTES: usize = 64;
@@ -250,7 +252,8 @@ pub fn parse_str(text: &str, file_name: &str) -> Result<Config, ConfigErrors> {
             return Err(reader.into_errors());
         }
     };
-    let config = read_config(&mut reader, &Table::root(&document));
+    let mut config = read_config(&mut reader, &Table::root(&document));
+    config.origin = reader.origin();
     reader.finish(config)
 }
 
@@ -278,6 +281,7 @@ fn read_config(r: &mut Reader<'_>, root: &Table<'_, '_>) -> Config {
         limits: limits.unwrap_or_default(),
         pool: pool.unwrap_or_default(),
         forwarded: forwarded.unwrap_or_default(),
+        origin: Origin::default(),
     }
 }
 
@@ -290,9 +294,9 @@ fn read_runtime(r: &mut Reader<'_>, t: &Table<'_, '_>) -> RuntimeConfig {
         && workers != cpus.len()
     {
         let message = format!(
-            "workers = {workers} but cpus lists {} CPUs; one worker runs per listed CPU, \
+            "workers = {workers} but cpus lists {}; one worker runs per listed CPU, \
              so make them agree or omit workers",
-            cpus.len()
+            count(cpus.len(), "CPU")
         );
         r.error(value.span(), t.key_path("workers"), message);
     }
@@ -323,6 +327,7 @@ fn read_cpus(r: &mut Reader<'_>, t: &Table<'_, '_>) -> Option<Vec<usize>> {
         return Some(Vec::new());
     };
     let path = t.key_path("cpus");
+    r.record_line(&path, &value.span());
     let DeValue::Array(items) = value.get_ref() else {
         return r.convert(value, path, |value| match value {
             DeValue::String(list) => parse_cpu_list(list),
@@ -409,13 +414,10 @@ fn read_listeners(
             continue;
         };
         r.deny_unknown_keys(&table, LISTENER_KEYS);
-        let address = r.required(&table, "address", socket_address);
+        let address = r.required(&table, "address", listen_address);
         if let (Some(address), Some(value)) = (address, table.get("address")) {
             let line = r.line_of(value.span().start);
-            // Each port-0 listener gets its own port from the kernel, so those never clash.
-            let clash = seen
-                .iter()
-                .find(|(a, ..)| *a == address && address.port() != 0);
+            let clash = seen.iter().find(|(a, ..)| listeners_clash(*a, address));
             if let Some((_, other, other_line)) = clash {
                 let message =
                     format!("address {address} is already used by {other} (line {other_line})");
@@ -654,6 +656,7 @@ x_forwarded_host = false
                 x_forwarded_proto: true,
                 x_forwarded_host: false,
             },
+            origin: Origin::default(),
         };
         assert_eq!(parse_str(text, "full.toml"), Ok(expected));
     }
@@ -713,7 +716,7 @@ x_forwarded_host = false
         let text = include_str!("../../ringproxy.example.toml");
         let expected = defaults_with(
             vec![ListenerConfig {
-                address: addr("0.0.0.0:8080"),
+                address: addr("127.0.0.1:8080"),
                 upstream: "app".into(),
             }],
             vec![UpstreamConfig::new(
@@ -1265,6 +1268,12 @@ x_forwarded_host = false
             "runtime.workers",
             "workers = 2 but cpus lists 4 CPUs",
         );
+        assert_error(
+            &with_base(&["[runtime]", "workers = 2", "cpus = [5]"]),
+            Some(7),
+            "runtime.workers",
+            "workers = 2 but cpus lists 1 CPU;",
+        );
         let config = parse(&with_base(&[
             "[runtime]",
             "workers = 4",
@@ -1274,6 +1283,27 @@ x_forwarded_host = false
         assert_eq!(
             (config.runtime.workers, config.runtime.cpus),
             (Some(4), vec![0, 1, 2, 3])
+        );
+    }
+
+    #[test]
+    fn origin_places_later_errors_on_the_line_of_the_key_or_item() {
+        let config = parse(&with_base(&[
+            "[runtime]",
+            "workers = 2",
+            "cpus = [",
+            "  0,",
+            "  7,",
+            "]",
+        ]))
+        .unwrap();
+        let at = |key: &str| config.origin.error(key, "x").to_string();
+        assert_eq!(at("runtime.cpus"), "test.toml:8: runtime.cpus: x");
+        assert_eq!(at("runtime.cpus[1]"), "test.toml:10: runtime.cpus[1]: x");
+        assert_eq!(at("runtime.workers"), "test.toml:7: runtime.workers: x");
+        assert_eq!(
+            at("listener[0].address"),
+            "test.toml:2: listener[0].address: x"
         );
     }
 

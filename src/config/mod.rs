@@ -12,14 +12,17 @@ mod address;
 mod cpus;
 mod duration;
 pub mod file;
+mod origin;
 mod reader;
 #[cfg(test)]
 mod test_support;
 mod upstream;
 
-pub use cpus::parse_cpu_list;
+pub use address::{listeners_clash, parse_backend_address, parse_listen_address};
+pub use cpus::{format_cpu_list, parse_cpu_list};
 pub use duration::parse_duration;
-pub use file::{ConfigError, ConfigErrors, load_file, parse_str};
+pub use file::{ConfigError, ConfigErrors, MAX_WORKERS, load_file, parse_str};
+pub use origin::Origin;
 
 /// The whole process configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +35,8 @@ pub struct Config {
     pub limits: Limits,
     pub pool: PoolConfig,
     pub forwarded: ForwardedHeaders,
+    /// Where each setting was written, for errors found after loading.
+    pub origin: Origin,
 }
 
 /// Thread-per-core runtime settings (`[runtime]`).
@@ -402,6 +407,7 @@ impl Config {
             limits: Limits::default(),
             pool: PoolConfig::default(),
             forwarded: ForwardedHeaders::default(),
+            origin: Origin::default(),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! Reading never stops at the first error: each accessor records what is wrong and returns
 //! `None`, so one run reports everything a user has to fix.
 
+use std::collections::HashMap;
 use std::fmt::Display;
 use std::ops::{Range, RangeInclusive};
 use std::time::Duration;
@@ -12,6 +13,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::duration::parse_duration;
 use super::file::{ConfigError, ConfigErrors};
+use super::origin::Origin;
 
 /// Keys earlier versions accepted, by path, with why they went (CHANGELOG.md has the detail).
 const REMOVED_KEYS: &[(&str, &str)] = &[
@@ -32,6 +34,8 @@ pub(crate) struct Reader<'s> {
     text: &'s str,
     file: &'s str,
     errors: Vec<ConfigError>,
+    /// The line of every value read, by key path, for checks made after loading.
+    lines: HashMap<String, usize>,
 }
 
 /// A table being read: its entries, its dotted key path and its span (the line of a
@@ -85,7 +89,19 @@ impl<'s> Reader<'s> {
             text,
             file,
             errors: Vec::new(),
+            lines: HashMap::new(),
         }
+    }
+
+    /// Notes where the value at `path` is written.
+    pub(crate) fn record_line(&mut self, path: &str, span: &Range<usize>) {
+        let line = self.line_of(span.start);
+        self.lines.insert(path.to_owned(), line);
+    }
+
+    /// Where every value read so far is written.
+    pub(crate) fn origin(&mut self) -> Origin {
+        Origin::for_file(self.file, std::mem::take(&mut self.lines))
     }
 
     /// 1-based line of a byte offset into the source.
@@ -259,6 +275,7 @@ impl<'s> Reader<'s> {
         path: String,
         convert: impl FnOnce(&'t DeValue<'i>) -> Result<T, String>,
     ) -> Option<T> {
+        self.record_line(&path, &value.span());
         convert(value.get_ref())
             .map_err(|message| self.error(value.span(), path, message))
             .ok()

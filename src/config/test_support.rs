@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use super::{
     BackendConfig, Config, ConfigError, ConfigErrors, ForwardedHeaders, HealthCheck,
-    HealthCheckKind, Limits, ListenerConfig, PoolConfig, RuntimeConfig, Timeouts, UpstreamConfig,
-    parse_str,
+    HealthCheckKind, Limits, ListenerConfig, Origin, PoolConfig, RuntimeConfig, Timeouts,
+    UpstreamConfig, parse_str,
 };
 
 /// A valid listener and upstream group on lines 1..=5; `with_base` appends from line 6.
@@ -65,6 +65,7 @@ pub(crate) fn defaults_with(
         limits: Limits::default(),
         pool: PoolConfig::default(),
         forwarded: ForwardedHeaders::default(),
+        origin: Origin::default(),
     }
 }
 

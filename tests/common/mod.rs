@@ -65,6 +65,8 @@ pub struct Proxy {
     child: Child,
     addrs: Vec<SocketAddr>,
     stderr: Arc<Mutex<Vec<String>>>,
+    /// Drains stderr until the child closes it.
+    stderr_reader: Option<thread::JoinHandle<()>>,
     _dir: Option<TempDir>,
 }
 
@@ -109,15 +111,24 @@ impl Proxy {
     }
 
     pub fn try_start_under(wrapper: &[&str], args: &[&str]) -> Result<Proxy, String> {
-        let program = bin();
+        Proxy::try_start_binary_under(&bin(), wrapper, args)
+    }
+
+    /// Like `try_start_under`, for another ringproxy binary than the one under test (e.g.
+    /// one extracted from the package).
+    pub fn try_start_binary_under(
+        program: &str,
+        wrapper: &[&str],
+        args: &[&str],
+    ) -> Result<Proxy, String> {
         let (exe, leading): (&str, &[&str]) = match wrapper {
             [first, rest @ ..] => (first, rest),
-            [] => (&program, &[]),
+            [] => (program, &[]),
         };
         let mut command = Command::new(exe);
         command.args(leading);
         if !wrapper.is_empty() {
-            command.arg(&program);
+            command.arg(program);
         }
         let mut child = command
             .args(args)
@@ -125,13 +136,13 @@ impl Proxy {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("spawn {}: {e}", bin()))?;
+            .map_err(|e| format!("spawn {program}: {e}"))?;
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
         let pipe = child.stderr.take().unwrap();
         let log = Arc::clone(&stderr);
         // Keeps draining stderr for the whole life of the child so it never blocks on a pipe.
-        thread::spawn(move || {
+        let stderr_reader = thread::spawn(move || {
             for line in BufReader::new(pipe).lines() {
                 let Ok(line) = line else { break };
                 log.lock().unwrap().push(line.clone());
@@ -152,11 +163,10 @@ impl Proxy {
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let status = wait_with_timeout(&mut child, Duration::from_secs(5));
+                    let status = wait_with_timeout(&mut child, Duration::from_secs(5))
+                        .map_or("no exit status yet".to_owned(), |s| s.to_string());
                     let lines = stderr.lock().unwrap().join("\n");
-                    return Err(format!(
-                        "exited ({status:?}) before ready; stderr:\n{lines}"
-                    ));
+                    return Err(format!("exited ({status}) before ready; stderr:\n{lines}"));
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     let _ = child.kill();
@@ -180,6 +190,7 @@ impl Proxy {
             child,
             addrs,
             stderr,
+            stderr_reader: Some(stderr_reader),
             _dir: None,
         })
     }
@@ -216,6 +227,15 @@ impl Proxy {
 
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         wait_with_timeout(&mut self.child, timeout)
+    }
+
+    /// Every stderr line, once the proxy has exited and closed stderr (call after
+    /// `wait_exit` succeeded).
+    pub fn stderr_after_exit(&mut self) -> Vec<String> {
+        if let Some(reader) = self.stderr_reader.take() {
+            reader.join().unwrap();
+        }
+        self.stderr_lines()
     }
 }
 

@@ -27,6 +27,7 @@ use monoio::net::TcpStream;
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 
 use crate::config::{Config, HealthCheck, HealthCheckKind};
+use crate::plural::count;
 
 use super::{BackendId, HealthTable, flat_backends};
 
@@ -327,13 +328,11 @@ impl fmt::Display for Change {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Up => f.write_str("UP (active)"),
-            Self::Down { failures, last } => {
-                let s = if *failures == 1 { "" } else { "s" };
-                write!(
-                    f,
-                    "DOWN (active: {failures} consecutive failure{s}: {last})"
-                )
-            }
+            Self::Down { failures, last } => write!(
+                f,
+                "DOWN (active: {}: {last})",
+                count(*failures, "consecutive failure")
+            ),
         }
     }
 }

@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::config::PassiveHealth;
+use crate::plural::count;
 
 use super::{BackendId, BackendInfo, BackendState, HealthTable, NO_PROBE, NOT_EJECTED, Short};
 
@@ -193,14 +194,12 @@ fn deadline(now_ms: u64, cooldown: Duration) -> u64 {
 impl fmt::Display for PassiveTransition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            Self::Ejected { cooldown, failures } => {
-                let s = if failures == 1 { "" } else { "s" };
-                write!(
-                    f,
-                    "ejected for {} after {failures} consecutive failure{s} (passive)",
-                    Short(cooldown)
-                )
-            }
+            Self::Ejected { cooldown, failures } => write!(
+                f,
+                "ejected for {} after {} (passive)",
+                Short(cooldown),
+                count(failures, "consecutive failure")
+            ),
             Self::Stalled { cooldown, waited } => write!(
                 f,
                 "ejected for {}: stalled (no response for {}ms while the group's other \
