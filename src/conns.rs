@@ -1,5 +1,5 @@
-//! A worker's table of open client connections: which are idle (closable at shutdown), and
-//! the deadlines of their pending socket operations (the proxy's timers).
+//! A worker's table of open client connections: which are idle (closable when the worker
+//! drains), and the deadlines of their pending socket operations (the proxy's timers).
 //!
 //! Timers are coarse on purpose. Instead of arming a timer per read and write, an operation
 //! writes its deadline into its connection's slot; one sweep per worker every `TIMER_TICK`
@@ -68,6 +68,8 @@ impl Default for ConnTable {
 struct ConnEntry {
     fd: RawFd,
     idle: bool,
+    /// A drain sent our FIN while the connection was idle (see `ConnTable::close_idle`).
+    half_closed: bool,
     watches: [Option<Watch>; 2],
     suspect: Option<Suspect>,
 }
@@ -98,6 +100,7 @@ impl ConnTable {
         let entry = Some(ConnEntry {
             fd,
             idle: false,
+            half_closed: false,
             watches: [None, None],
             suspect: None,
         });
@@ -134,10 +137,35 @@ impl ConnTable {
         self.clock.get() + within + TIMER_TICK
     }
 
-    /// Ends the wait of every idle keep-alive connection (their reads see EOF).
-    pub fn wake_idle(&self) {
-        for entry in self.slots.borrow().iter().flatten().filter(|e| e.idle) {
-            shutdown(entry.fd, Cut::Read);
+    /// Half-closes every idle connection (our FIN: the client's next read sees EOF) and
+    /// leaves the read it waits in at most `linger` more, for the client to close too. The read
+    /// is not ended at once (shutting the socket for reading would): a request the client sent
+    /// before our FIN reached it lands there and is discarded, and no reset is sent for it,
+    /// which a close with unread data, or data arriving after a close, would do.
+    pub fn close_idle(&self, linger: Duration) {
+        let deadline = self.deadline_in(linger);
+        let mut slots = self.slots.borrow_mut();
+        for entry in slots.iter_mut().flatten() {
+            if !entry.idle || entry.half_closed {
+                continue;
+            }
+            entry.half_closed = true;
+            shutdown(entry.fd, libc::SHUT_WR);
+            let idle_read = entry.watches[Lane::Main as usize].as_mut();
+            if let Some(watch) = idle_read.filter(|w| !w.fired) {
+                watch.deadline = watch.deadline.min(deadline);
+            }
+        }
+    }
+
+    /// Shuts every connection's socket, and every socket its pending operations wait on, both
+    /// ways: each of them ends at once. For a drain's deadline.
+    pub fn abort_all(&self) {
+        for entry in self.slots.borrow().iter().flatten() {
+            shutdown(entry.fd, libc::SHUT_RDWR);
+            for watch in entry.watches.iter().flatten() {
+                shutdown(watch.fd, libc::SHUT_RDWR);
+            }
         }
     }
 
@@ -158,7 +186,7 @@ impl ConnTable {
             for watch in entry.watches.iter_mut().flatten() {
                 if !watch.fired && watch.deadline <= now {
                     watch.fired = true;
-                    shutdown(watch.fd, watch.cut);
+                    shutdown(watch.fd, watch.cut.how());
                 }
             }
         }
@@ -179,11 +207,16 @@ impl ConnTable {
     }
 }
 
-fn shutdown(fd: RawFd, cut: Cut) {
-    let how = match cut {
-        Cut::Read => libc::SHUT_RD,
-        Cut::Both => libc::SHUT_RDWR,
-    };
+impl Cut {
+    fn how(self) -> libc::c_int {
+        match self {
+            Cut::Read => libc::SHUT_RD,
+            Cut::Both => libc::SHUT_RDWR,
+        }
+    }
+}
+
+fn shutdown(fd: RawFd, how: libc::c_int) {
     // SAFETY: every fd in the table belongs to a socket that is open while it is listed:
     // a connection leaves the table before its socket closes, and a watch is removed before
     // the operation on its socket returns. shutdown(2) changes socket state, never memory.
@@ -198,7 +231,7 @@ pub struct ConnSlot {
 }
 
 impl ConnSlot {
-    /// Marks the connection as waiting for a next request (closable at shutdown) or busy.
+    /// Marks the connection as waiting for a next request (closable by a drain) or busy.
     pub fn set_idle(&self, idle: bool) {
         self.table.with_entry(self.index, |e| e.idle = idle);
     }
@@ -223,6 +256,18 @@ impl ConnSlot {
             cut = e.suspect.take().is_some_and(|s| s.cut);
         });
         cut
+    }
+
+    /// Marks the connection busy after a wait; true when a drain half-closed it meanwhile
+    /// (`ConnTable::close_idle`): what the client sent can no longer be answered, so it must
+    /// not reach a backend.
+    pub fn set_busy(&self) -> bool {
+        let mut half_closed = false;
+        self.table.with_entry(self.index, |e| {
+            e.idle = false;
+            half_closed = e.half_closed;
+        });
+        half_closed
     }
 
     /// Moves the deadline of the operation pending on `lane` (if any, and not yet expired) to
@@ -472,15 +517,82 @@ mod tests {
         );
     }
 
+    /// A pending read's watch on `fd`, a minute from expiring.
+    fn far_read_watch(fd: RawFd) -> Watch {
+        Watch {
+            fd,
+            deadline: crate::clock::coarse_now() + Duration::from_secs(60),
+            cut: Cut::Read,
+            fired: false,
+        }
+    }
+
     #[test]
-    fn idle_connections_are_woken_and_released_slots_reused() {
+    fn a_drain_half_closes_only_idle_connections_and_shortens_their_wait() {
+        let table = Rc::new(ConnTable::default());
+        let (mut idle_client, idle_server) = pair();
+        let (mut busy_client, busy_server) = pair();
+        let idle = table.register(idle_server.as_raw_fd());
+        let busy = table.register(busy_server.as_raw_fd());
+        let far = far_read_watch(idle_server.as_raw_fd());
+        table.with_entry(idle.index, |e| e.watches[0] = Some(far));
+        idle.set_idle(true);
+        busy.set_idle(false);
+
+        let linger = Duration::from_millis(500);
+        table.close_idle(linger);
+        let mut idle_deadline = None;
+        table.with_entry(idle.index, |e| {
+            idle_deadline = e.watches[0].map(|w| w.deadline)
+        });
+        let latest = table.now() + linger + TIMER_TICK;
+        assert!(
+            idle_deadline.is_some_and(|d| d <= latest),
+            "idle wait not shortened"
+        );
+
+        let mut buf = [0u8; 16];
+        assert_eq!(
+            idle_client.read(&mut buf).unwrap(),
+            0,
+            "the client sees our FIN"
+        );
+        // A request that crosses our FIN still arrives whole: no reset, read side open.
+        idle_client.write_all(b"GET /").unwrap();
+        assert_eq!((&idle_server).read(&mut buf).unwrap(), 5);
+        assert!(
+            idle.set_busy(),
+            "the idle connection reports its half-close"
+        );
+
+        assert!(!busy.set_busy(), "a busy connection is left alone");
+        busy_client.set_nonblocking(true).unwrap();
+        assert!(
+            busy_client.read(&mut buf).is_err(),
+            "busy connection still open"
+        );
+    }
+
+    #[test]
+    fn abort_all_ends_connections_and_the_sockets_they_wait_on() {
+        let table = Rc::new(ConnTable::default());
+        let (mut client, server) = pair();
+        let (mut backend, backend_side) = pair();
+        let slot = table.register(server.as_raw_fd());
+        let watch = far_read_watch(backend_side.as_raw_fd());
+        table.with_entry(slot.index, |e| e.watches[1] = Some(watch));
+        table.abort_all();
+        let mut buf = [0u8; 1];
+        assert_eq!(client.read(&mut buf).unwrap(), 0);
+        assert_eq!(backend.read(&mut buf).unwrap(), 0);
+        assert_eq!((&backend_side).read(&mut buf).unwrap(), 0);
+    }
+
+    #[test]
+    fn released_slots_are_reused() {
         let table = Rc::new(ConnTable::default());
         let (_client, server) = pair();
         let slot = table.register(server.as_raw_fd());
-        slot.set_idle(true);
-        table.wake_idle();
-        let mut buf = [0u8; 1];
-        assert_eq!((&server).read(&mut buf).unwrap(), 0);
         assert_eq!(table.active(), 1);
         let index = slot.index;
         drop(slot);

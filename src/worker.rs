@@ -4,7 +4,8 @@
 //! Workers take no locks on the request path. What crosses threads: per-backend atomics (the
 //! health table and the per-core load board, see `upstream`), the start-up report
 //! (`WorkerEvent`), and the shutdown flag, which the main thread raises and then makes visible
-//! by shutting the workers' listening sockets (that wakes their accepts).
+//! by shutting the workers' listening sockets (that wakes their accepts). A worker that stops
+//! accepting drains its connections (`drain`) before its thread ends.
 
 use std::cell::{Cell, RefCell};
 use std::net::TcpListener;
@@ -35,6 +36,19 @@ const STREAM_BUFFERS_KEPT: usize = 128;
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 /// How often a draining worker checks whether its connections are done.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
+/// How long a draining worker's idle keep-alive connections still wait for a request (at most
+/// `timeouts.drain`). It is for busy clients, not idle ones: a client between two requests may
+/// have sent the next one before it could know of the drain, and it arrives within the
+/// client's turnaround plus one round trip; it is answered with `Connection: close`. 1 s
+/// covers intercontinental and mobile round trips (up to a few hundred ms) and an
+/// application's turnaround between requests; a client silent that long is idle, and no
+/// grace removes the race with an idle client (it may send the instant our FIN leaves).
+/// Tying it to the TCP RTT would shorten only drains that are already short, and would miss
+/// the client's turnaround, which the kernel cannot measure.
+const DRAIN_GRACE: Duration = Duration::from_secs(1);
+/// After a drain's deadline has shut the remaining connections, how long their tasks get to
+/// see that and end before the worker stops.
+const DRAIN_ABORT_WAIT: Duration = Duration::from_millis(100);
 
 /// Which I/O driver a worker ended up with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,11 +250,10 @@ async fn accept_loop(ctx: Rc<WorkerCtx>, listener: monoio::net::TcpListener, gro
             }
         }
     }
-    ctx.begin_shutdown();
 }
 
 async fn housekeeping(ctx: Rc<WorkerCtx>) {
-    while !ctx.is_shutting_down() {
+    while ctx.drain_phase() == DrainPhase::Serving {
         monoio::time::sleep(HOUSEKEEPING_INTERVAL).await;
         ctx.pool.borrow_mut().evict_expired(ctx.conns.now());
     }
@@ -266,12 +279,52 @@ async fn reconcile_load(ctx: Rc<WorkerCtx>) {
     }
 }
 
-/// Waits for in-flight connections to finish, up to the drain timeout.
+/// Drains the worker's client connections without losing a request, once it has stopped
+/// accepting (for a shutdown now; the same steps serve a reload, so nothing here assumes the
+/// process then exits):
+/// 1. Grace (`DRAIN_GRACE`): a response carries `Connection: close` and its connection
+///    closes after it, unless the client has already sent its next request (pipelined); an
+///    idle keep-alive connection still waits for the request its client may already have
+///    sent, and answers it.
+/// 2. Closing: idle connections are half-closed (`ConnTable::close_idle`), and a connection
+///    reaching a request boundary closes there, FIN first; in-flight requests run on.
+/// 3. At `timeouts.drain`, connections still open are shut.
 async fn drain(ctx: &WorkerCtx) {
-    let deadline = Instant::now() + ctx.config.timeouts.drain;
-    while ctx.conns.active() > 0 && Instant::now() < deadline {
+    let started = coarse_now();
+    let limit = ctx.config.timeouts.drain;
+    ctx.drain_phase.set(DrainPhase::Grace);
+    wait_for_connections(ctx, started + DRAIN_GRACE.min(limit)).await;
+    ctx.drain_phase.set(DrainPhase::Closing);
+    ctx.conns.close_idle(proxy::HALF_CLOSE_LINGER);
+    if wait_for_connections(ctx, started + limit).await {
+        return;
+    }
+    ctx.conns.abort_all();
+    wait_for_connections(ctx, coarse_now() + DRAIN_ABORT_WAIT).await;
+}
+
+/// Waits until the worker has no client connection left (true) or `deadline` passed (false).
+async fn wait_for_connections(ctx: &WorkerCtx, deadline: Instant) -> bool {
+    loop {
+        if ctx.conns.active() == 0 {
+            return true;
+        }
+        if coarse_now() >= deadline {
+            return false;
+        }
         monoio::time::sleep(DRAIN_POLL).await;
     }
+}
+
+/// How far a worker is into a drain (see `drain`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrainPhase {
+    /// Not draining: connections are kept alive.
+    Serving,
+    /// No more keep-alive, but idle connections still wait for a request already sent.
+    Grace,
+    /// Connections close at their next request boundary.
+    Closing,
 }
 
 /// Per-worker state every connection of the worker sees.
@@ -286,7 +339,7 @@ pub struct WorkerCtx {
     /// Open client connections: idle marks and socket deadlines.
     pub conns: Rc<ConnTable>,
     global_shutdown: Arc<AtomicBool>,
-    shutting_down: Cell<bool>,
+    drain_phase: Cell<DrainPhase>,
 }
 
 impl WorkerCtx {
@@ -318,20 +371,12 @@ impl WorkerCtx {
             buffers: BufferPool::new(STREAM_BUFFER, STREAM_BUFFERS_KEPT),
             conns: Rc::new(ConnTable::default()),
             global_shutdown: plan.shutdown.clone(),
-            shutting_down: Cell::new(false),
+            drain_phase: Cell::new(DrainPhase::Serving),
             config,
         })
     }
 
-    pub fn is_shutting_down(&self) -> bool {
-        self.shutting_down.get()
-    }
-
-    /// Stops keep-alive: idle connections are woken (their reads see EOF) and close.
-    fn begin_shutdown(&self) {
-        if self.shutting_down.replace(true) {
-            return;
-        }
-        self.conns.wake_idle();
+    pub fn drain_phase(&self) -> DrainPhase {
+        self.drain_phase.get()
     }
 }

@@ -78,7 +78,8 @@
 //! backend_connect = "3s"
 //! backend_response = "60s"  # from request sent to the backend's response head
 //! body_idle = "60s"       # longest gap between two reads or writes of a body
-//! drain = "30s"           # on SIGTERM/SIGINT, how long in-flight requests may take
+//! drain = "30s"           # on SIGTERM/SIGINT, how long in-flight requests may take;
+//!                         # idle keep-alive connections close after the first 1 s of it
 //!
 //! [limits]
 //! max_request_line = 8192           # bytes, >= 64; a longer request line gets 414

@@ -488,7 +488,7 @@ impl Session {
             && request.keep_alive
             && request.body.is_done()
             && client_framing != BodyFraming::CloseDelimited
-            && !self.ctx.is_shutting_down();
+            && self.may_keep_alive();
         let context = ResponseContext {
             client_version: request.version,
             keep_alive: client_keep_alive || interim,
@@ -605,12 +605,8 @@ impl Session {
         }
         if response.client_keep_alive {
             Next::KeepAlive
-        } else if !request.body.is_done() {
-            // An early answer while the client still sends its body: read and discard the
-            // rest for a while so closing does not reset the answer away.
-            Next::Linger
         } else {
-            Next::Close
+            close_after_answer(request)
         }
     }
 
@@ -621,18 +617,32 @@ impl Session {
         request: &RequestInfo,
         err: UpstreamError,
     ) -> Next {
-        let keep_alive =
-            request.keep_alive && request.body.is_done() && !self.ctx.is_shutting_down();
+        let keep_alive = request.keep_alive && request.body.is_done() && self.may_keep_alive();
         self.out.clear();
         write_error_response(&mut self.out, err.status(), !keep_alive);
         if self.write_out(client).await.is_err() {
             return Next::Close;
         }
-        match (keep_alive, request.body.is_done()) {
-            (true, _) => Next::KeepAlive,
-            (false, true) => Next::Close,
-            (false, false) => Next::Linger,
+        if keep_alive {
+            Next::KeepAlive
+        } else {
+            close_after_answer(request)
         }
+    }
+}
+
+/// How to close after a response that said `Connection: close`.
+fn close_after_answer(request: &RequestInfo) -> Next {
+    if !request.body.is_done() {
+        // An early answer while the client still sends its body: read and discard the rest
+        // for a while so closing does not reset the answer away.
+        Next::Linger
+    } else if request.keep_alive {
+        // The client expected to go on (a drain, or a close-delimited body, ended it): it may
+        // already have sent its next request, whose arrival at a closed socket would reset.
+        Next::HalfClose
+    } else {
+        Next::Close
     }
 }
 

@@ -24,7 +24,7 @@ use crate::http::{
     write_request_head,
 };
 use crate::upstream::balance::key_hash;
-use crate::worker::WorkerCtx;
+use crate::worker::{DrainPhase, WorkerCtx};
 use buffer::{ReadError, RecvBuf};
 
 /// Initial size of each receive buffer; the client's grows up to the header limit if a head
@@ -37,6 +37,10 @@ const GATHER_LIMIT: u64 = 32 * 1024;
 /// sends, so that closing does not reset the connection before it reads our answer.
 const LINGER_TIME: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 1 << 20;
+/// After closing at a request boundary (our FIN), how long we still read and discard: what can
+/// come then is a request the client sent before our FIN reached it, so within a round trip;
+/// closing with it unread, or before it arrives, would answer it with a reset.
+pub(crate) const HALF_CLOSE_LINGER: Duration = Duration::from_millis(500);
 
 /// What happens to the client connection after an exchange.
 pub(crate) enum Next {
@@ -44,6 +48,9 @@ pub(crate) enum Next {
     Close,
     /// Close after reading what the client still sends (it may not have finished its request).
     Linger,
+    /// Close at a request boundary although the client may have sent another request: FIN
+    /// first, then discard briefly what still comes (`HALF_CLOSE_LINGER`).
+    HalfClose,
     /// The backend switched protocols: relay bytes both ways until either side closes.
     Tunnel(monoio::net::TcpStream),
 }
@@ -116,7 +123,11 @@ pub async fn serve_connection<S>(
                 // connect timeout's timer entry) instead of 2,296 and 8, with six times the
                 // cache misses per request at 256 connections (perf/RESULTS.md, 2026-12-03;
                 // `Deadline::run` has since taken it to 1,992).
-                Box::pin(session.linger(&mut client)).await;
+                Box::pin(session.linger(&mut client, LINGER_TIME)).await;
+                break;
+            }
+            Next::HalfClose => {
+                Box::pin(session.linger(&mut client, HALF_CLOSE_LINGER)).await;
                 break;
             }
             Next::Tunnel(backend) => {
@@ -195,8 +206,8 @@ impl Session {
                 Err(reject) => return Err(self.reject(client, reject.status, true).await),
             }
             let waiting_for_first_byte = self.recv.is_empty();
-            if waiting_for_first_byte && self.requests > 0 && self.ctx.is_shutting_down() {
-                return Err(Next::Close);
+            if waiting_for_first_byte && self.ctx.drain_phase() == DrainPhase::Closing {
+                return Err(Next::HalfClose);
             }
             let within = match head_deadline {
                 Some(deadline) => deadline.saturating_duration_since(self.ctx.conns.now()),
@@ -210,9 +221,11 @@ impl Session {
             let deadline = self.slot.deadline(Lane::Main, self.client_fd, within);
             let limit = self.ctx.head_limits.max_header_bytes;
             let read = self.recv.fill(client, deadline, limit).await;
-            self.slot.set_idle(false);
+            let half_closed = self.slot.set_busy();
             match read {
                 Ok(0) => return Err(Next::Close),
+                // The request crossed the FIN of a drain: the client sees EOF, not an answer.
+                Ok(_) if half_closed => return Err(Next::HalfClose),
                 Ok(_) => {}
                 Err(ReadError::Timeout) if waiting_for_first_byte => return Err(Next::Close),
                 Err(ReadError::Timeout) => return Err(self.reject(client, 408, false).await),
@@ -268,6 +281,18 @@ impl Session {
         Ok(Some(request))
     }
 
+    /// Whether the connection may stay open after the response being prepared. While the
+    /// worker drains, only to answer a next request the client has already sent (pipelined)
+    /// before the grace ends: `Connection: close` tells the client in time, where closing an
+    /// idle connection later would race its next request.
+    pub(crate) fn may_keep_alive(&self) -> bool {
+        match self.ctx.drain_phase() {
+            DrainPhase::Serving => true,
+            DrainPhase::Grace => !self.recv.is_empty(),
+            DrainPhase::Closing => false,
+        }
+    }
+
     /// Answers with an error status. `request_unread` says the client may still be sending
     /// the request, so the connection lingers before closing.
     async fn reject<S: AsyncWriteRent>(
@@ -318,11 +343,15 @@ impl Session {
         io::write_vec(client, &mut self.out, deadline).await
     }
 
-    /// Half-closes, then reads and discards what the client still sends for a short while, so
-    /// the error response we wrote is not destroyed by a reset.
-    async fn linger<S: AsyncReadRent + AsyncWriteRent>(&mut self, client: &mut S) {
+    /// Half-closes, then reads and discards what the client still sends for up to `within`,
+    /// so that closing does not send a reset, which could destroy the response we wrote.
+    async fn linger<S: AsyncReadRent + AsyncWriteRent>(
+        &mut self,
+        client: &mut S,
+        within: Duration,
+    ) {
         let _ = client.shutdown().await;
-        let deadline = self.ctx.conns.now() + LINGER_TIME;
+        let deadline = self.ctx.conns.now() + within;
         let mut discarded = 0;
         while discarded < LINGER_BYTES {
             self.recv.consume(self.recv.len());
