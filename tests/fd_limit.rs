@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use std::io;
 use std::net::TcpStream;
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -157,4 +158,103 @@ fn open_file_limits(pid: u32) -> (u64, u64) {
         fields[3].parse().expect(line),
         fields[4].parse().expect(line),
     )
+}
+
+/// The lowest descriptor number the process does not use: with the soft limit set to it,
+/// the process can open nothing more.
+fn lowest_free_fd(pid: u32) -> u64 {
+    let mut used: Vec<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    used.sort_unstable();
+    (0..).find(|n| used.binary_search(n).is_err()).unwrap()
+}
+
+fn set_soft_limit(pid: u32, soft: u64) {
+    let status = Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), &format!("--nofile={soft}:")])
+        .status()
+        .unwrap();
+    assert!(status.success(), "prlimit --pid failed");
+}
+
+fn request(client: &mut RawClient, target: &str) -> Response {
+    client.send(format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+    client.read_response().unwrap()
+}
+
+#[test]
+fn out_of_descriptors_a_backend_is_not_blamed_and_accept_backs_off_quietly() {
+    let backend = Backend::echo();
+    // One failure would eject the backend; no pool, so every request needs a new connection.
+    let extra = "[upstream.app.passive]\nmax_fails = 1\n\n[pool]\nmax_idle_per_backend = 0\n";
+    let proxy = Proxy::start_with_config(&config(&[backend.addr()], extra), &[]);
+    let pid = proxy.pid();
+    let mut clients: Vec<RawClient> = (0..5).map(|_| RawClient::connect(proxy.addr())).collect();
+    for client in &mut clients {
+        assert_eq!(request(client, "/before").status, 200);
+    }
+
+    // Something else (an operator's prlimit, here) takes the descriptors away, once the
+    // closes of the backend connections used so far have gone through.
+    thread::sleep(Duration::from_millis(300));
+    let (soft, _) = open_file_limits(pid);
+    set_soft_limit(pid, lowest_free_fd(pid));
+    for client in &mut clients {
+        let r = request(client, "/short");
+        assert_eq!(r.status, 503, "{}", r.raw_head);
+        assert!(r.header("retry-after").is_some(), "{}", r.raw_head);
+    }
+    // New clients now: io_uring's pending accept took the limit when it was armed, so the
+    // first may still be accepted (and answered 503); the next accepts fail, and their
+    // clients wait in the listen queue while the worker backs off.
+    let mut newcomers: Vec<RawClient> = (0..3)
+        .map(|_| {
+            let mut client = RawClient::connect(proxy.addr());
+            client.send(b"GET /new HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+            client
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(1500));
+    let short_log = lines_after_ready(&proxy);
+
+    set_soft_limit(pid, soft);
+    let started = Instant::now();
+    let statuses: Vec<u16> = newcomers
+        .iter_mut()
+        .map(|client| client.read_response().unwrap().status)
+        .collect();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(statuses.contains(&200), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| [200, 503].contains(s)),
+        "{statuses:?}"
+    );
+    // The backend did nothing wrong: it was not ejected.
+    for client in &mut clients {
+        assert_eq!(request(client, "/after").status, 200);
+    }
+    assert!(!backend.targets().contains(&"/short".to_string()));
+    assert!(short_log.len() <= 2, "{short_log:#?}");
+    // What was counted meanwhile is summed up in one line once the interval has passed.
+    let until = Instant::now() + Duration::from_secs(15);
+    while !lines_after_ready(&proxy)
+        .iter()
+        .any(|l| l.contains("accept failed"))
+    {
+        assert!(Instant::now() < until, "{:#?}", proxy.stderr_lines());
+        thread::sleep(Duration::from_millis(200));
+    }
+    let log = lines_after_ready(&proxy);
+    assert!(log.len() <= 3, "{log:#?}");
+    assert!(
+        !proxy.stderr_lines().iter().any(|l| l.contains("ejected")),
+        "{:#?}",
+        proxy.stderr_lines()
+    );
 }
