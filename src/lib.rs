@@ -7,6 +7,7 @@
 pub mod clock;
 pub mod config;
 pub mod conns;
+pub mod fdlimit;
 pub mod http;
 pub mod listen;
 pub mod plural;

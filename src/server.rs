@@ -12,6 +12,7 @@ use signal_hook::iterator::Signals;
 use socket2::SockRef;
 
 use crate::config::{Config, ConfigError, format_cpu_list};
+use crate::fdlimit::{self, WorkerShare};
 use crate::listen::bind_reuseport;
 use crate::plural::count;
 use crate::upstream::health::{HealthTable, spawn_checker};
@@ -122,6 +123,7 @@ pub fn run(config: Config, placement: Placement) -> Result<(), String> {
     }
     let cpus = placement.cpus;
     let workers = cpus.len();
+    let fds = plan_open_files(&config, workers);
     let mut bound = Vec::with_capacity(config.listeners.len());
     for listener in &config.listeners {
         bound.push(bind_reuseport(listener.address, workers).map_err(|e| e.to_string())?);
@@ -157,6 +159,7 @@ pub fn run(config: Config, placement: Placement) -> Result<(), String> {
             config: config.clone(),
             health: health.clone(),
             load: load.clone(),
+            fds,
             shutdown: shutdown.clone(),
             events: events_tx.clone(),
         };
@@ -213,6 +216,24 @@ pub fn run(config: Config, placement: Placement) -> Result<(), String> {
         eprintln!("ringproxy: stopped");
     }
     result
+}
+
+/// Raises the open-file limit to the hard limit and divides it among the workers (see
+/// `fdlimit`), saying so in one line.
+fn plan_open_files(config: &Config, workers: usize) -> WorkerShare {
+    match fdlimit::raise_open_file_limit() {
+        Ok(limit) => {
+            let budget = fdlimit::budget(limit.limit, config, workers);
+            eprintln!("ringproxy: {}", fdlimit::describe(&limit, &budget));
+            budget.per_worker
+        }
+        Err(err) => {
+            eprintln!(
+                "ringproxy: cannot read the open-file limit ({err}); clients are not counted against it"
+            );
+            WorkerShare::UNLIMITED
+        }
+    }
 }
 
 fn wait_for_start(events: &mpsc::Receiver<WorkerEvent>, workers: usize) -> Result<(), String> {

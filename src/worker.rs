@@ -9,7 +9,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::net::TcpListener;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,11 +17,13 @@ use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
+use socket2::SockRef;
 
 use crate::clock::coarse_now;
 use crate::config::Config;
 use crate::conns::{ConnTable, TIMER_TICK};
-use crate::http::HeadLimits;
+use crate::fdlimit::{Shortage, ShortageReport, WorkerShare};
+use crate::http::{HeadLimits, write_error_response};
 use crate::proxy;
 use crate::proxy::buffer::BufferPool;
 use crate::upstream::Upstreams;
@@ -49,6 +51,13 @@ const DRAIN_GRACE: Duration = Duration::from_secs(1);
 /// After a drain's deadline has shut the remaining connections, how long their tasks get to
 /// see that and end before the worker stops.
 const DRAIN_ABORT_WAIT: Duration = Duration::from_millis(100);
+/// Pause after a failed accept, doubling while the failures go on. Out of descriptors, an
+/// accept fails at once whether a client waits or not: retrying without a pause would spin.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_millis(320);
+/// Bytes of a refused client's request read (and dropped) before the connection closes, so
+/// that the close is a FIN behind the 503 rather than a reset.
+const REFUSAL_DRAIN: usize = 4096;
 
 /// Which I/O driver a worker ended up with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +91,8 @@ pub struct WorkerPlan {
     pub health: Arc<HealthTable>,
     /// Per-core in-flight counts per backend, read by every worker.
     pub load: Arc<LoadBoard>,
+    /// The worker's part of the open-file limit.
+    pub fds: WorkerShare,
     pub shutdown: Arc<AtomicBool>,
     pub events: Sender<WorkerEvent>,
 }
@@ -233,20 +244,35 @@ async fn serve(mut plan: WorkerPlan, driver: Driver) {
     drain(&ctx).await;
 }
 
+/// Accepts clients while the worker has room for them (see `fdlimit`); at its share, a new
+/// client gets a 503 at once rather than a wait in the listen queue with nobody to answer.
 async fn accept_loop(ctx: Rc<WorkerCtx>, listener: monoio::net::TcpListener, group: usize) {
+    let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                backoff = ACCEPT_BACKOFF_MIN;
+                if !ctx.admit_client() {
+                    ctx.refuse(&stream);
+                    continue;
+                }
                 let fd = stream.as_raw_fd();
                 let slot = ctx.conns.register(fd);
                 let conn = proxy::serve_connection(ctx.clone(), stream, fd, peer, group, slot);
                 monoio::spawn(conn);
             }
             Err(_) if ctx.global_shutdown.load(Ordering::Acquire) => break,
+            // The client gave up before we took it: nothing is short.
+            Err(err) if err.raw_os_error() == Some(libc::ECONNABORTED) => {}
             Err(err) => {
-                // Out of file descriptors or memory: back off instead of spinning on the error.
-                eprintln!("ringproxy: worker {}: accept failed: {err}", ctx.index);
-                monoio::time::sleep(Duration::from_millis(50)).await;
+                // Out of descriptors (taken by something other than the worker's clients) or
+                // memory: the clients wait in the listen queue until an accept succeeds. Idle
+                // backend connections make way; the pause grows so that a lasting shortage
+                // costs no CPU.
+                ctx.close_idle_backends();
+                ctx.report(Shortage::AcceptFailed(&err));
+                monoio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
             }
         }
     }
@@ -255,7 +281,12 @@ async fn accept_loop(ctx: Rc<WorkerCtx>, listener: monoio::net::TcpListener, gro
 async fn housekeeping(ctx: Rc<WorkerCtx>) {
     while ctx.drain_phase() == DrainPhase::Serving {
         monoio::time::sleep(HOUSEKEEPING_INTERVAL).await;
-        ctx.pool.borrow_mut().evict_expired(ctx.conns.now());
+        let now = ctx.conns.now();
+        ctx.pool.borrow_mut().evict_expired(now);
+        // Shortages that ended since the last report are reported too.
+        if let Some(line) = ctx.shortages.borrow_mut().due(now) {
+            eprintln!("{line}");
+        }
     }
 }
 
@@ -338,6 +369,11 @@ pub struct WorkerCtx {
     pub buffers: BufferPool,
     /// Open client connections: idle marks and socket deadlines.
     pub conns: Rc<ConnTable>,
+    /// The worker's part of the open-file limit, and what it did when that ran short.
+    fds: WorkerShare,
+    shortages: RefCell<ShortageReport>,
+    /// The answer to a client the worker has no room for.
+    refusal: Vec<u8>,
     global_shutdown: Arc<AtomicBool>,
     drain_phase: Cell<DrainPhase>,
 }
@@ -357,6 +393,8 @@ impl WorkerCtx {
             config.pool.max_idle_per_backend,
             config.pool.idle_timeout,
         );
+        let mut refusal = Vec::new();
+        write_error_response(&mut refusal, 503, true);
         let limits = &config.limits;
         let head_limits = HeadLimits {
             max_request_line: limits.max_request_line,
@@ -370,6 +408,9 @@ impl WorkerCtx {
             pool: RefCell::new(pool),
             buffers: BufferPool::new(STREAM_BUFFER, STREAM_BUFFERS_KEPT),
             conns: Rc::new(ConnTable::default()),
+            fds: plan.fds,
+            shortages: RefCell::new(ShortageReport::new(plan.index, plan.fds)),
+            refusal,
             global_shutdown: plan.shutdown.clone(),
             drain_phase: Cell::new(DrainPhase::Serving),
             config,
@@ -378,5 +419,56 @@ impl WorkerCtx {
 
     pub fn drain_phase(&self) -> DrainPhase {
         self.drain_phase.get()
+    }
+
+    /// Whether the worker has room for one more client. Near its share, idle backend
+    /// connections make way first: every client may need a backend connection of its own.
+    fn admit_client(&self) -> bool {
+        let clients = self.conns.active() + 1;
+        if clients > self.fds.clients {
+            return false;
+        }
+        let room = self.fds.idle_room(clients);
+        let mut pool = self.pool.borrow_mut();
+        // Counting the idle connections walks every backend's queue: only when they could
+        // be too many.
+        if pool.capacity() <= room {
+            return true;
+        }
+        let excess = pool.idle_count().saturating_sub(room);
+        let closed = pool.close_idle(excess);
+        drop(pool);
+        self.report(Shortage::IdleClosed(closed));
+        true
+    }
+
+    /// Closes every idle backend connection (descriptors ran out); returns how many. Their
+    /// closes go through the ring, so the descriptors are free after the worker's next turn.
+    pub(crate) fn close_idle_backends(&self) -> usize {
+        let closed = self.pool.borrow_mut().close_idle(usize::MAX);
+        self.report(Shortage::IdleClosed(closed));
+        closed
+    }
+
+    /// Answers a client the worker has no room for with a 503 and closes the connection, at
+    /// once (the caller drops `client`): waiting for room could take as long as the
+    /// connections holding it stay open.
+    fn refuse(&self, client: &monoio::net::TcpStream) {
+        // SAFETY: `client` owns the descriptor and outlives this borrow of it.
+        let fd = unsafe { BorrowedFd::borrow_raw(client.as_raw_fd()) };
+        let socket = SockRef::from(&fd);
+        // Non-blocking calls, not ring operations: a refusal must cost no task and no wait.
+        // The request bytes already there are read first, so that the close is not a reset.
+        let mut request = [std::mem::MaybeUninit::<u8>::uninit(); REFUSAL_DRAIN];
+        let _ = socket.recv_with_flags(&mut request, libc::MSG_DONTWAIT);
+        let _ = socket.send_with_flags(&self.refusal, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
+        self.report(Shortage::Refused);
+    }
+
+    /// Logs what the open-file limit made the worker do, at most once per interval.
+    pub(crate) fn report(&self, shortage: Shortage<'_>) {
+        if let Some(line) = self.shortages.borrow_mut().note(shortage, self.conns.now()) {
+            eprintln!("{line}");
+        }
     }
 }

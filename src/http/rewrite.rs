@@ -156,8 +156,9 @@ pub fn write_error_response(out: &mut Vec<u8>, status: u16, close: bool) {
     let body_len = status_digits + 1 + reason.len() + 1;
     write_content_length(out, body_len as u64);
     if status == 503 {
-        // The proxy answers 503 only when no backend of the group is usable; health checks
-        // run every few seconds, so that is when trying again makes sense.
+        // The proxy answers 503 when no backend of the group is usable (health checks run
+        // every few seconds) or when it is out of file descriptors for the moment: trying
+        // again in a few seconds makes sense either way.
         out.extend_from_slice(b"Retry-After: 2\r\n");
     }
     if close {

@@ -13,6 +13,7 @@ use super::io::{
 };
 use super::{Next, RequestInfo, Session};
 use crate::conns::Lane;
+use crate::fdlimit::Shortage;
 use crate::http::body::BodyProgress;
 use crate::http::{
     BodyFraming, ResponseContext, Version, header_storage, parse_response, write_error_response,
@@ -28,6 +29,9 @@ const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// instead of two, as nginx's `postpone_output` does, and a backend that fails during such a
 /// body gets the client a clean 502/504 instead of a truncated response.
 const RESPONSE_GATHER_LIMIT: u64 = super::RECV_BUFFER as u64;
+/// After idle backend connections were closed to free descriptors, how long a connect waits
+/// before trying again: their closes go through the ring, which runs them on the next turn.
+const CLOSES_SETTLE: Duration = Duration::from_millis(1);
 
 /// Why no usable response came from the backend.
 #[derive(Debug)]
@@ -42,6 +46,8 @@ enum UpstreamError {
     Invalid,
     /// Every backend of the group is down, ejected or full: 503.
     NoBackend,
+    /// No file descriptor left for a backend connection: 503. Says nothing about the backend.
+    OutOfFiles,
 }
 
 impl UpstreamError {
@@ -49,17 +55,19 @@ impl UpstreamError {
         match self {
             Self::Unreachable | Self::Invalid => 502,
             Self::Timeout | Self::Stalled => 504,
-            Self::NoBackend => 503,
+            Self::NoBackend | Self::OutOfFiles => 503,
         }
     }
 
-    /// How the failure counts for passive health checks (`None`: no backend was tried).
+    /// How the failure counts for passive health checks (`None`: not reported by the request:
+    /// no backend was tried, the sweep reported it, or it says nothing about the backend).
     fn outcome(&self) -> Option<Outcome> {
         match self {
             Self::Unreachable | Self::Invalid => Some(Outcome::Failed),
             Self::Timeout => Some(Outcome::Timeout),
             // Reported by the sweep that found it (`Upstreams::should_cut`).
-            Self::Stalled | Self::NoBackend => None,
+            Self::Stalled => None,
+            Self::NoBackend | Self::OutOfFiles => None,
         }
     }
 }
@@ -158,6 +166,9 @@ impl Session {
                 self.ctx
                     .upstreams
                     .report(backend, outcome, self.ctx.conns.now());
+            } else if matches!(failure.error, UpstreamError::OutOfFiles) {
+                // Our shortage says nothing about the backend: a probe it held goes back.
+                self.ctx.upstreams.unreported(backend);
             }
             let may_retry = failure.retryable
                 && tried.len() <= policy.retries as usize
@@ -307,8 +318,9 @@ impl Session {
         let mut stream = Box::pin(self.connect(backend))
             .await
             .map_err(|error| Failure {
+                // Another backend would need a descriptor just the same.
+                retryable: !matches!(error, UpstreamError::OutOfFiles),
                 error,
-                retryable: true,
             })?;
         let deadline = self.slot.deadline(Lane::Main, stream.as_raw_fd(), within);
         match write_vec(&mut stream, &mut self.out, deadline).await {
@@ -321,11 +333,23 @@ impl Session {
         }
     }
 
+    /// A new connection to `backend`. Out of descriptors, the worker's idle backend
+    /// connections make way and the connect is tried once more.
     async fn connect(&self, backend: BackendId) -> Result<TcpStream, UpstreamError> {
         let addr = self.ctx.upstreams.backend(backend).addr;
-        match connect(addr, self.ctx.config.timeouts.backend_connect).await {
+        let within = self.ctx.config.timeouts.backend_connect;
+        let mut result = connect(addr, within).await;
+        if matches!(result, Err(ConnectError::OutOfFiles)) && self.ctx.close_idle_backends() > 0 {
+            monoio::time::sleep(CLOSES_SETTLE).await;
+            result = connect(addr, within).await;
+        }
+        match result {
             Ok(stream) => Ok(stream),
             Err(ConnectError::Timeout) => Err(UpstreamError::Timeout),
+            Err(ConnectError::OutOfFiles) => {
+                self.ctx.report(Shortage::ConnectFailed);
+                Err(UpstreamError::OutOfFiles)
+            }
             Err(ConnectError::Failed(_)) => Err(UpstreamError::Unreachable),
         }
     }

@@ -69,6 +69,28 @@ impl Pool {
         queue.push_back(IdleConn { stream, since: now });
     }
 
+    /// Idle connections kept, all backends together.
+    pub fn idle_count(&self) -> usize {
+        self.idle.iter().map(VecDeque::len).sum()
+    }
+
+    /// The most idle connections the pool can hold.
+    pub fn capacity(&self) -> usize {
+        self.max_idle_per_backend.saturating_mul(self.idle.len())
+    }
+
+    /// Closes up to `count` idle connections, each backend's least recently used first, to
+    /// give their descriptors to clients; returns how many it closed.
+    pub fn close_idle(&mut self, count: usize) -> usize {
+        let mut closed = 0;
+        for queue in &mut self.idle {
+            let n = queue.len().min(count - closed);
+            queue.drain(..n);
+            closed += n;
+        }
+        closed
+    }
+
     /// Closes connections idle for longer than the timeout.
     pub fn evict_expired(&mut self, now: Instant) {
         for queue in &mut self.idle {
@@ -98,4 +120,35 @@ fn still_open(stream: &TcpStream) -> bool {
         )
     };
     n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_idle_takes_each_backends_least_recently_used_first_up_to_the_count() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut pool = Pool::new(2, 8, Duration::from_secs(60));
+            let now = Instant::now();
+            let mut newest = None;
+            for backend in [0, 0, 0, 1, 1] {
+                let stream = TcpStream::connect_addr(addr).await.unwrap();
+                newest = stream.local_addr().ok();
+                pool.put(BackendId(backend), stream, now);
+            }
+            assert_eq!((pool.idle_count(), pool.capacity()), (5, 16));
+            assert_eq!(pool.close_idle(4), 4);
+            assert_eq!(pool.idle_count(), 1);
+            assert!(pool.take(BackendId(0), now).is_none());
+            let kept = pool.take(BackendId(1), now).unwrap();
+            assert_eq!(kept.local_addr().ok(), newest);
+            assert_eq!(pool.close_idle(usize::MAX), 0);
+        });
+    }
 }

@@ -27,6 +27,7 @@ use monoio::net::TcpStream;
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 
 use crate::config::{Config, HealthCheck, HealthCheckKind};
+use crate::fdlimit::is_out_of_files;
 use crate::plural::count;
 
 use super::{BackendId, HealthTable, flat_backends};
@@ -156,7 +157,10 @@ async fn watch(target: Target, table: Arc<HealthTable>, stop: Rc<LocalStop>) {
         let Some(result) = stop.or_stop(check_once(&target)).await else {
             return;
         };
-        if let Some(change) = streak.record(result) {
+        // Out of file descriptors, the check could not even start: no verdict on the backend.
+        let inconclusive =
+            matches!(&result, Err(CheckFailure::Connect(err)) if is_out_of_files(err));
+        if !inconclusive && let Some(change) = streak.record(result) {
             apply(&table, target.backend, change);
         }
         let next = started + target.check.interval;
