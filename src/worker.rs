@@ -25,16 +25,14 @@ use crate::conns::{ConnTable, TIMER_TICK};
 use crate::fdlimit::{Shortage, ShortageReport, WorkerShare};
 use crate::http::{HeadLimits, write_error_response};
 use crate::proxy;
-use crate::proxy::buffer::BufferPool;
+use crate::proxy::buffer::Buffers;
 use crate::upstream::Upstreams;
 use crate::upstream::health::HealthTable;
 use crate::upstream::load::{LoadBoard, LoadView};
 use crate::upstream::pool::Pool;
 
-/// Size of the buffers big bodies stream through, and how many idle ones a worker keeps.
-const STREAM_BUFFER: usize = 64 * 1024;
-const STREAM_BUFFERS_KEPT: usize = 128;
-/// How often a worker closes expired idle backend connections.
+/// How often a worker closes expired idle backend connections, trims its buffer pools and
+/// lets the allocator return freed memory.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 /// How often a draining worker checks whether its connections are done.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
@@ -287,7 +285,22 @@ async fn housekeeping(ctx: Rc<WorkerCtx>) {
         if let Some(line) = ctx.shortages.borrow_mut().due(now) {
             eprintln!("{line}");
         }
+        ctx.buffers.trim();
+        return_freed_memory();
     }
+}
+
+/// Lets the allocator give what was freed back to the OS. mimalloc does that `purge_delay`
+/// (1 s) after a free, but only when this thread next calls into it, and it keeps emptied
+/// pages cached for reuse: 5 s after 10,000 idle connections closed, RSS was still 377 MB
+/// against 10 MB at start. A forced collection once a tick returns emptied pages and purges
+/// at once (after the same burst: 5.5 MB against 4.2 at start; collecting without force, or
+/// only on ticks that served no request, left 9.5 MB).
+fn return_freed_memory() {
+    // SAFETY: mi_collect takes no pointers; it works on this thread's own heap and on the
+    // allocator's shared bookkeeping, which it synchronises itself. It is harmless when
+    // mimalloc is not the global allocator (the unit tests): its heap is then empty.
+    unsafe { libmimalloc_sys::mi_collect(true) };
 }
 
 /// Ends socket operations whose deadline passed (see `conns`). Runs until the worker stops.
@@ -365,8 +378,8 @@ pub struct WorkerCtx {
     pub head_limits: HeadLimits,
     pub upstreams: Upstreams,
     pub pool: RefCell<Pool>,
-    /// Large buffers lent to connections while they stream big bodies.
-    pub buffers: BufferPool,
+    /// Storage lent to connections while they serve a request.
+    pub buffers: Buffers,
     /// Open client connections: idle marks and socket deadlines.
     pub conns: Rc<ConnTable>,
     /// The worker's part of the open-file limit, and what it did when that ran short.
@@ -406,7 +419,7 @@ impl WorkerCtx {
             head_limits,
             upstreams,
             pool: RefCell::new(pool),
-            buffers: BufferPool::new(STREAM_BUFFER, STREAM_BUFFERS_KEPT),
+            buffers: Buffers::new(),
             conns: Rc::new(ConnTable::default()),
             fds: plan.fds,
             shortages: RefCell::new(ShortageReport::new(plan.index, plan.fds)),

@@ -383,7 +383,7 @@ impl Session {
             &mut self.recv,
             &mut request.body,
             false,
-            &self.ctx.buffers,
+            &self.ctx.buffers.stream,
         )
         .await;
         let next = match result {
@@ -610,7 +610,7 @@ impl Session {
                 &mut self.upstream_recv,
                 &mut response.body,
                 response.dechunk,
-                &self.ctx.buffers,
+                &self.ctx.buffers.stream,
             ))
             .await;
             // Any failure after the head went out leaves the client with a response it must

@@ -25,11 +25,8 @@ use crate::http::{
 };
 use crate::upstream::balance::key_hash;
 use crate::worker::{DrainPhase, WorkerCtx};
-use buffer::{ReadError, RecvBuf};
-
-/// Initial size of each receive buffer; the client's grows up to the header limit if a head
-/// needs it.
-const RECV_BUFFER: usize = 16 * 1024;
+pub(crate) use buffer::RECV_BUFFER;
+use buffer::{CLIENT_RECV_BUFFER, ReadError, RecvBuf};
 /// Request bodies with at most this much still to come are read whole before the request is
 /// sent (see `gather_small_body`); larger ones stream.
 const GATHER_LIMIT: u64 = 32 * 1024;
@@ -80,24 +77,31 @@ pub(crate) struct Session {
     group: usize,
     slot: ConnSlot,
     client_fd: RawFd,
-    /// Bytes from the client: request heads, bodies, pipelined requests.
+    /// Bytes from the client: request heads, bodies, pipelined requests. Small while the
+    /// connection waits for a request; a large head or burst makes it grow for a while.
     recv: RecvBuf,
-    /// Bytes from the current backend.
+    /// Bytes from the current backend; storage only during an exchange.
     upstream_recv: RecvBuf,
-    /// Heads we write, with the first body bytes appended so both go out in one write.
+    /// Heads we write, with the first body bytes appended so both go out in one write;
+    /// storage only while a request is served.
     out: Vec<u8>,
     requests: u64,
 }
 
 /// Serves one accepted client connection until it closes.
-pub async fn serve_connection<S>(
+///
+/// Not an `async fn`: one would keep its arguments in the task beside the session built from
+/// them (176 bytes more per connection). The task is most of what an idle connection costs
+/// (with its small receive buffer), so it is built here and the future holds it once.
+pub fn serve_connection<S>(
     ctx: Rc<WorkerCtx>,
-    mut client: S,
+    client: S,
     client_fd: RawFd,
     peer: SocketAddr,
     group: usize,
     slot: ConnSlot,
-) where
+) -> impl Future<Output = ()>
+where
     S: AsyncReadRent + AsyncWriteRent + Split,
 {
     let mut session = Session {
@@ -107,41 +111,67 @@ pub async fn serve_connection<S>(
         group,
         slot,
         client_fd,
-        recv: RecvBuf::with_capacity(RECV_BUFFER),
-        upstream_recv: RecvBuf::with_capacity(RECV_BUFFER),
-        out: Vec::with_capacity(2048),
+        recv: RecvBuf::with_capacity(CLIENT_RECV_BUFFER),
+        upstream_recv: RecvBuf::unallocated(),
+        out: Vec::new(),
         requests: 0,
     };
-    loop {
-        match session.serve_request(&mut client).await {
-            Next::KeepAlive => continue,
-            Next::Close => break,
-            Next::Linger => {
-                // The paths a keep-alive request does not take are boxed (also connect,
-                // body streaming, the retry and the error reply in `exchange`): inline, their
-                // state made every connection's task 3,968 bytes and 128-byte aligned (the
-                // connect timeout's timer entry) instead of 2,296 and 8, with six times the
-                // cache misses per request at 256 connections (perf/RESULTS.md, 2026-12-03;
-                // `Deadline::run` has since taken it to 1,992).
-                Box::pin(session.linger(&mut client, LINGER_TIME)).await;
-                break;
+    let mut client = client;
+    async move {
+        let next = loop {
+            match session.serve_request(&mut client).await {
+                Next::KeepAlive => session.release_buffers(),
+                next => break next,
             }
-            Next::HalfClose => {
-                Box::pin(session.linger(&mut client, HALF_CLOSE_LINGER)).await;
-                break;
-            }
-            Next::Tunnel(backend) => {
-                Box::pin(session.tunnel(client, backend)).await;
-                return;
-            }
+        };
+        match next {
+            Next::KeepAlive | Next::Close => session.close(client),
+            // The paths a keep-alive request does not take are boxed (also connect, body
+            // streaming, the retry and the error reply in `exchange`): inline, their state
+            // made every connection's task 3,968 bytes and 128-byte aligned (the connect
+            // timeout's timer entry) instead of 2,296 and 8, with six times the cache misses
+            // per request at 256 connections (perf/RESULTS.md, 2026-12-03). Matching after
+            // the loop keeps `Next` out of the task's state too: the task is now 1,776 bytes
+            // (in mimalloc's 1,792-byte size class; 2,040 before, in the 2,048 one).
+            next => Box::pin(session.finish(client, next)).await,
         }
     }
-    // Unregister before the socket closes, so its fd number is never shut down once reused.
-    drop(session);
-    drop(client);
 }
 
 impl Session {
+    /// Gives what the request borrowed back to the worker's pools: between requests a
+    /// connection holds only its small receive buffer (and what a pipelined burst left in it).
+    #[inline(always)]
+    fn release_buffers(&mut self) {
+        let buffers = &self.ctx.buffers;
+        buffers
+            .exchange
+            .reclaim(&mut self.out, &mut self.upstream_recv);
+        self.recv.shrink_if_empty(CLIENT_RECV_BUFFER, &buffers.recv);
+    }
+
+    /// Ends the connection after a last request that needs more than closing.
+    async fn finish<S>(mut self, mut client: S, next: Next)
+    where
+        S: AsyncReadRent + AsyncWriteRent + Split,
+    {
+        match next {
+            Next::KeepAlive | Next::Close => {}
+            Next::Linger => self.linger(&mut client, LINGER_TIME).await,
+            Next::HalfClose => self.linger(&mut client, HALF_CLOSE_LINGER).await,
+            Next::Tunnel(backend) => return self.tunnel(client, backend).await,
+        }
+        self.close(client);
+    }
+
+    fn close<S>(mut self, client: S) {
+        self.release_buffers();
+        // Unregister before the socket closes, so its fd number is never shut down once
+        // reused.
+        drop(self);
+        drop(client);
+    }
+
     async fn serve_request<S: AsyncReadRent + AsyncWriteRent>(&mut self, client: &mut S) -> Next {
         let mut request = match self.read_request(client).await {
             Ok(request) => request,
@@ -170,6 +200,14 @@ impl Session {
             stream: client,
             deadline: self.slot.deadline(Lane::Main, self.client_fd, idle),
         };
+        // The body passes through `recv` on its way to `out`: a larger one gets room to come
+        // in few reads.
+        let pool = &self.ctx.buffers.recv;
+        let larger = request
+            .body
+            .remaining()
+            .is_some_and(|n| n > self.recv.capacity() as u64);
+        let own_storage = larger.then(|| self.recv.borrow_storage(pool));
         let gathered = io::gather_body(
             source,
             &mut self.recv,
@@ -178,6 +216,9 @@ impl Session {
             &mut self.out,
         )
         .await;
+        if let Some(own) = own_storage {
+            self.recv.return_storage(own, pool);
+        }
         match gathered {
             Ok(()) => {}
             Err(io::BodyError::SourceTimeout) => return Err(self.reject(client, 408, false).await),
@@ -220,6 +261,7 @@ impl Session {
             self.slot.set_idle(waiting_for_first_byte);
             let deadline = self.slot.deadline(Lane::Main, self.client_fd, within);
             let limit = self.ctx.head_limits.max_header_bytes;
+            self.recv.grow_if_full(&self.ctx.buffers.recv);
             let read = self.recv.fill(client, deadline, limit).await;
             let half_closed = self.slot.set_busy();
             match read {
@@ -255,7 +297,8 @@ impl Session {
             // An HTTP/1.0 request may come without Host; like nginx, name the upstream.
             default_host: &group.name,
         };
-        self.out.clear();
+        let exchange_buffers = &self.ctx.buffers.exchange;
+        exchange_buffers.prepare(&mut self.out, &mut self.upstream_recv);
         write_request_head(&mut self.out, &head, &forward);
         let request = RequestInfo {
             version: head.version,
@@ -301,7 +344,8 @@ impl Session {
         status: u16,
         request_unread: bool,
     ) -> Next {
-        self.out.clear();
+        let exchange_buffers = &self.ctx.buffers.exchange;
+        exchange_buffers.prepare(&mut self.out, &mut self.upstream_recv);
         write_error_response(&mut self.out, status, true);
         if self.write_out(client).await.is_err() {
             return Next::Close;
@@ -353,6 +397,7 @@ impl Session {
         let _ = client.shutdown().await;
         let deadline = self.ctx.conns.now() + within;
         let mut discarded = 0;
+        self.recv.enlarge(&self.ctx.buffers.recv);
         while discarded < LINGER_BYTES {
             self.recv.consume(self.recv.len());
             let left = deadline.saturating_duration_since(self.ctx.conns.now());
@@ -365,10 +410,12 @@ impl Session {
     }
 
     /// Relays bytes both ways after a `101 Switching Protocols`.
-    async fn tunnel<S>(self, client: S, backend: monoio::net::TcpStream)
+    async fn tunnel<S>(mut self, client: S, backend: monoio::net::TcpStream)
     where
         S: AsyncReadRent + AsyncWriteRent + Split,
     {
+        // Each direction streams through its receive buffer.
+        self.recv.enlarge(&self.ctx.buffers.recv);
         let idle = self.ctx.config.timeouts.body_idle;
         let backend_fd = backend.as_raw_fd();
         let lanes = tunnel::Lanes {
