@@ -210,14 +210,15 @@ bench_wait_for_children() { # parent count name
 # --- nginx -----------------------------------------------------------------------
 # The backend and the nginx proxy share these: everything nginx writes stays in the
 # instance's work dir (its compiled-in paths may not exist or be writable), with file
-# descriptors for 8192 connections per worker.
+# descriptors for BENCH_NGINX_CONNECTIONS (default 8192) connections per worker.
 
 bench_nginx_main_settings() { # dir
+    local connections=${BENCH_NGINX_CONNECTIONS:-8192}
     cat <<EOF
 pid $1/nginx.pid;
 error_log $1/error.log warn;
-worker_rlimit_nofile 16384;
-events { worker_connections 8192; }
+worker_rlimit_nofile $((connections + 8192));
+events { worker_connections $connections; }
 EOF
 }
 
