@@ -148,12 +148,13 @@ impl Session {
         client: &mut S,
         mut request: RequestInfo,
     ) -> Next {
-        let policy = self.ctx.upstreams.group(self.group).retry;
+        let policy = self.ctx.upstreams.group(self.group as usize).retry;
         let retry_budget = policy.budget(&self.ctx.config.timeouts);
         let started = self.ctx.conns.now();
         let mut tried = BackendSet::new();
         let upstreams = &self.ctx.upstreams;
-        let Some(mut backend) = upstreams.pick(self.group, request.key_hash, &[], started) else {
+        let Some(mut backend) = upstreams.pick(self.group as usize, request.key_hash, &[], started)
+        else {
             return Box::pin(self.fail(client, &request, UpstreamError::NoBackend)).await;
         };
         loop {
@@ -176,7 +177,7 @@ impl Session {
             let next = if may_retry {
                 let key_hash = request.key_hash;
                 self.ctx.upstreams.pick(
-                    self.group,
+                    self.group as usize,
                     key_hash,
                     tried.as_slice(),
                     self.ctx.conns.now(),

@@ -73,8 +73,10 @@ pub(crate) struct Session {
     ctx: Rc<WorkerCtx>,
     peer: SocketAddr,
     /// The client's IP as text, for X-Forwarded-For: formatted once per connection.
-    peer_addr: String,
-    group: usize,
+    peer_addr: Box<str>,
+    /// The upstream group's index (u32: packed beside `client_fd`, the task stays in
+    /// mimalloc's 1,792-byte size class; a config file cannot name 2^32 groups).
+    group: u32,
     slot: ConnSlot,
     client_fd: RawFd,
     /// Bytes from the client: request heads, bodies, pipelined requests. Small while the
@@ -107,8 +109,8 @@ where
     let mut session = Session {
         ctx,
         peer,
-        peer_addr: peer.ip().to_string(),
-        group,
+        peer_addr: peer.ip().to_string().into_boxed_str(),
+        group: group as u32,
         slot,
         client_fd,
         recv: RecvBuf::with_capacity(CLIENT_RECV_BUFFER),
@@ -131,8 +133,8 @@ where
             // made every connection's task 3,968 bytes and 128-byte aligned (the connect
             // timeout's timer entry) instead of 2,296 and 8, with six times the cache misses
             // per request at 256 connections (perf/RESULTS.md, 2026-12-03). Matching after
-            // the loop keeps `Next` out of the task's state too: the task is now 1,776 bytes
-            // (in mimalloc's 1,792-byte size class; 2,040 before, in the 2,048 one).
+            // the loop keeps `Next` out of the task's state too: the task is 1,792 bytes, the
+            // top of mimalloc's 1,792-byte size class (2,072 otherwise, in the 2,560 one).
             next => Box::pin(session.finish(client, next)).await,
         }
     }
@@ -285,7 +287,7 @@ impl Session {
         else {
             return Ok(None);
         };
-        let group = self.ctx.upstreams.group(self.group);
+        let group = self.ctx.upstreams.group(self.group as usize);
         let key_hash = group
             .hash_key
             .as_ref()
