@@ -3,6 +3,8 @@
 //! Reading order follows a request: `server` starts one `worker` per core; each accepts on
 //! its own listener (`listen`) and runs `proxy::serve_connection` per client; `proxy` parses
 //! with `http` (pure, no I/O) and reaches backends through `upstream` (balancing, pools).
+//! `route` (pure) compiles route tables and finds a request's route; it is not on the
+//! request path yet.
 
 pub mod clock;
 pub mod config;
@@ -12,6 +14,7 @@ pub mod http;
 pub mod listen;
 pub mod plural;
 pub mod proxy;
+pub mod route;
 pub mod server;
 pub mod upstream;
 pub mod worker;

@@ -138,12 +138,24 @@ fn run(cli: &RunArgs) -> ExitCode {
         }
     };
     if cli.check {
-        println!(
-            "config OK: {}, {}",
+        let mut counts = vec![
             count(config.listeners.len(), "listener"),
-            count(config.upstreams.len(), "upstream group")
-        );
+            count(config.upstreams.len(), "upstream group"),
+        ];
+        if !config.routes.is_empty() {
+            let routes: usize = config.routes.iter().map(|t| t.routes.len()).sum();
+            counts.push(format!(
+                "{} ({})",
+                count(config.routes.len(), "route table"),
+                count(routes, "route")
+            ));
+        }
+        println!("config OK: {}", counts.join(", "));
         return ExitCode::SUCCESS;
+    }
+    if let Err(error) = server::check_servable(&config) {
+        eprintln!("{error}");
+        return ExitCode::from(2);
     }
     match server::run(config, placement) {
         Ok(()) => ExitCode::SUCCESS,

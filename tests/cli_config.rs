@@ -525,3 +525,57 @@ fn manpage_is_roff_with_every_flag_and_the_exit_status() {
         "the subcommand is missing:\n{page}"
     );
 }
+
+/// Two listeners sharing the route table `main`, lines 1..=8, and its routes from line 9.
+fn routes_config(routes: &str) -> String {
+    format!(
+        "[runtime]\nworkers = 1\npin = false\n[[listener]]\naddress = \"127.0.0.1:0\"\n\
+         routes = \"main\"\n[[listener]]\naddress = \"127.0.0.1:0\"\nroutes = \"main\"\n\
+         [upstream.app]\nbackends = [\"127.0.0.1:9000\"]\n{routes}"
+    )
+}
+
+const ROUTES: &str = "[[routes.main.route]]\npath = \"/healthz\"\n\
+                      respond = { status = 200, body = \"ok\" }\n\
+                      [[routes.main.route]]\nhost = \"*.example.com\"\n\
+                      redirect = { status = 308, scheme = \"https\" }\n\
+                      [[routes.main.route]]\nupstream = \"app\"\n";
+
+#[test]
+fn check_accepts_route_tables_and_counts_them() {
+    let out = check(&routes_config(ROUTES));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "config OK: 2 listeners, 1 upstream group, 1 route table (3 routes)\n",
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn check_reports_a_route_that_can_never_match_at_its_line() {
+    // Lines 12.. : route[0] /api (12-14), route[1] /api/v1 (15-17), route[2] (18-20).
+    let routes = "[[routes.main.route]]\npath_prefix = \"/api\"\nupstream = \"app\"\n\
+                  [[routes.main.route]]\npath_prefix = \"/api/v1\"\nupstream = \"app\"\n\
+                  [[routes.main.route]]\npath = \"/x\"\nupstream = \"apps\"\n";
+    let out = check(&routes_config(routes));
+    assert_config_error(
+        &out,
+        "/x.toml:15: routes.main.route[1]: this route never matches: \
+         routes.main.route[0] (line 12) comes first",
+    );
+    assert_error_line(&out, 20, "routes.main.route[2].upstream");
+}
+
+#[test]
+fn start_refuses_route_tables_until_they_are_served() {
+    let dir = TempDir::new();
+    let path = dir.write("x.toml", routes_config(ROUTES).as_bytes());
+    let out = run_to_exit(&["--config", path.to_str().unwrap()], EXIT_TIMEOUT);
+    assert_config_error(
+        &out,
+        "/x.toml:6: listener[0].routes: routes are not served yet",
+    );
+    assert!(!text(&out).contains("listening on"), "{}", text(&out));
+}

@@ -20,6 +20,8 @@
 //! address = "0.0.0.0:8080"  # required: ip:port or [ipv6]:port, unique among listeners
 //! upstream = "app"        # name of an upstream group; may be omitted when exactly
 //!                         # one group exists
+//! # routes = "main"       # instead of upstream: the route table requests go through
+//!                         # (see [routes.NAME] below; not served yet: --check only)
 //!
 //! [upstream.app]          # at least one group; the name (here "app") uses letters,
 //!                         # digits, '_' and '-', at most 64 characters
@@ -71,6 +73,60 @@
 //!                         # recent response time, at least 1s), a duration, or "off"
 //!                         # (for long-polling services); needs max_fails > 0
 //!
+//! # Route tables: validated by --check, but NOT SERVED YET by this version, which refuses
+//! # to start with a listener that names one (exit status 2).
+//! [routes.main]           # a route table; any number; the name as for upstream groups.
+//!                         # Listeners name it (routes = "main"), several may share it;
+//!                         # a table no listener names is an error
+//! [[routes.main.route]]   # at least one; the FIRST route, in file order, whose
+//!                         # conditions all hold takes the request (not the most
+//!                         # specific one); none: 404 from the proxy
+//! # Conditions; an omitted one holds for every request:
+//! host = "api.example.com" # or a list; "*.example.com" matches one or more labels
+//!                         # before it (a.example.com, a.b.example.com) but not
+//!                         # example.com; "10.0.0.1", "[::1]". Case-insensitive; no
+//!                         # port (a request's port and trailing dot are ignored)
+//! path_prefix = "/api"    # /api, /api/ and /api/..., not /apix; "/api/" only /api/...
+//! # path = "/health"      # instead of path_prefix: exactly this path
+//!                         # Paths are matched on the request's normalised path: %XX of
+//!                         # letters, digits and -._~ decoded, other %XX kept (upper-case
+//!                         # hex; %2F is data, not a separator), "." and ".." segments
+//!                         # resolved, "//" collapsed; the query is not matched. A request
+//!                         # path above the root or with a broken % gets 400. A path
+//!                         # written here must be in that normal form
+//! methods = ["GET", "HEAD"] # or one string; case-sensitive; GET does not imply HEAD
+//! header = { name = "X-Canary", value = "1" }  # without value: present with any value;
+//!                         # value: one field line of that name equals it exactly
+//! # Exactly one action:
+//! upstream = "app"        # proxy to this group, forwarding the normalised path and the
+//!                         # query as received; optionally:
+//! strip_prefix = "/api"   # /api/users is forwarded as /users, /api as /; a segment prefix
+//!                         # of the route's path or path_prefix, without trailing "/"
+//! # replace_prefix = "/v2" # instead: the route's path_prefix becomes this (/api/users to
+//!                         # /v2/users); ends with "/" exactly when path_prefix does
+//! set_request_headers = { "X-Route" = "api" }  # replaces every field of the name
+//! remove_request_headers = ["Cookie"]          # removed before the sets apply
+//! set_response_headers = { "Cache-Control" = "no-store" }
+//! remove_response_headers = ["Server"]
+//!                         # header names are tokens, each once; values visible ASCII,
+//!                         # spaces and tabs, at most 4096 bytes; Connection, Content-Length,
+//!                         # Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding and
+//!                         # Upgrade are the proxy's own; a request keeps its Host
+//! # redirect = { status = 308, scheme = "https" }  # 301, 302, 307 or 308 (required);
+//!                         # location = "https://example.com/" (sent as written: an
+//!                         # http(s) URL or a "/path"), or any of scheme ("http" |
+//!                         # "https"), host ("name[:port]") and path (replaces the path
+//!                         # and query) to change in the request's URL, whose host is
+//!                         # used without its port and whose target is kept as received
+//! # respond = { status = 200, headers = { "Content-Type" = "text/plain" }, body = "ok" }
+//!                         # answered by the proxy: status 200..=599 (required); body at
+//!                         # most 8192 bytes, none with 204 or 304; Content-Type defaults
+//!                         # to text/plain; charset=utf-8 when there is a body
+//! # Reserved for later per-route features, each a sub-table of the route: cache,
+//! # limits, auth, filter (an error now, saying it is not supported yet).
+//! # --check also reports a route that can never match: one whose every request an
+//! # earlier route in the same table takes (a duplicate is named as such).
+//!
 //! [timeouts]              # durations: an integer and a unit (us, ms, s, m, h), > 0, <= 24h
 //! client_header = "10s"   # from connection accept (or end of previous response)
 //!                         # to a complete request head, once its first byte arrived
@@ -111,8 +167,9 @@ use toml::de::{DeTable, DeValue};
 
 use super::address::{listen_address, listeners_clash};
 use super::cpus::{CPU_ID_LIMIT, CpuListBuilder, parse_cpu_list};
-use super::reader::{Reader, Table, boolean, duration, integer_in, string, wrong_type};
-use super::upstream::read_upstreams;
+use super::reader::{Reader, Table, boolean, duration, integer_in, wrong_type};
+use super::routes::{ReadTable, listener_routes, read_route_tables, report_unused_tables};
+use super::upstream::{group_named, group_names, read_upstreams};
 use super::{
     Config, ForwardedHeaders, Limits, ListenerConfig, Origin, PoolConfig, RuntimeConfig, Timeouts,
     UpstreamConfig,
@@ -168,6 +225,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "runtime",
     "listener",
     "upstream",
+    "routes",
     "timeouts",
     "limits",
     "pool",
@@ -181,7 +239,7 @@ const RUNTIME_KEYS: &[&str] = &[
     "ring_entries",
     "reconcile_interval",
 ];
-const LISTENER_KEYS: &[&str] = &["address", "upstream"];
+const LISTENER_KEYS: &[&str] = &["address", "upstream", "routes"];
 const TIMEOUT_KEYS: &[&str] = &[
     "client_header",
     "client_idle",
@@ -261,6 +319,7 @@ pub fn parse_str(text: &str, file_name: &str) -> Result<Config, ConfigErrors> {
 fn read_config(r: &mut Reader<'_>, root: &Table<'_, '_>) -> Config {
     r.deny_unknown_keys(root, TOP_LEVEL_KEYS);
     let upstreams = read_upstreams(r, root);
+    let tables = read_route_tables(r, root, &upstreams);
     let runtime = r
         .section(root, "runtime", RUNTIME_KEYS)
         .map(|t| read_runtime(r, &t));
@@ -274,10 +333,14 @@ fn read_config(r: &mut Reader<'_>, root: &Table<'_, '_>) -> Config {
     let forwarded = r
         .section(root, "forwarded", FORWARDED_KEYS)
         .map(|t| read_forwarded(r, &t));
+    let mut named_tables = Vec::new();
+    let listeners = read_listeners(r, root, &upstreams, &tables, &mut named_tables);
+    report_unused_tables(r, &tables, &named_tables);
     Config {
         runtime: runtime.unwrap_or_default(),
-        listeners: read_listeners(r, root, &upstreams),
+        listeners,
         upstreams,
+        routes: tables.into_iter().map(|t| t.config).collect(),
         timeouts: timeouts.unwrap_or_default(),
         limits: limits.unwrap_or_default(),
         pool: pool.unwrap_or_default(),
@@ -383,10 +446,13 @@ fn ring_entries(value: &DeValue<'_>) -> Result<u32, String> {
     Ok(entries)
 }
 
+/// The listeners; `named_tables` gets every route table a listener names, valid or not.
 fn read_listeners(
     r: &mut Reader<'_>,
     root: &Table<'_, '_>,
     upstreams: &[UpstreamConfig],
+    tables: &[ReadTable],
+    named_tables: &mut Vec<String>,
 ) -> Vec<ListenerConfig> {
     let Some(value) = root.get("listener") else {
         r.error_without_line(
@@ -427,9 +493,28 @@ fn read_listeners(
                 seen.push((address, table.path().to_owned(), line));
             }
         }
+        if let Some(routes) = table.get("routes") {
+            if let DeValue::String(name) = routes.get_ref() {
+                named_tables.push(name.to_string());
+            }
+            if table.get("upstream").is_some() {
+                let message = "set upstream (every request to one group) or routes (a route \
+                               table), not both: a route table names its upstreams itself";
+                r.error_at_set_key(&table, &["upstream"], message);
+            }
+            let routes = listener_routes(r, routes, table.key_path("routes"), tables);
+            if let (Some(address), Some(routes)) = (address, routes) {
+                listeners.push(ListenerConfig {
+                    address,
+                    upstream: String::new(),
+                    routes: Some(routes),
+                });
+            }
+            continue;
+        }
         let upstream = listener_upstream(r, &table, upstreams);
         if let (Some(address), Some(upstream)) = (address, upstream) {
-            listeners.push(ListenerConfig { address, upstream });
+            listeners.push(ListenerConfig::to_upstream(address, upstream));
         }
     }
     listeners
@@ -457,27 +542,7 @@ fn listener_upstream(
             }
         };
     };
-    let name = r.convert(value, path.clone(), string)?;
-    if upstreams.iter().any(|group| group.name == name) {
-        return Some(name.to_owned());
-    }
-    // With no group at all, the missing upstream section is the one error to report.
-    if !upstreams.is_empty() {
-        let message = format!(
-            "unknown upstream group {name:?} (defined: {})",
-            group_names(upstreams)
-        );
-        r.error(value.span(), path, message);
-    }
-    None
-}
-
-fn group_names(upstreams: &[UpstreamConfig]) -> String {
-    let quoted: Vec<String> = upstreams
-        .iter()
-        .map(|group| format!("{:?}", group.name))
-        .collect();
-    quoted.join(", ")
+    group_named(r, value, path, upstreams)
 }
 
 fn read_timeouts(r: &mut Reader<'_>, t: &Table<'_, '_>) -> Timeouts {
@@ -613,14 +678,8 @@ x_forwarded_host = false
                 reconcile_interval: Duration::from_millis(7),
             },
             listeners: vec![
-                ListenerConfig {
-                    address: addr("0.0.0.0:8080"),
-                    upstream: "app".into(),
-                },
-                ListenerConfig {
-                    address: addr("[::1]:8443"),
-                    upstream: "static".into(),
-                },
+                ListenerConfig::to_upstream(addr("0.0.0.0:8080"), "app"),
+                ListenerConfig::to_upstream(addr("[::1]:8443"), "static"),
             ],
             upstreams: vec![
                 UpstreamConfig::new(
@@ -634,6 +693,7 @@ x_forwarded_host = false
                     vec![backend("[fd00::5]:80", 1)],
                 ),
             ],
+            routes: Vec::new(),
             timeouts: Timeouts {
                 client_header: Duration::from_secs(5),
                 client_idle: Duration::from_secs(120),
@@ -665,10 +725,7 @@ x_forwarded_host = false
     #[test]
     fn omitted_sections_and_keys_take_defaults() {
         let expected = defaults_with(
-            vec![ListenerConfig {
-                address: addr("127.0.0.1:8080"),
-                upstream: "app".into(),
-            }],
+            vec![ListenerConfig::to_upstream(addr("127.0.0.1:8080"), "app")],
             vec![UpstreamConfig::new(
                 "app".into(),
                 Balance::RoundRobin,
@@ -716,10 +773,7 @@ x_forwarded_host = false
     fn example_file_is_valid_and_documents_the_defaults() {
         let text = include_str!("../../ringproxy.example.toml");
         let expected = defaults_with(
-            vec![ListenerConfig {
-                address: addr("127.0.0.1:8080"),
-                upstream: "app".into(),
-            }],
+            vec![ListenerConfig::to_upstream(addr("127.0.0.1:8080"), "app")],
             vec![UpstreamConfig::new(
                 "app".into(),
                 Balance::RoundRobin,
@@ -744,6 +798,27 @@ x_forwarded_host = false
         let mut with_health = expected;
         with_health.upstreams[0].health = Some(default_http_check());
         assert_eq!(parse(&uncommented), Ok(with_health));
+    }
+
+    #[test]
+    fn example_routes_are_valid_when_uncommented() {
+        let text = include_str!("../../ringproxy.example.toml");
+        let mut in_routes = false;
+        let uncommented: Vec<&str> = text
+            .lines()
+            .map(|line| {
+                in_routes = (in_routes && line.starts_with("# ")) || line == "# [routes.main]";
+                match line {
+                    "upstream = \"app\"           # may be omitted when exactly one upstream group exists" => "",
+                    _ if line.starts_with("# routes = \"main\"") => &line[2..],
+                    _ if in_routes => &line[2..],
+                    _ => line,
+                }
+            })
+            .collect();
+        let config = parse(&uncommented).unwrap();
+        assert_eq!(config.listeners[0].routes.as_deref(), Some("main"));
+        assert_eq!(config.routes[0].routes.len(), 5);
     }
 
     #[test]
@@ -823,7 +898,7 @@ x_forwarded_host = false
             &with_base(&["[lmits]", "max_headers = 10"]),
             Some(6),
             "lmits",
-            "unknown key \"lmits\" (expected one of: runtime, listener, upstream, timeouts, limits, pool, forwarded)",
+            "unknown key \"lmits\" (expected one of: runtime, listener, upstream, routes, timeouts, limits, pool, forwarded)",
         );
     }
 

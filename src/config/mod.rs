@@ -14,6 +14,8 @@ mod duration;
 pub mod file;
 mod origin;
 mod reader;
+mod route_action;
+mod routes;
 #[cfg(test)]
 mod test_support;
 mod upstream;
@@ -29,8 +31,11 @@ pub use origin::Origin;
 pub struct Config {
     pub runtime: RuntimeConfig,
     pub listeners: Vec<ListenerConfig>,
-    /// Upstream groups, referenced by name from listeners (and, later, routes).
+    /// Upstream groups, referenced by name from listeners and routes.
     pub upstreams: Vec<UpstreamConfig>,
+    /// Named route tables (`[routes.NAME]`), referenced by name from listeners; several
+    /// listeners may share one.
+    pub routes: Vec<RouteTableConfig>,
     pub timeouts: Timeouts,
     pub limits: Limits,
     pub pool: PoolConfig,
@@ -57,12 +62,156 @@ pub struct RuntimeConfig {
     pub reconcile_interval: Duration,
 }
 
-/// One `[[listener]]`.
+/// One `[[listener]]`: it sends every request to one upstream group, or through a route
+/// table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListenerConfig {
     pub address: SocketAddr,
-    /// Name of the upstream group requests on this listener go to.
+    /// Name of the upstream group requests on this listener go to; empty when `routes` is
+    /// set.
     pub upstream: String,
+    /// Name of the route table (`routes = "NAME"`) requests on this listener go through.
+    /// `None`: everything goes to `upstream`, as one catch-all route would send it.
+    pub routes: Option<String>,
+}
+
+impl ListenerConfig {
+    /// A listener sending everything to the group `upstream`.
+    pub fn to_upstream(address: SocketAddr, upstream: impl Into<String>) -> Self {
+        Self {
+            address,
+            upstream: upstream.into(),
+            routes: None,
+        }
+    }
+}
+
+/// One `[routes.NAME]` table: an ordered list of routes, the first match wins.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteTableConfig {
+    pub name: String,
+    /// In the order written; at least one.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// One `[[routes.NAME.route]]`: which requests it takes, and what it does with them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteConfig {
+    pub conditions: RouteMatch,
+    pub action: RouteAction,
+}
+
+/// What a request must have for a route to take it: every condition set must hold; an
+/// unset condition holds for every request.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RouteMatch {
+    /// Any of these hosts (lower-cased); empty: any host, including none.
+    pub hosts: Vec<HostPattern>,
+    /// The normalised request path; `None`: any path (and `OPTIONS *`).
+    pub path: Option<PathPattern>,
+    /// Any of these methods (case-sensitive); empty: any method.
+    pub methods: Vec<String>,
+    pub header: Option<HeaderCondition>,
+}
+
+/// A `host` entry; ports are not part of it (a request's port is ignored).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HostPattern {
+    /// `example.com`, `10.0.0.1` or `[::1]`, lower-cased.
+    Exact(String),
+    /// `*.example.com`, stored as `example.com`: matches names with one or more labels
+    /// before it (`a.example.com`, `a.b.example.com`), not `example.com` itself.
+    Wildcard(String),
+}
+
+/// A `path` or `path_prefix`, in normal form (see `crate::route::normalize`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathPattern {
+    /// `path = "/health"`: that path only.
+    Exact(String),
+    /// `path_prefix = "/api"`: `/api` and everything under `/api/`, not `/apix`. A prefix
+    /// ending in `/` (`"/api/"`) matches the paths that start with it.
+    Prefix(String),
+}
+
+/// `header = { name = "...", value = "..." }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderCondition {
+    /// Lower-cased.
+    pub name: String,
+    /// `None`: present with any value; else one field line of that name has exactly this
+    /// value (case-sensitive, without surrounding whitespace).
+    pub value: Option<String>,
+}
+
+/// What a route does with a request it takes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RouteAction {
+    Proxy(ProxyAction),
+    Redirect(RedirectAction),
+    Respond(RespondAction),
+}
+
+/// `upstream = "NAME"` and how the request and response are changed on the way.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ProxyAction {
+    pub upstream: String,
+    pub path_rewrite: Option<PathRewrite>,
+    pub request_headers: HeaderEdits,
+    pub response_headers: HeaderEdits,
+}
+
+/// How the (normalised) path is changed before it is forwarded; the query is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathRewrite {
+    /// `strip_prefix = "/api"`: `/api/users` is forwarded as `/users`, `/api` as `/`.
+    Strip(String),
+    /// `replace_prefix = "/v2"` on a route with `path_prefix = "/api"`: `/api/users` is
+    /// forwarded as `/v2/users`.
+    Replace { prefix: String, with: String },
+}
+
+/// `set_*_headers` and `remove_*_headers`: removals first, then each set replaces every
+/// field of its name.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HeaderEdits {
+    /// Names as written (sent as written), each once, in name order.
+    pub set: Vec<(String, String)>,
+    /// Lower-cased.
+    pub remove: Vec<String>,
+}
+
+/// `redirect = { status = 301, ... }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedirectAction {
+    /// 301, 302, 307 or 308.
+    pub status: u16,
+    pub target: RedirectTarget,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedirectTarget {
+    /// `location = "https://example.com/"`: sent as is.
+    Location(String),
+    /// The request's own URL with some parts replaced; at least one is set.
+    Parts {
+        /// `"http"` or `"https"`; `None`: the listener's.
+        scheme: Option<String>,
+        /// `host[:port]`, lower-cased; `None`: the request's Host.
+        host: Option<String>,
+        /// Replaces the path and query; `None`: the request's kept, as received.
+        path: Option<String>,
+    },
+}
+
+/// `respond = { status = 200, headers = { ... }, body = "..." }`: answered by the proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RespondAction {
+    pub status: u16,
+    /// Names as written, each once, in name order; `Content-Type: text/plain;
+    /// charset=utf-8` added when there is a body and no Content-Type.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
 }
 
 /// One `[upstream.NAME]` group.
@@ -386,10 +535,7 @@ impl Config {
     pub fn for_cli(listen: Vec<SocketAddr>, upstreams: Vec<SocketAddr>) -> Self {
         let listeners = listen
             .into_iter()
-            .map(|address| ListenerConfig {
-                address,
-                upstream: CLI_GROUP.to_string(),
-            })
+            .map(|address| ListenerConfig::to_upstream(address, CLI_GROUP))
             .collect();
         let backends = upstreams
             .into_iter()
@@ -403,6 +549,7 @@ impl Config {
                 Balance::RoundRobin,
                 backends,
             )],
+            routes: Vec::new(),
             timeouts: Timeouts::default(),
             limits: Limits::default(),
             pool: PoolConfig::default(),

@@ -142,6 +142,11 @@ impl<'s> Reader<'s> {
         });
     }
 
+    /// How many errors were recorded so far: a part read without adding any is valid.
+    pub(crate) fn error_count(&self) -> usize {
+        self.errors.len()
+    }
+
     /// `value` if nothing was wrong, else every error in file order.
     pub(crate) fn finish<T>(self, value: T) -> Result<T, ConfigErrors> {
         if self.errors.is_empty() {

@@ -61,6 +61,7 @@ pub(crate) fn defaults_with(
         runtime: RuntimeConfig::default(),
         listeners,
         upstreams,
+        routes: Vec::new(),
         timeouts: Timeouts::default(),
         limits: Limits::default(),
         pool: PoolConfig::default(),

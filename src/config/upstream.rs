@@ -87,7 +87,7 @@ pub(crate) fn read_upstreams(r: &mut Reader<'_>, root: &Table<'_, '_>) -> Vec<Up
     for (name, value) in groups.entries() {
         let name_text = name.get_ref().to_string();
         let path = groups.key_path(&name_text);
-        if let Err(message) = check_group_name(&name_text) {
+        if let Err(message) = check_name(&name_text, "upstream group") {
             r.error(name.span(), path.clone(), message);
         }
         let group = match r.as_table(value, path) {
@@ -106,11 +106,42 @@ pub(crate) fn read_upstreams(r: &mut Reader<'_>, root: &Table<'_, '_>) -> Vec<Up
     upstreams
 }
 
-fn check_group_name(name: &str) -> Result<(), String> {
+/// The group `value` (at `path`) names, if it is one of `upstreams`.
+pub(super) fn group_named(
+    r: &mut Reader<'_>,
+    value: &Value<'_>,
+    path: String,
+    upstreams: &[UpstreamConfig],
+) -> Option<String> {
+    let name = r.convert(value, path.clone(), string)?;
+    if upstreams.iter().any(|group| group.name == name) {
+        return Some(name.to_owned());
+    }
+    // With no group at all, the missing upstream section is the one error to report.
+    if !upstreams.is_empty() {
+        let message = format!(
+            "unknown upstream group {name:?} (defined: {})",
+            group_names(upstreams)
+        );
+        r.error(value.span(), path, message);
+    }
+    None
+}
+
+pub(super) fn group_names(upstreams: &[UpstreamConfig]) -> String {
+    let quoted: Vec<String> = upstreams
+        .iter()
+        .map(|group| format!("{:?}", group.name))
+        .collect();
+    quoted.join(", ")
+}
+
+/// The name of a group or a route table (`what`): letters, digits, '_' and '-'.
+pub(super) fn check_name(name: &str, what: &str) -> Result<(), String> {
     let allowed = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
     if name.is_empty() || name.len() > MAX_GROUP_NAME_LEN || !name.chars().all(allowed) {
         return Err(format!(
-            "invalid upstream group name {name:?} (use letters, digits, '_' and '-', \
+            "invalid {what} name {name:?} (use letters, digits, '_' and '-', \
              at most {MAX_GROUP_NAME_LEN} characters)"
         ));
     }
@@ -214,7 +245,7 @@ fn hash_key(value: &DeValue<'_>) -> Result<HashKey, String> {
 }
 
 /// Header and cookie names are both RFC 9110 tokens.
-fn token<'a>(name: &'a str, what: &str) -> Result<&'a str, String> {
+pub(super) fn token<'a>(name: &'a str, what: &str) -> Result<&'a str, String> {
     if !name.is_empty() && name.bytes().all(is_tchar) {
         return Ok(name);
     }
@@ -660,10 +691,7 @@ backends = ["127.0.0.1:9700"]
         );
         // Groups come in name order.
         let expected = defaults_with(
-            vec![ListenerConfig {
-                address: addr("127.0.0.1:8080"),
-                upstream: "app".into(),
-            }],
+            vec![ListenerConfig::to_upstream(addr("127.0.0.1:8080"), "app")],
             vec![
                 app,
                 by_cookie,
