@@ -5,11 +5,15 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use ringproxy::config::{BackendConfig, Balance, ForwardedHeaders, HashKey, P2cMetric};
+use ringproxy::config::{
+    BackendConfig, Balance, ForwardedHeaders, HashKey, HostPattern, P2cMetric, PathPattern,
+    ProxyAction, RouteAction, RouteConfig, RouteMatch, RouteTableConfig,
+};
 use ringproxy::http::{
     BodyFraming, ChunkedDecoder, ForwardContext, HeadLimits, ResponseContext, Version,
     header_storage, parse_request, parse_response, write_request_head, write_response_head,
 };
+use ringproxy::route::{RouteRequest, RouteTable, Scratch};
 use ringproxy::upstream::BackendId;
 use ringproxy::upstream::balance::{AllAvailable, Balancer, PickContext, key_hash};
 use ringproxy::upstream::load::LoadView;
@@ -195,4 +199,105 @@ fn balancer_pick_hash_cookie(bencher: divan::Bencher) {
         };
         balancer.pick(&ctx)
     });
+}
+
+/// The path prefixes each host of the routing benchmark has.
+const SITE_PATHS: [&str; 9] = [
+    "/api/v1",
+    "/api/v2",
+    "/static/",
+    "/images",
+    "/login",
+    "/logout",
+    "/account/settings",
+    "/search",
+    "/health",
+];
+
+fn proxy_route(hosts: Vec<HostPattern>, path: Option<PathPattern>) -> RouteConfig {
+    RouteConfig {
+        conditions: RouteMatch {
+            hosts,
+            path,
+            ..RouteMatch::default()
+        },
+        action: RouteAction::Proxy(ProxyAction {
+            upstream: "app".to_string(),
+            ..ProxyAction::default()
+        }),
+    }
+}
+
+/// 1,000 routes: 100 hosts with 9 path prefixes each, 10 wildcard domains with the same 9,
+/// 9 routes for any host, and (`catch_all`) a last route for everything.
+fn thousand_routes(catch_all: bool) -> RouteTable {
+    let mut routes = Vec::new();
+    let hosts = (0..100).map(|i| HostPattern::Exact(format!("host-{i:02}.example.com")));
+    let wildcards = (0..10).map(|i| HostPattern::Wildcard(format!("tenant-{i}.example.net")));
+    for host in hosts.chain(wildcards) {
+        for path in SITE_PATHS {
+            let path = Some(PathPattern::Prefix(path.to_string()));
+            routes.push(proxy_route(vec![host.clone()], path));
+        }
+    }
+    for path in SITE_PATHS {
+        let path = Some(PathPattern::Prefix(format!("/shared{path}")));
+        routes.push(proxy_route(Vec::new(), path));
+    }
+    if catch_all {
+        routes.push(proxy_route(Vec::new(), None));
+    }
+    RouteTable::compile(&RouteTableConfig {
+        name: "bench".to_string(),
+        routes,
+    })
+}
+
+fn bench_find(
+    bencher: divan::Bencher,
+    table: &RouteTable,
+    request: &[u8],
+    expected: Option<usize>,
+) {
+    let mut storage = header_storage();
+    let Ok(Some(head)) = parse_request(request, &mut storage, &LIMITS) else {
+        return;
+    };
+    let request = RouteRequest::of(&head);
+    let mut scratch = Scratch::new(LIMITS.max_request_line);
+    let found = table.find(&request, &mut scratch).ok().flatten();
+    assert_eq!(found.map(|r| r.index), expected);
+    bencher.bench_local(|| {
+        let found = table.find(black_box(&request), &mut scratch);
+        found.ok().flatten().map(|route| route.index)
+    });
+}
+
+/// A request for the last path of the last host: route 899 of 1,000.
+#[divan::bench]
+fn route_find_1000_late_hit(bencher: divan::Bencher) {
+    let request = b"GET /search/results/page/2?q=rust HTTP/1.1\r\nHost: host-99.example.com\r\n\
+User-Agent: bench\r\nAccept: */*\r\n\r\n";
+    bench_find(bencher, &thousand_routes(true), request, Some(99 * 9 + 7));
+}
+
+/// A tenant of a wildcard domain, two labels deep: route 989 of 1,000.
+#[divan::bench]
+fn route_find_1000_wildcard_hit(bencher: divan::Bencher) {
+    let request = b"GET /health HTTP/1.1\r\nHost: a.b.tenant-9.example.net\r\n\r\n";
+    bench_find(bencher, &thousand_routes(true), request, Some(989));
+}
+
+/// Only the last route, for everything, takes it: route 999 of 1,000.
+#[divan::bench]
+fn route_find_1000_catch_all(bencher: divan::Bencher) {
+    bench_find(bencher, &thousand_routes(true), REQUEST, Some(999));
+}
+
+/// No route of 999 takes it: an unknown host and path (404).
+#[divan::bench]
+fn route_find_1000_miss(bencher: divan::Bencher) {
+    let request =
+        b"GET /api/v1/items/../users/%7Eme?page=2 HTTP/1.1\r\nHost: www.unknown.org\r\n\r\n";
+    bench_find(bencher, &thousand_routes(false), request, None);
 }
