@@ -19,8 +19,8 @@ fuzz_target!(|data: &[u8]| {
     let Ok(Some(head)) = parse_request(data, &mut storage, &LIMITS) else {
         return;
     };
-    assert!(head.head_len <= data.len());
-    assert!(head.head_len <= LIMITS.max_header_bytes);
+    assert!(head.head_len() <= data.len());
+    assert!(head.head_len() <= LIMITS.max_header_bytes);
     assert!(head.headers.len() <= LIMITS.max_headers);
 
     let ctx = ForwardContext {
@@ -45,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
     let again = parse_request(&out, &mut again_storage, &generous)
         .unwrap_or_else(|error| panic!("forwarded head rejected: {error:?}"))
         .expect("forwarded head is complete");
-    assert_eq!(again.head_len, out.len());
+    assert_eq!(again.head_len(), out.len());
     assert_eq!(again.method, head.method);
     assert_eq!(again.path, head.path);
     assert_eq!(again.body, head.body);
@@ -53,7 +53,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(
         again.host,
         if head.host.is_empty() {
-            "backend"
+            b"backend"
         } else {
             head.host
         }

@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(Some(head)) = parse_response(input, &mut storage, 4096, request_was_head) else {
         return;
     };
-    assert!(head.head_len <= input.len() && head.head_len <= 4096);
+    assert!(head.head_len() <= input.len() && head.head_len() <= 4096);
 
     let ctx = ResponseContext {
         client_version: if flags & 2 != 0 {
@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
     let again = parse_response(&out, &mut again_storage, usize::MAX, request_was_head)
         .unwrap_or_else(|error| panic!("relayed head rejected: {error:?}"))
         .expect("relayed head is complete");
-    assert_eq!(again.head_len, out.len());
+    assert_eq!(again.head_len(), out.len());
     assert_eq!(again.status, head.status);
     if head.body != BodyFraming::None {
         assert_eq!(again.body, head.body);
