@@ -5,8 +5,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use ringproxy::http::{
-    BodyFraming, MAX_HEADERS, ParseError, ResponseContext, Version, header_storage,
-    parse_response, write_response_head,
+    BodyFraming, MAX_HEADERS, ParseError, ResponseContext, Version, header_storage, parse_response,
+    write_response_head,
 };
 
 /// Fields the relay writes itself: framing (Content-Length or Transfer-Encoding) and
