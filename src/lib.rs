@@ -12,6 +12,7 @@ pub mod conns;
 pub mod fdlimit;
 pub mod http;
 pub mod listen;
+pub mod metrics;
 pub mod plural;
 pub mod proxy;
 pub mod route;
