@@ -96,7 +96,8 @@ struct Watch {
 
 impl ConnTable {
     /// Adds a client connection whose socket is `fd`.
-    pub fn register(self: &Rc<Self>, fd: RawFd) -> ConnSlot {
+    /// Registers a client connection accepted on listener `listener` (its index).
+    pub fn register(self: &Rc<Self>, fd: RawFd, listener: usize) -> ConnSlot {
         let entry = Some(ConnEntry {
             fd,
             idle: false,
@@ -118,7 +119,10 @@ impl ConnTable {
         self.active.set(self.active.get() + 1);
         ConnSlot {
             table: self.clone(),
-            index,
+            // A worker's connections and a config's listeners are far fewer than 2^32
+            // (each takes a file descriptor).
+            index: index as u32,
+            listener: listener as u32,
         }
     }
 
@@ -227,13 +231,26 @@ fn shutdown(fd: RawFd, how: libc::c_int) {
 /// connection's socket, so a reused fd number is never shut by mistake.
 pub struct ConnSlot {
     table: Rc<ConnTable>,
-    index: usize,
+    /// u32s: with the listener's index the slot stays 16 bytes, and it lives in every
+    /// connection's task (see `proxy::serve_connection`).
+    index: u32,
+    listener: u32,
 }
 
 impl ConnSlot {
+    fn at(&self) -> usize {
+        self.index as usize
+    }
+
+    /// The index of the listener the connection came in on.
+    #[inline]
+    pub fn listener(&self) -> usize {
+        self.listener as usize
+    }
+
     /// Marks the connection as waiting for a next request (closable by a drain) or busy.
     pub fn set_idle(&self, idle: bool) {
-        self.table.with_entry(self.index, |e| e.idle = idle);
+        self.table.with_entry(self.at(), |e| e.idle = idle);
     }
 
     /// Marks the connection's main-lane operations, until `clear_suspect`, as a wait for a
@@ -246,13 +263,13 @@ impl ConnSlot {
             cut: false,
         };
         self.table
-            .with_entry(self.index, |e| e.suspect = Some(suspect));
+            .with_entry(self.at(), |e| e.suspect = Some(suspect));
     }
 
     /// Ends the wait `suspect` marked; whether the sweep cut it.
     pub fn clear_suspect(&self) -> bool {
         let mut cut = false;
-        self.table.with_entry(self.index, |e| {
+        self.table.with_entry(self.at(), |e| {
             cut = e.suspect.take().is_some_and(|s| s.cut);
         });
         cut
@@ -263,7 +280,7 @@ impl ConnSlot {
     /// not reach a backend.
     pub fn set_busy(&self) -> bool {
         let mut half_closed = false;
-        self.table.with_entry(self.index, |e| {
+        self.table.with_entry(self.at(), |e| {
             e.idle = false;
             half_closed = e.half_closed;
         });
@@ -274,7 +291,7 @@ impl ConnSlot {
     /// `within` from now: activity elsewhere on the connection keeps it alive.
     pub fn extend(&self, lane: Lane, within: Duration) {
         let deadline = self.table.deadline_in(within);
-        self.table.with_entry(self.index, |e| {
+        self.table.with_entry(self.at(), |e| {
             if let Some(watch) = e.watches[lane as usize].as_mut().filter(|w| !w.fired) {
                 watch.deadline = deadline;
             }
@@ -294,7 +311,7 @@ impl ConnSlot {
 
 impl Drop for ConnSlot {
     fn drop(&mut self) {
-        self.table.release(self.index);
+        self.table.release(self.at());
     }
 }
 
@@ -330,14 +347,14 @@ impl<'a> Deadline<'a> {
         let lane = self.lane as usize;
         self.slot
             .table
-            .with_entry(self.slot.index, |e| e.watches[lane] = Some(watch));
+            .with_entry(self.slot.at(), |e| e.watches[lane] = Some(watch));
     }
 
     /// Ends the watch; whether it fired.
     fn disarm(&self) -> bool {
         let lane = self.lane as usize;
         let mut fired = false;
-        self.slot.table.with_entry(self.slot.index, |e| {
+        self.slot.table.with_entry(self.slot.at(), |e| {
             fired = e.watches[lane].take().is_some_and(|w| w.fired);
         });
         fired
@@ -404,8 +421,8 @@ mod tests {
         let table = Rc::new(ConnTable::default());
         let (mut near, near_peer) = pair();
         let (mut far, _far_peer) = pair();
-        let near_slot = table.register(near_peer.as_raw_fd());
-        let far_slot = table.register(far.as_raw_fd());
+        let near_slot = table.register(near_peer.as_raw_fd(), 0);
+        let far_slot = table.register(far.as_raw_fd(), 0);
         let now = Instant::now();
         let watch = |fd| Watch {
             fd,
@@ -413,14 +430,14 @@ mod tests {
             cut: Cut::Read,
             fired: false,
         };
-        table.with_entry(near_slot.index, |e| {
+        table.with_entry(near_slot.at(), |e| {
             e.watches[0] = Some(watch(near_peer.as_raw_fd()))
         });
         let later = Watch {
             deadline: now + Duration::from_secs(60),
             ..watch(far.as_raw_fd())
         };
-        table.with_entry(far_slot.index, |e| e.watches[0] = Some(later));
+        table.with_entry(far_slot.at(), |e| e.watches[0] = Some(later));
         table.sweep(now, |_| false);
         let mut buf = [0u8; 1];
         assert_eq!(
@@ -438,7 +455,7 @@ mod tests {
         let table = Rc::new(ConnTable::default());
         let (_client, server) = pair();
         let fd = server.as_raw_fd();
-        let slot = table.register(fd);
+        let slot = table.register(fd, 0);
         let mut cx = Context::from_waker(std::task::Waker::noop());
         let since = table.now();
         slot.suspect(7, since, true);
@@ -482,10 +499,10 @@ mod tests {
         let table = Rc::new(ConnTable::default());
         let (_client, server) = pair();
         let fd = server.as_raw_fd();
-        let slot = table.register(fd);
+        let slot = table.register(fd, 0);
         let watching = |lane: usize| {
             let mut armed = false;
-            table.with_entry(slot.index, |e| armed = e.watches[lane].is_some());
+            table.with_entry(slot.at(), |e| armed = e.watches[lane].is_some());
             armed
         };
         let mut cx = Context::from_waker(std::task::Waker::noop());
@@ -532,17 +549,17 @@ mod tests {
         let table = Rc::new(ConnTable::default());
         let (mut idle_client, idle_server) = pair();
         let (mut busy_client, busy_server) = pair();
-        let idle = table.register(idle_server.as_raw_fd());
-        let busy = table.register(busy_server.as_raw_fd());
+        let idle = table.register(idle_server.as_raw_fd(), 0);
+        let busy = table.register(busy_server.as_raw_fd(), 0);
         let far = far_read_watch(idle_server.as_raw_fd());
-        table.with_entry(idle.index, |e| e.watches[0] = Some(far));
+        table.with_entry(idle.at(), |e| e.watches[0] = Some(far));
         idle.set_idle(true);
         busy.set_idle(false);
 
         let linger = Duration::from_millis(500);
         table.close_idle(linger);
         let mut idle_deadline = None;
-        table.with_entry(idle.index, |e| {
+        table.with_entry(idle.at(), |e| {
             idle_deadline = e.watches[0].map(|w| w.deadline)
         });
         let latest = table.now() + linger + TIMER_TICK;
@@ -578,9 +595,9 @@ mod tests {
         let table = Rc::new(ConnTable::default());
         let (mut client, server) = pair();
         let (mut backend, backend_side) = pair();
-        let slot = table.register(server.as_raw_fd());
+        let slot = table.register(server.as_raw_fd(), 0);
         let watch = far_read_watch(backend_side.as_raw_fd());
-        table.with_entry(slot.index, |e| e.watches[1] = Some(watch));
+        table.with_entry(slot.at(), |e| e.watches[1] = Some(watch));
         table.abort_all();
         let mut buf = [0u8; 1];
         assert_eq!(client.read(&mut buf).unwrap(), 0);
@@ -592,11 +609,11 @@ mod tests {
     fn released_slots_are_reused() {
         let table = Rc::new(ConnTable::default());
         let (_client, server) = pair();
-        let slot = table.register(server.as_raw_fd());
+        let slot = table.register(server.as_raw_fd(), 0);
         assert_eq!(table.active(), 1);
-        let index = slot.index;
+        let index = slot.at();
         drop(slot);
         assert_eq!(table.active(), 0);
-        assert_eq!(table.register(server.as_raw_fd()).index, index);
+        assert_eq!(table.register(server.as_raw_fd(), 0).at(), index);
     }
 }

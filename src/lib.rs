@@ -6,6 +6,7 @@
 //! `route` (pure) compiles route tables and finds a request's route; it is not on the
 //! request path yet.
 
+pub mod admin;
 pub mod clock;
 pub mod config;
 pub mod conns;

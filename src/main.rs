@@ -101,6 +101,9 @@ struct RunArgs {
     /// Run on epoll (with a warning) when io_uring is unavailable, instead of exiting.
     #[arg(long)]
     allow_epoll: bool,
+    /// Serve /metrics and /status here, e.g. 127.0.0.1:9901 (a bare port: on 127.0.0.1).
+    #[arg(long, value_name = "ADDR", value_parser = config::parse_admin_address)]
+    admin: Option<SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -245,6 +248,13 @@ fn apply_runtime_flags(cli: &RunArgs, config: &mut Config) -> Result<(), String>
     }
     if cli.allow_epoll {
         runtime.allow_epoll = true;
+    }
+    // The address only: a token and allow list from the file still apply.
+    if let Some(address) = cli.admin {
+        match &mut config.admin {
+            Some(admin) => admin.address = address,
+            None => config.admin = Some(config::AdminConfig::at(address)),
+        }
     }
     Ok(())
 }

@@ -11,9 +11,11 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use socket2::SockRef;
 
+use crate::admin::{self, AdminState};
 use crate::config::{Config, ConfigError, format_cpu_list};
 use crate::fdlimit::{self, WorkerShare};
 use crate::listen::bind_reuseport;
+use crate::metrics::{Labels, Metrics};
 use crate::plural::count;
 use crate::upstream::health::{HealthTable, spawn_checker};
 use crate::upstream::load::LoadBoard;
@@ -152,8 +154,20 @@ pub fn run(config: Config, placement: Placement) -> Result<(), String> {
     for listener in &config.listeners {
         bound.push(bind_reuseport(listener.address, workers).map_err(|e| e.to_string())?);
     }
-    // Our own handles on every listening socket: shutting one down wakes its worker's accept.
+    let admin_listener = match &config.admin {
+        Some(settings) => Some((admin::bind(settings)?, settings.clone())),
+        None => None,
+    };
+    // Our own handles on every listening socket: shutting one down wakes its worker's accept
+    // (or the admin thread's).
     let mut wake_handles = Vec::new();
+    if let Some((listener, _)) = &admin_listener {
+        wake_handles.push(
+            listener
+                .try_clone()
+                .map_err(|e| format!("cannot clone the admin listener: {e}"))?,
+        );
+    }
     for socket in bound.iter().flat_map(|b| &b.per_worker) {
         wake_handles.push(
             socket
@@ -167,6 +181,11 @@ pub fn run(config: Config, placement: Placement) -> Result<(), String> {
     let shutdown = Arc::new(AtomicBool::new(false));
     let health = Arc::new(HealthTable::new(&config));
     let load = LoadBoard::new(workers, health.backend_count());
+    let labels = Labels {
+        listeners: bound.iter().map(|b| b.local_addr.to_string()).collect(),
+        groups: config.upstreams.iter().map(|u| u.name.clone()).collect(),
+    };
+    let metrics = Metrics::new(workers, labels);
     let (events_tx, events) = mpsc::channel();
     let mut per_worker: Vec<Vec<TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
     for listener in &mut bound {
@@ -175,7 +194,7 @@ pub fn run(config: Config, placement: Placement) -> Result<(), String> {
         }
     }
     let mut threads = Vec::with_capacity(workers);
-    for (index, (listeners, cpu)) in per_worker.into_iter().zip(cpus).enumerate() {
+    for (index, (listeners, cpu)) in per_worker.into_iter().zip(cpus.iter().copied()).enumerate() {
         let plan = WorkerPlan {
             index,
             cpu,
@@ -184,6 +203,7 @@ pub fn run(config: Config, placement: Placement) -> Result<(), String> {
             health: health.clone(),
             load: load.clone(),
             fds,
+            metrics: metrics.clone(),
             shutdown: shutdown.clone(),
             events: events_tx.clone(),
         };
@@ -201,6 +221,32 @@ pub fn run(config: Config, placement: Placement) -> Result<(), String> {
         join_all(threads);
         return Err(reason);
     }
+    let admin_thread = match admin_listener {
+        Some((listener, settings)) => {
+            let state = AdminState {
+                config: config.clone(),
+                admin: settings,
+                metrics,
+                health: health.clone(),
+                load: load.clone(),
+                cpus,
+                started: std::time::Instant::now(),
+            };
+            let address = listener.local_addr().map_or(state.admin.address, |a| a);
+            match admin::spawn(listener, state, shutdown.clone()) {
+                Ok(thread) => {
+                    eprintln!("ringproxy: admin on {address} (/metrics, /status)");
+                    Some(thread)
+                }
+                Err(e) => {
+                    trigger_shutdown(&shutdown, &wake_handles);
+                    join_all(threads);
+                    return Err(format!("cannot start the admin thread: {e}"));
+                }
+            }
+        }
+        None => None,
+    };
     // The checker stops with the same flag that stops the workers.
     let checker = match spawn_checker(config.clone(), health, shutdown.clone()) {
         Ok(checker) => checker,
@@ -235,6 +281,7 @@ pub fn run(config: Config, placement: Placement) -> Result<(), String> {
     let result = wait_for_exit(&events, workers, &shutdown, &wake_handles);
     join_all(threads);
     join_all(checker.into_iter().collect());
+    join_all(admin_thread.into_iter().collect());
     // Only a drain ends without a fault: its last word, once nothing runs any more.
     if result.is_ok() {
         eprintln!("ringproxy: stopped");

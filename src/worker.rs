@@ -24,6 +24,7 @@ use crate::config::Config;
 use crate::conns::{ConnTable, TIMER_TICK};
 use crate::fdlimit::{Shortage, ShortageReport, WorkerShare};
 use crate::http::{HeadLimits, write_error_response};
+use crate::metrics::{Counter, Metrics, WorkerMetrics};
 use crate::proxy;
 use crate::proxy::buffer::Buffers;
 use crate::upstream::Upstreams;
@@ -91,6 +92,8 @@ pub struct WorkerPlan {
     pub load: Arc<LoadBoard>,
     /// The worker's part of the open-file limit.
     pub fds: WorkerShare,
+    /// Where the worker counts what it does (its own block).
+    pub metrics: Arc<Metrics>,
     pub shutdown: Arc<AtomicBool>,
     pub events: Sender<WorkerEvent>,
 }
@@ -213,7 +216,8 @@ async fn serve(mut plan: WorkerPlan, driver: Driver) {
     };
     let listeners = std::mem::take(&mut plan.listeners);
     let mut accept_loops = Vec::with_capacity(listeners.len());
-    for (listener, config) in listeners.into_iter().zip(&plan.config.listeners) {
+    let configured = listeners.into_iter().zip(&plan.config.listeners);
+    for (index, (listener, config)) in configured.enumerate() {
         let Some(group) = ctx.upstreams.group_index(&config.upstream) else {
             let reason = format!(
                 "listener refers to unknown upstream group {:?}",
@@ -225,7 +229,8 @@ async fn serve(mut plan: WorkerPlan, driver: Driver) {
             Ok(listener) => listener,
             Err(e) => return report_failure(&plan, format!("cannot register listener: {e}")),
         };
-        accept_loops.push(monoio::spawn(accept_loop(ctx.clone(), listener, group)));
+        let accept = accept_loop(ctx.clone(), listener, index, group);
+        accept_loops.push(monoio::spawn(accept));
     }
     monoio::spawn(housekeeping(ctx.clone()));
     monoio::spawn(sweep_deadlines(ctx.clone()));
@@ -244,18 +249,24 @@ async fn serve(mut plan: WorkerPlan, driver: Driver) {
 
 /// Accepts clients while the worker has room for them (see `fdlimit`); at its share, a new
 /// client gets a 503 at once rather than a wait in the listen queue with nobody to answer.
-async fn accept_loop(ctx: Rc<WorkerCtx>, listener: monoio::net::TcpListener, group: usize) {
+async fn accept_loop(
+    ctx: Rc<WorkerCtx>,
+    listener: monoio::net::TcpListener,
+    index: usize,
+    group: usize,
+) {
     let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 backoff = ACCEPT_BACKOFF_MIN;
+                ctx.metrics.count(Counter::Accepted);
                 if !ctx.admit_client() {
                     ctx.refuse(&stream);
                     continue;
                 }
                 let fd = stream.as_raw_fd();
-                let slot = ctx.conns.register(fd);
+                let slot = ctx.conns.register(fd, index);
                 let conn = proxy::serve_connection(ctx.clone(), stream, fd, peer, group, slot);
                 monoio::spawn(conn);
             }
@@ -310,6 +321,7 @@ async fn sweep_deadlines(ctx: Rc<WorkerCtx>) {
         let now = coarse_now();
         ctx.conns
             .sweep(now, |suspect| ctx.upstreams.should_cut(suspect, now));
+        ctx.metrics.sweep(ctx.conns.active());
     }
 }
 
@@ -382,6 +394,8 @@ pub struct WorkerCtx {
     pub buffers: Buffers,
     /// Open client connections: idle marks and socket deadlines.
     pub conns: Rc<ConnTable>,
+    /// The worker's counters and latency recorder.
+    pub metrics: WorkerMetrics,
     /// The worker's part of the open-file limit, and what it did when that ran short.
     fds: WorkerShare,
     shortages: RefCell<ShortageReport>,
@@ -421,6 +435,7 @@ impl WorkerCtx {
             pool: RefCell::new(pool),
             buffers: Buffers::new(),
             conns: Rc::new(ConnTable::default()),
+            metrics: WorkerMetrics::new(plan.metrics.clone(), plan.index),
             fds: plan.fds,
             shortages: RefCell::new(ShortageReport::new(plan.index, plan.fds)),
             refusal,

@@ -166,6 +166,7 @@ use std::time::Duration;
 use toml::de::{DeTable, DeValue};
 
 use super::address::{listen_address, listeners_clash};
+use super::admin::{ADMIN_KEYS, read_admin};
 use super::cpus::{CPU_ID_LIMIT, CpuListBuilder, parse_cpu_list};
 use super::reader::{Reader, Table, boolean, duration, integer_in, wrong_type};
 use super::routes::{ReadTable, listener_routes, read_route_tables, report_unused_tables};
@@ -230,6 +231,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "limits",
     "pool",
     "forwarded",
+    "admin",
 ];
 const RUNTIME_KEYS: &[&str] = &[
     "workers",
@@ -336,6 +338,9 @@ fn read_config(r: &mut Reader<'_>, root: &Table<'_, '_>) -> Config {
     let mut named_tables = Vec::new();
     let listeners = read_listeners(r, root, &upstreams, &tables, &mut named_tables);
     report_unused_tables(r, &tables, &named_tables);
+    let admin = r
+        .section(root, "admin", ADMIN_KEYS)
+        .and_then(|t| read_admin(r, &t, &listeners));
     Config {
         runtime: runtime.unwrap_or_default(),
         listeners,
@@ -345,6 +350,7 @@ fn read_config(r: &mut Reader<'_>, root: &Table<'_, '_>) -> Config {
         limits: limits.unwrap_or_default(),
         pool: pool.unwrap_or_default(),
         forwarded: forwarded.unwrap_or_default(),
+        admin,
         origin: Origin::default(),
     }
 }
@@ -898,7 +904,7 @@ x_forwarded_host = false
             &with_base(&["[lmits]", "max_headers = 10"]),
             Some(6),
             "lmits",
-            "unknown key \"lmits\" (expected one of: runtime, listener, upstream, routes, timeouts, limits, pool, forwarded)",
+            "unknown key \"lmits\" (expected one of: runtime, listener, upstream, routes, timeouts, limits, pool, forwarded, admin)",
         );
     }
 

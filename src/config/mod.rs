@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 mod address;
+mod admin;
 mod cpus;
 mod duration;
 pub mod file;
@@ -21,6 +22,7 @@ mod test_support;
 mod upstream;
 
 pub use address::{listeners_clash, parse_backend_address, parse_listen_address};
+pub use admin::{Cidr, parse_admin_address};
 pub use cpus::{format_cpu_list, parse_cpu_list};
 pub use duration::parse_duration;
 pub use file::{ConfigError, ConfigErrors, MAX_WORKERS, load_file, parse_str};
@@ -40,6 +42,8 @@ pub struct Config {
     pub limits: Limits,
     pub pool: PoolConfig,
     pub forwarded: ForwardedHeaders,
+    /// The admin listener (`[admin]`, `--admin`); `None`: off.
+    pub admin: Option<AdminConfig>,
     /// Where each setting was written, for errors found after loading.
     pub origin: Origin,
 }
@@ -554,7 +558,28 @@ impl Config {
             limits: Limits::default(),
             pool: PoolConfig::default(),
             forwarded: ForwardedHeaders::default(),
+            admin: None,
             origin: Origin::default(),
+        }
+    }
+}
+
+/// `[admin]`: where the admin listener serves `/metrics` and `/status`, and who may ask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    pub address: SocketAddr,
+    /// When set, every request needs `Authorization: Bearer TOKEN` (else 401).
+    pub token: Option<String>,
+    /// When not empty, clients outside these networks get 403.
+    pub allow: Vec<Cidr>,
+}
+
+impl AdminConfig {
+    pub fn at(address: SocketAddr) -> Self {
+        Self {
+            address,
+            token: None,
+            allow: Vec::new(),
         }
     }
 }

@@ -66,6 +66,7 @@ pub(crate) fn defaults_with(
         limits: Limits::default(),
         pool: PoolConfig::default(),
         forwarded: ForwardedHeaders::default(),
+        admin: None,
         origin: Origin::default(),
     }
 }

@@ -33,7 +33,9 @@ pub struct CounterBoard {
 impl CounterBoard {
     pub fn new(workers: usize, per_worker: usize) -> Self {
         let lines_per_worker = per_worker.div_ceil(PER_LINE).max(1);
-        let lines = (0..workers * lines_per_worker).map(|_| Line::new()).collect();
+        let lines = (0..workers * lines_per_worker)
+            .map(|_| Line::new())
+            .collect();
         Self {
             lines,
             lines_per_worker,
@@ -59,7 +61,10 @@ impl CounterBoard {
     #[inline]
     pub fn add(&self, worker: usize, index: usize, n: u64) {
         if let Some(slot) = self.slot(worker, index) {
-            slot.store(slot.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+            slot.store(
+                slot.load(Ordering::Relaxed).wrapping_add(n),
+                Ordering::Relaxed,
+            );
         }
     }
 

@@ -154,9 +154,18 @@ mod tests {
         e.family("t_seconds", Kind::Histogram, "T.");
         e.histogram("t_seconds", &[("g", "a")], &[0.001, 0.1], &h, 5.0205);
         let text = e.into_string();
-        assert!(text.contains("t_seconds_bucket{g=\"a\",le=\"0.001\"} 1\n"), "{text}");
-        assert!(text.contains("t_seconds_bucket{g=\"a\",le=\"0.1\"} 2\n"), "{text}");
-        assert!(text.contains("t_seconds_bucket{g=\"a\",le=\"+Inf\"} 3\n"), "{text}");
+        assert!(
+            text.contains("t_seconds_bucket{g=\"a\",le=\"0.001\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("t_seconds_bucket{g=\"a\",le=\"0.1\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("t_seconds_bucket{g=\"a\",le=\"+Inf\"} 3\n"),
+            "{text}"
+        );
         assert!(text.contains("t_seconds_sum{g=\"a\"} 5.0205\n"), "{text}");
         assert!(text.contains("t_seconds_count{g=\"a\"} 3\n"), "{text}");
     }

@@ -171,6 +171,8 @@ mod tests {
         recorder.publish_if_wanted(&board, 0);
         let stale = board.collect(Duration::ZERO);
         assert_eq!(stale[0].histograms[0].len(), 0);
+        // That scrape's request is still pending: withdraw it, so the next is seen alone.
+        board.slots[0].wanted.store(false, Ordering::Release);
         std::thread::scope(|s| {
             s.spawn(|| {
                 while !board.slots[0].wanted.load(Ordering::Acquire) {

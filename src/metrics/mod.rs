@@ -210,9 +210,11 @@ impl WorkerMetrics {
     #[inline]
     pub fn upstream_first_byte(&self, took: Duration) {
         let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        self.shared
-            .counters
-            .add(self.worker, Counter::UpstreamFirstByteMicros as usize, micros);
+        self.shared.counters.add(
+            self.worker,
+            Counter::UpstreamFirstByteMicros as usize,
+            micros,
+        );
         self.recorder
             .borrow_mut()
             .record(Latency::UpstreamFirstByte, took);

@@ -19,6 +19,7 @@ use crate::http::{
     BodyFraming, ResponseContext, Version, header_storage, parse_response, write_error_response,
     write_response_head,
 };
+use crate::metrics::{Counter, Timeout};
 use crate::upstream::connect::{ConnectError, connect};
 use crate::upstream::health::Outcome;
 use crate::upstream::{BackendId, BackendSet};
@@ -186,7 +187,10 @@ impl Session {
                 None
             };
             match next {
-                Some(next) => backend = next,
+                Some(next) => {
+                    self.ctx.metrics.count(Counter::Retries);
+                    backend = next;
+                }
                 None => return Box::pin(self.fail(client, &request, failure.error)).await,
             }
         }
@@ -253,6 +257,9 @@ impl Session {
         };
         let answered = Instant::now();
         *response_time = Some(answered.saturating_duration_since(sent));
+        self.ctx
+            .metrics
+            .upstream_first_byte(answered.saturating_duration_since(sent));
         self.ctx.upstreams.load().answered(backend, sent, answered);
         if let Err(error) = self
             .gather_small_response_body(&mut upstream, &mut response)
@@ -272,6 +279,7 @@ impl Session {
         self.ctx
             .upstreams
             .report(backend, outcome, self.ctx.conns.now());
+        self.answered(response.status);
         Ok(self
             .relay_response(client, upstream, request, response, backend)
             .await)
@@ -305,6 +313,7 @@ impl Session {
             let deadline = self.slot.deadline(Lane::Main, stream.as_raw_fd(), within);
             match write_vec(&mut stream, &mut self.out, deadline).await {
                 Ok(()) => {
+                    self.ctx.metrics.count(Counter::BackendReused);
                     return Ok(Upstream {
                         stream,
                         reused: true,
@@ -345,8 +354,14 @@ impl Session {
             result = connect(addr, within).await;
         }
         match result {
-            Ok(stream) => Ok(stream),
-            Err(ConnectError::Timeout) => Err(UpstreamError::Timeout),
+            Ok(stream) => {
+                self.ctx.metrics.count(Counter::BackendOpened);
+                Ok(stream)
+            }
+            Err(ConnectError::Timeout) => {
+                self.ctx.metrics.timeout(Timeout::BackendConnect);
+                Err(UpstreamError::Timeout)
+            }
             Err(ConnectError::OutOfFiles) => {
                 self.ctx.report(Shortage::ConnectFailed);
                 Err(UpstreamError::OutOfFiles)
@@ -475,7 +490,10 @@ impl Session {
                 Err(ReadError::Timeout) if stalled => {
                     return HeadRead::failed(UpstreamError::Stalled);
                 }
-                Err(ReadError::Timeout) => return HeadRead::failed(UpstreamError::Timeout),
+                Err(ReadError::Timeout) => {
+                    self.ctx.metrics.timeout(Timeout::BackendResponse);
+                    return HeadRead::failed(UpstreamError::Timeout);
+                }
                 Err(ReadError::Full) => return HeadRead::failed(UpstreamError::Invalid),
             }
         }
@@ -643,6 +661,7 @@ impl Session {
         err: UpstreamError,
     ) -> Next {
         let keep_alive = request.keep_alive && request.body.is_done() && self.may_keep_alive();
+        self.answered(err.status());
         self.out.clear();
         write_error_response(&mut self.out, err.status(), !keep_alive);
         if self.write_out(client).await.is_err() {

@@ -23,6 +23,7 @@ use crate::http::{
     ForwardContext, ParseError, Version, header_storage, parse_request, write_error_response,
     write_request_head,
 };
+use crate::metrics::Timeout;
 use crate::upstream::balance::key_hash;
 use crate::worker::{DrainPhase, WorkerCtx};
 pub(crate) use buffer::RECV_BUFFER;
@@ -223,7 +224,10 @@ impl Session {
         }
         match gathered {
             Ok(()) => {}
-            Err(io::BodyError::SourceTimeout) => return Err(self.reject(client, 408, false).await),
+            Err(io::BodyError::SourceTimeout) => {
+                self.ctx.metrics.timeout(Timeout::BodyIdle);
+                return Err(self.reject(client, 408, false).await);
+            }
             Err(_) => return Err(Next::Close),
         }
         request.sent_whole = true;
@@ -246,7 +250,10 @@ impl Session {
             match self.parse_request_head() {
                 Ok(Some(request)) => return Ok(request),
                 Ok(None) => {}
-                Err(reject) => return Err(self.reject(client, reject.status, true).await),
+                Err(reject) => {
+                    self.ctx.metrics.parse_error(reject.status);
+                    return Err(self.reject(client, reject.status, true).await);
+                }
             }
             let waiting_for_first_byte = self.recv.is_empty();
             if waiting_for_first_byte && self.ctx.drain_phase() == DrainPhase::Closing {
@@ -271,9 +278,21 @@ impl Session {
                 // The request crossed the FIN of a drain: the client sees EOF, not an answer.
                 Ok(_) if half_closed => return Err(Next::HalfClose),
                 Ok(_) => {}
-                Err(ReadError::Timeout) if waiting_for_first_byte => return Err(Next::Close),
-                Err(ReadError::Timeout) => return Err(self.reject(client, 408, false).await),
-                Err(ReadError::Full) => return Err(self.reject(client, 431, true).await),
+                Err(ReadError::Timeout) if waiting_for_first_byte && self.requests > 0 => {
+                    self.ctx.metrics.timeout(Timeout::ClientIdle);
+                    return Err(Next::Close);
+                }
+                Err(ReadError::Timeout) => {
+                    self.ctx.metrics.timeout(Timeout::ClientHeader);
+                    if waiting_for_first_byte {
+                        return Err(Next::Close);
+                    }
+                    return Err(self.reject(client, 408, false).await);
+                }
+                Err(ReadError::Full) => {
+                    self.ctx.metrics.parse_error(431);
+                    return Err(self.reject(client, 431, true).await);
+                }
                 Err(ReadError::Io) => return Err(Next::Close),
             }
         }
@@ -346,6 +365,7 @@ impl Session {
         status: u16,
         request_unread: bool,
     ) -> Next {
+        self.answered(status);
         let exchange_buffers = &self.ctx.buffers.exchange;
         exchange_buffers.prepare(&mut self.out, &mut self.upstream_recv);
         write_error_response(&mut self.out, status, true);
@@ -374,6 +394,15 @@ impl From<ParseError> for Reject {
 }
 
 impl Session {
+    /// Counts a response (relayed or the proxy's own) by listener, group and status class.
+    #[inline]
+    pub(crate) fn answered(&self, status: u16) {
+        let listener = self.slot.listener();
+        self.ctx
+            .metrics
+            .response(listener, self.group as usize, status);
+    }
+
     /// Deadline for one wait on the client socket: at most `within`.
     fn client_deadline(&self, within: Duration) -> Deadline<'_> {
         self.slot.deadline(Lane::Main, self.client_fd, within)

@@ -141,6 +141,12 @@ impl LoadBoard {
         Some(&self.lines.get(line)?.0[backend % COUNTS_PER_LINE])
     }
 
+    /// `worker`'s in-flight count for `backend` as it last published it (for `/status`).
+    pub fn published(&self, worker: usize, backend: usize) -> u32 {
+        self.count(worker, backend)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
     fn publish(&self, worker: usize, backend: usize, count: u32) {
         if let Some(slot) = self.count(worker, backend) {
             slot.store(count, Ordering::Relaxed);

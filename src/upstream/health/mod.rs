@@ -38,6 +38,35 @@ const UP_FROM_START: u64 = u64::MAX;
 /// `stalled_at` for a backend never found stalled.
 const NEVER_STALLED: u64 = u64::MAX;
 
+/// A backend's health as the admin listener shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendHealth {
+    Up,
+    /// Down for active checks.
+    Down,
+    /// Passively ejected (its cooldown may have passed, waiting for a probe).
+    Ejected,
+}
+
+impl BackendHealth {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Up => "up",
+            Self::Down => "down",
+            Self::Ejected => "ejected",
+        }
+    }
+}
+
+/// One backend, for metrics and status.
+pub struct BackendReport<'a> {
+    pub address: SocketAddr,
+    pub upstream: &'a str,
+    pub health: BackendHealth,
+    /// Passive ejections (stalls included) since start.
+    pub ejections: u64,
+}
+
 /// Health of every backend, indexed by `BackendId` (same flat order as `Upstreams`).
 pub struct HealthTable {
     /// Zero point of every stored time.
@@ -64,6 +93,8 @@ struct BackendState {
     ejected_until: AtomicU64,
     /// Ejections in a row without a successful probe between them; doubles the cooldown.
     ejections: AtomicU32,
+    /// Every ejection since start (for metrics; written only when one happens).
+    ejected_total: AtomicU64,
     /// When the single probe request after a cooldown was let through, or `NO_PROBE`.
     probe_since: AtomicU64,
     /// When the backend was last found stalled (`passive.stall`), or `NEVER_STALLED`:
@@ -159,6 +190,26 @@ impl HealthTable {
         })
     }
 
+    /// What the admin listener reports of `b`: read at scrape time, nothing on the request
+    /// path.
+    pub fn report_state(&self, b: BackendId) -> Option<BackendReport<'_>> {
+        let state = self.states.get(b.0)?;
+        let info = self.backends.get(b.0)?;
+        let health = if !state.active_up.load(Ordering::Acquire) {
+            BackendHealth::Down
+        } else if state.ejected_until.load(Ordering::Acquire) != NOT_EJECTED {
+            BackendHealth::Ejected
+        } else {
+            BackendHealth::Up
+        };
+        Some(BackendReport {
+            address: info.address,
+            upstream: &info.upstream,
+            health,
+            ejections: state.ejected_total.load(Ordering::Relaxed),
+        })
+    }
+
     /// Up for active checks and not passively ejected.
     pub fn is_up(&self, b: BackendId) -> bool {
         self.states.get(b.0).is_some_and(|state| {
@@ -251,6 +302,7 @@ impl BackendState {
             failures: AtomicU32::new(0),
             ejected_until: AtomicU64::new(NOT_EJECTED),
             ejections: AtomicU32::new(0),
+            ejected_total: AtomicU64::new(0),
             probe_since: AtomicU64::new(NO_PROBE),
             stalled_at: AtomicU64::new(NEVER_STALLED),
         }

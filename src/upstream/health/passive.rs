@@ -143,6 +143,7 @@ fn eject(
     state
         .ejections
         .store(ejections.saturating_add(1), Ordering::Release);
+    state.ejected_total.fetch_add(1, Ordering::Relaxed);
     state.probe_since.store(NO_PROBE, Ordering::Release);
     Some(cooldown)
 }

@@ -1,0 +1,203 @@
+//! `GET /metrics`: every worker's counters summed (or per worker where the worker is the
+//! point), the latency histograms merged, and backend health read from the shared table.
+
+use hdrhistogram::Histogram;
+
+use super::AdminState;
+use crate::metrics::exposition::{Exposition, Kind};
+use crate::metrics::latency::{Published, empty_histogram};
+use crate::metrics::{Counter, PARSE_ERROR_STATUSES, STATUS_CLASSES, Timeout};
+use crate::upstream::BackendId;
+use crate::upstream::health::BackendHealth;
+
+/// Upper bounds of the latency histograms' buckets, in seconds. hdrhistogram places a value
+/// within 1% of its own, so a sample within 1% of a bound may count on either side of it.
+pub const BUCKETS: [f64; 16] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
+];
+const CLASSES: [&str; STATUS_CLASSES] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+pub fn metrics_text(state: &AdminState, latencies: &[Published]) -> String {
+    let mut e = Exposition::default();
+    requests(&mut e, state);
+    per_worker_connections(&mut e, state);
+    totals(&mut e, state);
+    backends(&mut e, state);
+    first_byte(&mut e, state, latencies);
+    e.into_string()
+}
+
+fn requests(e: &mut Exposition, state: &AdminState) {
+    let metrics = &state.metrics;
+    let labels = metrics.labels();
+    let name = "ringproxy_requests_total";
+    e.family(
+        name,
+        Kind::Counter,
+        "Requests answered, by listener, upstream group and status class.",
+    );
+    for (l, listener) in labels.listeners.iter().enumerate() {
+        for (g, group) in labels.groups.iter().enumerate() {
+            let served = state.config.listeners.get(l).map(|c| c.upstream.as_str()) == Some(group);
+            let counts: Vec<u64> = (0..STATUS_CLASSES)
+                .map(|c| {
+                    (0..metrics.workers())
+                        .map(|w| metrics.requests(w, l, g, c))
+                        .sum()
+                })
+                .collect();
+            // A listener's own group always, other pairs once they have traffic.
+            if !served && counts.iter().all(|&n| n == 0) {
+                continue;
+            }
+            for (class, count) in CLASSES.iter().zip(counts) {
+                let labels = [
+                    ("listener", listener.as_str()),
+                    ("upstream", group),
+                    ("class", class),
+                ];
+                e.sample(name, &labels, count as f64);
+            }
+        }
+    }
+}
+
+fn per_worker_connections(e: &mut Exposition, state: &AdminState) {
+    let metrics = &state.metrics;
+    let families = [
+        (
+            "ringproxy_client_connections_accepted_total",
+            Kind::Counter,
+            "Client connections accepted, per worker.",
+            Counter::Accepted,
+        ),
+        (
+            "ringproxy_client_connections_open",
+            Kind::Gauge,
+            "Client connections open, per worker (as of its last timer sweep).",
+            Counter::OpenConnections,
+        ),
+    ];
+    for (name, kind, help, counter) in families {
+        e.family(name, kind, help);
+        for w in 0..metrics.workers() {
+            let worker = w.to_string();
+            e.sample(
+                name,
+                &[("worker", &worker)],
+                metrics.counter(w, counter) as f64,
+            );
+        }
+    }
+}
+
+fn totals(e: &mut Exposition, state: &AdminState) {
+    let metrics = &state.metrics;
+    let families = [
+        (
+            "ringproxy_backend_connections_opened_total",
+            "Backend connections opened.",
+            Counter::BackendOpened,
+        ),
+        (
+            "ringproxy_backend_connections_reused_total",
+            "Requests sent over a pooled backend connection.",
+            Counter::BackendReused,
+        ),
+        (
+            "ringproxy_retries_total",
+            "Further attempts of a request on another backend.",
+            Counter::Retries,
+        ),
+    ];
+    for (name, help, counter) in families {
+        e.family(name, Kind::Counter, help);
+        e.sample(name, &[], metrics.counter_total(counter) as f64);
+    }
+    let name = "ringproxy_timeouts_total";
+    e.family(name, Kind::Counter, "Timeouts, by kind.");
+    for kind in Timeout::ALL {
+        e.sample(
+            name,
+            &[("kind", kind.label())],
+            metrics.timeouts(kind) as f64,
+        );
+    }
+    let name = "ringproxy_parse_errors_total";
+    e.family(
+        name,
+        Kind::Counter,
+        "Requests refused before reaching a backend, by the status they were answered with.",
+    );
+    let statuses = PARSE_ERROR_STATUSES.iter().map(|s| s.to_string());
+    for (slot, status) in statuses.chain(["other".to_string()]).enumerate() {
+        e.sample(
+            name,
+            &[("status", &status)],
+            metrics.parse_errors(slot) as f64,
+        );
+    }
+}
+
+fn backends(e: &mut Exposition, state: &AdminState) {
+    let reports: Vec<_> = (0..state.health.backend_count())
+        .filter_map(|b| state.health.report_state(BackendId(b)))
+        .collect();
+    let families: [(&str, Kind, &str); 3] = [
+        (
+            "ringproxy_backend_up",
+            Kind::Gauge,
+            "1 when the backend gets requests: up for active checks and not ejected.",
+        ),
+        (
+            "ringproxy_backend_ejected",
+            Kind::Gauge,
+            "1 while the backend is passively ejected.",
+        ),
+        (
+            "ringproxy_backend_ejections_total",
+            Kind::Counter,
+            "Passive ejections of the backend (stalls included).",
+        ),
+    ];
+    for (index, (name, kind, help)) in families.into_iter().enumerate() {
+        e.family(name, kind, help);
+        for report in &reports {
+            let address = report.address.to_string();
+            let labels = [("upstream", report.upstream), ("backend", address.as_str())];
+            let value = match index {
+                0 => u64::from(report.health == BackendHealth::Up),
+                1 => u64::from(report.health == BackendHealth::Ejected),
+                _ => report.ejections,
+            };
+            e.sample(name, &labels, value as f64);
+        }
+    }
+}
+
+fn first_byte(e: &mut Exposition, state: &AdminState, latencies: &[Published]) {
+    let name = "ringproxy_upstream_first_byte_seconds";
+    e.family(
+        name,
+        Kind::Histogram,
+        "From a request sent whole to its backend until the response head, per attempt.",
+    );
+    let merged = merged(latencies, 0);
+    let sum = state
+        .metrics
+        .counter_total(Counter::UpstreamFirstByteMicros) as f64
+        / 1e6;
+    e.histogram(name, &[], &BUCKETS, &merged, sum);
+}
+
+/// Histogram `index` of every worker, added together.
+pub fn merged(latencies: &[Published], index: usize) -> Histogram<u64> {
+    let mut all = empty_histogram();
+    for published in latencies {
+        if let Some(h) = published.histograms.get(index) {
+            let _ = all.add(h);
+        }
+    }
+    all
+}
