@@ -1,0 +1,405 @@
+//! The admin listener: exact counts read back from `/metrics` with the real Prometheus
+//! parser (Python's prometheus_client), `/status` against the traffic sent, the bearer token
+//! and allow list, and malformed admin requests.
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PROM_PARSE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/prom_parse.py");
+
+/// The admin address from the proxy's `ringproxy: admin on ADDR` line.
+fn admin_addr(proxy: &Proxy) -> SocketAddr {
+    proxy
+        .stderr_lines()
+        .iter()
+        .find_map(|l| l.strip_prefix("ringproxy: admin on "))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no admin line: {:?}", proxy.stderr_lines()))
+}
+
+/// Sends `request` to the admin listener; returns the status and the body.
+fn admin_raw(addr: SocketAddr, request: &[u8]) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {answer:?}"));
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+fn admin_get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: admin\r\n{auth}\r\n");
+    admin_raw(addr, request.as_bytes())
+}
+
+/// One sample as the Python parser read it.
+#[derive(Debug)]
+struct Sample {
+    family: String,
+    kind: String,
+    name: String,
+    labels: serde_json::Map<String, serde_json::Value>,
+    value: f64,
+}
+
+fn parse_exposition(text: &str) -> Vec<Sample> {
+    let mut child = Command::new("python3")
+        .arg(PROM_PARSE)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "prometheus_client rejected the exposition: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            Sample {
+                family: v[0].as_str().unwrap().into(),
+                kind: v[1].as_str().unwrap().into(),
+                name: v[2].as_str().unwrap().into(),
+                labels: v[3].as_object().unwrap().clone(),
+                value: v[4].as_f64().unwrap(),
+            }
+        })
+        .collect()
+}
+
+/// The value of the sample `name` with exactly `labels`; 0 when absent.
+fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    let found: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| {
+            s.name == name
+                && s.labels.len() == labels.len()
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).and_then(|x| x.as_str()) == Some(v))
+        })
+        .collect();
+    assert!(found.len() <= 1, "{name} {labels:?} appears twice");
+    found.first().map_or(0.0, |s| s.value)
+}
+
+fn get(client: &mut RawClient, path: &str) -> u16 {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
+    client.send(request.as_bytes());
+    client.read_response().unwrap().status
+}
+
+/// 404 for /missing, 200 (echo) otherwise.
+fn app_backend() -> Backend {
+    Backend::start(|req| {
+        if req.target == "/missing" {
+            vec![Step::Write(
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            )]
+        } else {
+            echo_reply(req)
+        }
+    })
+}
+
+/// Three listeners: `live` (one backend), `dead` (nothing listens, no retry) and `retry` (a
+/// dead primary and a live backup: every request is retried once). Passive checks off, so
+/// the dead backends stay in rotation.
+fn three_groups(live: SocketAddr, dead: SocketAddr, admin_extra: &str) -> String {
+    format!(
+        "[runtime]\nworkers = 1\npin = false\n\n\
+         [[listener]]\naddress = \"127.0.0.1:0\"\nupstream = \"live\"\n\
+         [[listener]]\naddress = \"127.0.0.1:0\"\nupstream = \"dead\"\n\
+         [[listener]]\naddress = \"127.0.0.1:0\"\nupstream = \"retry\"\n\n\
+         [upstream.live]\nbackends = [\"{live}\"]\n\
+         [upstream.dead]\nretries = 0\nbackends = [\"{dead}\"]\n\
+         [upstream.dead.passive]\nmax_fails = 0\n\
+         [upstream.retry]\nretries = 1\nbackends = [\"{dead}\", {{ address = \"{live}\", backup = true }}]\n\
+         [upstream.retry.passive]\nmax_fails = 0\n\n\
+         [admin]\naddress = \"127.0.0.1:0\"\n{admin_extra}\n"
+    )
+}
+
+#[test]
+fn exact_counts_read_back_from_metrics_with_the_prometheus_parser() {
+    let live = app_backend();
+    let dead = closed_port_addr();
+    let proxy = Proxy::start_with_config(&three_groups(live.addr(), dead, ""), &[]);
+    let [on_live, on_dead, on_retry] = [0, 1, 2].map(|i| proxy.addrs()[i]);
+
+    let mut client = RawClient::connect(on_live);
+    for _ in 0..5 {
+        assert_eq!(get(&mut client, "/"), 200);
+    }
+    assert_eq!(get(&mut client, "/missing"), 404);
+    let mut client = RawClient::connect(on_dead);
+    for _ in 0..3 {
+        assert_eq!(get(&mut client, "/"), 502);
+    }
+    let mut client = RawClient::connect(on_retry);
+    for _ in 0..2 {
+        assert_eq!(get(&mut client, "/"), 200);
+    }
+    // Two Host fields: 400, and the connection closes.
+    let mut client = RawClient::connect(on_live);
+    client.send(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n");
+    assert_eq!(client.read_response().unwrap().status, 400);
+
+    let (status, text) = admin_get(admin_addr(&proxy), "/metrics", None);
+    assert_eq!(status, 200, "{text}");
+    let samples = parse_exposition(&text);
+    let requests = |listener: SocketAddr, group: &str, class: &str| {
+        let listener = listener.to_string();
+        let labels = [
+            ("listener", listener.as_str()),
+            ("upstream", group),
+            ("class", class),
+        ];
+        value(&samples, "ringproxy_requests_total", &labels)
+    };
+    assert_eq!(requests(on_live, "live", "2xx"), 5.0);
+    assert_eq!(requests(on_live, "live", "4xx"), 2.0);
+    assert_eq!(requests(on_live, "live", "5xx"), 0.0);
+    assert_eq!(requests(on_dead, "dead", "5xx"), 3.0);
+    assert_eq!(requests(on_dead, "dead", "2xx"), 0.0);
+    assert_eq!(requests(on_retry, "retry", "2xx"), 2.0);
+    assert_eq!(value(&samples, "ringproxy_retries_total", &[]), 2.0);
+    assert_eq!(
+        value(
+            &samples,
+            "ringproxy_parse_errors_total",
+            &[("status", "400")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "ringproxy_client_connections_accepted_total",
+            &[("worker", "0")]
+        ),
+        4.0
+    );
+    // Every request that reached the live backend went over an opened or a reused connection.
+    let opened = value(&samples, "ringproxy_backend_connections_opened_total", &[]);
+    let reused = value(&samples, "ringproxy_backend_connections_reused_total", &[]);
+    assert!(opened >= 2.0, "{opened}");
+    assert_eq!(opened + reused, 8.0);
+    for kind in [
+        "client_header",
+        "client_idle",
+        "body_idle",
+        "backend_connect",
+        "backend_response",
+    ] {
+        assert_eq!(
+            value(&samples, "ringproxy_timeouts_total", &[("kind", kind)]),
+            0.0,
+            "{kind}"
+        );
+    }
+    // One time to first byte per response head from a backend; every one under 10 s.
+    let first_byte = "ringproxy_upstream_first_byte_seconds";
+    assert_eq!(value(&samples, &format!("{first_byte}_count"), &[]), 8.0);
+    assert_eq!(
+        value(&samples, &format!("{first_byte}_bucket"), &[("le", "+Inf")]),
+        8.0
+    );
+    assert_eq!(
+        value(&samples, &format!("{first_byte}_bucket"), &[("le", "10")]),
+        8.0
+    );
+    assert!(
+        samples
+            .iter()
+            .any(|s| s.family == first_byte && s.kind == "histogram")
+    );
+    let sum = value(&samples, &format!("{first_byte}_sum"), &[]);
+    assert!(sum > 0.0 && sum < 80.0, "{sum}");
+    // Health from the shared table: every backend up, never ejected.
+    let dead_label = dead.to_string();
+    let dead_backend = [("upstream", "dead"), ("backend", dead_label.as_str())];
+    assert_eq!(value(&samples, "ringproxy_backend_up", &dead_backend), 1.0);
+    assert_eq!(
+        value(&samples, "ringproxy_backend_ejections_total", &dead_backend),
+        0.0
+    );
+}
+
+#[test]
+fn status_reports_workers_and_backends_as_the_traffic_left_them() {
+    let live = app_backend();
+    let dead = closed_port_addr();
+    let proxy = Proxy::start_with_config(&three_groups(live.addr(), dead, ""), &[]);
+    let mut client = RawClient::connect(proxy.addrs()[0]);
+    for _ in 0..4 {
+        assert_eq!(get(&mut client, "/"), 200);
+    }
+    let mut client = RawClient::connect(proxy.addrs()[2]);
+    assert_eq!(get(&mut client, "/"), 200);
+
+    let (status, body) = admin_get(admin_addr(&proxy), "/status", None);
+    assert_eq!(status, 200, "{body}");
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let workers = status["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 1, "{status:#}");
+    let worker = &workers[0];
+    assert_eq!(worker["worker"], 0);
+    assert_eq!(worker["requests"], 5);
+    assert_eq!(worker["accepted_connections"], 2);
+    assert_eq!(worker["open_connections"], 2, "{status:#}");
+    assert_eq!(worker["upstream_first_byte"]["count"], 5);
+    assert!(worker["upstream_first_byte"]["p99"].as_f64().unwrap() > 0.0);
+    let backends = status["backends"].as_array().unwrap();
+    let mut described: Vec<(String, String, String)> = backends
+        .iter()
+        .map(|b| {
+            (
+                b["upstream"].as_str().unwrap().to_string(),
+                b["address"].as_str().unwrap().to_string(),
+                b["health"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    described.sort();
+    let (live, dead) = (live.addr().to_string(), dead.to_string());
+    let up = |group: &str, addr: &str| (group.to_string(), addr.to_string(), "up".to_string());
+    let mut expected = [
+        up("dead", &dead),
+        up("live", &live),
+        up("retry", &dead),
+        up("retry", &live),
+    ];
+    expected.sort();
+    assert_eq!(described, expected);
+    for backend in backends {
+        assert_eq!(backend["inflight"], 0);
+        assert_eq!(backend["inflight_per_worker"], serde_json::json!([0]));
+    }
+    assert_eq!(status["generation"], 0);
+}
+
+#[test]
+fn token_and_allow_list_guard_the_admin_listener() {
+    let live = app_backend();
+    let dead = closed_port_addr();
+    let config = three_groups(live.addr(), dead, "token = \"s3cret-token\"");
+    let proxy = Proxy::start_with_config(&config, &[]);
+    let admin = admin_addr(&proxy);
+    assert_eq!(admin_get(admin, "/metrics", None).0, 401);
+    assert_eq!(admin_get(admin, "/metrics", Some("wrong")).0, 401);
+    assert_eq!(admin_get(admin, "/metrics", Some("s3cret-token")).0, 200);
+    assert_eq!(admin_get(admin, "/status", Some("s3cret-token")).0, 200);
+
+    let config = three_groups(live.addr(), dead, "allow = [\"10.0.0.0/8\", \"::1\"]");
+    let proxy = Proxy::start_with_config(&config, &[]);
+    assert_eq!(admin_get(admin_addr(&proxy), "/metrics", None).0, 403);
+    let config = three_groups(live.addr(), dead, "allow = [\"127.0.0.0/8\"]");
+    let proxy = Proxy::start_with_config(&config, &[]);
+    assert_eq!(admin_get(admin_addr(&proxy), "/metrics", None).0, 200);
+}
+
+#[test]
+fn malformed_admin_requests_get_answers_and_nothing_breaks() {
+    let live = app_backend();
+    let proxy = Proxy::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &live.addr().to_string(),
+        "--workers",
+        "1",
+        "--no-pin",
+        "--admin",
+        "127.0.0.1:0",
+    ]);
+    let admin = admin_addr(&proxy);
+    assert_eq!(admin_raw(admin, b"\x00\x01\x02 garbage\r\n\r\n").0, 400);
+    assert_eq!(
+        admin_raw(admin, b"POST /metrics HTTP/1.1\r\nHost: a\r\n\r\n").0,
+        405
+    );
+    assert_eq!(admin_get(admin, "/nope", None).0, 404);
+    let huge = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(20_000));
+    let mut stream = TcpStream::connect(admin).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = stream.write_all(huge.as_bytes());
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    assert!(
+        answer.starts_with(b"HTTP/1.1 431"),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    // A client that connects and says nothing holds the admin thread for at most 2 s.
+    let _silent = TcpStream::connect(admin).unwrap();
+    let started = Instant::now();
+    assert_eq!(admin_get(admin, "/metrics", None).0, 200);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // A client that leaves halfway through its head.
+    let mut half = TcpStream::connect(admin).unwrap();
+    half.write_all(b"GET /met").unwrap();
+    drop(half);
+    assert_eq!(admin_get(admin, "/status?x=1", None).0, 200);
+    // The proxy still serves.
+    let mut client = RawClient::connect(proxy.addr());
+    assert_eq!(get(&mut client, "/"), 200);
+}
+
+#[test]
+fn admin_settings_are_checked_with_file_line_and_key() {
+    let dir = TempDir::new();
+    let backend = closed_port_addr();
+    let toml = format!(
+        "[[listener]]\naddress = \"127.0.0.1:8080\"\n[upstream.app]\nbackends = [\"{backend}\"]\n\
+         [admin]\naddress = \"127.0.0.1:8080\"\ntoken = \"has space\"\nallow = [\"10.0.0.0/40\", 7]\nport = 1\n"
+    );
+    let path = dir.write("bad.toml", toml.as_bytes());
+    let path = path.to_str().unwrap();
+    let out = run_to_exit(&["--check", "--config", path], Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        format!("{path}:9: admin.port: unknown key"),
+        format!("{path}:6: admin.address: 127.0.0.1:8080 is also a listener's address"),
+        format!("{path}:7: admin.token: must be visible ASCII without spaces"),
+        format!("{path}:8: admin.allow[0]: prefix length in \"10.0.0.0/40\" must be 0..=32"),
+        format!("{path}:8: admin.allow[1]: expected a string"),
+    ] {
+        assert!(
+            stderr.contains(&expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
+}
