@@ -4,7 +4,8 @@
 //! its own listener (`listen`) and runs `proxy::serve_connection` per client; `proxy` parses
 //! with `http` (pure, no I/O) and reaches backends through `upstream` (balancing, pools).
 //! `route` (pure) compiles route tables and finds a request's route; it is not on the
-//! request path yet.
+//! request path yet. Workers count into `metrics` (per-worker blocks, no contention); the
+//! `admin` thread serves them.
 
 pub mod admin;
 pub mod clock;

@@ -151,6 +151,16 @@
 //! x_forwarded_for = true   # append the client address
 //! x_forwarded_proto = true # set (replacing what the client sent)
 //! x_forwarded_host = true  # set to the request's Host (replacing what the client sent)
+//!
+//! [admin]                 # the admin listener (GET /metrics, GET /status); no section
+//!                         # and no --admin flag: off
+//! address = "127.0.0.1:9901"  # required in the section: ip:port, or a bare port meaning
+//!                         # 127.0.0.1:PORT (--admin ADDR sets or overrides it); not a
+//!                         # listener's address
+//! token = "s3cret"        # optional: every request needs Authorization: Bearer s3cret,
+//!                         # else 401; 1..=256 bytes of visible ASCII
+//! allow = ["127.0.0.1/32", "::1"]  # optional, not empty: client networks (ip/prefix or
+//!                         # an ip); others get 403; default: any client
 //! ```
 //!
 //! Backend and listener addresses are IP literals: host names are not resolved when the
@@ -723,6 +733,7 @@ x_forwarded_host = false
                 x_forwarded_proto: true,
                 x_forwarded_host: false,
             },
+            admin: None,
             origin: Origin::default(),
         };
         assert_eq!(parse_str(text, "full.toml"), Ok(expected));
