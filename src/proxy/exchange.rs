@@ -256,10 +256,12 @@ impl Session {
             }
         };
         let answered = Instant::now();
-        *response_time = Some(answered.saturating_duration_since(sent));
-        self.ctx
-            .metrics
-            .upstream_first_byte(answered.saturating_duration_since(sent));
+        {
+            // Scoped: not carried across the awaits below in the connection's task.
+            let first_byte = answered.saturating_duration_since(sent);
+            *response_time = Some(first_byte);
+            self.ctx.metrics.upstream_first_byte(first_byte);
+        }
         self.ctx.upstreams.load().answered(backend, sent, answered);
         if let Err(error) = self
             .gather_small_response_body(&mut upstream, &mut response)
