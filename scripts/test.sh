@@ -15,6 +15,12 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   echo "test.sh: installing ${need_apt[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
 fi
+# tests/metrics.rs reads /metrics with Prometheus' own Python parser (prometheus_client).
+if ! python3 -c 'import prometheus_client' 2>/dev/null; then
+  echo "test.sh: installing prometheus-client (pip)"
+  command -v pip3 >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip; }
+  pip3 install -q prometheus-client 2>/dev/null || pip3 install -q --break-system-packages prometheus-client
+fi
 
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
