@@ -403,3 +403,41 @@ fn admin_settings_are_checked_with_file_line_and_key() {
         );
     }
 }
+
+#[test]
+fn the_admin_thread_stops_with_the_drain() {
+    let live = app_backend();
+    let mut proxy = Proxy::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &live.addr().to_string(),
+        "--workers",
+        "2",
+        "--no-pin",
+        "--admin",
+        "0",
+    ]);
+    let admin = admin_addr(&proxy);
+    assert!(
+        admin.ip().is_loopback(),
+        "a bare port is on loopback: {admin}"
+    );
+    assert_eq!(admin_get(admin, "/metrics", None).0, 200);
+    proxy.signal("TERM");
+    let status = proxy
+        .wait_exit(Duration::from_secs(10))
+        .expect("exits within 10 s");
+    assert!(status.success(), "{status}");
+    assert!(
+        proxy
+            .stderr_after_exit()
+            .iter()
+            .any(|l| l == "ringproxy: stopped"),
+        "no stopped line"
+    );
+    assert!(
+        TcpStream::connect(admin).is_err(),
+        "admin listener still open"
+    );
+}
