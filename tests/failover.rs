@@ -65,6 +65,40 @@ fn only_idempotent_requests_are_retried_after_the_backend_took_them() {
     assert_eq!(good.requests().len(), 5);
 }
 
+/// Small bodies are read whole before a backend is chosen whatever their framing, also
+/// after `100 Continue`: an idempotent request with one is sent again to the other backend
+/// when the first takes it and closes.
+#[test]
+fn idempotent_requests_with_small_chunked_or_expected_bodies_are_retried() {
+    let dropper = Backend::start(|_| vec![Step::Close]);
+    let good = Backend::echo();
+    let proxy = Proxy::for_backends(&[dropper.addr(), good.addr()]);
+    let body = pattern(20 * 1024);
+    for i in 0..4 {
+        let mut c = RawClient::connect(proxy.addr());
+        if i % 2 == 0 {
+            c.send(
+                format!("PUT /c{i} HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+                    .as_bytes(),
+            );
+            thread::sleep(Duration::from_millis(20));
+            c.send(&chunked(&body, 4096));
+        } else {
+            let head = format!(
+                "PUT /e{i} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+                body.len()
+            );
+            c.send(head.as_bytes());
+            assert_eq!(c.read_response().unwrap().status, 100);
+            c.send(&body);
+        }
+        let r = c.read_final_response().unwrap();
+        assert_eq!(r.status, 200, "request {i}");
+        assert_same_body(&r.body, &body, &format!("request {i} echoed"));
+    }
+    assert_eq!(good.requests().len(), 4);
+}
+
 #[test]
 fn no_reachable_backend_is_502_after_trying_both() {
     let proxy = Proxy::for_backends(&[closed_port_addr(), closed_port_addr()]);

@@ -8,9 +8,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 
 use super::buffer::ReadError;
-use super::io::{
-    BodyError, Timed, WriteError, gather_body, stream_body, write_all_within, write_vec,
-};
+use super::io::{BodyError, Timed, WriteError, gather_body, stream_body, write_vec};
 use super::{Next, RequestInfo, Session};
 use crate::conns::Lane;
 use crate::fdlimit::Shortage;
@@ -24,7 +22,6 @@ use crate::upstream::connect::{ConnectError, connect};
 use crate::upstream::health::Outcome;
 use crate::upstream::{BackendId, BackendSet};
 
-const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// Response bodies with at most this much still to come after the head are read whole before
 /// the head is written: the client gets head and body in one write (one segment, one wake-up)
 /// instead of two, as nginx's `postpone_output` does, and a backend that fails during such a
@@ -372,8 +369,8 @@ impl Session {
         }
     }
 
-    /// Streams the rest of the request body from the client to the backend, first inviting
-    /// it with `100 Continue` when the client waits for that.
+    /// Streams the rest of the request body from the client to the backend (its start, and
+    /// `100 Continue`, went before: see `read_body_start`).
     async fn send_request_body<S: AsyncReadRent + AsyncWriteRent>(
         &mut self,
         client: &mut S,
@@ -381,13 +378,6 @@ impl Session {
         request: &mut RequestInfo,
     ) -> Result<(), BodyStop> {
         let idle = self.ctx.config.timeouts.body_idle;
-        if request.expect_continue && self.recv.is_empty() {
-            let deadline = self.client_deadline(idle);
-            let (result, _) = write_all_within(client, CONTINUE, deadline).await;
-            if result.is_err() {
-                return Err(BodyStop::Answered(Next::Close));
-            }
-        }
         let backend_fd = upstream.stream.as_raw_fd();
         let result = stream_body(
             Timed {
@@ -590,6 +580,7 @@ impl Session {
             &mut response.body,
             response.dechunk,
             &mut self.out,
+            usize::MAX,
         )
         .await;
         match gathered {

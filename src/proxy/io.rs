@@ -93,25 +93,29 @@ pub async fn stream_body<R: AsyncReadRent, W: AsyncWriteRent>(
     Ok(())
 }
 
-/// Reads the rest of a body from `src` and appends it to `out` after what `buf` already
-/// held, so that a head and a small body leave in one write. Only for bodies known to be
-/// small: it holds the whole body.
+/// Appends a body to `out` (first what `buf` already holds, then fresh reads from `src`)
+/// until it ends or `limit` of its bytes were taken, so that a head and a small body, or the
+/// start of a large one, leave in one write. Bytes beyond `limit` stay in `buf`.
 pub async fn gather_body<R: AsyncReadRent>(
     mut src: Timed<'_, R>,
     buf: &mut RecvBuf,
     progress: &mut BodyProgress,
     dechunk: bool,
     out: &mut Vec<u8>,
+    limit: usize,
 ) -> Result<(), BodyError> {
-    while !progress.is_done() {
+    let mut taken = 0;
+    while !progress.is_done() && taken < limit {
         if buf.is_empty() && !read_body(&mut src, buf, progress).await? {
             break;
         }
+        let available = buf.len().min(limit - taken);
         let (consumed, payload) = progress
-            .advance(buf.data_mut(), dechunk)
+            .advance(&mut buf.data_mut()[..available], dechunk)
             .map_err(|_| BodyError::BadChunk)?;
         out.extend_from_slice(&buf.data()[..payload]);
         buf.consume(consumed);
+        taken += consumed;
     }
     Ok(())
 }

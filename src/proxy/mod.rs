@@ -28,9 +28,11 @@ use crate::upstream::balance::key_hash;
 use crate::worker::{DrainPhase, WorkerCtx};
 pub(crate) use buffer::RECV_BUFFER;
 use buffer::{CLIENT_RECV_BUFFER, ReadError, RecvBuf};
-/// Request bodies with at most this much still to come are read whole before the request is
-/// sent (see `gather_small_body`); larger ones stream.
-const GATHER_LIMIT: u64 = 32 * 1024;
+/// How much of a request body (after what came with its head) is read before a backend is
+/// chosen (see `read_body_start`): a body with at most this much still to come is read
+/// whole.
+const GATHER_LIMIT: usize = 32 * 1024;
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// After an error response, how long (and how much) we keep reading what the client still
 /// sends, so that closing does not reset the connection before it reads our answer.
 const LINGER_TIME: Duration = Duration::from_secs(2);
@@ -181,24 +183,33 @@ impl Session {
             Err(next) => return next,
         };
         self.requests += 1;
-        if let Err(next) = self.gather_small_body(client, &mut request).await {
+        if !request.body.is_done()
+            && let Err(next) = self.read_body_start(client, &mut request).await
+        {
             return next;
         }
         self.forward(client, request).await
     }
 
-    /// Reads the rest of a small Content-Length body into `out` before anything goes to a
-    /// backend: the request then leaves in one write, and can be sent again whole if the
-    /// first backend fails. A client waiting for `100 Continue` is not made to wait.
-    async fn gather_small_body<S: AsyncReadRent + AsyncWriteRent>(
+    /// Reads the start of the request body into `out`, before a backend is chosen: a body
+    /// with at most `GATHER_LIMIT` still to come whole (the request then leaves in one write,
+    /// and can be sent again if the first backend fails), a larger one that far. A client
+    /// holds a backend connection only once it has shown that it sends; one that stalls
+    /// gets 408 (nginx reads whole bodies before connecting). A client waiting for
+    /// `100 Continue` gets it here, as nginx sends it.
+    async fn read_body_start<S: AsyncReadRent + AsyncWriteRent>(
         &mut self,
         client: &mut S,
         request: &mut RequestInfo,
     ) -> Result<(), Next> {
-        if request.expect_continue || !request.body.pending_at_most(GATHER_LIMIT) {
-            return Ok(());
-        }
         let idle = self.ctx.config.timeouts.body_idle;
+        if request.expect_continue {
+            let deadline = self.client_deadline(idle);
+            let (written, _) = io::write_all_within(client, CONTINUE, deadline).await;
+            if written.is_err() {
+                return Err(Next::Close);
+            }
+        }
         let source = io::Timed {
             stream: client,
             deadline: self.slot.deadline(Lane::Main, self.client_fd, idle),
@@ -209,7 +220,7 @@ impl Session {
         let larger = request
             .body
             .remaining()
-            .is_some_and(|n| n > self.recv.capacity() as u64);
+            .is_none_or(|n| n > self.recv.capacity() as u64);
         let own_storage = larger.then(|| self.recv.borrow_storage(pool));
         let gathered = io::gather_body(
             source,
@@ -217,6 +228,7 @@ impl Session {
             &mut request.body,
             false,
             &mut self.out,
+            GATHER_LIMIT,
         )
         .await;
         if let Some(own) = own_storage {
@@ -228,9 +240,10 @@ impl Session {
                 self.ctx.metrics.timeout(Timeout::BodyIdle);
                 return Err(self.reject(client, 408, false).await);
             }
+            Err(io::BodyError::BadChunk) => return Err(self.reject(client, 400, true).await),
             Err(_) => return Err(Next::Close),
         }
-        request.sent_whole = true;
+        request.sent_whole = request.body.is_done();
         Ok(())
     }
 
