@@ -325,6 +325,19 @@ pub struct Deadline<'a> {
 }
 
 impl<'a> Deadline<'a> {
+    /// The worker's clock (`ConnTable::now`).
+    pub fn now(&self) -> Instant {
+        self.slot.table.now()
+    }
+
+    /// The same bound, or `within` from now when that comes sooner.
+    pub fn at_most(self, within: Duration) -> Self {
+        Self {
+            within: self.within.min(within),
+            ..self
+        }
+    }
+
     /// Runs `op`; if it is still pending when the deadline passes, the socket is shut (`cut`)
     /// so that it ends. The future gives the operation's output and whether the deadline
     /// cut it.

@@ -134,6 +134,8 @@
 //! backend_connect = "3s"
 //! backend_response = "60s"  # from request sent to the backend's response head
 //! body_idle = "60s"       # longest gap between two reads or writes of a body
+//! body_rate_grace = "30s" # client waiting time a body may take before min_body_rate
+//!                         # applies; each byte moved adds 1/min_body_rate seconds
 //! drain = "30s"           # on SIGTERM/SIGINT, how long in-flight requests may take;
 //!                         # idle keep-alive connections close after the first 1 s of it
 //!
@@ -142,6 +144,10 @@
 //! max_header_bytes = 16384          # bytes, >= max_request_line, <= 1 MiB; larger gets 431
 //! max_headers = 100                 # 1..=128; more header fields get 431
 //! max_response_header_bytes = 16384 # bytes, 64..=1 MiB; a larger backend head gets 502
+//! min_body_rate = 512               # bytes/s, 0..=1 GiB, 0 = off: a client sending a request
+//!                                   # body (408) or reading a response body (closed) must
+//!                                   # keep this average over the time spent waiting on it,
+//!                                   # after body_rate_grace
 //!
 //! [pool]                  # idle backend connections kept per worker
 //! max_idle_per_backend = 256  # 0..=65536; 0 closes every backend connection after use
@@ -258,6 +264,7 @@ const TIMEOUT_KEYS: &[&str] = &[
     "backend_connect",
     "backend_response",
     "body_idle",
+    "body_rate_grace",
     "drain",
 ];
 const LIMIT_KEYS: &[&str] = &[
@@ -265,6 +272,7 @@ const LIMIT_KEYS: &[&str] = &[
     "max_header_bytes",
     "max_headers",
     "max_response_header_bytes",
+    "min_body_rate",
 ];
 const POOL_KEYS: &[&str] = &["max_idle_per_backend", "idle_timeout"];
 const FORWARDED_KEYS: &[&str] = &["x_forwarded_for", "x_forwarded_proto", "x_forwarded_host"];
@@ -275,6 +283,8 @@ const RING_ENTRIES: std::ops::RangeInclusive<u32> = 256..=32768;
 const MAX_HEAD_BYTES: usize = 1024 * 1024;
 const MIN_HEAD_BYTES: usize = 64;
 const MAX_HEADERS: usize = 128;
+/// A floor above any link a client could be on would cut every client: 1 GiB/s.
+const MAX_MIN_BODY_RATE: u64 = 1 << 30;
 const MAX_IDLE_PER_BACKEND: usize = 65536;
 /// Longer, and the workers' views of each other's load drift too far apart to balance on.
 const MAX_RECONCILE_INTERVAL: Duration = Duration::from_secs(10);
@@ -570,6 +580,7 @@ fn read_timeouts(r: &mut Reader<'_>, t: &Table<'_, '_>) -> Timeouts {
         backend_connect: read("backend_connect", default.backend_connect),
         backend_response: read("backend_response", default.backend_response),
         body_idle: read("body_idle", default.body_idle),
+        body_rate_grace: read("body_rate_grace", default.body_rate_grace),
         drain: read("drain", default.drain),
     }
 }
@@ -597,6 +608,9 @@ fn read_limits(r: &mut Reader<'_>, t: &Table<'_, '_>) -> Limits {
         max_response_header_bytes: r
             .field(t, "max_response_header_bytes", &head_bytes)
             .unwrap_or(default.max_response_header_bytes),
+        min_body_rate: r
+            .field(t, "min_body_rate", integer_in(0..=MAX_MIN_BODY_RATE))
+            .unwrap_or(default.min_body_rate),
     }
 }
 
@@ -667,6 +681,7 @@ client_idle = "2m"
 backend_connect = "250ms"
 backend_response = "1h"
 body_idle = "30s"
+body_rate_grace = "45s"
 drain = "10s"
 
 [limits]
@@ -674,6 +689,7 @@ max_request_line = 4096
 max_header_bytes = 65536
 max_headers = 64
 max_response_header_bytes = 32768
+min_body_rate = 2048
 
 [pool]
 max_idle_per_backend = 0
@@ -716,6 +732,7 @@ x_forwarded_host = false
                 backend_connect: Duration::from_millis(250),
                 backend_response: Duration::from_secs(3600),
                 body_idle: Duration::from_secs(30),
+                body_rate_grace: Duration::from_secs(45),
                 drain: Duration::from_secs(10),
             },
             limits: Limits {
@@ -723,6 +740,7 @@ x_forwarded_host = false
                 max_header_bytes: 65536,
                 max_headers: 64,
                 max_response_header_bytes: 32768,
+                min_body_rate: 2048,
             },
             pool: PoolConfig {
                 max_idle_per_backend: 0,
@@ -1565,6 +1583,21 @@ x_forwarded_host = false
                 "max_response_header_bytes",
                 "must be between 64 and 1048576",
             ),
+            (
+                "min_body_rate = 1073741825",
+                "min_body_rate",
+                "1073741825 is out of range (must be between 0 and 1073741824)",
+            ),
+            (
+                "min_body_rate = -1",
+                "min_body_rate",
+                "must be between 0 and 1073741824",
+            ),
+            (
+                "min_body_rate = \"1KiB/s\"",
+                "min_body_rate",
+                "expected an integer, found a string",
+            ),
         ];
         for (line, key, message) in cases {
             assert_error(
@@ -1574,6 +1607,14 @@ x_forwarded_host = false
                 message,
             );
         }
+    }
+
+    #[test]
+    fn a_min_body_rate_of_zero_turns_the_floor_off() {
+        let config = parse(&with_base(&["[limits]", "min_body_rate = 0"])).unwrap();
+        assert_eq!(config.limits.min_body_rate, 0);
+        let config = parse(&with_base(&["[limits]", "min_body_rate = 1073741824"])).unwrap();
+        assert_eq!(config.limits.min_body_rate, 1 << 30);
     }
 
     #[test]

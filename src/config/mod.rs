@@ -437,6 +437,9 @@ pub struct Timeouts {
     pub backend_response: Duration,
     /// Longest gap between two reads or writes while a body (or tunnel) streams.
     pub body_idle: Duration,
+    /// Client waiting time a body may take before `Limits::min_body_rate` applies: the
+    /// credit a client starts a body with (each byte earns `1 / min_body_rate` more).
+    pub body_rate_grace: Duration,
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
     pub drain: Duration,
 }
@@ -452,6 +455,11 @@ pub struct Limits {
     pub max_headers: usize,
     /// Largest response head accepted from a backend; larger gives 502.
     pub max_response_header_bytes: usize,
+    /// Bytes per second a client must keep up, on average over the time the proxy waits on
+    /// it, while it sends a request body or reads a response body (after
+    /// `Timeouts::body_rate_grace`); 0 = no floor. Too slow: 408 for a request body, the
+    /// connection reset for a response body.
+    pub min_body_rate: u64,
 }
 
 /// Backend keep-alive pool, per worker (`[pool]`).
@@ -495,6 +503,7 @@ impl Default for Timeouts {
             backend_connect: Duration::from_secs(3),
             backend_response: Duration::from_secs(60),
             body_idle: Duration::from_secs(60),
+            body_rate_grace: Duration::from_secs(30),
             drain: Duration::from_secs(30),
         }
     }
@@ -507,6 +516,9 @@ impl Default for Limits {
             max_header_bytes: 16 * 1024,
             max_headers: 100,
             max_response_header_bytes: 16 * 1024,
+            // Apache's mod_reqtimeout default (500 B/s) rounded up: a phone on a bad 2G link
+            // still moves several KiB/s, a 1-byte-per-5-s trickle is cut after the grace.
+            min_body_rate: 512,
         }
     }
 }

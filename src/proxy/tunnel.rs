@@ -39,10 +39,12 @@ pub async fn run<S>(
         Timed {
             stream: &mut client_read,
             deadline: up_read,
+            floor: None,
         },
         Timed {
             stream: &mut backend_write,
             deadline: up_write,
+            floor: None,
         },
         from_client,
         || slot.extend(Lane::Second, idle),
@@ -51,10 +53,12 @@ pub async fn run<S>(
         Timed {
             stream: &mut backend_read,
             deadline: down_read,
+            floor: None,
         },
         Timed {
             stream: &mut client_write,
             deadline: down_write,
+            floor: None,
         },
         from_backend,
         || slot.extend(Lane::Main, idle),
