@@ -5,7 +5,9 @@
 # where CPU-time A/B runs cannot see a few percent. Kernel time is not counted: use
 # perf/ab.sh and perf/profile.sh for that.
 #
-#   perf/callgrind.sh [--connections N] [--body 12b|1k|64k] [--duration S] BIN
+#   perf/callgrind.sh [--connections N] [--body 12b|1k|64k] [--duration S] [--port P] BIN
+#
+# --port: the backend's port (the proxy takes the next one); default 19280.
 #
 # Prints instructions per request over the whole run and, per request, the inclusive cost
 # of the request loop's main functions. The callgrind output file stays for
@@ -22,7 +24,8 @@ while (($#)); do
     --connections) CONNECTIONS=$2; shift 2 ;;
     --body) BODY=$2; shift 2 ;;
     --duration) DURATION=${2%s}; shift 2 ;;
-    -h | --help) sed -n 2,12p "$0"; exit 0 ;;
+    --port) BASE_PORT=$2; shift 2 ;;
+    -h | --help) sed -n 2,14p "$0"; exit 0 ;;
     -*) bench_die "unknown option $1" ;;
     *) BIN=$1; shift ;;
     esac

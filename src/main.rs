@@ -156,10 +156,6 @@ fn run(cli: &RunArgs) -> ExitCode {
         println!("config OK: {}", counts.join(", "));
         return ExitCode::SUCCESS;
     }
-    if let Err(error) = server::check_servable(&config) {
-        eprintln!("{error}");
-        return ExitCode::from(2);
-    }
     match server::run(config, placement) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

@@ -117,33 +117,9 @@ pub fn available_cpus() -> Result<Vec<usize>, String> {
     Ok(cpus)
 }
 
-/// Refuses a configuration this version cannot serve as written: route tables are loaded
-/// and checked (`--check` validates them fully), but requests do not go through them yet,
-/// and a proxy that silently ignored them would serve what nobody configured.
-pub fn check_servable(config: &Config) -> Result<(), ConfigError> {
-    let Some((index, listener)) = config
-        .listeners
-        .iter()
-        .enumerate()
-        .find(|(_, l)| l.routes.is_some())
-    else {
-        return Ok(());
-    };
-    Err(config.origin.error(
-        &format!("listener[{index}].routes"),
-        format!(
-            "routes are not served yet: this version checks route tables (--check) but \
-             cannot route requests through them; use upstream = \"NAME\" on this listener \
-             until an upgrade (route table {:?})",
-            listener.routes.as_deref().unwrap_or_default()
-        ),
-    ))
-}
-
 /// Runs the proxy until a shutdown signal has been handled. `Err` is a start-up failure or
 /// a worker that died, described for the user.
 pub fn run(config: Config, placement: Placement) -> Result<(), String> {
-    check_servable(&config).map_err(|error| error.to_string())?;
     if let Some(warning) = placement.crowding() {
         eprintln!("ringproxy: warning: {warning}");
     }
@@ -193,12 +169,15 @@ pub fn run(config: Config, placement: Placement) -> Result<(), String> {
             per_worker[i].push(socket);
         }
     }
+    // Compiled once, shared by every worker.
+    let routes = crate::route::listener_tables(&config);
     let mut threads = Vec::with_capacity(workers);
     for (index, (listeners, cpu)) in per_worker.into_iter().zip(cpus.iter().copied()).enumerate() {
         let plan = WorkerPlan {
             index,
             cpu,
             listeners,
+            routes: routes.clone(),
             config: config.clone(),
             health: health.clone(),
             load: load.clone(),
@@ -261,10 +240,13 @@ pub fn run(config: Config, placement: Placement) -> Result<(), String> {
         .iter()
         .zip(bound.iter().map(|b| b.local_addr))
     {
-        eprintln!(
-            "ringproxy: listening on {addr} -> upstream \"{}\"",
-            listener.upstream
-        );
+        match &listener.routes {
+            Some(table) => eprintln!("ringproxy: listening on {addr} -> routes \"{table}\""),
+            None => eprintln!(
+                "ringproxy: listening on {addr} -> upstream \"{}\"",
+                listener.upstream
+            ),
+        }
     }
     eprintln!("ringproxy: ready ({})", count(workers, "worker"));
 

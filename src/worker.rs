@@ -20,13 +20,14 @@ use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 use socket2::SockRef;
 
 use crate::clock::coarse_now;
-use crate::config::Config;
+use crate::config::{Config, RouteAction};
 use crate::conns::{ConnTable, TIMER_TICK};
 use crate::fdlimit::{Shortage, ShortageReport, WorkerShare};
 use crate::http::{HeadLimits, write_error_response};
 use crate::metrics::{Counter, Metrics, WorkerMetrics};
 use crate::proxy;
 use crate::proxy::buffer::Buffers;
+use crate::route::{RouteTable, Scratch};
 use crate::upstream::Upstreams;
 use crate::upstream::health::HealthTable;
 use crate::upstream::load::{LoadBoard, LoadView};
@@ -85,6 +86,8 @@ pub struct WorkerPlan {
     pub cpu: Option<usize>,
     /// One socket per configured listener, in config order.
     pub listeners: Vec<TcpListener>,
+    /// Each listener's compiled route table (`route::listener_tables`), in config order.
+    pub routes: Vec<Arc<RouteTable>>,
     pub config: Arc<Config>,
     /// Backend health, shared by all workers and the checker thread.
     pub health: Arc<HealthTable>,
@@ -216,21 +219,12 @@ async fn serve(mut plan: WorkerPlan, driver: Driver) {
     };
     let listeners = std::mem::take(&mut plan.listeners);
     let mut accept_loops = Vec::with_capacity(listeners.len());
-    let configured = listeners.into_iter().zip(&plan.config.listeners);
-    for (index, (listener, config)) in configured.enumerate() {
-        let Some(group) = ctx.upstreams.group_index(&config.upstream) else {
-            let reason = format!(
-                "listener refers to unknown upstream group {:?}",
-                config.upstream
-            );
-            return report_failure(&plan, reason);
-        };
+    for (index, listener) in listeners.into_iter().enumerate() {
         let listener = match monoio::net::TcpListener::from_std(listener) {
             Ok(listener) => listener,
             Err(e) => return report_failure(&plan, format!("cannot register listener: {e}")),
         };
-        let accept = accept_loop(ctx.clone(), listener, index, group);
-        accept_loops.push(monoio::spawn(accept));
+        accept_loops.push(monoio::spawn(accept_loop(ctx.clone(), listener, index)));
     }
     monoio::spawn(housekeeping(ctx.clone()));
     monoio::spawn(sweep_deadlines(ctx.clone()));
@@ -249,12 +243,7 @@ async fn serve(mut plan: WorkerPlan, driver: Driver) {
 
 /// Accepts clients while the worker has room for them (see `fdlimit`); at its share, a new
 /// client gets a 503 at once rather than a wait in the listen queue with nobody to answer.
-async fn accept_loop(
-    ctx: Rc<WorkerCtx>,
-    listener: monoio::net::TcpListener,
-    index: usize,
-    group: usize,
-) {
+async fn accept_loop(ctx: Rc<WorkerCtx>, listener: monoio::net::TcpListener, index: usize) {
     let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
         match listener.accept().await {
@@ -267,7 +256,7 @@ async fn accept_loop(
                 }
                 let fd = stream.as_raw_fd();
                 let slot = ctx.conns.register(fd, index);
-                let conn = proxy::serve_connection(ctx.clone(), stream, fd, peer, group, slot);
+                let conn = proxy::serve_connection(ctx.clone(), stream, fd, peer, index, slot);
                 monoio::spawn(conn);
             }
             Err(_) if ctx.global_shutdown.load(Ordering::Acquire) => break,
@@ -383,12 +372,67 @@ pub enum DrainPhase {
     Closing,
 }
 
+/// Where a listener's requests go.
+pub enum ListenerRouting {
+    /// `upstream = "NAME"`: everything to this group, the target as received (what its
+    /// implicit catch-all route table says, without consulting it per request).
+    Upstream { group: u32 },
+    /// `routes = "NAME"`: through this table, shared with the other listeners naming it.
+    Routes {
+        table: Arc<RouteTable>,
+        /// By route index: the upstream group of a proxy route (`NOT_PROXIED` otherwise).
+        groups: Box<[u32]>,
+    },
+}
+
+impl ListenerRouting {
+    /// In `ListenerRouting::Routes::groups`, a route that answers itself.
+    pub const NOT_PROXIED: u32 = u32::MAX;
+
+    /// The listener's routing, with upstream names resolved to group indices once.
+    fn new(table: Arc<RouteTable>, upstreams: &Upstreams) -> Result<Self, String> {
+        let mut groups = Vec::with_capacity(table.routes().len());
+        for route in table.routes() {
+            let group = match &route.action {
+                RouteAction::Proxy(proxy) => {
+                    let Some(group) = upstreams.group_index(&proxy.upstream) else {
+                        return Err(format!(
+                            "route refers to unknown upstream group {:?}",
+                            proxy.upstream
+                        ));
+                    };
+                    group as u32
+                }
+                RouteAction::Redirect(_) | RouteAction::Respond(_) => Self::NOT_PROXIED,
+            };
+            groups.push(group);
+        }
+        if table.name().is_none() {
+            // A listener's implicit table: one route, no conditions, no normalisation.
+            if let [group] = groups[..] {
+                return Ok(Self::Upstream { group });
+            }
+        }
+        Ok(Self::Routes {
+            table,
+            groups: groups.into_boxed_slice(),
+        })
+    }
+}
+
 /// Per-worker state every connection of the worker sees.
 pub struct WorkerCtx {
     pub index: usize,
     pub config: Arc<Config>,
     pub head_limits: HeadLimits,
     pub upstreams: Upstreams,
+    /// By listener, in config order.
+    pub listeners: Box<[ListenerRouting]>,
+    /// What route matching writes (the normalised path, the lower-cased host): one per
+    /// worker, not per connection, which would cost every idle connection
+    /// `max_request_line` bytes. Borrowed only while a request head is parsed and written,
+    /// never across an await.
+    pub route_scratch: RefCell<Scratch>,
     pub pool: RefCell<Pool>,
     /// Storage lent to connections while they serve a request.
     pub buffers: Buffers,
@@ -415,6 +459,18 @@ impl WorkerCtx {
         )
         .map_err(|e| e.to_string())?;
         let upstreams = Upstreams::from_config(&config, plan.health.clone(), load);
+        if plan.routes.len() > usize::from(u16::MAX) {
+            return Err(format!(
+                "{} listeners: at most {}",
+                plan.routes.len(),
+                u16::MAX
+            ));
+        }
+        let listeners = plan
+            .routes
+            .iter()
+            .map(|table| ListenerRouting::new(table.clone(), &upstreams))
+            .collect::<Result<_, _>>()?;
         let pool = Pool::new(
             upstreams.backend_count(),
             config.pool.max_idle_per_backend,
@@ -432,6 +488,8 @@ impl WorkerCtx {
             index: plan.index,
             head_limits,
             upstreams,
+            listeners,
+            route_scratch: RefCell::new(Scratch::new(limits.max_request_line)),
             pool: RefCell::new(pool),
             buffers: Buffers::new(),
             conns: Rc::new(ConnTable::default()),

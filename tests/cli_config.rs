@@ -567,15 +567,3 @@ fn check_reports_a_route_that_can_never_match_at_its_line() {
     );
     assert_error_line(&out, 20, "routes.main.route[2].upstream");
 }
-
-#[test]
-fn start_refuses_route_tables_until_they_are_served() {
-    let dir = TempDir::new();
-    let path = dir.write("x.toml", routes_config(ROUTES).as_bytes());
-    let out = run_to_exit(&["--config", path.to_str().unwrap()], EXIT_TIMEOUT);
-    assert_config_error(
-        &out,
-        "/x.toml:6: listener[0].routes: routes are not served yet",
-    );
-    assert!(!text(&out).contains("listening on"), "{}", text(&out));
-}

@@ -21,7 +21,7 @@
 //! upstream = "app"        # name of an upstream group; may be omitted when exactly
 //!                         # one group exists
 //! # routes = "main"       # instead of upstream: the route table requests go through
-//!                         # (see [routes.NAME] below; not served yet: --check only)
+//!                         # (see [routes.NAME] below)
 //!
 //! [upstream.app]          # at least one group; the name (here "app") uses letters,
 //!                         # digits, '_' and '-', at most 64 characters
@@ -73,8 +73,6 @@
 //!                         # recent response time, at least 1s), a duration, or "off"
 //!                         # (for long-polling services); needs max_fails > 0
 //!
-//! # Route tables: validated by --check, but NOT SERVED YET by this version, which refuses
-//! # to start with a listener that names one (exit status 2).
 //! [routes.main]           # a route table; any number; the name as for upstream groups.
 //!                         # Listeners name it (routes = "main"), several may share it;
 //!                         # a table no listener names is an error

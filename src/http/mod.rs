@@ -23,7 +23,9 @@ pub use request::{RequestHead, parse_request};
 pub use response::{ResponseHead, parse_response};
 
 pub use rewrite::{
-    ForwardContext, ResponseContext, write_error_response, write_request_head, write_response_head,
+    ForwardContext, LocalAnswer, ResponseContext, RouteForward, write_edited_response_head,
+    write_error_response, write_fixed_response, write_not_found_response, write_redirect_response,
+    write_request_head, write_response_head, write_routed_request_head,
 };
 pub use status::reason_phrase;
 

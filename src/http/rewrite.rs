@@ -11,7 +11,7 @@ use super::request::RequestHead;
 use super::response::ResponseHead;
 use super::status::reason_phrase;
 use super::{BodyFraming, Version};
-use crate::config::ForwardedHeaders;
+use crate::config::{ForwardedHeaders, HeaderEdits, ProxyAction};
 
 /// What the proxy knows about the client side when forwarding a request.
 #[derive(Debug, Clone, Copy)]
@@ -23,6 +23,15 @@ pub struct ForwardContext<'a> {
     pub forwarded: ForwardedHeaders,
     /// Host sent to the backend when the client sent none (HTTP/1.0).
     pub default_host: &'a str,
+}
+
+/// What a proxy route changes in the request it forwards.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteForward<'a> {
+    pub action: &'a ProxyAction,
+    /// The request's normalised path (`route::Scratch::normalized_path`): what the route
+    /// matched, and so what is forwarded. `None`: the target as received.
+    pub normalized_path: Option<&'a [u8]>,
 }
 
 /// How the proxy relays a response to its client.
@@ -45,6 +54,29 @@ pub struct ResponseContext {
 /// any X-Forwarded-* field the proxy sets itself. Client X-Forwarded-For values are joined
 /// into one field with the client address appended.
 pub fn write_request_head(out: &mut Vec<u8>, req: &RequestHead<'_, '_>, ctx: &ForwardContext<'_>) {
+    write_forwarded_head(out, req, ctx, None);
+}
+
+/// As [`write_request_head`], for a request a proxy route takes: the target is the route's
+/// (the normalised path, its prefix rewritten, and the query as received), and the route's
+/// request header edits apply: a removed or set name is dropped from the client's fields, and
+/// each set field is written after them. One pass, nothing allocated.
+pub fn write_routed_request_head(
+    out: &mut Vec<u8>,
+    req: &RequestHead<'_, '_>,
+    ctx: &ForwardContext<'_>,
+    route: &RouteForward<'_>,
+) {
+    write_forwarded_head(out, req, ctx, Some(route));
+}
+
+#[inline(always)]
+fn write_forwarded_head(
+    out: &mut Vec<u8>,
+    req: &RequestHead<'_, '_>,
+    ctx: &ForwardContext<'_>,
+    route: Option<&RouteForward<'_>>,
+) {
     let host = if req.host.is_empty() {
         ctx.default_host.as_bytes()
     } else {
@@ -52,19 +84,28 @@ pub fn write_request_head(out: &mut Vec<u8>, req: &RequestHead<'_, '_>, ctx: &Fo
     };
     out.extend_from_slice(req.method.as_bytes());
     out.push(b' ');
-    out.extend_from_slice(req.path.as_bytes());
+    match route {
+        Some(route) => route
+            .action
+            .write_target(route.normalized_path, req.path, out),
+        None => out.extend_from_slice(req.path.as_bytes()),
+    }
     out.extend_from_slice(b" HTTP/1.1\r\n");
     write_field(out, b"Host", host);
 
     let forwarded = ctx.forwarded;
-    let forwarded_as_is = |name: FieldName| match name {
+    let edits = route.map(|route| &route.action.request_headers);
+    let forwarded_as_is = |header: &Header<'_>, name: FieldName| match name {
         FieldName::Host | FieldName::ContentLength => false,
         FieldName::XForwardedFor => !forwarded.x_forwarded_for,
         FieldName::XForwardedProto => !forwarded.x_forwarded_proto,
         FieldName::XForwardedHost => !forwarded.x_forwarded_host,
-        name => !name.is_hop_by_hop(),
+        name => !name.is_hop_by_hop() && edits.is_none_or(|e| !e.replaces(header.name)),
     };
     write_fields(out, req.bytes, req.headers, req.names, forwarded_as_is);
+    if let Some(edits) = edits {
+        write_set_fields(out, edits);
+    }
 
     write_framing(out, req.body);
     if let Some(protocol) = req.upgrade {
@@ -107,6 +148,28 @@ fn write_forwarded_for(
 /// Appends the head to send to the client for `resp`, always as HTTP/1.1; also for interim
 /// 1xx responses (a 103's Link fields are kept).
 pub fn write_response_head(out: &mut Vec<u8>, resp: &ResponseHead<'_, '_>, ctx: &ResponseContext) {
+    write_relayed_head(out, resp, ctx, None);
+}
+
+/// As [`write_response_head`], with a proxy route's response header edits applied to a
+/// final response (an interim one is relayed as it came).
+pub fn write_edited_response_head(
+    out: &mut Vec<u8>,
+    resp: &ResponseHead<'_, '_>,
+    ctx: &ResponseContext,
+    edits: &HeaderEdits,
+) {
+    let edits = (resp.status >= 200).then_some(edits);
+    write_relayed_head(out, resp, ctx, edits);
+}
+
+#[inline(always)]
+fn write_relayed_head(
+    out: &mut Vec<u8>,
+    resp: &ResponseHead<'_, '_>,
+    ctx: &ResponseContext,
+    edits: Option<&HeaderEdits>,
+) {
     let reason = if resp.reason.is_empty() {
         reason_phrase(resp.status)
     } else {
@@ -114,9 +177,14 @@ pub fn write_response_head(out: &mut Vec<u8>, resp: &ResponseHead<'_, '_>, ctx: 
     };
     write_status_line(out, resp.status, reason);
 
-    write_fields(out, resp.bytes, resp.headers, resp.names, |name| {
-        name != FieldName::ContentLength && !name.is_hop_by_hop()
+    write_fields(out, resp.bytes, resp.headers, resp.names, |header, name| {
+        name != FieldName::ContentLength
+            && !name.is_hop_by_hop()
+            && edits.is_none_or(|e| !e.replaces(header.name))
     });
+    if let Some(edits) = edits {
+        write_set_fields(out, edits);
+    }
 
     let interim = resp.status < 200;
     match (ctx.framing, resp.content_length) {
@@ -151,10 +219,7 @@ pub fn write_error_response(out: &mut Vec<u8>, status: u16, close: bool) {
     };
     write_status_line(out, status, reason);
     out.extend_from_slice(b"Content-Type: text/plain\r\n");
-    // Body: the status digits, a space, the reason and a newline.
-    let status_digits = status.checked_ilog10().unwrap_or(0) as usize + 1;
-    let body_len = status_digits + 1 + reason.len() + 1;
-    write_content_length(out, body_len as u64);
+    write_content_length(out, status_text_len(status, reason) as u64);
     if status == 503 {
         // The proxy answers 503 when no backend of the group is usable (health checks run
         // every few seconds) or when it is out of file descriptors for the moment: trying
@@ -165,10 +230,103 @@ pub fn write_error_response(out: &mut Vec<u8>, status: u16, close: bool) {
         out.extend_from_slice(b"Connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
+    push_status_text(out, status, reason);
+}
+
+/// How the proxy answers a request it answers itself (a route's redirect or fixed response,
+/// or a 404 when no route takes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalAnswer {
+    /// The connection stays open after the answer.
+    pub keep_alive: bool,
+    pub client_version: Version,
+    /// The request was HEAD: the head says the body's length, no body follows.
+    pub is_head: bool,
+}
+
+impl LocalAnswer {
+    fn write_connection(&self, out: &mut Vec<u8>) {
+        if !self.keep_alive {
+            out.extend_from_slice(b"Connection: close\r\n");
+        } else if self.client_version == Version::Http10 {
+            out.extend_from_slice(b"Connection: keep-alive\r\n");
+        }
+    }
+}
+
+/// Appends a route's fixed response: its status, its fields as configured, and its body.
+pub fn write_fixed_response(
+    out: &mut Vec<u8>,
+    status: u16,
+    fields: &[(String, String)],
+    body: &[u8],
+    answer: &LocalAnswer,
+) {
+    write_status_line(out, status, reason_phrase(status));
+    for (name, value) in fields {
+        write_field(out, name.as_bytes(), value.as_bytes());
+    }
+    // 204 and 304 have no body, and a 304's length would describe the resource.
+    if status != 204 && status != 304 {
+        write_content_length(out, body.len() as u64);
+    }
+    answer.write_connection(out);
+    out.extend_from_slice(b"\r\n");
+    if !answer.is_head {
+        out.extend_from_slice(body);
+    }
+}
+
+/// Appends a redirect with the Location `write_location` appends, and a one-line body.
+/// `false`, with nothing appended, when `write_location` wrote nothing and said so.
+pub fn write_redirect_response(
+    out: &mut Vec<u8>,
+    status: u16,
+    answer: &LocalAnswer,
+    write_location: impl FnOnce(&mut Vec<u8>) -> bool,
+) -> bool {
+    let start = out.len();
+    let reason = reason_phrase(status);
+    write_status_line(out, status, reason);
+    out.extend_from_slice(b"Location: ");
+    if !write_location(out) {
+        out.truncate(start);
+        return false;
+    }
+    out.extend_from_slice(b"\r\n");
+    write_status_text_body(out, status, reason, answer);
+    true
+}
+
+/// Appends the proxy's own 404, for a request no route takes.
+pub fn write_not_found_response(out: &mut Vec<u8>, answer: &LocalAnswer) {
+    let reason = reason_phrase(404);
+    write_status_line(out, 404, reason);
+    write_status_text_body(out, 404, reason, answer);
+}
+
+/// The rest of a head whose body is `STATUS REASON\n`, and that body.
+fn write_status_text_body(out: &mut Vec<u8>, status: u16, reason: &str, answer: &LocalAnswer) {
+    out.extend_from_slice(b"Content-Type: text/plain\r\n");
+    write_content_length(out, status_text_len(status, reason) as u64);
+    answer.write_connection(out);
+    out.extend_from_slice(b"\r\n");
+    if !answer.is_head {
+        push_status_text(out, status, reason);
+    }
+}
+
+/// The status digits, a space, the reason and a newline.
+fn push_status_text(out: &mut Vec<u8>, status: u16, reason: &str) {
     push_decimal(out, u64::from(status));
     out.push(b' ');
     out.extend_from_slice(reason.as_bytes());
     out.push(b'\n');
+}
+
+fn status_text_len(status: u16, reason: &str) -> usize {
+    let status_digits = status.checked_ilog10().unwrap_or(0) as usize + 1;
+    status_digits + 1 + reason.len() + 1
 }
 
 fn write_status_line(out: &mut Vec<u8>, status: u16, reason: &str) {
@@ -196,16 +354,17 @@ fn write_content_length(out: &mut Vec<u8>, length: u64) {
 /// Appends the fields whose name `keep` accepts, in their order. A run of adjacent kept fields
 /// whose lines end in CRLF is copied from the received `head` in one piece (a typical
 /// response is two or three such runs); any other line is written anew, with CRLF.
+#[inline(always)]
 fn write_fields(
     out: &mut Vec<u8>,
     head: &[u8],
     headers: &[Header<'_>],
     names: &[FieldName],
-    keep: impl Fn(FieldName) -> bool,
+    keep: impl Fn(&Header<'_>, FieldName) -> bool,
 ) {
     let mut run = 0..0;
     for (header, &name) in headers.iter().zip(names) {
-        if !keep(name) {
+        if !keep(header, name) {
             continue;
         }
         match crlf_line(head, header) {
@@ -230,6 +389,20 @@ fn crlf_line(head: &[u8], header: &Header<'_>) -> Option<Range<usize>> {
     let value_end = offset_in(head, header.value)? + header.value.len();
     let end = value_end + 2;
     (head.get(value_end..end)? == b"\r\n").then_some(start..end)
+}
+
+fn write_set_fields(out: &mut Vec<u8>, edits: &HeaderEdits) {
+    for (name, value) in &edits.set {
+        write_field(out, name.as_bytes(), value.as_bytes());
+    }
+}
+
+impl HeaderEdits {
+    /// Whether a received field named `name` is dropped: removed, or replaced by a set one.
+    fn replaces(&self, name: &str) -> bool {
+        self.remove.iter().any(|r| r.eq_ignore_ascii_case(name))
+            || self.set.iter().any(|(s, _)| s.eq_ignore_ascii_case(name))
+    }
 }
 
 fn write_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {

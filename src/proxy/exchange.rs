@@ -16,8 +16,8 @@ use crate::conns::Lane;
 use crate::fdlimit::Shortage;
 use crate::http::body::BodyProgress;
 use crate::http::{
-    BodyFraming, ResponseContext, Version, header_storage, parse_response, write_error_response,
-    write_response_head,
+    BodyFraming, ResponseContext, Version, header_storage, parse_response,
+    write_edited_response_head, write_error_response, write_response_head,
 };
 use crate::metrics::{Counter, Timeout};
 use crate::upstream::connect::{ConnectError, connect};
@@ -538,7 +538,10 @@ impl Session {
             upgrade: head.status == 101,
         };
         self.out.clear();
-        write_response_head(&mut self.out, &head, &context);
+        match super::response_edits(&self.ctx, self.listener, self.route) {
+            Some(edits) => write_edited_response_head(&mut self.out, &head, &context, edits),
+            None => write_response_head(&mut self.out, &head, &context),
+        }
         let status = head.status;
         let backend_keep_alive = head.keep_alive;
         let framing = head.body;
@@ -685,7 +688,7 @@ impl Session {
         request: &RequestInfo,
         err: UpstreamError,
     ) -> Next {
-        let keep_alive = request.keep_alive && request.body.is_done() && self.may_keep_alive();
+        let keep_alive = self.keeps_alive(request);
         self.answered(err.status());
         self.out.clear();
         write_error_response(&mut self.out, err.status(), !keep_alive);
@@ -701,7 +704,7 @@ impl Session {
 }
 
 /// How to close after a response that said `Connection: close`.
-fn close_after_answer(request: &RequestInfo) -> Next {
+pub(super) fn close_after_answer(request: &RequestInfo) -> Next {
     if !request.body.is_done() {
         // An early answer while the client still sends its body: read and discard the rest
         // for a while so closing does not reset the answer away.

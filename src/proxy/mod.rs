@@ -17,15 +17,18 @@ use std::time::Duration;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
 
+use crate::config::{HeaderEdits, RedirectAction, RespondAction, RouteAction};
 use crate::conns::{ConnSlot, Deadline, Lane};
 use crate::http::body::BodyProgress;
 use crate::http::{
-    ForwardContext, ParseError, Version, header_storage, parse_request, write_error_response,
-    write_request_head,
+    ForwardContext, LocalAnswer, ParseError, RequestHead, RouteForward, Version, header_storage,
+    parse_request, write_error_response, write_fixed_response, write_not_found_response,
+    write_redirect_response, write_request_head, write_routed_request_head,
 };
 use crate::metrics::Timeout;
+use crate::route::{RouteRequest, RouteTable};
 use crate::upstream::balance::key_hash;
-use crate::worker::{DrainPhase, WorkerCtx};
+use crate::worker::{DrainPhase, ListenerRouting, WorkerCtx};
 pub(crate) use buffer::RECV_BUFFER;
 use buffer::{CLIENT_RECV_BUFFER, ReadError, RecvBuf};
 use io::RateFloor;
@@ -42,6 +45,12 @@ const LINGER_BYTES: usize = 1 << 20;
 /// come then is a request the client sent before our FIN reached it, so within a round trip;
 /// closing with it unread, or before it arrives, would answer it with a reset.
 pub(crate) const HALF_CLOSE_LINGER: Duration = Duration::from_millis(500);
+
+/// The scheme of the URL a client used on the listeners: for `X-Forwarded-Proto` and for
+/// redirects that keep the request's scheme.
+const LISTENER_SCHEME: &str = "http";
+/// `Session::route` while the current request is answered by the proxy itself.
+const ANSWERED_HERE: u32 = u32::MAX;
 
 /// What happens to the client connection after an exchange.
 pub(crate) enum Next {
@@ -78,9 +87,14 @@ pub(crate) struct Session {
     peer: SocketAddr,
     /// The client's IP as text, for X-Forwarded-For: formatted once per connection.
     peer_addr: Box<str>,
-    /// The upstream group's index (u32: packed beside `client_fd`, the task stays in
-    /// mimalloc's 1,792-byte size class; a config file cannot name 2^32 groups).
+    /// The current request's upstream group, and the route of the listener's table that
+    /// took it (`ANSWERED_HERE`: none that proxies). u32s (a config file cannot name 2^32
+    /// groups), packed with `client_fd`, `listener` and `requests`: the task stays in
+    /// mimalloc's 1,792-byte size class.
     group: u32,
+    route: u32,
+    /// The listener's index in `WorkerCtx::listeners` (fewer than 2^16, `WorkerCtx::new`).
+    listener: u16,
     slot: ConnSlot,
     client_fd: RawFd,
     /// Bytes from the client: request heads, bodies, pipelined requests. Small while the
@@ -93,10 +107,10 @@ pub(crate) struct Session {
     out: Vec<u8>,
     /// The rate floor's credit (`RateFloor`) left once `read_body_start` has read the start
     /// of the current request's body, in whole milliseconds: the rest of the body streams on
-    /// with it. Packed with `requests` (u32, saturating: only whether one was served
-    /// matters), the task stays in mimalloc's 1,792-byte size class.
+    /// with it.
     body_credit_ms: u32,
-    requests: u32,
+    /// Requests read so far (saturating: only whether one was served matters).
+    requests: u16,
 }
 
 /// Serves one accepted client connection until it closes.
@@ -109,7 +123,7 @@ pub fn serve_connection<S>(
     client: S,
     client_fd: RawFd,
     peer: SocketAddr,
-    group: usize,
+    listener: usize,
     slot: ConnSlot,
 ) -> impl Future<Output = ()>
 where
@@ -119,7 +133,9 @@ where
         ctx,
         peer,
         peer_addr: peer.ip().to_string().into_boxed_str(),
-        group: group as u32,
+        group: 0,
+        route: 0,
+        listener: listener as u16,
         slot,
         client_fd,
         recv: RecvBuf::with_capacity(CLIENT_RECV_BUFFER),
@@ -259,7 +275,9 @@ impl Session {
     }
 
     /// Reads and parses the next request head, rewrites it for the backend into `out`, and
-    /// appends the body bytes that came with it. `Err` carries how to end the connection.
+    /// appends the body bytes that came with it. `Err` carries what follows a request that
+    /// goes to no backend: how to end the connection, or `KeepAlive` after the proxy's own
+    /// answer (a redirect, a fixed response, a 404).
     async fn read_request<S: AsyncReadRent + AsyncWriteRent>(
         &mut self,
         client: &mut S,
@@ -272,6 +290,12 @@ impl Session {
             (self.requests == 0).then(|| self.ctx.conns.now() + timeouts.client_header);
         loop {
             match self.parse_request_head() {
+                // Answered by the proxy itself: sent here, on a path boxed as a connection's
+                // other cold paths are (see `serve_connection`).
+                Ok(Some(request)) if self.route == ANSWERED_HERE => {
+                    self.requests = self.requests.saturating_add(1);
+                    return Err(Box::pin(self.send_answer(client, &request)).await);
+                }
                 Ok(Some(request)) => return Ok(request),
                 Ok(None) => {}
                 Err(reject) => {
@@ -322,43 +346,40 @@ impl Session {
         }
     }
 
-    /// Parses a complete head from `recv` if there is one, and prepares the backend request.
+    /// Parses a complete head from `recv` if there is one, routes it, and prepares the
+    /// backend request or, for a route that answers itself (or none), the answer.
     fn parse_request_head(&mut self) -> Result<Option<RequestInfo>, Reject> {
         let mut storage = header_storage();
-        let Some(head) = parse_request(self.recv.data(), &mut storage, &self.ctx.head_limits)
+        let (recv, mut writer) = self.split_for_head();
+        let Some(head) = parse_request(recv.data(), &mut storage, &writer.ctx.head_limits)
             .map_err(Reject::from)?
         else {
             return Ok(None);
         };
-        let group = self.ctx.upstreams.group(self.group as usize);
-        let key_hash = group
-            .hash_key
-            .as_ref()
-            .map_or(0, |key| key_hash(key, self.peer.ip(), head.headers));
-        let forward = ForwardContext {
-            client_addr: &self.peer_addr,
-            proto: "http",
-            forwarded: self.ctx.config.forwarded,
-            // An HTTP/1.0 request may come without Host; like nginx, name the upstream.
-            default_host: &group.name,
-        };
-        let exchange_buffers = &self.ctx.buffers.exchange;
-        exchange_buffers.prepare(&mut self.out, &mut self.upstream_recv);
-        write_request_head(&mut self.out, &head, &forward);
-        let request = RequestInfo {
+        let head_len = head.head_len();
+        let next_request_sent = recv.len() > head_len;
+        let routed = writer.route(&head, next_request_sent)?;
+        let mut request = RequestInfo {
             version: head.version,
             keep_alive: head.keep_alive,
             is_head: head.is_head,
             idempotent: head.idempotent,
             expect_continue: head.expect_continue,
             upgrade: head.upgrade.is_some(),
-            key_hash,
+            key_hash: 0,
             body: BodyProgress::new(head.body),
             sent_whole: false,
         };
-        let head_len = head.head_len();
         self.recv.consume(head_len);
-        let mut request = request;
+        match routed {
+            Routed::Forwarded { key_hash } => request.key_hash = key_hash,
+            Routed::Answered => {
+                // Its body, if any, is not read (the connection closes after the answer).
+                request.expect_continue = false;
+                request.upgrade = false;
+                return Ok(Some(request));
+            }
+        }
         let (prefix, _) = request
             .body
             .advance(self.recv.data_mut(), false)
@@ -369,16 +390,50 @@ impl Session {
         Ok(Some(request))
     }
 
+    /// `recv`, and what a head borrowing it is routed and written with.
+    fn split_for_head(&mut self) -> (&RecvBuf, HeadWriter<'_>) {
+        let writer = HeadWriter {
+            ctx: &self.ctx,
+            peer: &self.peer,
+            peer_addr: &self.peer_addr,
+            listener: self.listener,
+            group: &mut self.group,
+            route: &mut self.route,
+            out: &mut self.out,
+            upstream_recv: &mut self.upstream_recv,
+        };
+        (&self.recv, writer)
+    }
+
+    /// Sends the answer `HeadWriter::answer` wrote.
+    async fn send_answer<S: AsyncWriteRent>(
+        &mut self,
+        client: &mut S,
+        request: &RequestInfo,
+    ) -> Next {
+        // The same decision `HeadWriter::answer` wrote into the head: nothing came in since.
+        let keep_alive = self.keeps_alive(request);
+        if self.write_out(client).await.is_err() {
+            return Next::Close;
+        }
+        if keep_alive {
+            Next::KeepAlive
+        } else {
+            exchange::close_after_answer(request)
+        }
+    }
+
+    /// Whether the connection stays open after answering `request` now.
+    pub(crate) fn keeps_alive(&self, request: &RequestInfo) -> bool {
+        request.keep_alive && request.body.is_done() && self.may_keep_alive()
+    }
+
     /// Whether the connection may stay open after the response being prepared. While the
     /// worker drains, only to answer a next request the client has already sent (pipelined)
     /// before the grace ends: `Connection: close` tells the client in time, where closing an
     /// idle connection later would race its next request.
     pub(crate) fn may_keep_alive(&self) -> bool {
-        match self.ctx.drain_phase() {
-            DrainPhase::Serving => true,
-            DrainPhase::Grace => !self.recv.is_empty(),
-            DrainPhase::Closing => false,
-        }
+        keep_alive_allowed(&self.ctx, !self.recv.is_empty())
     }
 
     /// Answers with an error status. `request_unread` says the client may still be sending
@@ -401,6 +456,187 @@ impl Session {
         } else {
             Next::Close
         }
+    }
+}
+
+/// See `Session::may_keep_alive`.
+fn keep_alive_allowed(ctx: &WorkerCtx, next_request_sent: bool) -> bool {
+    match ctx.drain_phase() {
+        DrainPhase::Serving => true,
+        DrainPhase::Grace => next_request_sent,
+        DrainPhase::Closing => false,
+    }
+}
+
+/// A session's parts a request head is routed and written with, while the head borrows the
+/// receive buffer.
+struct HeadWriter<'s> {
+    ctx: &'s WorkerCtx,
+    peer: &'s SocketAddr,
+    peer_addr: &'s str,
+    listener: u16,
+    group: &'s mut u32,
+    route: &'s mut u32,
+    out: &'s mut Vec<u8>,
+    upstream_recv: &'s mut RecvBuf,
+}
+
+impl HeadWriter<'_> {
+    /// Routes `head` through its listener's table and writes what follows into `out`: the
+    /// head to forward or the proxy's own answer.
+    #[inline(always)]
+    fn route(
+        &mut self,
+        head: &RequestHead<'_, '_>,
+        next_request_sent: bool,
+    ) -> Result<Routed, Reject> {
+        match &self.ctx.listeners[self.listener as usize] {
+            ListenerRouting::Upstream { group } => {
+                *self.route = 0;
+                *self.group = *group;
+                Ok(self.forward(head, *group as usize, None))
+            }
+            ListenerRouting::Routes { table, groups } => {
+                self.route_through(table, groups, head, next_request_sent)
+            }
+        }
+    }
+
+    /// `route` for a listener with a route table.
+    #[inline(never)]
+    fn route_through(
+        &mut self,
+        table: &RouteTable,
+        groups: &[u32],
+        head: &RequestHead<'_, '_>,
+        next_request_sent: bool,
+    ) -> Result<Routed, Reject> {
+        let ctx = self.ctx;
+        // Held until the request is written: it holds the normalised path forwarded.
+        let mut scratch = ctx.route_scratch.borrow_mut();
+        let found = table
+            .find(&RouteRequest::of(head), &mut scratch)
+            .map_err(|_| Reject { status: 400 })?;
+        let local = match found.map(|route| (route, &route.action)) {
+            Some((route, RouteAction::Proxy(action))) => {
+                *self.route = route.index as u32;
+                let forward = RouteForward {
+                    action,
+                    normalized_path: scratch.normalized_path(),
+                };
+                *self.group = groups[route.index];
+                return Ok(self.forward(head, *self.group as usize, Some(&forward)));
+            }
+            Some((_, RouteAction::Redirect(redirect))) => Local::Redirect(redirect),
+            Some((_, RouteAction::Respond(respond))) => Local::Respond(respond),
+            None => Local::NotFound,
+        };
+        *self.route = ANSWERED_HERE;
+        self.answer(head, local, next_request_sent)?;
+        Ok(Routed::Answered)
+    }
+
+    /// Writes the head to send to the backend.
+    #[inline(always)]
+    fn forward(
+        &mut self,
+        head: &RequestHead<'_, '_>,
+        group: usize,
+        route: Option<&RouteForward<'_>>,
+    ) -> Routed {
+        let ctx = self.ctx;
+        let group = ctx.upstreams.group(group);
+        let key_hash = group
+            .hash_key
+            .as_ref()
+            .map_or(0, |key| key_hash(key, self.peer.ip(), head.headers));
+        let forward = ForwardContext {
+            client_addr: self.peer_addr,
+            proto: LISTENER_SCHEME,
+            forwarded: ctx.config.forwarded,
+            // An HTTP/1.0 request may come without Host; like nginx, name the upstream.
+            default_host: &group.name,
+        };
+        ctx.buffers.exchange.prepare(self.out, self.upstream_recv);
+        match route {
+            Some(route) => write_routed_request_head(self.out, head, &forward, route),
+            None => write_request_head(self.out, head, &forward),
+        }
+        Routed::Forwarded { key_hash }
+    }
+
+    /// Writes the proxy's own answer (sent by `Session::send_answer`). A request with a body
+    /// is answered, then the connection closes (after reading what still comes): its body
+    /// is not read just to keep the connection.
+    fn answer(
+        &mut self,
+        head: &RequestHead<'_, '_>,
+        local: Local<'_>,
+        next_request_sent: bool,
+    ) -> Result<(), Reject> {
+        let body = BodyProgress::new(head.body);
+        let answer = LocalAnswer {
+            keep_alive: head.keep_alive
+                && body.is_done()
+                && keep_alive_allowed(self.ctx, next_request_sent),
+            client_version: head.version,
+            is_head: head.is_head,
+        };
+        self.ctx
+            .buffers
+            .exchange
+            .prepare(self.out, self.upstream_recv);
+        let out = &mut *self.out;
+        match local {
+            Local::NotFound => write_not_found_response(out, &answer),
+            Local::Respond(respond) => write_fixed_response(
+                out,
+                respond.status,
+                &respond.headers,
+                respond.body.as_bytes(),
+                &answer,
+            ),
+            Local::Redirect(redirect) => {
+                let written = write_redirect_response(out, redirect.status, &answer, |out| {
+                    redirect.write_location(LISTENER_SCHEME, head.host, head.path, out)
+                });
+                // The Location needs the request's host, and an HTTP/1.0 request sent none.
+                if !written {
+                    return Err(Reject { status: 400 });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What `HeadWriter::route` wrote into `out`.
+enum Routed {
+    /// The head to send to the backend; the request's hash for `balance = "hash"`.
+    Forwarded { key_hash: u64 },
+    /// The proxy's own answer.
+    Answered,
+}
+
+/// What the proxy answers itself, for a request no proxy route takes.
+enum Local<'t> {
+    NotFound,
+    Redirect(&'t RedirectAction),
+    Respond(&'t RespondAction),
+}
+
+/// A proxy route's response header edits for the current request of `listener`, if it has
+/// any (`route` as in `Session`).
+pub(crate) fn response_edits(ctx: &WorkerCtx, listener: u16, route: u32) -> Option<&HeaderEdits> {
+    let ListenerRouting::Routes { table, .. } = &ctx.listeners[listener as usize] else {
+        return None;
+    };
+    match &table.routes().get(route as usize)?.action {
+        RouteAction::Proxy(action) => {
+            let edits = &action.response_headers;
+            (!edits.set.is_empty() || !edits.remove.is_empty()).then_some(edits)
+        }
+        _ => None,
     }
 }
 

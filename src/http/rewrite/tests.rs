@@ -472,3 +472,121 @@ fn decimal_formatting() {
         assert_eq!(out, value.to_string().as_bytes());
     }
 }
+
+fn edits(set: &[(&str, &str)], remove: &[&str]) -> HeaderEdits {
+    HeaderEdits {
+        set: set
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect(),
+        remove: remove.iter().map(|n| (*n).to_owned()).collect(),
+    }
+}
+
+#[test]
+fn routed_request_gets_the_routes_target_and_header_edits_in_one_pass() {
+    let action = ProxyAction {
+        upstream: "app".to_owned(),
+        path_rewrite: Some(crate::config::PathRewrite::Strip("/api".to_owned())),
+        request_headers: edits(&[("X-Route", "api")], &["cookie"]),
+        response_headers: HeaderEdits::default(),
+    };
+    let route = RouteForward {
+        action: &action,
+        normalized_path: Some(b"/api/users"),
+    };
+    let request = "GET /api//users?q=1 HTTP/1.1\r\nHost: h\r\nCookie: a\r\nx-route: forged\r\n\
+                   Accept: */*\r\n\r\n";
+    let mut storage = header_storage();
+    let head = parse_request(request.as_bytes(), &mut storage, &LIMITS)
+        .unwrap()
+        .unwrap();
+    let mut out = Vec::new();
+    write_routed_request_head(&mut out, &head, &context(NO_FORWARDED), &route);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "GET /users?q=1 HTTP/1.1\r\nHost: h\r\nAccept: */*\r\nX-Route: api\r\n\r\n"
+    );
+}
+
+#[test]
+fn edited_response_drops_removed_and_replaced_fields_but_not_on_interim_responses() {
+    let ctx = ResponseContext {
+        client_version: Version::Http11,
+        keep_alive: true,
+        framing: BodyFraming::Length(0),
+        upgrade: false,
+    };
+    let edits = edits(&[("Cache-Control", "no-store")], &["server"]);
+    let relay = |response: &str| {
+        let mut storage = header_storage();
+        let head = parse_response(response.as_bytes(), &mut storage, 8192, false)
+            .unwrap()
+            .unwrap();
+        let ctx = ResponseContext {
+            framing: head.body,
+            ..ctx
+        };
+        let mut out = Vec::new();
+        write_edited_response_head(&mut out, &head, &ctx, &edits);
+        String::from_utf8(out).unwrap()
+    };
+    assert_eq!(
+        relay(
+            "HTTP/1.1 200 OK\r\nServer: x\r\ncache-control: public\r\nX-A: 1\r\n\
+             Content-Length: 0\r\n\r\n"
+        ),
+        "HTTP/1.1 200 OK\r\nX-A: 1\r\nCache-Control: no-store\r\nContent-Length: 0\r\n\r\n"
+    );
+    assert_eq!(
+        relay("HTTP/1.1 103 Early Hints\r\nServer: x\r\n\r\n"),
+        "HTTP/1.1 103 Early Hints\r\nServer: x\r\n\r\n"
+    );
+}
+
+#[test]
+fn local_answers_say_their_length_and_omit_the_body_for_head() {
+    let answer = LocalAnswer {
+        keep_alive: true,
+        client_version: Version::Http11,
+        is_head: false,
+    };
+    let mut out = Vec::new();
+    write_fixed_response(&mut out, 200, &[("X-A".into(), "1".into())], b"ok", &answer);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 2\r\n\r\nok"
+    );
+    let head_close = LocalAnswer {
+        keep_alive: false,
+        is_head: true,
+        ..answer
+    };
+    let mut out = Vec::new();
+    write_not_found_response(&mut out, &head_close);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 14\r\n\
+         Connection: close\r\n\r\n"
+    );
+    let mut out = b"kept|".to_vec();
+    assert!(!write_redirect_response(&mut out, 308, &answer, |out| {
+        out.extend_from_slice(b"partial");
+        false
+    }));
+    assert_eq!(out, b"kept|");
+    let http10 = LocalAnswer {
+        client_version: Version::Http10,
+        ..answer
+    };
+    assert!(write_redirect_response(&mut out, 301, &http10, |out| {
+        out.extend_from_slice(b"https://a/");
+        true
+    }));
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "kept|HTTP/1.1 301 Moved Permanently\r\nLocation: https://a/\r\n\
+         Content-Type: text/plain\r\nContent-Length: 22\r\nConnection: keep-alive\r\n\r\n\
+         301 Moved Permanently\n"
+    );
+}
