@@ -129,11 +129,17 @@ pub fn serve_connection<S>(
 where
     S: AsyncReadRent + AsyncWriteRent + Split,
 {
+    // A plain listener's group from the start: a request refused before it is routed
+    // (a parse error) is counted under it, as before routing existed.
+    let group = match &ctx.listeners[listener] {
+        ListenerRouting::Upstream { group } => *group,
+        ListenerRouting::Routes { .. } => ListenerRouting::NOT_PROXIED,
+    };
     let mut session = Session {
         ctx,
         peer,
         peer_addr: peer.ip().to_string().into_boxed_str(),
-        group: 0,
+        group,
         route: 0,
         listener: listener as u16,
         slot,
@@ -491,11 +497,8 @@ impl HeadWriter<'_> {
         next_request_sent: bool,
     ) -> Result<Routed, Reject> {
         match &self.ctx.listeners[self.listener as usize] {
-            ListenerRouting::Upstream { group } => {
-                *self.route = 0;
-                *self.group = *group;
-                Ok(self.forward(head, *group as usize, None))
-            }
+            // `group` and `route` (0) were set when the connection started.
+            ListenerRouting::Upstream { group } => Ok(self.forward(head, *group as usize, None)),
             ListenerRouting::Routes { table, groups } => {
                 self.route_through(table, groups, head, next_request_sent)
             }
@@ -511,6 +514,8 @@ impl HeadWriter<'_> {
         head: &RequestHead<'_, '_>,
         next_request_sent: bool,
     ) -> Result<Routed, Reject> {
+        // Until a proxy route takes it, the request counts under no group (metrics).
+        *self.group = ListenerRouting::NOT_PROXIED;
         let ctx = self.ctx;
         // Held until the request is written: it holds the normalised path forwarded.
         let mut scratch = ctx.route_scratch.borrow_mut();
