@@ -391,6 +391,15 @@ impl ListenerRouting {
 
     /// The listener's routing, with upstream names resolved to group indices once.
     fn new(table: Arc<RouteTable>, upstreams: &Upstreams) -> Result<Self, String> {
+        // A connection names the route that took its request in a u16 (the task's size).
+        if table.routes().len() >= usize::from(u16::MAX) {
+            return Err(format!(
+                "route table {:?}: {} routes, at most {}",
+                table.name().unwrap_or_default(),
+                table.routes().len(),
+                u16::MAX - 1
+            ));
+        }
         let mut groups = Vec::with_capacity(table.routes().len());
         for route in table.routes() {
             let group = match &route.action {

@@ -538,7 +538,7 @@ impl Session {
             upgrade: head.status == 101,
         };
         self.out.clear();
-        match super::response_edits(&self.ctx, self.listener, self.route) {
+        match super::response_edits(&self.ctx, self.slot.listener(), self.route) {
             Some(edits) => write_edited_response_head(&mut self.out, &head, &context, edits),
             None => write_response_head(&mut self.out, &head, &context),
         }

@@ -50,7 +50,7 @@ pub(crate) const HALF_CLOSE_LINGER: Duration = Duration::from_millis(500);
 /// redirects that keep the request's scheme.
 const LISTENER_SCHEME: &str = "http";
 /// `Session::route` while the current request is answered by the proxy itself.
-const ANSWERED_HERE: u32 = u32::MAX;
+const ANSWERED_HERE: u16 = u16::MAX;
 
 /// What happens to the client connection after an exchange.
 pub(crate) enum Next {
@@ -87,14 +87,13 @@ pub(crate) struct Session {
     peer: SocketAddr,
     /// The client's IP as text, for X-Forwarded-For: formatted once per connection.
     peer_addr: Box<str>,
-    /// The current request's upstream group, and the route of the listener's table that
-    /// took it (`ANSWERED_HERE`: none that proxies). u32s (a config file cannot name 2^32
-    /// groups), packed with `client_fd`, `listener` and `requests`: the task stays in
-    /// mimalloc's 1,792-byte size class.
+    /// The current request's upstream group (u32: a config file cannot name 2^32 groups).
     group: u32,
-    route: u32,
-    /// The listener's index in `WorkerCtx::listeners` (fewer than 2^16, `WorkerCtx::new`).
-    listener: u16,
+    /// The route of the listener's table (the listener is the slot's) that took the current
+    /// request; `ANSWERED_HERE`: none that proxies. u16 (`ListenerRouting::new` refuses
+    /// larger tables), packed with `requests`, `group`, `client_fd` and `body_credit_ms`:
+    /// the task stays in mimalloc's 1,792-byte size class.
+    route: u16,
     slot: ConnSlot,
     client_fd: RawFd,
     /// Bytes from the client: request heads, bodies, pipelined requests. Small while the
@@ -141,7 +140,6 @@ where
         peer_addr: peer.ip().to_string().into_boxed_str(),
         group,
         route: 0,
-        listener: listener as u16,
         slot,
         client_fd,
         recv: RecvBuf::with_capacity(CLIENT_RECV_BUFFER),
@@ -402,7 +400,7 @@ impl Session {
             ctx: &self.ctx,
             peer: &self.peer,
             peer_addr: &self.peer_addr,
-            listener: self.listener,
+            listener: self.slot.listener(),
             group: &mut self.group,
             route: &mut self.route,
             out: &mut self.out,
@@ -480,9 +478,9 @@ struct HeadWriter<'s> {
     ctx: &'s WorkerCtx,
     peer: &'s SocketAddr,
     peer_addr: &'s str,
-    listener: u16,
+    listener: usize,
     group: &'s mut u32,
-    route: &'s mut u32,
+    route: &'s mut u16,
     out: &'s mut Vec<u8>,
     upstream_recv: &'s mut RecvBuf,
 }
@@ -496,7 +494,7 @@ impl HeadWriter<'_> {
         head: &RequestHead<'_, '_>,
         next_request_sent: bool,
     ) -> Result<Routed, Reject> {
-        match &self.ctx.listeners[self.listener as usize] {
+        match &self.ctx.listeners[self.listener] {
             // `group` and `route` (0) were set when the connection started.
             ListenerRouting::Upstream { group } => Ok(self.forward(head, *group as usize, None)),
             ListenerRouting::Routes { table, groups } => {
@@ -524,7 +522,7 @@ impl HeadWriter<'_> {
             .map_err(|_| Reject { status: 400 })?;
         let local = match found.map(|route| (route, &route.action)) {
             Some((route, RouteAction::Proxy(action))) => {
-                *self.route = route.index as u32;
+                *self.route = route.index as u16;
                 let forward = RouteForward {
                     action,
                     normalized_path: scratch.normalized_path(),
@@ -632,8 +630,8 @@ enum Local<'t> {
 
 /// A proxy route's response header edits for the current request of `listener`, if it has
 /// any (`route` as in `Session`).
-pub(crate) fn response_edits(ctx: &WorkerCtx, listener: u16, route: u32) -> Option<&HeaderEdits> {
-    let ListenerRouting::Routes { table, .. } = &ctx.listeners[listener as usize] else {
+pub(crate) fn response_edits(ctx: &WorkerCtx, listener: usize, route: u16) -> Option<&HeaderEdits> {
+    let ListenerRouting::Routes { table, .. } = &ctx.listeners[listener] else {
         return None;
     };
     match &table.routes().get(route as usize)?.action {
