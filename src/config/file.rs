@@ -76,7 +76,7 @@
 //! [routes.main]           # a route table; any number; the name as for upstream groups.
 //!                         # Listeners name it (routes = "main"), several may share it;
 //!                         # a table no listener names is an error
-//! [[routes.main.route]]   # at least one; the FIRST route, in file order, whose
+//! [[routes.main.route]]   # at least one, at most 65,534; the FIRST route, in file order, whose
 //!                         # conditions all hold takes the request (not the most
 //!                         # specific one); none: 404 from the proxy
 //! # Conditions; an omitted one holds for every request:
