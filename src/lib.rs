@@ -5,7 +5,8 @@
 //! with `http` (pure, no I/O) and reaches backends through `upstream` (balancing, pools).
 //! `route` (pure) compiles route tables and finds a request's route; it is not on the
 //! request path yet. Workers count into `metrics` (per-worker blocks, no contention); the
-//! `admin` thread serves them.
+//! `admin` thread serves them. On a TLS listener, `tls` does the handshake first and hands
+//! `proxy` the decrypted stream.
 
 pub mod admin;
 pub mod clock;
@@ -19,5 +20,6 @@ pub mod plural;
 pub mod proxy;
 pub mod route;
 pub mod server;
+pub mod tls;
 pub mod upstream;
 pub mod worker;

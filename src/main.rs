@@ -5,14 +5,16 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::SystemTime;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
 use roff::{Roff, bold, italic, roman};
 
-use ringproxy::config::{self, Config};
+use ringproxy::config::{self, Config, ConfigErrors, TlsConfig};
 use ringproxy::plural::count;
 use ringproxy::server::{self, Placement};
+use ringproxy::tls;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -78,7 +80,7 @@ enum Command {
 #[derive(Args, Debug)]
 struct RunArgs {
     /// Configuration file (TOML). See README.md for the format.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["listen", "upstream"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["listen", "upstream", "tls_cert"])]
     config: Option<PathBuf>,
     /// Validate the configuration file and exit.
     #[arg(long, requires = "config")]
@@ -89,6 +91,13 @@ struct RunArgs {
     /// Backend address (repeatable); requests are spread round robin.
     #[arg(long, value_name = "ADDR", value_parser = config::parse_backend_address)]
     upstream: Vec<SocketAddr>,
+    /// Serve HTTPS on every --listen address with this certificate chain (PEM); needs
+    /// --tls-key.
+    #[arg(long, value_name = "FILE", requires_all = ["tls_key", "listen"])]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert: RSA, ECDSA or Ed25519.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Number of worker threads (default: one per listed or available cpu).
     #[arg(long, value_name = "N", value_parser = workers_in_range())]
     workers: Option<usize>,
@@ -140,6 +149,15 @@ fn run(cli: &RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Certificates are read (and checked against the clock) at --check and at start alike.
+    let tls = tls::load(&config, SystemTime::now());
+    for warning in &tls.warnings {
+        eprintln!("{warning}");
+    }
+    if !tls.errors.is_empty() {
+        eprintln!("{}", ConfigErrors(tls.errors));
+        return ExitCode::from(2);
+    }
     if cli.check {
         let mut counts = vec![
             count(config.listeners.len(), "listener"),
@@ -156,7 +174,7 @@ fn run(cli: &RunArgs) -> ExitCode {
         println!("config OK: {}", counts.join(", "));
         return ExitCode::SUCCESS;
     }
-    match server::run(config, placement) {
+    match server::run(config, placement, tls.listeners) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("ringproxy: {message}");
@@ -205,7 +223,26 @@ fn config_from_flags(cli: &RunArgs) -> Result<Config, String> {
     if !errors.is_empty() {
         return Err(errors.join("\n"));
     }
-    Ok(Config::for_cli(cli.listen.clone(), cli.upstream.clone()))
+    let mut config = Config::for_cli(cli.listen.clone(), cli.upstream.clone());
+    if let (Some(cert), Some(key)) = (&cli.tls_cert, &cli.tls_key) {
+        serve_tls_from_flags(&mut config, cert, key);
+    }
+    Ok(config)
+}
+
+/// `--tls-cert` and `--tls-key`: every listener serves HTTPS with that certificate; a problem
+/// with the files is reported against the flags.
+fn serve_tls_from_flags(config: &mut Config, cert: &std::path::Path, key: &std::path::Path) {
+    for (index, listener) in config.listeners.iter_mut().enumerate() {
+        let setting = format!("listener[{index}].tls");
+        config
+            .origin
+            .set_by_flag(&format!("{setting}.cert"), "--tls-cert");
+        config
+            .origin
+            .set_by_flag(&format!("{setting}.key"), "--tls-key");
+        listener.tls = Some(TlsConfig::single(cert.into(), key.into(), setting));
+    }
 }
 
 /// The error for the first of `addresses` that clashes with one given before it.

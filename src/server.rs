@@ -17,6 +17,7 @@ use crate::fdlimit::{self, WorkerShare};
 use crate::listen::bind_reuseport;
 use crate::metrics::{Labels, Metrics};
 use crate::plural::count;
+use crate::tls::TlsListeners;
 use crate::upstream::health::{HealthTable, spawn_checker};
 use crate::upstream::load::LoadBoard;
 use crate::worker::{Driver, WorkerEvent, WorkerPlan, run_worker};
@@ -119,7 +120,8 @@ pub fn available_cpus() -> Result<Vec<usize>, String> {
 
 /// Runs the proxy until a shutdown signal has been handled. `Err` is a start-up failure or
 /// a worker that died, described for the user.
-pub fn run(config: Config, placement: Placement) -> Result<(), String> {
+/// `tls` holds, per listener, the certificates `tls::load` read.
+pub fn run(config: Config, placement: Placement, tls: TlsListeners) -> Result<(), String> {
     if let Some(warning) = placement.crowding() {
         eprintln!("ringproxy: warning: {warning}");
     }
@@ -179,6 +181,7 @@ pub fn run(config: Config, placement: Placement) -> Result<(), String> {
             listeners,
             routes: routes.clone(),
             config: config.clone(),
+            tls: tls.clone(),
             health: health.clone(),
             load: load.clone(),
             fds,
@@ -240,10 +243,17 @@ pub fn run(config: Config, placement: Placement) -> Result<(), String> {
         .iter()
         .zip(bound.iter().map(|b| b.local_addr))
     {
+        let scheme = if listener.tls.is_some() {
+            " (https)"
+        } else {
+            ""
+        };
         match &listener.routes {
-            Some(table) => eprintln!("ringproxy: listening on {addr} -> routes \"{table}\""),
+            Some(table) => {
+                eprintln!("ringproxy: listening on {addr}{scheme} -> routes \"{table}\"")
+            }
             None => eprintln!(
-                "ringproxy: listening on {addr} -> upstream \"{}\"",
+                "ringproxy: listening on {addr}{scheme} -> upstream \"{}\"",
                 listener.upstream
             ),
         }

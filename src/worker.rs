@@ -28,6 +28,7 @@ use crate::metrics::{Counter, Metrics, WorkerMetrics};
 use crate::proxy;
 use crate::proxy::buffer::Buffers;
 use crate::route::{RouteTable, Scratch};
+use crate::tls::{self, TlsListeners};
 use crate::upstream::Upstreams;
 use crate::upstream::health::HealthTable;
 use crate::upstream::load::{LoadBoard, LoadView};
@@ -89,6 +90,8 @@ pub struct WorkerPlan {
     /// Each listener's compiled route table (`route::listener_tables`), in config order.
     pub routes: Vec<Arc<RouteTable>>,
     pub config: Arc<Config>,
+    /// Per listener, in config order: the certificates and ticket keys every worker shares.
+    pub tls: TlsListeners,
     /// Backend health, shared by all workers and the checker thread.
     pub health: Arc<HealthTable>,
     /// Per-core in-flight counts per backend, read by every worker.
@@ -224,7 +227,13 @@ async fn serve(mut plan: WorkerPlan, driver: Driver) {
             Ok(listener) => listener,
             Err(e) => return report_failure(&plan, format!("cannot register listener: {e}")),
         };
-        accept_loops.push(monoio::spawn(accept_loop(ctx.clone(), listener, index)));
+        let tls = ctx.schemes.get(index).and_then(|scheme| scheme.tls.clone());
+        accept_loops.push(monoio::spawn(accept_loop(
+            ctx.clone(),
+            listener,
+            index,
+            tls,
+        )));
     }
     monoio::spawn(housekeeping(ctx.clone()));
     monoio::spawn(sweep_deadlines(ctx.clone()));
@@ -243,7 +252,13 @@ async fn serve(mut plan: WorkerPlan, driver: Driver) {
 
 /// Accepts clients while the worker has room for them (see `fdlimit`); at its share, a new
 /// client gets a 503 at once rather than a wait in the listen queue with nobody to answer.
-async fn accept_loop(ctx: Rc<WorkerCtx>, listener: monoio::net::TcpListener, index: usize) {
+/// `tls`: the worker's TLS config for the listener, if it terminates TLS.
+async fn accept_loop(
+    ctx: Rc<WorkerCtx>,
+    listener: monoio::net::TcpListener,
+    index: usize,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) {
     let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
         match listener.accept().await {
@@ -251,13 +266,22 @@ async fn accept_loop(ctx: Rc<WorkerCtx>, listener: monoio::net::TcpListener, ind
                 backoff = ACCEPT_BACKOFF_MIN;
                 ctx.metrics.count(Counter::Accepted);
                 if !ctx.admit_client() {
-                    ctx.refuse(&stream);
+                    ctx.refuse(&stream, tls.is_some());
                     continue;
                 }
                 let fd = stream.as_raw_fd();
                 let slot = ctx.conns.register(fd, index);
-                let conn = proxy::serve_connection(ctx.clone(), stream, fd, peer, index, slot);
-                monoio::spawn(conn);
+                match tls.clone() {
+                    None => {
+                        let conn =
+                            proxy::serve_connection(ctx.clone(), stream, fd, peer, index, slot);
+                        monoio::spawn(conn);
+                    }
+                    Some(tls) => {
+                        let conn = tls::serve_tls(ctx.clone(), stream, fd, peer, index, slot, tls);
+                        monoio::spawn(conn);
+                    }
+                }
             }
             Err(_) if ctx.global_shutdown.load(Ordering::Acquire) => break,
             // The client gave up before we took it: nothing is short.
@@ -429,6 +453,39 @@ impl ListenerRouting {
     }
 }
 
+/// How a listener's clients connect: plain HTTP, or TLS with the worker's own config.
+pub struct Scheme {
+    /// The worker's own TLS config for the listener (see `tls`); `None`: plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Header lines (each with its CRLF) added to every response relayed on it: HSTS.
+    pub response_fields: Box<[u8]>,
+}
+
+impl Scheme {
+    /// The scheme of the URL its clients used: for X-Forwarded-Proto and redirects.
+    pub fn name(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// Each listener's scheme, with this worker's own TLS configs (and session caches).
+    fn for_listeners(plan: &WorkerPlan) -> Result<Box<[Scheme]>, String> {
+        let mut schemes = Vec::with_capacity(plan.config.listeners.len());
+        for (index, config) in plan.config.listeners.iter().enumerate() {
+            let shared = plan.tls.get(index).and_then(Option::as_ref);
+            let tls = shared
+                .map(|tls| tls.server_config())
+                .transpose()
+                .map_err(|e| format!("cannot set up TLS for {}: {e}", config.address))?;
+            let response_fields = shared.map(|t| t.response_fields().into());
+            schemes.push(Scheme {
+                tls,
+                response_fields: response_fields.unwrap_or_default(),
+            });
+        }
+        Ok(schemes.into_boxed_slice())
+    }
+}
+
 /// Per-worker state every connection of the worker sees.
 pub struct WorkerCtx {
     pub index: usize,
@@ -437,6 +494,8 @@ pub struct WorkerCtx {
     pub upstreams: Upstreams,
     /// By listener, in config order.
     pub listeners: Box<[ListenerRouting]>,
+    /// By listener, in config order: plain HTTP or TLS.
+    pub schemes: Box<[Scheme]>,
     /// What route matching writes (the normalised path, the lower-cased host): one per
     /// worker, not per connection, which would cost every idle connection
     /// `max_request_line` bytes. Borrowed only while a request head is parsed and written,
@@ -480,6 +539,7 @@ impl WorkerCtx {
             .iter()
             .map(|table| ListenerRouting::new(table.clone(), &upstreams))
             .collect::<Result<_, _>>()?;
+        let schemes = Scheme::for_listeners(plan)?;
         let pool = Pool::new(
             upstreams.backend_count(),
             config.pool.max_idle_per_backend,
@@ -498,6 +558,7 @@ impl WorkerCtx {
             head_limits,
             upstreams,
             listeners,
+            schemes,
             route_scratch: RefCell::new(Scratch::new(limits.max_request_line)),
             pool: RefCell::new(pool),
             buffers: Buffers::new(),
@@ -548,7 +609,12 @@ impl WorkerCtx {
     /// Answers a client the worker has no room for with a 503 and closes the connection, at
     /// once (the caller drops `client`): waiting for room could take as long as the
     /// connections holding it stay open.
-    fn refuse(&self, client: &monoio::net::TcpStream) {
+    /// A TLS client would read a clear-text answer as garbage: it gets the close alone.
+    fn refuse(&self, client: &monoio::net::TcpStream, tls: bool) {
+        if tls {
+            self.report(Shortage::Refused);
+            return;
+        }
         // SAFETY: `client` owns the descriptor and outlives this borrow of it.
         let fd = unsafe { BorrowedFd::borrow_raw(client.as_raw_fd()) };
         let socket = SockRef::from(&fd);

@@ -184,6 +184,7 @@ use super::admin::{ADMIN_KEYS, read_admin};
 use super::cpus::{CPU_ID_LIMIT, CpuListBuilder, parse_cpu_list};
 use super::reader::{Reader, Table, boolean, duration, integer_in, wrong_type};
 use super::routes::{ReadTable, listener_routes, read_route_tables, report_unused_tables};
+use super::tls::read_listener_tls;
 use super::upstream::{group_named, group_names, read_upstreams};
 use super::{
     Config, ForwardedHeaders, Limits, ListenerConfig, Origin, PoolConfig, RuntimeConfig, Timeouts,
@@ -255,7 +256,7 @@ const RUNTIME_KEYS: &[&str] = &[
     "ring_entries",
     "reconcile_interval",
 ];
-const LISTENER_KEYS: &[&str] = &["address", "upstream", "routes"];
+const LISTENER_KEYS: &[&str] = &["address", "upstream", "routes", "tls"];
 const TIMEOUT_KEYS: &[&str] = &[
     "client_header",
     "client_idle",
@@ -517,6 +518,7 @@ fn read_listeners(
                 seen.push((address, table.path().to_owned(), line));
             }
         }
+        let tls = read_listener_tls(r, &table);
         if let Some(routes) = table.get("routes") {
             if let DeValue::String(name) = routes.get_ref() {
                 named_tables.push(name.to_string());
@@ -532,13 +534,17 @@ fn read_listeners(
                     address,
                     upstream: String::new(),
                     routes: Some(routes),
+                    tls,
                 });
             }
             continue;
         }
         let upstream = listener_upstream(r, &table, upstreams);
         if let (Some(address), Some(upstream)) = (address, upstream) {
-            listeners.push(ListenerConfig::to_upstream(address, upstream));
+            listeners.push(ListenerConfig {
+                tls,
+                ..ListenerConfig::to_upstream(address, upstream)
+            });
         }
     }
     listeners
@@ -947,13 +953,13 @@ x_forwarded_host = false
             &[
                 "[[listener]]",
                 "address = \"127.0.0.1:80\"",
-                "tls = true",
+                "tsl = true",
                 "[upstream.app]",
                 "backends = [\"127.0.0.1:81\"]",
             ],
             Some(3),
-            "listener[0].tls",
-            "unknown key \"tls\"",
+            "listener[0].tsl",
+            "unknown key \"tsl\" (expected one of: address, upstream, routes, tls)",
         );
         assert_error(
             &with_base(&[

@@ -6,6 +6,7 @@
 //! downstream re-validates.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 mod address;
@@ -19,6 +20,7 @@ mod route_action;
 mod routes;
 #[cfg(test)]
 mod test_support;
+mod tls;
 mod upstream;
 
 pub use address::{listeners_clash, parse_backend_address, parse_listen_address};
@@ -77,6 +79,63 @@ pub struct ListenerConfig {
     /// Name of the route table (`routes = "NAME"`) requests on this listener go through.
     /// `None`: everything goes to `upstream`, as one catch-all route would send it.
     pub routes: Option<String>,
+    /// `[listener.tls]`: TLS is terminated on this listener; `None` = plain HTTP.
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[listener.tls]`: the certificates a listener serves and how it speaks TLS. The files are
+/// read and checked by `crate::tls::load`, which places its errors with `Config::origin`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// At least one, in configuration order (the `cert`/`key` pair first).
+    pub certificates: Vec<CertificateFiles>,
+    pub min_version: TlsVersion,
+    /// `Strict-Transport-Security` added to relayed responses; `None` = not added.
+    pub hsts: Option<Hsts>,
+}
+
+/// One certificate chain and its private key, both PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateFiles {
+    /// Relative paths in a file are resolved against the file's directory when loaded.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Marked `default = true`: served to clients that send no SNI name, or a name no
+    /// certificate has. Without a mark, the first certificate is the default.
+    pub default: bool,
+    /// Dotted key path of the table that names the files (`listener[0].tls`,
+    /// `listener[0].tls.certificates[1]`): errors found when reading them are placed there.
+    pub setting: String,
+}
+
+/// Lowest TLS version a listener accepts (`min_version = "1.2" | "1.3"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    Tls12,
+    Tls13,
+}
+
+/// `Strict-Transport-Security: max-age=N[; includeSubDomains]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hsts {
+    pub max_age: u64,
+    pub include_subdomains: bool,
+}
+
+impl TlsConfig {
+    /// A listener serving one certificate with every other setting at its default.
+    pub fn single(cert: PathBuf, key: PathBuf, setting: String) -> Self {
+        Self {
+            certificates: vec![CertificateFiles {
+                cert,
+                key,
+                default: false,
+                setting,
+            }],
+            min_version: TlsVersion::Tls12,
+            hsts: None,
+        }
+    }
 }
 
 impl ListenerConfig {
@@ -86,6 +145,7 @@ impl ListenerConfig {
             address,
             upstream: upstream.into(),
             routes: None,
+            tls: None,
         }
     }
 }

@@ -93,6 +93,11 @@ impl<'s> Reader<'s> {
         }
     }
 
+    /// The name of the file being read, as errors give it.
+    pub(crate) fn file(&self) -> &'s str {
+        self.file
+    }
+
     /// Notes where the value at `path` is written.
     pub(crate) fn record_line(&mut self, path: &str, span: &Range<usize>) {
         let line = self.line_of(span.start);

@@ -550,6 +550,7 @@ impl Session {
         if interim {
             return Ok(Some(Parsed::Interim));
         }
+        self.add_listener_fields();
         let mut body = BodyProgress::new(framing);
         let (consumed, payload) = body
             .advance(self.upstream_recv.data_mut(), dechunk)

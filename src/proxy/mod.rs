@@ -46,9 +46,6 @@ const LINGER_BYTES: usize = 1 << 20;
 /// closing with it unread, or before it arrives, would answer it with a reset.
 pub(crate) const HALF_CLOSE_LINGER: Duration = Duration::from_millis(500);
 
-/// The scheme of the URL a client used on the listeners: for `X-Forwarded-Proto` and for
-/// redirects that keep the request's scheme.
-const LISTENER_SCHEME: &str = "http";
 /// `Session::route` while the current request is answered by the proxy itself.
 const ANSWERED_HERE: u16 = u16::MAX;
 
@@ -432,6 +429,19 @@ impl Session {
         request.keep_alive && request.body.is_done() && self.may_keep_alive()
     }
 
+    /// Adds the listener's own fields (HSTS) to the response head just written to `out`.
+    /// A backend's own field of the same name comes first, and the first one counts.
+    pub(crate) fn add_listener_fields(&mut self) {
+        let fields = &self.ctx.schemes[self.slot.listener()].response_fields;
+        if fields.is_empty() {
+            return;
+        }
+        // The head ends with its blank line: the fields go before it.
+        self.out.truncate(self.out.len().saturating_sub(2));
+        self.out.extend_from_slice(fields);
+        self.out.extend_from_slice(b"\r\n");
+    }
+
     /// Whether the connection may stay open after the response being prepared. While the
     /// worker drains, only to answer a next request the client has already sent (pipelined)
     /// before the grace ends: `Connection: close` tells the client in time, where closing an
@@ -555,7 +565,7 @@ impl HeadWriter<'_> {
             .map_or(0, |key| key_hash(key, self.peer.ip(), head.headers));
         let forward = ForwardContext {
             client_addr: self.peer_addr,
-            proto: LISTENER_SCHEME,
+            proto: ctx.schemes[self.listener].name(),
             forwarded: ctx.config.forwarded,
             // An HTTP/1.0 request may come without Host; like nginx, name the upstream.
             default_host: &group.name,
@@ -600,8 +610,9 @@ impl HeadWriter<'_> {
                 &answer,
             ),
             Local::Redirect(redirect) => {
+                let scheme = self.ctx.schemes[self.listener].name();
                 let written = write_redirect_response(out, redirect.status, &answer, |out| {
-                    redirect.write_location(LISTENER_SCHEME, head.host, head.path, out)
+                    redirect.write_location(scheme, head.host, head.path, out)
                 });
                 // The Location needs the request's host, and an HTTP/1.0 request sent none.
                 if !written {

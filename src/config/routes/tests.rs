@@ -110,11 +110,13 @@ upstream = "app"
                 address: addr("127.0.0.1:80"),
                 upstream: String::new(),
                 routes: Some("main".into()),
+                tls: None,
             },
             ListenerConfig {
                 address: addr("127.0.0.1:443"),
                 upstream: String::new(),
                 routes: Some("main".into()),
+                tls: None,
             },
         ]
     );

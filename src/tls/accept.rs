@@ -1,0 +1,104 @@
+//! From an accepted socket on a TLS listener to `proxy::serve_connection`.
+//!
+//! The client's first bytes decide: a TLS handshake record goes on to the handshake; an
+//! ASCII capital letter is plain HTTP sent to the TLS port, answered with a `400` in clear
+//! text (as nginx does) before the connection closes; anything else closes at once. The
+//! first read and the whole handshake share one bound, `timeouts.client_header` from accept
+//! (the first request head then has its own, as on a plain listener), so a client that stalls
+//! mid-handshake holds nothing past it. A failed handshake closes the connection after the
+//! alert rustls chose (an unsupported version, no common cipher suite).
+
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+use rustls::{ServerConfig, ServerConnection};
+
+use super::stream::{First, TlsStream};
+use crate::conns::{ConnSlot, Cut, Lane};
+use crate::http::write_error_response;
+use crate::proxy;
+use crate::worker::WorkerCtx;
+
+/// After the `400` to a plain-HTTP client, how long (and how much) what it still sends is
+/// read and dropped, so that the close is a FIN behind the answer rather than a reset.
+const PLAIN_HTTP_LINGER: Duration = Duration::from_secs(1);
+const PLAIN_HTTP_LINGER_BYTES: usize = 64 * 1024;
+
+/// Serves one connection accepted on the TLS listener `listener` of the worker.
+pub async fn serve_tls(
+    ctx: Rc<WorkerCtx>,
+    tcp: TcpStream,
+    fd: RawFd,
+    peer: SocketAddr,
+    listener: usize,
+    slot: ConnSlot,
+    config: Arc<ServerConfig>,
+) {
+    let conn = match ServerConnection::new(config) {
+        Ok(conn) => conn,
+        // Only a configuration rustls rejects fails here; the start-up built one already.
+        Err(_) => return drop_in_order(slot, tcp),
+    };
+    let mut stream = TlsStream::new(tcp, conn);
+    let within = ctx.config.timeouts.client_header;
+    let deadline = slot.deadline(Lane::Main, fd, within);
+    let (opened, _) = deadline.run(Cut::Both, open(&mut stream)).await;
+    match opened {
+        Ok(First::Handshake) => {
+            proxy::serve_connection(ctx, stream, fd, peer, listener, slot).await;
+        }
+        Ok(First::PlainHttp) => {
+            let mut tcp = stream.into_tcp();
+            refuse_plain_http(&ctx, &slot, fd, &mut tcp).await;
+            drop_in_order(slot, tcp);
+        }
+        Ok(First::Other | First::Closed) | Err(_) => drop_in_order(slot, stream),
+    }
+}
+
+/// Reads the first bytes and, for a TLS client, completes the handshake.
+async fn open(stream: &mut TlsStream) -> std::io::Result<First> {
+    let first = stream.read_first().await?;
+    if first == First::Handshake {
+        stream.handshake().await?;
+    }
+    Ok(first)
+}
+
+/// `400 Bad Request` in clear text, then FIN, then what the client still sends is read and
+/// dropped for a moment so that the close does not reset the answer away.
+async fn refuse_plain_http(ctx: &WorkerCtx, slot: &ConnSlot, fd: RawFd, tcp: &mut TcpStream) {
+    let mut answer = Vec::with_capacity(128);
+    write_error_response(&mut answer, 400, true);
+    let end = ctx.conns.now() + PLAIN_HTTP_LINGER;
+    let deadline = slot.deadline(Lane::Main, fd, PLAIN_HTTP_LINGER);
+    let ((written, _), _) = deadline.run(Cut::Both, tcp.write_all(answer)).await;
+    if written.is_err() || tcp.shutdown().await.is_err() {
+        return;
+    }
+    let mut buf = Vec::with_capacity(4096);
+    let mut dropped = 0;
+    while dropped < PLAIN_HTTP_LINGER_BYTES {
+        buf.clear();
+        let left = end.saturating_duration_since(ctx.conns.now());
+        let deadline = slot.deadline(Lane::Main, fd, left);
+        let ((read, back), _) = deadline.run(Cut::Both, tcp.read(buf)).await;
+        buf = back;
+        match read {
+            Ok(n) if n > 0 => dropped += n,
+            _ => break,
+        }
+    }
+}
+
+/// Unregisters the connection before its socket closes, so a reused fd number is never
+/// shut by a stale entry.
+fn drop_in_order<S>(slot: ConnSlot, socket: S) {
+    drop(slot);
+    drop(socket);
+}

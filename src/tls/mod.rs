@@ -1,0 +1,215 @@
+//! TLS termination: listeners with `[listener.tls]` hold the certificates and do the
+//! cryptography; backends get plain HTTP.
+//!
+//! - `certs` reads and checks one certificate and its key (at `--check` and at start).
+//! - `sni` picks the certificate for the name a client asks for.
+//! - `stream` is the TLS connection the proxy reads requests from and writes responses to.
+//! - `accept` takes an accepted socket through the handshake to `proxy::serve_connection`.
+//!
+//! What is shared and what is per worker: the certificates (`SniResolver`) and the session
+//! ticket keys are built once and shared by every worker behind `Arc`s, read-only on the
+//! handshake path. Each worker builds its own rustls `ServerConfig` from them
+//! (`ListenerTls::server_config`), so each has its own session cache: rustls' cache is a
+//! mutex-guarded map, and a per-worker one is never contended and its cache lines stay on
+//! the worker's core (as is the `Arc<ServerConfig>` count each connection increments). A
+//! client resuming by session ID on another worker misses that cache and does a full
+//! handshake; resumption by ticket (TLS 1.3 always, TLS 1.2 when the client supports
+//! tickets) works on every worker, since the ticket keys are shared. The ticketer is the
+//! ring provider's: a new key every 6 hours, tickets accepted for 12; its key state sits
+//! behind an `RwLock` rustls takes for reading per ticket made or opened — the one lock
+//! shared across cores on the handshake path.
+//!
+//! The crypto provider is *ring*: it builds with a C compiler alone. It offers X25519,
+//! P-256 and P-384 key exchange but no post-quantum hybrid (X25519MLKEM768), which is why
+//! rustls 0.23.48 deprecates its `default_provider`; aws-lc-rs has it and may be faster at
+//! handshakes, but needs cmake. It has not been measured here yet.
+
+mod accept;
+mod certs;
+mod sni;
+mod stream;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use rustls::ServerConfig;
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ProducesTickets, ServerSessionMemoryCache};
+use rustls::version::TLS13;
+
+use crate::config::{Config, ConfigError, Hsts, TlsConfig, TlsVersion};
+
+pub use accept::serve_tls;
+pub use certs::EXPIRY_WARNING;
+pub use sni::SniResolver;
+pub use stream::{First, TlsStream};
+
+/// TLS 1.2 sessions each worker remembers for resumption by session ID (TLS 1.3 resumes by
+/// ticket). A few hundred bytes each.
+const SESSION_CACHE_PER_WORKER: usize = 4096;
+static TLS13_ONLY: &[&rustls::SupportedProtocolVersion] = &[&TLS13];
+/// The only application protocol spoken.
+const ALPN_HTTP11: &[u8] = b"http/1.1";
+
+/// The crypto provider: ring's safe defaults (TLS 1.3 and 1.2 AEAD suites, X25519, P-256,
+/// P-384).
+pub(crate) fn provider() -> CryptoProvider {
+    // Deprecated since rustls 0.23.48 because ring has no post-quantum key exchange
+    // (X25519MLKEM768); aws-lc-rs has, but needs cmake to build. See the module docs.
+    #[allow(deprecated)]
+    rustls::crypto::ring::default_provider()
+}
+
+/// What every worker shares for one TLS listener.
+pub struct ListenerTls {
+    resolver: Arc<SniResolver>,
+    versions: &'static [&'static rustls::SupportedProtocolVersion],
+    provider: Arc<CryptoProvider>,
+    ticketer: Arc<dyn ProducesTickets>,
+    /// Header lines added to relayed responses (HSTS); empty for none.
+    response_fields: Box<[u8]>,
+}
+
+impl ListenerTls {
+    /// A `ServerConfig` for one worker: its own session cache, the shared certificates and
+    /// ticket keys.
+    pub fn server_config(&self) -> Result<Arc<ServerConfig>, rustls::Error> {
+        let mut config = ServerConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(self.versions)?
+            .with_no_client_auth()
+            .with_cert_resolver(self.resolver.clone());
+        config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
+        config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_PER_WORKER);
+        config.ticketer = self.ticketer.clone();
+        Ok(Arc::new(config))
+    }
+
+    /// Header lines (each ending in CRLF) to add to every relayed response.
+    pub fn response_fields(&self) -> &[u8] {
+        &self.response_fields
+    }
+}
+
+/// Per configured listener, in order: its TLS setup, or `None` for plain HTTP.
+pub type TlsListeners = Vec<Option<Arc<ListenerTls>>>;
+
+/// What reading every listener's certificates found.
+pub struct Loaded {
+    pub listeners: TlsListeners,
+    /// `FILE:LINE: KEY: warning: ...`: reported, but the configuration is usable.
+    pub warnings: Vec<ConfigError>,
+    pub errors: Vec<ConfigError>,
+}
+
+/// Reads and checks the certificates of every TLS listener as of `now`; errors and warnings
+/// are placed on the settings that name the files.
+pub fn load(config: &Config, now: SystemTime) -> Loaded {
+    let provider = Arc::new(provider());
+    let mut loaded = Loaded {
+        listeners: Vec::with_capacity(config.listeners.len()),
+        warnings: Vec::new(),
+        errors: Vec::new(),
+    };
+    // One set of ticket keys for the whole process: a ticket works on every worker and
+    // every listener.
+    let mut ticketer = None;
+    for listener in &config.listeners {
+        let Some(tls) = &listener.tls else {
+            loaded.listeners.push(None);
+            continue;
+        };
+        let Some(resolver) = load_resolver(config, tls, &provider, now, &mut loaded) else {
+            loaded.listeners.push(None);
+            continue;
+        };
+        let ticketer = match &ticketer {
+            Some(ticketer) => Arc::clone(ticketer),
+            None => match rustls::crypto::ring::Ticketer::new() {
+                Ok(made) => ticketer.insert(made).clone(),
+                Err(error) => {
+                    loaded.errors.push(ConfigError {
+                        file: "ringproxy".into(),
+                        line: None,
+                        key: String::new(),
+                        message: format!("cannot make session ticket keys: {error}"),
+                    });
+                    return loaded;
+                }
+            },
+        };
+        loaded.listeners.push(Some(Arc::new(ListenerTls {
+            resolver: Arc::new(resolver),
+            versions: match tls.min_version {
+                TlsVersion::Tls12 => rustls::ALL_VERSIONS,
+                TlsVersion::Tls13 => TLS13_ONLY,
+            },
+            provider: provider.clone(),
+            ticketer,
+            response_fields: tls.hsts.map(hsts_field).unwrap_or_default().into(),
+        })));
+    }
+    // Listeners that share files (every --listen with --tls-cert) would repeat each finding.
+    let mut seen = std::collections::HashSet::new();
+    loaded.errors.retain(|e| seen.insert(e.to_string()));
+    loaded.warnings.retain(|e| seen.insert(e.to_string()));
+    loaded
+}
+
+/// The resolver over a listener's certificates; `None` when one of them is unusable (the
+/// errors are recorded).
+fn load_resolver(
+    config: &Config,
+    tls: &TlsConfig,
+    provider: &CryptoProvider,
+    now: SystemTime,
+    loaded: &mut Loaded,
+) -> Option<SniResolver> {
+    let mut resolver = SniResolver::default();
+    let mut first = None;
+    let mut marked = None;
+    let mut usable = true;
+    for files in &tls.certificates {
+        let place = |finding: &certs::Finding, prefix: &str| {
+            let key = match finding.file {
+                certs::Which::Cert => format!("{}.cert", files.setting),
+                certs::Which::Key => format!("{}.key", files.setting),
+            };
+            config
+                .origin
+                .error(&key, format!("{prefix}{}", finding.message))
+        };
+        match certs::load(&files.cert, &files.key, provider, now) {
+            Ok(cert) => {
+                let warnings = cert.warnings.iter().map(|w| place(w, "warning: "));
+                loaded.warnings.extend(warnings);
+                resolver.add(&cert.names, &cert.key);
+                first.get_or_insert_with(|| cert.key.clone());
+                if files.default {
+                    marked = Some(cert.key);
+                }
+            }
+            Err(findings) => {
+                usable = false;
+                loaded
+                    .errors
+                    .extend(findings.iter().map(|finding| place(finding, "")));
+            }
+        }
+    }
+    resolver.set_default(marked.or(first)?);
+    usable.then_some(resolver)
+}
+
+/// `Strict-Transport-Security: max-age=N[; includeSubDomains]` and its CRLF.
+fn hsts_field(hsts: Hsts) -> Vec<u8> {
+    let subdomains = if hsts.include_subdomains {
+        "; includeSubDomains"
+    } else {
+        ""
+    };
+    format!(
+        "Strict-Transport-Security: max-age={}{subdomains}\r\n",
+        hsts.max_age
+    )
+    .into_bytes()
+}

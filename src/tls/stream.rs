@@ -1,0 +1,265 @@
+//! A server-side TLS connection over a monoio `TcpStream`, driving a rustls
+//! `ServerConnection` with ownership-passing (io_uring) reads and writes.
+//!
+//! Written here rather than taken from monoio-rustls 0.4 because of how a tunnel uses a
+//! connection (`proxy::tunnel` splits it and reads and writes at once): monoio-rustls's read
+//! writes pending alerts itself when rustls reports an error, through the same write buffer a
+//! concurrent write may hold, and that panics ("buffer mut expected") — a client could end a
+//! worker by sending a bad record while a response streams to it. Here reading never writes:
+//! what rustls queues while reading goes out with the next write, flush or shutdown. Owning
+//! the first read also lets the acceptor look at the client's first bytes (`First`) before
+//! rustls does, without a peek.
+//!
+//! Reads and writes carry no timeout of their own: callers bound them with the connection's
+//! deadlines (`crate::conns`), which shut the socket, so the pending socket operation ends
+//! and nothing is cancelled by dropping it.
+
+use std::io::{self, BufRead};
+
+use monoio::BufResult;
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, RawBuf};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Split};
+use monoio::net::TcpStream;
+use rustls::ServerConnection;
+
+/// Ciphertext read per socket read: one full TLS record with its header and the most an
+/// AEAD adds, so a record never needs two reads.
+const INCOMING: usize = 16 * 1024 + 256 + 5;
+
+/// What a client's first bytes say it is speaking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum First {
+    /// A TLS handshake record (content type 22).
+    Handshake,
+    /// An ASCII capital letter: the start of an HTTP method, sent in clear to a TLS port.
+    PlainHttp,
+    /// Anything else: neither TLS nor HTTP.
+    Other,
+    /// The client closed without sending anything.
+    Closed,
+}
+
+pub struct TlsStream {
+    tcp: TcpStream,
+    conn: ServerConnection,
+    /// Ciphertext read from the socket; `incoming[fed..]` is not yet given to rustls.
+    incoming: Vec<u8>,
+    fed: usize,
+    /// Ciphertext on its way to the socket; empty between writes.
+    outgoing: Vec<u8>,
+}
+
+impl TlsStream {
+    pub fn new(tcp: TcpStream, conn: ServerConnection) -> Self {
+        Self {
+            tcp,
+            conn,
+            incoming: Vec::with_capacity(INCOMING),
+            fed: 0,
+            outgoing: Vec::new(),
+        }
+    }
+
+    /// Reads the client's first bytes and says what they are; they stay buffered for the
+    /// handshake.
+    pub async fn read_first(&mut self) -> io::Result<First> {
+        if !self.read_socket().await? {
+            return Ok(First::Closed);
+        }
+        Ok(match self.incoming.first() {
+            Some(0x16) => First::Handshake,
+            Some(b'A'..=b'Z') => First::PlainHttp,
+            _ => First::Other,
+        })
+    }
+
+    /// Runs the handshake to its end. On a failure the alert rustls prepared is sent, so the
+    /// client learns why (an unknown protocol version, say) before the connection closes.
+    pub async fn handshake(&mut self) -> io::Result<()> {
+        while self.conn.is_handshaking() {
+            if self.conn.wants_write() {
+                self.flush_tls().await?;
+                continue;
+            }
+            match self.receive().await {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the client closed during the handshake",
+                    ));
+                }
+                Err(error) => {
+                    let _ = self.flush_tls().await;
+                    return Err(error);
+                }
+            }
+        }
+        // What follows the handshake: TLS 1.3 session tickets.
+        self.flush_tls().await
+    }
+
+    /// The socket, for a client that turned out not to speak TLS.
+    pub fn into_tcp(self) -> TcpStream {
+        self.tcp
+    }
+
+    /// The protocol the client and we agreed on with ALPN, if any.
+    pub fn alpn_protocol(&self) -> Option<&[u8]> {
+        self.conn.alpn_protocol()
+    }
+
+    /// Gives rustls more ciphertext (what is buffered, else one socket read) and processes
+    /// it. `false`: the socket reached its end.
+    async fn receive(&mut self) -> io::Result<bool> {
+        if self.fed == self.incoming.len() && !self.read_socket().await? {
+            // Tells rustls the stream ended; its reader then says whether that was clean.
+            self.conn.read_tls(&mut io::empty())?;
+            return Ok(false);
+        }
+        let fed = self.conn.read_tls(&mut &self.incoming[self.fed..])?;
+        // Nothing taken from a non-empty buffer: the client sent close_notify, and what
+        // follows it is of no use.
+        self.fed = if fed == 0 {
+            self.incoming.len()
+        } else {
+            self.fed + fed
+        };
+        self.conn
+            .process_new_packets()
+            .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
+        Ok(true)
+    }
+
+    /// One socket read into the emptied incoming buffer; `false` at the end of the stream.
+    async fn read_socket(&mut self) -> io::Result<bool> {
+        let mut buf = std::mem::take(&mut self.incoming);
+        buf.clear();
+        self.fed = 0;
+        let (result, buf) = self.tcp.read(buf).await;
+        self.incoming = buf;
+        Ok(result? > 0)
+    }
+
+    /// Sends everything rustls has queued.
+    async fn flush_tls(&mut self) -> io::Result<()> {
+        while self.conn.wants_write() {
+            self.conn.write_tls(&mut self.outgoing)?;
+        }
+        if self.outgoing.is_empty() {
+            return Ok(());
+        }
+        let (result, mut buf) = self.tcp.write_all(std::mem::take(&mut self.outgoing)).await;
+        buf.clear();
+        self.outgoing = buf;
+        result.map(drop)
+    }
+
+    /// Copies plaintext rustls holds into `buf`; `None` when it holds none yet.
+    fn take_plaintext<T: IoBufMut>(&mut self, buf: &mut T) -> Option<io::Result<usize>> {
+        let mut reader = self.conn.reader();
+        let chunk = match reader.fill_buf() {
+            Ok(chunk) => chunk,
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => return None,
+            Err(error) => return Some(Err(error)),
+        };
+        // Empty means the client closed cleanly (close_notify).
+        let n = chunk.len().min(buf.bytes_total());
+        // SAFETY: `write_ptr` points at `bytes_total()` writable bytes that `buf` owns, and
+        // `n` is at most that; `chunk` is rustls' memory, which cannot overlap a buffer
+        // the caller owns. `set_init(n)` then covers exactly the bytes written.
+        unsafe {
+            std::ptr::copy_nonoverlapping(chunk.as_ptr(), buf.write_ptr(), n);
+            buf.set_init(n);
+        }
+        reader.consume(n);
+        Some(Ok(n))
+    }
+
+    async fn read_into<T: IoBufMut>(&mut self, buf: &mut T) -> io::Result<usize> {
+        if buf.bytes_total() == 0 {
+            return Ok(0);
+        }
+        loop {
+            if let Some(result) = self.take_plaintext(buf) {
+                return result;
+            }
+            if !self.receive().await? {
+                // rustls's reader now answers: Ok(0) after close_notify, else an
+                // unexpected-EOF error.
+                return self.take_plaintext(buf).unwrap_or(Ok(0));
+            }
+        }
+    }
+
+    async fn write_from(&mut self, data: &[u8]) -> io::Result<usize> {
+        use std::io::Write;
+        // Queued by an earlier read (a key update, say): out first, and it frees room.
+        self.flush_tls().await?;
+        let n = self.conn.writer().write(data)?;
+        self.flush_tls().await?;
+        Ok(n)
+    }
+}
+
+impl AsyncReadRent for TlsStream {
+    async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
+        let result = self.read_into(&mut buf).await;
+        (result, buf)
+    }
+
+    async fn readv<T: IoVecBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
+        // SAFETY: the iovecs `buf` describes stay valid while `buf` is held, which it is
+        // until this call returns; the read fills only the first one.
+        let result = match unsafe { RawBuf::new_from_iovec_mut(&mut buf) } {
+            Some(mut first) => self.read_into(&mut first).await,
+            None => Ok(0),
+        };
+        if let Ok(n) = result {
+            // SAFETY: `n` bytes were written at the start of the first iovec.
+            unsafe { buf.set_init(n) };
+        }
+        (result, buf)
+    }
+}
+
+impl AsyncWriteRent for TlsStream {
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        // SAFETY: `read_ptr` points at `bytes_init()` initialised bytes owned by `buf`, which
+        // is held (and not written) until this call returns.
+        let data = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
+        let result = self.write_from(data).await;
+        (result, buf)
+    }
+
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        // SAFETY: as in `write`, for the first iovec, which `buf` owns and keeps valid.
+        let result = match unsafe { RawBuf::new_from_iovec(&buf) } {
+            Some(first) => {
+                let data =
+                    unsafe { std::slice::from_raw_parts(first.read_ptr(), first.bytes_init()) };
+                self.write_from(data).await
+            }
+            None => Ok(0),
+        };
+        (result, buf)
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        self.flush_tls().await
+    }
+
+    /// Sends close_notify, then the TCP FIN.
+    async fn shutdown(&mut self) -> io::Result<()> {
+        self.conn.send_close_notify();
+        self.flush_tls().await?;
+        self.tcp.shutdown().await
+    }
+}
+
+// SAFETY: the halves of a split stream are used by tasks of one thread, as for a split
+// `TcpStream` (monoio's own halves share the stream through an `UnsafeCell` the same way).
+// Each call touches the rustls connection only between its awaits, so two calls never
+// interleave inside a rustls method, and the two directions use separate buffers
+// (`incoming` for reads, `outgoing` for writes): a read never writes.
+unsafe impl Split for TlsStream {}

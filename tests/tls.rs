@@ -1,0 +1,495 @@
+//! TLS termination end to end: certificates made here (a CA and leaves for two names and a
+//! wildcard), real clients (curl, Python's `ssl`, `openssl s_client`), and raw sockets for
+//! what misbehaving clients send.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Backend, Proxy, RawClient, TempDir, config, curl, run_to_exit};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+
+/// A test CA and the leaf certificates it signed, as PEM files.
+struct Pki {
+    dir: TempDir,
+    ca: PathBuf,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = TempDir::new();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "ringproxy test CA");
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let ca = dir.write("ca.pem", cert.pem().as_bytes());
+        Pki {
+            dir,
+            ca,
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// A leaf for `names` with common name `cn`, valid from `from` to `to` days from now;
+    /// returns (cert, key) paths. The file names are the common name.
+    fn leaf_valid(&self, cn: &str, names: &[&str], from: i64, to: i64) -> (PathBuf, PathBuf) {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(names).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now + time::Duration::days(from);
+        params.not_after = now + time::Duration::days(to);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (
+            self.dir.write(&format!("{cn}.pem"), cert.pem().as_bytes()),
+            self.dir
+                .write(&format!("{cn}.key"), key.serialize_pem().as_bytes()),
+        )
+    }
+
+    fn leaf(&self, cn: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+        self.leaf_valid(cn, names, -1, 90)
+    }
+
+    fn ca(&self) -> &str {
+        self.ca.to_str().unwrap()
+    }
+}
+
+fn path(p: &std::path::Path) -> String {
+    p.to_str().unwrap().to_owned()
+}
+
+/// A listener on an ephemeral port terminating TLS with `tls` (the lines of
+/// `[listener.tls]` and what follows it), in front of `backend`.
+fn tls_config(backend: SocketAddr, tls: &str, extra: &str) -> String {
+    format!(
+        "[runtime]\nworkers = 1\npin = false\n\n[[listener]]\naddress = \"127.0.0.1:0\"\n\
+         upstream = \"app\"\n[listener.tls]\n{tls}\n\n[upstream.app]\nbackends = [\"{backend}\"]\n\n{extra}\n"
+    )
+}
+
+fn cert_key(cert: &(PathBuf, PathBuf)) -> String {
+    format!(
+        "cert = \"{}\"\nkey = \"{}\"\n",
+        path(&cert.0),
+        path(&cert.1)
+    )
+}
+
+fn listed(cert: &(PathBuf, PathBuf), default: bool) -> String {
+    format!(
+        "[[listener.tls.certificates]]\n{}default = {default}\n",
+        cert_key(cert)
+    )
+}
+
+/// `curl -v` to `https://NAME:PORT/` with `NAME` resolved to the proxy, verifying against
+/// the test CA; returns the result and the subject curl saw.
+fn curl_name(proxy: &Proxy, pki: &Pki, name: &str) -> (common::Curl, String) {
+    let port = proxy.addr().port();
+    let resolve = format!("{name}:{port}:127.0.0.1");
+    let url = format!("https://{name}:{port}/");
+    let result = curl(&["-v", "--cacert", pki.ca(), "--resolve", &resolve, &url]);
+    let subject = result
+        .stderr
+        .lines()
+        .find_map(|l| l.trim_start_matches('*').trim().strip_prefix("subject: "))
+        .unwrap_or("")
+        .to_owned();
+    (result, subject)
+}
+
+/// `openssl s_client` with ARGS against the proxy; its stdout and stderr together.
+fn s_client(addr: SocketAddr, args: &[&str]) -> String {
+    let out = Command::new("timeout")
+        .args(["20", "openssl", "s_client", "-connect", &addr.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn sni_picks_each_certificate_and_clients_verify_it() {
+    let pki = Pki::new();
+    let a = pki.leaf("leaf-a", &["a.test"]);
+    let b = pki.leaf("leaf-b", &["b.test"]);
+    let w = pki.leaf("leaf-w", &["*.w.test"]);
+    let backend = Backend::echo();
+    let tls = format!("{}{}{}", cert_key(&a), listed(&b, false), listed(&w, false));
+    let proxy = Proxy::start_with_config(&tls_config(backend.addr(), &tls, ""), &[]);
+
+    for (name, subject) in [
+        ("a.test", "CN=leaf-a"),
+        ("b.test", "CN=leaf-b"),
+        ("api.w.test", "CN=leaf-w"),
+        ("B.TEST", "CN=leaf-b"),
+    ] {
+        let (result, seen) = curl_name(&proxy, &pki, name);
+        assert_eq!(result.status, 200, "{name}: {}", result.stderr);
+        assert_eq!(seen, subject, "{name}");
+    }
+    // One label only, as browsers match: the default answers, and curl refuses it.
+    let (result, seen) = curl_name(&proxy, &pki, "x.api.w.test");
+    assert_ne!(result.exit_code, 0, "{}", result.stderr);
+    assert!(result.stderr.contains("SSL"), "{}", result.stderr);
+    assert_eq!(seen, "CN=leaf-a", "the default (first) certificate");
+
+    // Without SNI and with an unknown name: the first certificate.
+    let no_sni = s_client(proxy.addr(), &["-noservername"]);
+    assert!(no_sni.contains("subject=CN = leaf-a"), "{no_sni}");
+    let unknown = s_client(proxy.addr(), &["-servername", "unknown.test"]);
+    assert!(unknown.contains("subject=CN = leaf-a"), "{unknown}");
+}
+
+#[test]
+fn a_certificate_marked_default_serves_clients_without_a_known_name() {
+    let pki = Pki::new();
+    let a = pki.leaf("leaf-a", &["a.test"]);
+    let b = pki.leaf("leaf-b", &["b.test"]);
+    let backend = Backend::echo();
+    let tls = format!("{}{}", listed(&a, false), listed(&b, true));
+    let proxy = Proxy::start_with_config(&tls_config(backend.addr(), &tls, ""), &[]);
+    let no_sni = s_client(proxy.addr(), &["-noservername"]);
+    assert!(no_sni.contains("subject=CN = leaf-b"), "{no_sni}");
+    let named = s_client(proxy.addr(), &["-servername", "a.test"]);
+    assert!(named.contains("subject=CN = leaf-a"), "{named}");
+}
+
+/// Python's `ssl` at one TLS version, offering ALPN h2 and http/1.1: prints the version,
+/// the protocol chosen and the status line.
+const PYTHON_CLIENT: &str = r#"
+import socket, ssl, sys
+port, ca, version = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ctx = ssl.create_default_context(cafile=ca)
+v = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}[version]
+ctx.minimum_version = v
+ctx.maximum_version = v
+ctx.set_alpn_protocols(["h2", "http/1.1"])
+with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+    with ctx.wrap_socket(raw, server_hostname="a.test") as tls:
+        agreed = (tls.version(), tls.selected_alpn_protocol())
+        tls.sendall(b"GET /py HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        data = b""
+        while True:
+            chunk = tls.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        print(*agreed, data.split(b"\r\n")[0].decode())
+"#;
+
+#[test]
+fn python_speaks_tls_1_2_and_1_3_with_alpn_http_1_1() {
+    let pki = Pki::new();
+    let a = pki.leaf("leaf-a", &["a.test"]);
+    let backend = Backend::echo();
+    let proxy = Proxy::start_with_config(&tls_config(backend.addr(), &cert_key(&a), ""), &[]);
+    let port = proxy.addr().port().to_string();
+    for (version, expected) in [("1.2", "TLSv1.2"), ("1.3", "TLSv1.3")] {
+        let out = Command::new("python3")
+            .args(["-c", PYTHON_CLIENT, &port, pki.ca(), version])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            stdout.trim(),
+            format!("{expected} http/1.1 HTTP/1.1 200 OK"),
+            "stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn min_version_1_3_refuses_tls_1_2() {
+    let pki = Pki::new();
+    let a = pki.leaf("leaf-a", &["a.test"]);
+    let backend = Backend::echo();
+    let tls = format!("{}min_version = \"1.3\"\n", cert_key(&a));
+    let proxy = Proxy::start_with_config(&tls_config(backend.addr(), &tls, ""), &[]);
+    let old = s_client(proxy.addr(), &["-tls1_2", "-servername", "a.test"]);
+    assert!(old.contains("alert protocol version"), "{old}");
+    let new = s_client(proxy.addr(), &["-tls1_3", "-servername", "a.test"]);
+    assert!(
+        new.contains("Protocol: TLSv1.3") || new.contains("TLSv1.3"),
+        "{new}"
+    );
+    assert!(new.contains("subject=CN = leaf-a"), "{new}");
+
+    // The default minimum, 1.2, lets it in.
+    let proxy = Proxy::start_with_config(&tls_config(backend.addr(), &cert_key(&a), ""), &[]);
+    let old = s_client(proxy.addr(), &["-tls1_2", "-servername", "a.test"]);
+    assert!(old.contains("Protocol  : TLSv1.2"), "{old}");
+}
+
+#[test]
+fn sessions_resume_with_tickets() {
+    let pki = Pki::new();
+    let a = pki.leaf("leaf-a", &["a.test"]);
+    let backend = Backend::echo();
+    let proxy = Proxy::start_with_config(&tls_config(backend.addr(), &cert_key(&a), ""), &[]);
+    let session = pki.dir.path().join("session");
+    let session = path(&session);
+    for version in ["-tls1_2", "-tls1_3"] {
+        let first = s_client(
+            proxy.addr(),
+            &[version, "-servername", "a.test", "-sess_out", &session],
+        );
+        assert!(first.contains("New, TLSv1"), "{first}");
+        let again = s_client(
+            proxy.addr(),
+            &[version, "-servername", "a.test", "-sess_in", &session],
+        );
+        assert!(again.contains("Reused, TLSv1"), "{version}: {again}");
+    }
+}
+
+#[test]
+fn requests_reach_the_backend_marked_https_and_responses_carry_hsts() {
+    let pki = Pki::new();
+    let a = pki.leaf("leaf-a", &["a.test"]);
+    let backend = Backend::echo();
+    let tls = format!(
+        "{}hsts = 600\nhsts_include_subdomains = true\n",
+        cert_key(&a)
+    );
+    let proxy = Proxy::start_with_config(&tls_config(backend.addr(), &tls, ""), &[]);
+    let (result, _) = curl_name(&proxy, &pki, "a.test");
+    assert_eq!(result.status, 200, "{}", result.stderr);
+    assert_eq!(
+        result.header("strict-transport-security").as_deref(),
+        Some("max-age=600; includeSubDomains")
+    );
+    let requests = backend.wait_for_requests(1);
+    assert_eq!(requests[0].header("x-forwarded-proto"), Some("https"));
+
+    // A plain listener says http and adds no HSTS.
+    let plain = Proxy::start_with_config(&config(&[backend.addr()], ""), &[]);
+    let result = curl(&[&plain.url("/")]);
+    assert_eq!(result.status, 200);
+    assert_eq!(result.header("strict-transport-security"), None);
+    let requests = backend.wait_for_requests(2);
+    assert_eq!(requests[1].header("x-forwarded-proto"), Some("http"));
+}
+
+#[test]
+fn plain_http_to_the_tls_port_gets_a_clear_400_then_close() {
+    let pki = Pki::new();
+    let a = pki.leaf("leaf-a", &["a.test"]);
+    let backend = Backend::echo();
+    let proxy = Proxy::start_with_config(&tls_config(backend.addr(), &cert_key(&a), ""), &[]);
+    let mut client = RawClient::connect(proxy.addr());
+    client.send(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    let response = client.read_response().unwrap();
+    assert_eq!(response.status, 400);
+    assert_eq!(response.header("connection"), Some("close"));
+    client.wait_closed(Duration::from_secs(5)).unwrap();
+    assert_eq!(backend.requests().len(), 0);
+}
+
+#[test]
+fn garbage_and_bad_handshakes_are_closed_at_once() {
+    let pki = Pki::new();
+    let a = pki.leaf("leaf-a", &["a.test"]);
+    let backend = Backend::echo();
+    let extra = "[timeouts]\nclient_header = \"30s\"\n";
+    let proxy = Proxy::start_with_config(&tls_config(backend.addr(), &cert_key(&a), extra), &[]);
+    // Neither TLS nor HTTP; a handshake record holding nonsense.
+    for bytes in [
+        &b"\x00\x01\x02 not tls\r\n"[..],
+        b"\x16\x03\x01\x00\x05hello",
+    ] {
+        let started = Instant::now();
+        let mut client = RawClient::connect(proxy.addr());
+        client.send(bytes);
+        // A bad handshake gets rustls' alert before the close; nothing else.
+        client.set_read_timeout(Duration::from_secs(5));
+        let rest = client.read_to_end().unwrap_or_default();
+        assert!(rest.is_empty() || rest[0] == 0x15, "{bytes:?}: {rest:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{bytes:?} took {:?}",
+            started.elapsed()
+        );
+    }
+    // The proxy still serves.
+    let (result, _) = curl_name(&proxy, &pki, "a.test");
+    assert_eq!(result.status, 200, "{}", result.stderr);
+}
+
+#[test]
+fn a_stalled_handshake_is_closed_by_client_header() {
+    let pki = Pki::new();
+    let a = pki.leaf("leaf-a", &["a.test"]);
+    let backend = Backend::echo();
+    let extra = "[timeouts]\nclient_header = \"1s\"\n";
+    let proxy = Proxy::start_with_config(&tls_config(backend.addr(), &cert_key(&a), extra), &[]);
+    // Silent from the start; the first bytes of a ClientHello and no more.
+    for bytes in [&b""[..], b"\x16\x03\x01\x02"] {
+        let started = Instant::now();
+        let mut client = RawClient::connect(proxy.addr());
+        if !bytes.is_empty() {
+            client.send(bytes);
+        }
+        client.wait_closed(Duration::from_secs(8)).unwrap();
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+            "{bytes:?}: closed after {took:?}"
+        );
+    }
+}
+
+#[test]
+fn cli_quick_mode_serves_https_on_every_listen_address() {
+    let pki = Pki::new();
+    let a = pki.leaf("leaf-a", &["a.test"]);
+    let backend = Backend::echo();
+    let upstream = backend.addr().to_string();
+    let (cert, key) = (path(&a.0), path(&a.1));
+    let proxy = Proxy::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--listen",
+        "[::1]:0",
+        "--upstream",
+        &upstream,
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+        "--workers",
+        "1",
+        "--no-pin",
+    ]);
+    assert_eq!(proxy.addrs().len(), 2);
+    let (result, seen) = curl_name(&proxy, &pki, "a.test");
+    assert_eq!(result.status, 200, "{}", result.stderr);
+    assert_eq!(seen, "CN=leaf-a");
+    let v6 = format!("https://[::1]:{}/", proxy.addrs()[1].port());
+    let result = curl(&["-k", &v6]);
+    assert_eq!(result.status, 200, "{}", result.stderr);
+
+    let missing = pki.dir.path().join("missing.pem");
+    let out = run_to_exit(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &upstream,
+            "--tls-cert",
+            &path(&missing),
+            "--tls-key",
+            &key,
+            "--check",
+        ],
+        Duration::from_secs(10),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+}
+
+#[test]
+fn check_names_file_line_and_key_of_each_bad_certificate() {
+    let pki = Pki::new();
+    let good = pki.leaf("good", &["a.test"]);
+    let other = pki.leaf("other", &["b.test"]);
+    let expired = pki.leaf_valid("expired", &["a.test"], -60, -1);
+    let early = pki.leaf_valid("early", &["a.test"], 3, 60);
+    let soon = pki.leaf_valid("soon", &["a.test"], -60, 5);
+    let missing = pki.dir.path().join("missing.pem");
+    let backend = "127.0.0.1:9";
+    let listener = |n: usize, tls: &str| {
+        format!(
+            "[[listener]]\naddress = \"127.0.0.1:{}\"\n[listener.tls]\n{tls}",
+            40000 + n
+        )
+    };
+    // Lines: each listener is 3 lines, then its cert and key lines.
+    let text = [
+        listener(
+            0,
+            &format!(
+                "cert = \"{}\"\nkey = \"{}\"\n",
+                path(&good.0),
+                path(&other.1)
+            ),
+        ),
+        listener(1, &cert_key(&expired)),
+        listener(2, &cert_key(&early)),
+        listener(
+            3,
+            &format!(
+                "cert = \"{}\"\nkey = \"{}\"\n",
+                path(&missing),
+                path(&good.1)
+            ),
+        ),
+        listener(4, &cert_key(&soon)),
+        format!("[upstream.app]\nbackends = [\"{backend}\"]\n"),
+    ]
+    .concat();
+    let file = pki.dir.write("bad.toml", text.as_bytes());
+    let file = path(&file);
+    let out = run_to_exit(&["--check", "--config", &file], Duration::from_secs(10));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let expect = [
+        (5, "listener[0].tls.key", "does not match the certificate"),
+        (9, "listener[1].tls.cert", "the certificate expired on"),
+        (
+            14,
+            "listener[2].tls.cert",
+            "the certificate is not valid yet",
+        ),
+        (19, "listener[3].tls.cert", "cannot open "),
+        (
+            24,
+            "listener[4].tls.cert",
+            "warning: the certificate expires on",
+        ),
+    ];
+    for (line, key, text) in expect {
+        let prefix = format!("{file}:{line}: {key}: ");
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with(&prefix) && l.contains(text)),
+            "no {prefix}...{text} in:\n{stderr}"
+        );
+    }
+
+    // A warning alone: the configuration is usable.
+    let text = [
+        listener(0, &cert_key(&soon)),
+        format!("[upstream.app]\nbackends = [\"{backend}\"]\n"),
+    ]
+    .concat();
+    let file = pki.dir.write("soon.toml", text.as_bytes());
+    let out = run_to_exit(
+        &["--check", "--config", &path(&file)],
+        Duration::from_secs(10),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: the certificate expires on"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("config OK"));
+}
