@@ -9,7 +9,14 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Backend, Proxy, RawClient, TempDir, config, curl, run_to_exit};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+
+use common::{
+    Backend, IO_TIMEOUT, Proxy, RawClient, Step, TempDir, config, curl, run_to_exit, ws_frame,
+    ws_read_frame,
+};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
 /// A test CA and the leaf certificates it signed, as PEM files.
@@ -77,6 +84,27 @@ fn tls_config(backend: SocketAddr, tls: &str, extra: &str) -> String {
     )
 }
 
+/// A proxy serving `leaf-a` (for `a.test`) in front of an echo backend; `tls` adds lines to
+/// `[listener.tls]`, `extra` adds tables.
+struct Site {
+    pki: Pki,
+    backend: Backend,
+    proxy: Proxy,
+}
+
+fn site(tls: &str, extra: &str) -> Site {
+    let pki = Pki::new();
+    let a = pki.leaf("leaf-a", &["a.test"]);
+    let backend = Backend::echo();
+    let tls = format!("{}{tls}", cert_key(&a));
+    let proxy = Proxy::start_with_config(&tls_config(backend.addr(), &tls, extra), &[]);
+    Site {
+        pki,
+        backend,
+        proxy,
+    }
+}
+
 fn cert_key(cert: &(PathBuf, PathBuf)) -> String {
     format!(
         "cert = \"{}\"\nkey = \"{}\"\n",
@@ -110,12 +138,29 @@ fn curl_name(proxy: &Proxy, pki: &Pki, name: &str) -> (common::Curl, String) {
 
 /// `openssl s_client` with ARGS against the proxy; its stdout and stderr together.
 fn s_client(addr: SocketAddr, args: &[&str]) -> String {
-    let out = Command::new("timeout")
+    s_client_sending(addr, args, b"")
+}
+
+/// `s_client` that sends `input` once connected and reads until the proxy closes: it has
+/// then seen what the server sends after the handshake (TLS 1.3 session tickets).
+fn s_client_sending(addr: SocketAddr, args: &[&str], input: &[u8]) -> String {
+    let mut child = Command::new("timeout")
         .args(["20", "openssl", "s_client", "-connect", &addr.to_string()])
         .args(args)
-        .stdin(Stdio::null())
-        .output()
+        .args(if input.is_empty() {
+            &[][..]
+        } else {
+            &["-ign_eof"][..]
+        })
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -195,10 +240,7 @@ with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
 
 #[test]
 fn python_speaks_tls_1_2_and_1_3_with_alpn_http_1_1() {
-    let pki = Pki::new();
-    let a = pki.leaf("leaf-a", &["a.test"]);
-    let backend = Backend::echo();
-    let proxy = Proxy::start_with_config(&tls_config(backend.addr(), &cert_key(&a), ""), &[]);
+    let Site { pki, proxy, .. } = site("", "");
     let port = proxy.addr().port().to_string();
     for (version, expected) in [("1.2", "TLSv1.2"), ("1.3", "TLSv1.3")] {
         let out = Command::new("python3")
@@ -217,11 +259,7 @@ fn python_speaks_tls_1_2_and_1_3_with_alpn_http_1_1() {
 
 #[test]
 fn min_version_1_3_refuses_tls_1_2() {
-    let pki = Pki::new();
-    let a = pki.leaf("leaf-a", &["a.test"]);
-    let backend = Backend::echo();
-    let tls = format!("{}min_version = \"1.3\"\n", cert_key(&a));
-    let proxy = Proxy::start_with_config(&tls_config(backend.addr(), &tls, ""), &[]);
+    let Site { proxy, .. } = site("min_version = \"1.3\"\n", "");
     let old = s_client(proxy.addr(), &["-tls1_2", "-servername", "a.test"]);
     assert!(old.contains("alert protocol version"), "{old}");
     let new = s_client(proxy.addr(), &["-tls1_3", "-servername", "a.test"]);
@@ -232,23 +270,22 @@ fn min_version_1_3_refuses_tls_1_2() {
     assert!(new.contains("subject=CN = leaf-a"), "{new}");
 
     // The default minimum, 1.2, lets it in.
-    let proxy = Proxy::start_with_config(&tls_config(backend.addr(), &cert_key(&a), ""), &[]);
+    let Site { proxy, .. } = site("", "");
     let old = s_client(proxy.addr(), &["-tls1_2", "-servername", "a.test"]);
     assert!(old.contains("Protocol  : TLSv1.2"), "{old}");
 }
 
 #[test]
 fn sessions_resume_with_tickets() {
-    let pki = Pki::new();
-    let a = pki.leaf("leaf-a", &["a.test"]);
-    let backend = Backend::echo();
-    let proxy = Proxy::start_with_config(&tls_config(backend.addr(), &cert_key(&a), ""), &[]);
+    let Site { pki, proxy, .. } = site("", "");
     let session = pki.dir.path().join("session");
     let session = path(&session);
+    let request = b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n";
     for version in ["-tls1_2", "-tls1_3"] {
-        let first = s_client(
+        let first = s_client_sending(
             proxy.addr(),
             &[version, "-servername", "a.test", "-sess_out", &session],
+            request,
         );
         assert!(first.contains("New, TLSv1"), "{first}");
         let again = s_client(
@@ -261,14 +298,12 @@ fn sessions_resume_with_tickets() {
 
 #[test]
 fn requests_reach_the_backend_marked_https_and_responses_carry_hsts() {
-    let pki = Pki::new();
-    let a = pki.leaf("leaf-a", &["a.test"]);
-    let backend = Backend::echo();
-    let tls = format!(
-        "{}hsts = 600\nhsts_include_subdomains = true\n",
-        cert_key(&a)
-    );
-    let proxy = Proxy::start_with_config(&tls_config(backend.addr(), &tls, ""), &[]);
+    let hsts = "hsts = 600\nhsts_include_subdomains = true\n";
+    let Site {
+        pki,
+        backend,
+        proxy,
+    } = site(hsts, "");
     let (result, _) = curl_name(&proxy, &pki, "a.test");
     assert_eq!(result.status, 200, "{}", result.stderr);
     assert_eq!(
@@ -289,10 +324,7 @@ fn requests_reach_the_backend_marked_https_and_responses_carry_hsts() {
 
 #[test]
 fn plain_http_to_the_tls_port_gets_a_clear_400_then_close() {
-    let pki = Pki::new();
-    let a = pki.leaf("leaf-a", &["a.test"]);
-    let backend = Backend::echo();
-    let proxy = Proxy::start_with_config(&tls_config(backend.addr(), &cert_key(&a), ""), &[]);
+    let Site { backend, proxy, .. } = site("", "");
     let mut client = RawClient::connect(proxy.addr());
     client.send(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n");
     let response = client.read_response().unwrap();
@@ -304,11 +336,7 @@ fn plain_http_to_the_tls_port_gets_a_clear_400_then_close() {
 
 #[test]
 fn garbage_and_bad_handshakes_are_closed_at_once() {
-    let pki = Pki::new();
-    let a = pki.leaf("leaf-a", &["a.test"]);
-    let backend = Backend::echo();
-    let extra = "[timeouts]\nclient_header = \"30s\"\n";
-    let proxy = Proxy::start_with_config(&tls_config(backend.addr(), &cert_key(&a), extra), &[]);
+    let Site { pki, proxy, .. } = site("", "[timeouts]\nclient_header = \"30s\"\n");
     // Neither TLS nor HTTP; a handshake record holding nonsense.
     for bytes in [
         &b"\x00\x01\x02 not tls\r\n"[..],
@@ -334,11 +362,7 @@ fn garbage_and_bad_handshakes_are_closed_at_once() {
 
 #[test]
 fn a_stalled_handshake_is_closed_by_client_header() {
-    let pki = Pki::new();
-    let a = pki.leaf("leaf-a", &["a.test"]);
-    let backend = Backend::echo();
-    let extra = "[timeouts]\nclient_header = \"1s\"\n";
-    let proxy = Proxy::start_with_config(&tls_config(backend.addr(), &cert_key(&a), extra), &[]);
+    let Site { proxy, .. } = site("", "[timeouts]\nclient_header = \"1s\"\n");
     // Silent from the start; the first bytes of a ClientHello and no more.
     for bytes in [&b""[..], b"\x16\x03\x01\x02"] {
         let started = Instant::now();
@@ -492,4 +516,106 @@ fn check_names_file_line_and_key_of_each_bad_certificate() {
         "{stderr}"
     );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("config OK"));
+}
+
+/// A rustls client connection to the proxy for `a.test`, trusting the test CA.
+fn rustls_client(
+    proxy: &Proxy,
+    pki: &Pki,
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = rustls::pki_types::CertificateDer::from_pem_file(&pki.ca).unwrap();
+    roots.add(ca).unwrap();
+    #[allow(deprecated)] // ring's provider, as the proxy's
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = "a.test".try_into().unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let tcp = TcpStream::connect(proxy.addr()).unwrap();
+    tcp.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+/// Reads a response head, up to its blank line.
+fn read_head<R: BufRead>(reader: &mut R) -> String {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "closed in the head: {head}"
+        );
+        head.push_str(&line);
+        if line == "\r\n" {
+            return head;
+        }
+    }
+}
+
+#[test]
+fn websocket_over_tls_relays_both_ways_and_a_bad_record_ends_only_its_connection() {
+    let pki = Pki::new();
+    let a = pki.leaf("leaf-a", &["a.test"]);
+    let backend = Backend::start(|_| {
+        let mut out = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+              Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+            .to_vec();
+        out.extend_from_slice(&ws_frame(0x1, b"hello from server", None));
+        vec![Step::Write(out), Step::WebSocketEcho]
+    });
+    let proxy = Proxy::start_with_config(&tls_config(backend.addr(), &cert_key(&a), ""), &[]);
+    let upgrade = || {
+        let mut tls = BufReader::new(rustls_client(&proxy, &pki));
+        tls.get_mut()
+            .write_all(
+                b"GET /chat HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                  Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            )
+            .unwrap();
+        let head = read_head(&mut tls);
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        assert_eq!(
+            ws_read_frame(&mut tls).unwrap(),
+            (0x1, b"hello from server".to_vec())
+        );
+        tls
+    };
+    let mut tls = upgrade();
+    let key = [0x12, 0x34, 0x56, 0x78];
+    for msg in [&b"ping one"[..], &[b'x'; 40_000][..]] {
+        tls.get_mut()
+            .write_all(&ws_frame(0x1, msg, Some(key)))
+            .unwrap();
+        assert_eq!(ws_read_frame(&mut tls).unwrap(), (0x1, msg.to_vec()));
+    }
+
+    // A corrupt record under the tunnel: that connection ends, the worker serves on.
+    let tcp = &mut tls.get_mut().sock;
+    let mut record = b"\x17\x03\x03\x00\x20".to_vec();
+    record.extend_from_slice(&[b'!'; 0x20]);
+    tcp.write_all(&record).unwrap();
+    let mut rest = Vec::new();
+    let closed = std::io::Read::read_to_end(tcp, &mut rest);
+    if let Err(error) = closed {
+        let kind = error.kind();
+        let waited = matches!(
+            kind,
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        );
+        assert!(!waited, "the connection was not closed: {error}");
+    }
+    let mut again = upgrade();
+    again
+        .get_mut()
+        .write_all(&ws_frame(0x1, b"still here", Some(key)))
+        .unwrap();
+    assert_eq!(
+        ws_read_frame(&mut again).unwrap(),
+        (0x1, b"still here".to_vec())
+    );
 }
