@@ -23,15 +23,18 @@ Usage: scripts/bench.sh [options]
 
   --matrix quick|full     quick: keep-alive, 50 conns, GET 12b and 1k (default)
                           full: keep-alive at 50 and 256 conns x 12b/1k/64k, a
-                          Connection: close run, a 16 KiB POST; 1 and 2 workers
+                          Connection: close run, a 16 KiB POST, HTTPS keep-alive
+                          12b/1k; 1 and 2 workers
   --only LIST             proxies to run, from ringproxy,nginx,haproxy (default: all)
   --reps N                repetitions, each runs every proxy in turn (default 3)
   --duration S            seconds per wrk run (default 10)
   --warmup S              unrecorded wrk run per proxy before each scenario (default 1; 0 = none)
   --connections LIST      connection counts, e.g. 50,256 (overrides the matrix)
   --bodies LIST           GET bodies from 12b,1k,64k (overrides the matrix)
-  --scenarios LIST        kinds to run, from ka,close,post (default: the matrix's; e.g.
-                          --scenarios post measures the 16 KiB POST alone)
+  --scenarios LIST        kinds to run, from ka,close,post,tls (default: the matrix's;
+                          e.g. --scenarios post measures the 16 KiB POST alone; tls is
+                          keep-alive over HTTPS, every proxy terminating TLS with the
+                          same ECDSA P-256 certificate, at the first connection count)
   --workers 1|2           proxy workers (full matrix: both unless given)
   --proxy-cpus LIST       cores for the proxies; W workers use the first W (default 0,1)
   --load-cpus LIST        cores for backend + wrk (default: the cores the proxies don't use,
@@ -126,7 +129,7 @@ validate_args() {
     done
     for name in ${CONNECTIONS//,/ }; do require_uint --connections "$name"; done
     for name in ${SCENARIO_KINDS//,/ }; do
-        case $name in ka | close | post) ;; *) bench_die "--scenarios: unknown kind '$name' (ka, close, post)" ;; esac
+        case $name in ka | close | post | tls) ;; *) bench_die "--scenarios: unknown kind '$name' (ka, close, post, tls)" ;; esac
     done
     bench_check_cpus_exist "$PROXY_CPUS"
     [[ -z $LOAD_CPUS ]] || bench_check_cpus_exist "$LOAD_CPUS"
@@ -146,7 +149,7 @@ build_scenarios() {
         read -ra WORKER_MODES <<<"${WORKERS:-1}"
     fi
     local kinds=${SCENARIO_KINDS:-ka}
-    if [[ $MATRIX == full && -z $SCENARIO_KINDS ]]; then kinds=ka,close,post; fi
+    if [[ $MATRIX == full && -z $SCENARIO_KINDS ]]; then kinds=ka,close,post,tls; fi
     SCENARIOS=()
     if [[ ,$kinds, == *,ka,* ]]; then
         for first in ${conns//,/ }; do
@@ -156,6 +159,9 @@ build_scenarios() {
     first=${conns%%,*}
     if [[ ,$kinds, == *,close,* ]]; then SCENARIOS+=("close $first 12b"); fi
     if [[ ,$kinds, == *,post,* ]]; then SCENARIOS+=("post $first post"); fi
+    if [[ ,$kinds, == *,tls,* ]]; then
+        for body in ${bodies//,/ }; do [[ $body == 64k ]] || SCENARIOS+=("tls $first $body"); done
+    fi
     MAX_CONNECTIONS=0
     for first in ${conns//,/ }; do
         if ((first > MAX_CONNECTIONS)); then MAX_CONNECTIONS=$first; fi
@@ -173,6 +179,7 @@ scenario_label() { # mode conns path
     ka) echo "keep-alive, $2 connections, $body" ;;
     close) echo "Connection: close, $2 connections, $body" ;;
     post) echo "keep-alive, $2 connections, $body" ;;
+    tls) echo "HTTPS keep-alive, $2 connections, $body" ;;
     esac
 }
 
@@ -203,6 +210,21 @@ plan_cpus() { # workers
     fi
     read -ra load <<<"$(bench_expand_cpus "$MODE_LOAD_CPUS")"
     WRK_THREADS=${#load[@]}
+}
+
+# The URL a scenario's wrk loads, and the wrk mode it runs in.
+scenario_url() { # proxy workers mode path
+    local port
+    port=$(proxy_port "$1" "$2")
+    if [[ $3 == tls ]]; then
+        echo "https://127.0.0.1:$((port + BENCH_TLS_PORT_OFFSET))/$4"
+    else
+        echo "http://127.0.0.1:$port/$4"
+    fi
+}
+
+wrk_mode() { # mode
+    if [[ $1 == tls ]]; then echo ka; else echo "$1"; fi
 }
 
 proxy_port() { # proxy workers
@@ -247,8 +269,8 @@ run_start() { # workers scenario_key rep proxy mode conns path
     read -r "RUN_TICKS[$proxy]" "RUN_USER[$proxy]" <<<"$(bench_cpu_ticks "${cpu_pids[@]}")"
     RUN_STEAL[$proxy]=$(bench_steal_sample)
     RUN_NS[$proxy]=$(date +%s%N)
-    bench_wrk_start "$MODE_LOAD_CPUS" "$threads" "$conns" "$DURATION" "$mode" \
-        "http://127.0.0.1:$(proxy_port "$proxy" "$workers")/$path" "${RUN_OUT[$proxy]}"
+    bench_wrk_start "$MODE_LOAD_CPUS" "$threads" "$conns" "$DURATION" "$(wrk_mode "$mode")" \
+        "$(scenario_url "$proxy" "$workers" "$mode" "$path")" "${RUN_OUT[$proxy]}"
     RUN_WRK[$proxy]=$BENCH_WRK_PID
 }
 
@@ -276,8 +298,8 @@ warm_up() { # workers mode conns path
     local proxy
     ((WARMUP > 0)) || return 0
     for proxy in "${TARGETS[@]}"; do
-        bench_wrk "$MODE_LOAD_CPUS" "$((WRK_THREADS < $3 ? WRK_THREADS : $3))" "$3" "$WARMUP" "$2" \
-            "http://127.0.0.1:$(proxy_port "$proxy" "$1")/$4" "$BENCH_WORKDIR/runs/warmup.txt"
+        bench_wrk "$MODE_LOAD_CPUS" "$((WRK_THREADS < $3 ? WRK_THREADS : $3))" "$3" "$WARMUP" "$(wrk_mode "$2")" \
+            "$(scenario_url "$proxy" "$1" "$2" "$4")" "$BENCH_WORKDIR/runs/warmup.txt"
     done
 }
 
@@ -450,6 +472,13 @@ main() {
     RESULTS="$BENCH_WORKDIR/results.tsv"
     : >"$RESULTS"
     bench_write_wrk_scripts
+    for scenario in "${SCENARIOS[@]}"; do
+        if [[ $scenario == tls* ]]; then
+            bench_ensure_commands openssl:openssl
+            bench_make_tls_cert "$BENCH_WORKDIR/tls"
+            break
+        fi
+    done
     steal_start=$(bench_steal_sample)
     emit_header
     for workers in "${WORKER_MODES[@]}"; do

@@ -12,6 +12,10 @@ BENCH_WRK_PID=""       # the one started last
 declare -A BENCH_WRK_OUT_OF=() BENCH_WRK_URL_OF=()
 BENCH_NGINX_PID=""     # the last nginx bench_run_nginx started, and its workers
 BENCH_NGINX_WORKER_PIDS=""
+# With a certificate (bench_make_tls_cert), each proxy also terminates TLS on its port plus
+# this offset, with the same certificate for all.
+BENCH_TLS_CERT="" BENCH_TLS_KEY="" BENCH_TLS_PEM=""
+BENCH_TLS_PORT_OFFSET=3
 
 bench_log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 bench_die() {
@@ -290,6 +294,21 @@ EOF
     bench_log "backend nginx on :$port (cpus $cpus, $workers worker)"
 }
 
+# --- TLS -------------------------------------------------------------------------
+
+# One ECDSA P-256 certificate for every proxy (self-signed, SAN localhost and 127.0.0.1):
+# the certificate nginx and HAProxy deployments benchmark with; wrk does not verify it.
+bench_make_tls_cert() { # dir
+    mkdir -p "$1"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+        -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+        -keyout "$1/key.pem" -out "$1/cert.pem" >"$1/openssl.log" 2>&1 ||
+        bench_die "openssl could not make the certificate: $(cat "$1/openssl.log")"
+    cat "$1/cert.pem" "$1/key.pem" >"$1/haproxy.pem" # HAProxy wants both in one file
+    chmod -R a+r "$1"
+    BENCH_TLS_CERT=$1/cert.pem BENCH_TLS_KEY=$1/key.pem BENCH_TLS_PEM=$1/haproxy.pem
+}
+
 # --- proxies ---------------------------------------------------------------------
 # Each bench_start_proxy_<name> takes: port backend_port cpus workers keepalive
 # and sets BENCH_PROXY_PID (to stop) and BENCH_PROXY_CPU_PIDS (to account CPU of).
@@ -299,7 +318,15 @@ bench_start_proxy_ringproxy() {
     [[ -n ${RINGPROXY_BIN:-} ]] || bench_die "RINGPROXY_BIN not set"
     mkdir -p "$dir"
     bench_require_free_port "$port" ringproxy
-    taskset -c "$cpus" "$RINGPROXY_BIN" --listen "127.0.0.1:$port" --upstream "127.0.0.1:$backend" \
+    local listeners="[[listener]]"$'\n'"address = \"127.0.0.1:$port\""$'\n'
+    if [[ -n $BENCH_TLS_CERT ]]; then
+        bench_require_free_port "$((port + BENCH_TLS_PORT_OFFSET))" ringproxy
+        listeners+="[[listener]]"$'\n'"address = \"127.0.0.1:$((port + BENCH_TLS_PORT_OFFSET))\""$'\n'
+        listeners+="[listener.tls]"$'\n'"cert = \"$BENCH_TLS_CERT\""$'\n'"key = \"$BENCH_TLS_KEY\""$'\n'
+    fi
+    # Every other setting at its default, as with --listen and --upstream.
+    printf '%s\n[upstream.default]\nbackends = ["127.0.0.1:%s"]\n' "$listeners" "$backend" >"$dir/ringproxy.toml"
+    taskset -c "$cpus" "$RINGPROXY_BIN" --config "$dir/ringproxy.toml" \
         --workers "$workers" --cpus "$cpus" >"$dir/stdout.log" 2>"$dir/stderr.log" &
     BENCH_PROXY_PID=$!
     BENCH_PIDS+=("$BENCH_PROXY_PID")
@@ -313,6 +340,13 @@ bench_start_proxy_ringproxy() {
 bench_start_proxy_nginx() {
     local port=$1 backend=$2 cpus=$3 workers=$4 keepalive=$5 dir="$BENCH_WORKDIR/nginx-proxy"
     bench_require_free_port "$port" "nginx proxy"
+    local tls=""
+    if [[ -n $BENCH_TLS_CERT ]]; then
+        bench_require_free_port "$((port + BENCH_TLS_PORT_OFFSET))" "nginx proxy"
+        tls="listen 127.0.0.1:$((port + BENCH_TLS_PORT_OFFSET)) ssl reuseport backlog=4096;
+        ssl_certificate $BENCH_TLS_CERT;
+        ssl_certificate_key $BENCH_TLS_KEY;"
+    fi
     mkdir -p "$dir/tmp"
     chmod -R 755 "$dir"
     # reuseport: one listener per worker, like ringproxy's per-worker SO_REUSEPORT sockets.
@@ -335,6 +369,7 @@ $(bench_nginx_temp_paths "$dir")
     }
     server {
         listen 127.0.0.1:$port reuseport backlog=4096;
+        $tls
         client_max_body_size 1m;
         client_body_buffer_size 64k;
         location / {
@@ -358,8 +393,9 @@ EOF
 # The HAProxy config of the baseline, also run by haproxy-as-ringproxy.sh so that its A/A
 # comparison measures the very same HAProxy: one thread per worker, thread N pinned to the
 # Nth cpu of the list (none pinned if it is empty), keep-alive and reuse on both sides.
-bench_haproxy_config() { # listen_addr upstream_addr cpus workers
-    local listen=$1 upstream=$2 cpus=$3 workers=$4 cpu thread=0 cpu_maps=""
+bench_haproxy_config() { # listen_addr upstream_addr cpus workers [tls_listen_addr]
+    local listen=$1 upstream=$2 cpus=$3 workers=$4 cpu thread=0 cpu_maps="" tls_bind=""
+    if [[ -n ${5:-} ]]; then tls_bind="    bind $5 ssl crt $BENCH_TLS_PEM"$'\n'; fi
     if [[ -n $cpus ]]; then
         for cpu in $(bench_expand_cpus "$cpus"); do
             thread=$((thread + 1))
@@ -383,7 +419,7 @@ defaults
     http-reuse always
 frontend proxy
     bind $listen
-    default_backend origin
+$tls_bind    default_backend origin
 backend origin
     http-reuse always
     server origin $upstream
@@ -394,7 +430,12 @@ bench_start_proxy_haproxy() {
     local port=$1 backend=$2 cpus=$3 workers=$4 dir="$BENCH_WORKDIR/haproxy"
     bench_require_free_port "$port" haproxy
     mkdir -p "$dir"
-    bench_haproxy_config "127.0.0.1:$port" "127.0.0.1:$backend" "$cpus" "$workers" >"$dir/haproxy.cfg"
+    local tls_listen=""
+    if [[ -n $BENCH_TLS_CERT ]]; then
+        tls_listen="127.0.0.1:$((port + BENCH_TLS_PORT_OFFSET))"
+        bench_require_free_port "$((port + BENCH_TLS_PORT_OFFSET))" haproxy
+    fi
+    bench_haproxy_config "127.0.0.1:$port" "127.0.0.1:$backend" "$cpus" "$workers" $tls_listen >"$dir/haproxy.cfg"
     haproxy -c -q -f "$dir/haproxy.cfg" >"$dir/check.log" 2>&1 ||
         bench_die "haproxy rejected its config: $(cat "$dir/check.log")"
     taskset -c "$cpus" haproxy -db -f "$dir/haproxy.cfg" >"$dir/stdout.log" 2>&1 &
@@ -415,6 +456,11 @@ bench_check_proxy_forwards() { # name port
         -w ' %{http_code}' "http://127.0.0.1:$2/post" 2>&1) ||
         bench_die "$1 on :$2 does not answer POST /post: $got"
     [[ $got == $'ok\n 200' ]] || bench_die "$1 on :$2 answered POST /post with '$got'"
+    [[ -n $BENCH_TLS_CERT ]] || return 0
+    got=$(curl -sS --max-time 5 --cacert "$BENCH_TLS_CERT" -o /dev/null -w '%{http_code} %{size_download}' \
+        "https://127.0.0.1:$(($2 + BENCH_TLS_PORT_OFFSET))/1k" 2>&1) ||
+        bench_die "$1 on :$(($2 + BENCH_TLS_PORT_OFFSET)) does not answer HTTPS GET /1k: $got"
+    [[ $got == "200 1024" ]] || bench_die "$1 answered HTTPS GET /1k with '$got' (want '200 1024')"
 }
 
 # --- /proc readings --------------------------------------------------------------
