@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v curl >/dev/null || need_apt+=(curl)
+# openssl s_client checks what the TLS listener negotiates (tests/tls.rs); Debian has it by default.
+command -v openssl >/dev/null || need_apt+=(openssl)
 # tests/package.rs: cargo-deb's dependency scan (dpkg-shlibdeps), the unit's check and its
 # syscall groups (systemd-analyze), the packaged man page rendered (man).
 command -v dpkg-shlibdeps >/dev/null || need_apt+=(dpkg-dev)

@@ -23,6 +23,27 @@
 //! # routes = "main"       # instead of upstream: the route table requests go through
 //!                         # (see [routes.NAME] below)
 //!
+//! [listener.tls]          # HTTPS: terminate TLS on this listener; no section: plain HTTP
+//! cert = "site.pem"       # PEM certificate chain, the server's certificate first
+//! key = "site.key"        # PEM private key (RSA, ECDSA or Ed25519) matching it
+//!                         # (cert and key: both, or neither when certificates lists some;
+//!                         # paths relative to this file's directory)
+//! min_version = "1.2"     # lowest TLS version accepted: "1.2" (default) or "1.3"
+//! hsts = 31536000         # add Strict-Transport-Security: max-age=N to relayed
+//!                         # responses; 0..=315360000 seconds; default: not added
+//! hsts_include_subdomains = false  # ...; includeSubDomains (needs hsts)
+//!
+//! [[listener.tls.certificates]]  # more certificates, after cert/key; repeat the section
+//! cert = "other.pem"      # required
+//! key = "other.key"       # required
+//! default = false         # served to clients without SNI or with a name no certificate
+//!                         # has; at most one; default: the first certificate
+//! # A client's SNI name picks the certificate whose subjectAltName DNS names hold it:
+//! # exactly, else a "*.example.com" entry for one more label; first configured wins.
+//! # The files are read at --check and at start: an unreadable file, a key that does
+//! # not match its certificate, an expired or not yet valid certificate are errors; one
+//! # expiring within 14 days is a warning (FILE:LINE: KEY: warning: ...).
+//!
 //! [upstream.app]          # at least one group; the name (here "app") uses letters,
 //!                         # digits, '_' and '-', at most 64 characters
 //! balance = "round_robin" # round_robin: smooth weighted rotation (as nginx);
