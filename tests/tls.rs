@@ -414,6 +414,8 @@ fn cli_quick_mode_serves_https_on_every_listen_address() {
         &[
             "--listen",
             "127.0.0.1:0",
+            "--listen",
+            "127.0.0.2:0",
             "--upstream",
             &upstream,
             "--tls-cert",
@@ -426,6 +428,11 @@ fn cli_quick_mode_serves_https_on_every_listen_address() {
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let expected = format!("ringproxy: --tls-cert: cannot open {}: ", path(&missing));
+    assert!(
+        stderr.lines().filter(|l| l.starts_with(&expected)).count() == 1,
+        "once, however many listeners: {stderr}"
+    );
 }
 
 #[test]

@@ -104,49 +104,41 @@ pub struct Loaded {
 /// Reads and checks the certificates of every TLS listener as of `now`; errors and warnings
 /// are placed on the settings that name the files.
 pub fn load(config: &Config, now: SystemTime) -> Loaded {
-    let provider = Arc::new(provider());
     let mut loaded = Loaded {
         listeners: Vec::with_capacity(config.listeners.len()),
         warnings: Vec::new(),
         errors: Vec::new(),
     };
+    if config.listeners.iter().all(|l| l.tls.is_none()) {
+        loaded.listeners.resize(config.listeners.len(), None);
+        return loaded;
+    }
     // One set of ticket keys for the whole process: a ticket works on every worker and
     // every listener.
-    let mut ticketer = None;
+    let ticketer = match rustls::crypto::ring::Ticketer::new() {
+        Ok(ticketer) => ticketer,
+        Err(error) => {
+            let message = format!("cannot make session ticket keys: {error}");
+            loaded.errors.push(config.origin.error("listener", message));
+            return loaded;
+        }
+    };
+    let provider = Arc::new(provider());
     for listener in &config.listeners {
-        let Some(tls) = &listener.tls else {
-            loaded.listeners.push(None);
-            continue;
-        };
-        let Some(resolver) = load_resolver(config, tls, &provider, now, &mut loaded) else {
-            loaded.listeners.push(None);
-            continue;
-        };
-        let ticketer = match &ticketer {
-            Some(ticketer) => Arc::clone(ticketer),
-            None => match rustls::crypto::ring::Ticketer::new() {
-                Ok(made) => ticketer.insert(made).clone(),
-                Err(error) => {
-                    loaded.errors.push(ConfigError {
-                        file: "ringproxy".into(),
-                        line: None,
-                        key: String::new(),
-                        message: format!("cannot make session ticket keys: {error}"),
-                    });
-                    return loaded;
-                }
-            },
-        };
-        loaded.listeners.push(Some(Arc::new(ListenerTls {
-            resolver: Arc::new(resolver),
-            versions: match tls.min_version {
-                TlsVersion::Tls12 => rustls::ALL_VERSIONS,
-                TlsVersion::Tls13 => TLS13_ONLY,
-            },
-            provider: provider.clone(),
-            ticketer,
-            response_fields: tls.hsts.map(hsts_field).unwrap_or_default().into(),
-        })));
+        let tls = listener.tls.as_ref().and_then(|tls| {
+            let resolver = load_resolver(config, tls, &provider, now, &mut loaded)?;
+            Some(Arc::new(ListenerTls {
+                resolver: Arc::new(resolver),
+                versions: match tls.min_version {
+                    TlsVersion::Tls12 => rustls::ALL_VERSIONS,
+                    TlsVersion::Tls13 => TLS13_ONLY,
+                },
+                provider: provider.clone(),
+                ticketer: ticketer.clone(),
+                response_fields: tls.hsts.map(hsts_field).unwrap_or_default().into(),
+            }))
+        });
+        loaded.listeners.push(tls);
     }
     // Listeners that share files (every --listen with --tls-cert) would repeat each finding.
     let mut seen = std::collections::HashSet::new();
