@@ -77,6 +77,9 @@ async fn refuse_plain_http(ctx: &WorkerCtx, slot: &ConnSlot, fd: RawFd, tcp: &mu
     write_error_response(&mut answer, 400, true);
     let end = ctx.conns.now() + PLAIN_HTTP_LINGER;
     let deadline = slot.deadline(Lane::Main, fd, PLAIN_HTTP_LINGER);
+    // A boxed slice: `write_all` over a `Vec` is the plain-HTTP path's, kept to one caller
+    // so that it stays inlined there (see `TlsStream::flush_tls`).
+    let answer = answer.into_boxed_slice();
     let ((written, _), _) = deadline.run(Cut::Both, tcp.write_all(answer)).await;
     if written.is_err() || tcp.shutdown().await.is_err() {
         return;
