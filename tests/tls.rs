@@ -626,3 +626,29 @@ fn websocket_over_tls_relays_both_ways_and_a_bad_record_ends_only_its_connection
         (0x1, b"still here".to_vec())
     );
 }
+
+#[test]
+fn a_redirect_that_keeps_the_scheme_says_https_on_a_tls_listener() {
+    let pki = Pki::new();
+    let a = pki.leaf("leaf-a", &["a.test"]);
+    let backend = Backend::echo();
+    let toml = format!(
+        "[runtime]\nworkers = 1\npin = false\n\n[[listener]]\naddress = \"127.0.0.1:0\"\n\
+         routes = \"main\"\n[listener.tls]\n{}\n\
+         [[routes.main.route]]\npath = \"/old\"\nredirect = {{ status = 307, path = \"/new\" }}\n\
+         [[routes.main.route]]\nupstream = \"app\"\n\n\
+         [upstream.app]\nbackends = [\"{}\"]\n",
+        cert_key(&a),
+        backend.addr()
+    );
+    let proxy = Proxy::start_with_config(&toml, &[]);
+    let port = proxy.addr().port();
+    let resolve = format!("a.test:{port}:127.0.0.1");
+    let url = format!("https://a.test:{port}/old");
+    let result = curl(&["--cacert", pki.ca(), "--resolve", &resolve, &url]);
+    assert_eq!(result.status, 307, "{}", result.stderr);
+    assert_eq!(
+        result.header("location").as_deref(),
+        Some("https://a.test/new")
+    );
+}
