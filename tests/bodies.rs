@@ -159,6 +159,35 @@ fn raw_request_bodies_in_both_framings_arrive_exactly() {
     }
 }
 
+/// RFC 9112 §7.1.1: whitespace before `;` and around `=` in chunk extensions is valid, in
+/// request and response bodies alike, and the body passes whole both ways.
+#[test]
+fn chunk_extensions_with_whitespace_pass_both_ways() {
+    let backend = Backend::start(|req| match req.target.as_str() {
+        "/download" => vec![Step::Write(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+              5 ; name = \"a; b\"\r\nhello\r\n6\t;x\r\n world\r\n0 ; ieof\r\n\r\n"
+                .to_vec(),
+        )],
+        _ => echo_reply(req),
+    });
+    let proxy = Proxy::for_backends(&[backend.addr()]);
+    let mut c = RawClient::connect(proxy.addr());
+    c.send(
+        b"POST /upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n\
+          5 ;a=1\r\nhello\r\n6\t; b = \"x y\"\r\n world\r\n0 ; ieof\r\n\r\n",
+    );
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 200, "{}", r.raw_head);
+    assert_eq!(r.body_text(), "hello world");
+    assert_eq!(backend.requests()[0].body, b"hello world");
+
+    c.send(b"GET /download HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 200, "{}", r.raw_head);
+    assert_eq!(r.body_text(), "hello world");
+}
+
 #[test]
 fn expect_100_continue_with_curl() {
     let backend = Backend::echo();

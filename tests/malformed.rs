@@ -148,6 +148,28 @@ fn overflowing_chunk_size_is_400_or_abort_and_never_a_complete_request() {
     rejects_body(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffffff\r\nhello\r\n0\r\n\r\n");
 }
 
+/// RFC 9112 §7.1.1 allows whitespace in a chunk-size line only before `;` and around `=`.
+#[test]
+fn chunk_size_followed_by_whitespace_without_extension_is_400_or_abort() {
+    rejects_body(
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5 \r\nhello\r\n0\r\n\r\n",
+    );
+}
+
+#[test]
+fn space_inside_chunk_size_is_400_or_abort() {
+    rejects_body(
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n1 0\r\nhello\r\n0\r\n\r\n",
+    );
+}
+
+#[test]
+fn bare_lf_after_chunk_extension_is_400_or_abort() {
+    rejects_body(
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5 ;a=b\nhello\r\n0\r\n\r\n",
+    );
+}
+
 #[test]
 fn requests_just_within_limits_are_accepted() {
     let (backend, proxy) = start();

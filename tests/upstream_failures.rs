@@ -76,6 +76,14 @@ fn bad_chunk_before_any_body_is_502() {
     );
 }
 
+/// Whitespace after a chunk size is valid only before a chunk extension's `;`.
+#[test]
+fn chunk_size_followed_by_whitespace_without_extension_is_502() {
+    expect_502_for(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5 \r\nhello\r\n0\r\n\r\n",
+    );
+}
+
 #[test]
 fn bad_chunk_after_response_started_aborts_the_client_connection() {
     let backend = Backend::start(|_| {

@@ -3,7 +3,9 @@
 //! The proxy usually forwards the consumed bytes unchanged, so this decoder is the only
 //! thing standing between a client and a backend that might read the framing differently.
 //! It is therefore strict: CRLF everywhere (bare LF and bare CR are errors), chunk sizes of
-//! hex digits only, no whitespace anywhere in the size line, bounded size lines and trailers.
+//! hex digits only, chunk extensions exactly as RFC 9112 7.1.1 writes them (whitespace only
+//! where its `BWS` stands: around `;` and `=`, never inside the size nor before the CRLF),
+//! bounded size lines and trailers.
 
 use std::ops::Range;
 
@@ -20,8 +22,10 @@ pub const MAX_TRAILER_BYTES: usize = 8192;
 enum State {
     /// In the hex digits of a chunk size.
     Size,
-    /// After `;` in a chunk-size line.
-    Extension,
+    /// Whitespace after the size: only more of it or `;` may follow.
+    SizeBws,
+    /// In the chunk extensions after the size.
+    Extension(Ext),
     /// Saw the CR ending a chunk-size line.
     SizeLf,
     /// Inside chunk data, `remaining` > 0 bytes to go.
@@ -38,6 +42,26 @@ enum State {
     Done,
     /// An error was returned; every later call returns it again.
     Failed(ChunkedError),
+}
+
+/// Where the decoder stands inside chunk extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ext {
+    /// After `;`: whitespace, then a name.
+    NameStart,
+    Name,
+    /// Whitespace after a name: `=` or the next `;` follows.
+    NameBws,
+    /// After `=`: whitespace, then a token or a quoted string.
+    ValueStart,
+    Token,
+    Quoted,
+    /// After a backslash in a quoted string.
+    QuotedPair,
+    /// Right after a quoted string's closing quote.
+    QuotedEnd,
+    /// Whitespace after a value: only more of it or the next `;` may follow.
+    ValueBws,
 }
 
 /// Decoder state for one chunked body.
@@ -132,7 +156,16 @@ impl ChunkedDecoder {
     fn step(&mut self, byte: u8) -> Result<(), ChunkedError> {
         self.state = match self.state {
             State::Size => self.size_byte(byte)?,
-            State::Extension => self.extension_byte(byte)?,
+            State::SizeBws => match byte {
+                b' ' | b'\t' => self.line_byte(State::SizeBws)?,
+                b';' => self.line_byte(State::Extension(Ext::NameStart))?,
+                _ => return Err(ChunkedError::InvalidSize),
+            },
+            State::Extension(at) => match extension_step(at, byte) {
+                Some(State::SizeLf) => State::SizeLf,
+                Some(next) => self.line_byte(next)?,
+                None => return Err(ChunkedError::InvalidExtension),
+            },
             State::SizeLf => self.end_size_line(byte)?,
             State::DataCr => expect(byte, b'\r', State::DataLf, ChunkedError::MissingDataCrlf)?,
             State::DataLf => {
@@ -177,7 +210,8 @@ impl ChunkedDecoder {
                 return Err(ChunkedError::InvalidSize);
             }
             return match byte {
-                b';' => self.line_byte(State::Extension),
+                b';' => self.line_byte(State::Extension(Ext::NameStart)),
+                b' ' | b'\t' => self.line_byte(State::SizeBws),
                 b'\r' => Ok(State::SizeLf),
                 b'\n' => Err(ChunkedError::InvalidLineEnding),
                 _ => Err(ChunkedError::InvalidSize),
@@ -189,14 +223,6 @@ impl ChunkedDecoder {
             .and_then(|size| size.checked_add(u64::from(digit)))
             .ok_or(ChunkedError::SizeOverflow)?;
         self.line_byte(State::Size)
-    }
-
-    fn extension_byte(&mut self, byte: u8) -> Result<State, ChunkedError> {
-        match byte {
-            b'\r' => Ok(State::SizeLf),
-            _ if is_field_value_byte(byte) => self.line_byte(State::Extension),
-            _ => Err(ChunkedError::InvalidExtension),
-        }
     }
 
     fn end_size_line(&mut self, byte: u8) -> Result<State, ChunkedError> {
@@ -227,6 +253,38 @@ impl ChunkedDecoder {
         }
         Ok(next)
     }
+}
+
+/// The state after `byte` inside chunk extensions (RFC 9112 7.1.1):
+///
+/// ```text
+/// chunk-ext      = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+/// chunk-ext-name = token
+/// chunk-ext-val  = token / quoted-string
+/// ```
+///
+/// `SizeLf` when the line ends (CR) where the grammar allows it; `None` when `byte` breaks
+/// the grammar.
+fn extension_step(at: Ext, byte: u8) -> Option<State> {
+    let bws = byte == b' ' || byte == b'\t';
+    let next = match at {
+        Ext::NameStart if bws => Ext::NameStart,
+        Ext::NameStart | Ext::Name if is_tchar(byte) => Ext::Name,
+        Ext::Name | Ext::NameBws if bws => Ext::NameBws,
+        Ext::Name | Ext::NameBws if byte == b'=' => Ext::ValueStart,
+        Ext::Name | Ext::NameBws if byte == b';' => Ext::NameStart,
+        Ext::ValueStart if bws => Ext::ValueStart,
+        Ext::ValueStart if byte == b'"' => Ext::Quoted,
+        Ext::ValueStart | Ext::Token if is_tchar(byte) => Ext::Token,
+        Ext::Quoted if byte == b'"' => Ext::QuotedEnd,
+        Ext::Quoted if byte == b'\\' => Ext::QuotedPair,
+        Ext::Quoted | Ext::QuotedPair if is_field_value_byte(byte) => Ext::Quoted,
+        Ext::Token | Ext::QuotedEnd | Ext::ValueBws if bws => Ext::ValueBws,
+        Ext::Token | Ext::QuotedEnd | Ext::ValueBws if byte == b';' => Ext::NameStart,
+        Ext::Name | Ext::Token | Ext::QuotedEnd if byte == b'\r' => return Some(State::SizeLf),
+        _ => return None,
+    };
+    Some(State::Extension(next))
 }
 
 fn expect(byte: u8, wanted: u8, next: State, error: ChunkedError) -> Result<State, ChunkedError> {

@@ -130,14 +130,95 @@ fn chunk_extensions() {
         b"Wiki"
     );
     assert_eq!(
-        rejected(b"4;a\x01\r\nWiki\r\n0\r\n\r\n"),
-        ChunkedError::InvalidExtension
+        decoded(b"4;q=\"a\\\"b;c\\\\\";t=!#$%&'*+-.^_`|~09az\r\nWiki\r\n0\r\n\r\n"),
+        b"Wiki"
+    );
+    for bad in [
+        &b"4;a\x01\r\nWiki\r\n0\r\n\r\n"[..],
+        b"4;a\nWiki\r\n0\r\n\r\n",
+        b"4;a\0\r\n",
+        b"4;\r\n",
+        b"4;;a\r\n",
+        b"4;=v\r\n",
+        b"4;a=\r\n",
+        b"4;a==v\r\n",
+        b"4;a b\r\n",
+        b"4;a=b c\r\n",
+        b"4;a=b\"c\"\r\n",
+        b"4;a=\"b\"c\r\n",
+        b"4;a=\"b\r\n",
+        b"4;a=\"b\nc\"\r\n",
+        b"4;a=\"b\\\r\n\"\r\n",
+        b"4;a=\"\x7f\"\r\n",
+        b"4;a(b)\r\n",
+    ] {
+        assert_eq!(
+            rejected(bad),
+            ChunkedError::InvalidExtension,
+            "{}",
+            bad.escape_ascii()
+        );
+    }
+}
+
+/// RFC 9112 7.1.1 (RFC 7230 erratum 4667): `BWS` before `;`, after it and around `=`.
+#[test]
+fn chunk_extensions_with_whitespace() {
+    for line in [
+        &b"4 ;a"[..],
+        b"4\t;a",
+        b"4 \t ;a",
+        b"4; a",
+        b"4;\ta",
+        b"4;a =b",
+        b"4;a= b",
+        b"4;a \t=\t \"b c\"",
+        b"4;a=b ;c",
+        b"4;a=\"b\" ;c = d",
+        b"4 ; a = b ; c",
+    ] {
+        let body = [line, b"\r\nWiki\r\n0 ; ieof\r\n\r\n"].concat();
+        assert_eq!(decoded(&body), b"Wiki", "{}", line.escape_ascii());
+    }
+    // Whitespace nowhere else: not before the size, inside it, or before the CRLF.
+    for (bad, error) in [
+        (&b" 4\r\n"[..], ChunkedError::InvalidSize),
+        (b"4 4\r\n", ChunkedError::InvalidSize),
+        (b"4 \r\n", ChunkedError::InvalidSize),
+        (b"4\t\r\n", ChunkedError::InvalidSize),
+        (b"4 \n", ChunkedError::InvalidSize),
+        (b"4 a\r\n", ChunkedError::InvalidSize),
+        (b"4;a \r\n", ChunkedError::InvalidExtension),
+        (b"4;a=b \r\n", ChunkedError::InvalidExtension),
+        (b"4;a=\"b\" \r\n", ChunkedError::InvalidExtension),
+        (b"4; \r\n", ChunkedError::InvalidExtension),
+        (b"4;a= \r\n", ChunkedError::InvalidExtension),
+        (b"4 ;a\n", ChunkedError::InvalidExtension),
+        (b"4 ;a \n", ChunkedError::InvalidExtension),
+    ] {
+        assert_eq!(rejected(bad), error, "{}", bad.escape_ascii());
+    }
+}
+
+/// Whitespace counts towards the size line's limit like any other byte of it.
+#[test]
+fn whitespace_counts_towards_the_size_line_limit() {
+    let line = |spaces: usize| {
+        let mut input = b"1".to_vec();
+        input.resize(1 + spaces, b' ');
+        input.extend_from_slice(b";x\r\nA\r\n0\r\n\r\n");
+        input
+    };
+    let fits = MAX_CHUNK_LINE - b"1;x".len();
+    assert_eq!(feed(&line(fits), 7).data, b"A");
+    assert_eq!(
+        feed(&line(fits + 1), 7).error,
+        Some(ChunkedError::SizeLineTooLong)
     );
     assert_eq!(
-        rejected(b"4;a\nWiki\r\n0\r\n\r\n"),
-        ChunkedError::InvalidExtension
+        feed(&line(MAX_CHUNK_LINE), 1).error,
+        Some(ChunkedError::SizeLineTooLong)
     );
-    assert_eq!(rejected(b"4;a\0\r\n"), ChunkedError::InvalidExtension);
 }
 
 #[test]
@@ -165,7 +246,6 @@ fn invalid_sizes() {
         &b"\r\n"[..],
         b" 4\r\n",
         b"4 \r\n",
-        b"4 ;a\r\n",
         b"+4\r\n",
         b"-4\r\n",
         b"0x4\r\n",
@@ -218,6 +298,7 @@ fn line_endings_must_be_crlf() {
         rejected(b"4\r\nWikiX\r\n0\r\n\r\n"),
         ChunkedError::MissingDataCrlf
     );
+    assert_eq!(rejected(b"4;a\r\r\n"), ChunkedError::InvalidLineEnding);
     assert_eq!(rejected(b"0\r\n\n"), ChunkedError::InvalidLineEnding);
     assert_eq!(rejected(b"0\r\n\rX"), ChunkedError::InvalidLineEnding);
     assert_eq!(rejected(b"0\r\nX: y\rZ"), ChunkedError::InvalidLineEnding);
