@@ -122,7 +122,13 @@ rejected! {
     garbage_request_line_is_400:
         b"HELLO THERE\r\n\r\n" => [400];
     http_2_request_line_is_505:
-        b"GET / HTTP/2.0\r\nHost: t\r\n\r\n" => [505, 400];
+        b"GET / HTTP/2.0\r\nHost: t\r\n\r\n" => [505];
+    http_0_9_request_line_is_505:
+        b"GET / HTTP/0.9\r\nHost: t\r\n\r\n" => [505];
+    two_digit_minor_version_is_400:
+        b"GET / HTTP/1.10\r\nHost: t\r\n\r\n" => [400];
+    http_1_2_without_host_is_400:
+        b"GET / HTTP/1.2\r\nX-A: b\r\n\r\n" => [400];
     request_line_longer_than_limit_is_414:
         format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(9000)) => [414];
     head_larger_than_limit_is_431:
@@ -168,6 +174,29 @@ fn bare_lf_after_chunk_extension_is_400_or_abort() {
     rejects_body(
         b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5 ;a=b\nhello\r\n0\r\n\r\n",
     );
+}
+
+/// RFC 9110 §2.5: a later minor version of HTTP/1 is served as HTTP/1.1, the highest the
+/// proxy supports, and forwarded as HTTP/1.1.
+#[test]
+fn http_1_2_request_is_served_as_http_1_1() {
+    let (backend, proxy) = start();
+    let mut c = RawClient::connect(proxy.addr());
+    c.send(b"POST /v HTTP/1.2\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello");
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 200, "{}", r.raw_head);
+    assert_eq!(r.version, "HTTP/1.1");
+    assert_eq!(r.body_text(), "hello");
+    // Kept alive, as HTTP/1.1 is by default.
+    c.send(b"GET /again HTTP/1.9\r\nHost: t\r\n\r\n");
+    assert_eq!(c.read_response().unwrap().status, 200);
+    let seen = backend.requests();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(
+        (seen[0].version.as_str(), seen[0].body.as_slice()),
+        ("HTTP/1.1", &b"hello"[..])
+    );
+    assert_eq!(seen[1].version, "HTTP/1.1");
 }
 
 #[test]

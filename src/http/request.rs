@@ -1,11 +1,13 @@
 //! Request heads: syntax via httparse, then the RFC 9112 / 9110 rules a proxy must enforce
 //! (limits, target form, Host, framing, Expect, connection options).
 
+use std::mem::MaybeUninit;
+
 use httparse::{Header, Status};
 
 use super::error::ParseError;
 use super::fields::{FieldName, FieldScan, TransferEncoding, is_valid_authority, offset_in};
-use super::{BodyFraming, HeadLimits, HeadStorage, Version};
+use super::{BodyFraming, HeadLimits, HeadStorage, MAX_HEADERS, Version};
 
 /// A parsed request head; every slice borrows the caller's buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,17 +64,87 @@ pub fn parse_request<'h, 'b>(
     let max_headers = limits.max_headers.min(storage.headers.len());
     let mut request = httparse::Request::new(&mut []);
     let parsed = request.parse_with_uninit_headers(window, &mut storage.headers[..max_headers]);
-    match parsed {
+    let (line, headers, bytes) = match parsed {
         Ok(Status::Complete(head_len)) => {
-            build_head(request, &mut storage.names, &window[..head_len], limits).map(Some)
+            let (Some(method), Some(target), Some(minor)) =
+                (request.method, request.path, request.version)
+            else {
+                return Err(ParseError::InvalidLineEnding);
+            };
+            let line = RequestLine {
+                method,
+                target,
+                minor,
+            };
+            (line, &*request.headers, &window[..head_len])
+        }
+        Ok(Status::Partial) => return incomplete(window, limits),
+        Err(httparse::Error::Version) => match classify_version(window, request.path) {
+            VersionShape::Incomplete => return incomplete(window, limits),
+            VersionShape::LaterMinor { line_end } => {
+                let (Some(method), Some(target)) = (request.method, request.path) else {
+                    return Err(ParseError::InvalidVersion);
+                };
+                let slots = &mut storage.later_minor_headers;
+                let Some((headers, bytes)) =
+                    parse_later_minor_fields(window, line_end, slots, max_headers, limits)?
+                else {
+                    return Ok(None);
+                };
+                // RFC 9110 2.5: handled as the highest minor version the proxy supports.
+                let line = RequestLine {
+                    method,
+                    target,
+                    minor: 1,
+                };
+                (line, headers, bytes)
+            }
+            VersionShape::Unsupported => return Err(ParseError::UnsupportedVersion),
+            VersionShape::Invalid => return Err(ParseError::InvalidVersion),
+        },
+        Err(httparse::Error::Token) if request.method.is_none() => {
+            return Err(ParseError::InvalidMethod);
+        }
+        Err(error) => return Err(map_syntax_error(error)),
+    };
+    build_head(line, headers, &mut storage.names, bytes, limits).map(Some)
+}
+
+/// The parts of a request line.
+struct RequestLine<'b> {
+    method: &'b str,
+    target: &'b str,
+    /// HTTP/1.minor, as the proxy treats it: 0 or 1.
+    minor: u8,
+}
+
+/// A head's header fields and the whole head's bytes.
+type ParsedFields<'h, 'b> = (&'h [Header<'b>], &'b [u8]);
+
+/// The header fields of a request whose line httparse refused only for its version, an
+/// HTTP/1.x with x > 1; `line_end` is where the request line's terminator starts. The
+/// fields go to `slots` (`HeadStorage::later_minor_headers`), with the same syntax rules as
+/// any request's. Returns the fields and the whole head's bytes.
+fn parse_later_minor_fields<'h, 'b>(
+    window: &'b [u8],
+    line_end: usize,
+    slots: &'h mut [MaybeUninit<Header<'b>>],
+    max_headers: usize,
+    limits: &HeadLimits,
+) -> Result<Option<ParsedFields<'h, 'b>>, ParseError> {
+    let fields_start = match &window[line_end..] {
+        [b'\r', b'\n', ..] => line_end + 2,
+        [b'\n', ..] => line_end + 1,
+        [b'\r'] => return incomplete(window, limits),
+        _ => return Err(ParseError::InvalidLineEnding),
+    };
+    const EMPTY: [Header<'_>; MAX_HEADERS] = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let slots = slots[..max_headers].write_copy_of_slice(&EMPTY[..max_headers]);
+    match httparse::parse_headers(&window[fields_start..], slots) {
+        Ok(Status::Complete((fields_len, headers))) => {
+            Ok(Some((headers, &window[..fields_start + fields_len])))
         }
         Ok(Status::Partial) => incomplete(window, limits),
-        Err(httparse::Error::Version) => match classify_version(window, request.path) {
-            VersionShape::Incomplete => incomplete(window, limits),
-            VersionShape::Unsupported => Err(ParseError::UnsupportedVersion),
-            VersionShape::Invalid => Err(ParseError::InvalidVersion),
-        },
-        Err(httparse::Error::Token) if request.method.is_none() => Err(ParseError::InvalidMethod),
         Err(error) => Err(map_syntax_error(error)),
     }
 }
@@ -124,12 +196,17 @@ fn skip_empty_lines(mut bytes: &[u8]) -> &[u8] {
 
 enum VersionShape {
     Incomplete,
+    /// HTTP/1.x with x > 1, its line ending at `line_end` (CR or LF).
+    LaterMinor {
+        line_end: usize,
+    },
     Unsupported,
     Invalid,
 }
 
-/// Tells a version HTTP does not have yet (505) from one that is not a version (400), and
-/// waits when the bytes so far could still be either.
+/// Tells a version HTTP does not have yet (505), or a later HTTP/1 minor (handled as 1.1),
+/// from one that is not a version (400), and waits when the bytes so far could still be
+/// either.
 fn classify_version(window: &[u8], target: Option<&str>) -> VersionShape {
     let Some(target) = target else {
         return VersionShape::Invalid;
@@ -150,24 +227,32 @@ fn classify_version(window: &[u8], target: Option<&str>) -> VersionShape {
                 b'#' => b.is_ascii_digit(),
                 _ => b == expected,
             });
-    match (fits_shape, line_end.is_some()) {
+    match (fits_shape, line_end) {
         (false, _) => VersionShape::Invalid,
-        (true, false) => VersionShape::Incomplete,
-        (true, true) if version.len() == SHAPE.len() => VersionShape::Unsupported,
-        (true, true) => VersionShape::Invalid,
+        (true, None) => VersionShape::Incomplete,
+        // httparse took 1.0 and 1.1; a later 1.x is the only other HTTP/1.
+        (true, Some(end)) if version.starts_with(b"HTTP/1.") && version.len() == SHAPE.len() => {
+            VersionShape::LaterMinor {
+                line_end: version_start + end,
+            }
+        }
+        (true, Some(_)) if version.len() == SHAPE.len() => VersionShape::Unsupported,
+        (true, Some(_)) => VersionShape::Invalid,
     }
 }
 
 fn build_head<'h, 'b>(
-    request: httparse::Request<'h, 'b>,
+    line: RequestLine<'b>,
+    headers: &'h [Header<'b>],
     names: &'h mut [FieldName],
     bytes: &'b [u8],
     limits: &HeadLimits,
 ) -> Result<RequestHead<'h, 'b>, ParseError> {
-    let (Some(method), Some(target), Some(minor)) = (request.method, request.path, request.version)
-    else {
-        return Err(ParseError::InvalidLineEnding);
-    };
+    let RequestLine {
+        method,
+        target,
+        minor,
+    } = line;
     // httparse allows exactly one SP between the parts, so the line length is known.
     let line_len = method.len() + 1 + target.len() + 1 + b"HTTP/1.1".len();
     if line_len > limits.max_request_line {
@@ -182,7 +267,6 @@ fn build_head<'h, 'b>(
         return Err(ParseError::ConnectNotSupported);
     }
     let (path, target_authority) = split_target(method, target)?;
-    let headers: &'h [Header<'b>] = request.headers;
     let names = &mut names[..headers.len()];
     let fields = FieldScan::scan(headers, names)?;
     let host = effective_host(&fields, target_authority, version)?;

@@ -194,7 +194,7 @@ fn versions() {
         assert_eq!(head.host, b"");
         assert!(!head.keep_alive);
     });
-    for version in ["HTTP/2.0", "HTTP/1.2", "HTTP/0.9", "HTTP/9.9"] {
+    for version in ["HTTP/2.0", "HTTP/0.9", "HTTP/3.1", "HTTP/9.9"] {
         let buf = format!("GET / {version}\r\nHost: h\r\n\r\n");
         assert_eq!(
             error(buf.as_bytes()),
@@ -220,6 +220,94 @@ fn versions() {
         error(b"GET / HTTP/1.1 \r\n\r\n"),
         ParseError::InvalidLineEnding
     );
+}
+
+/// RFC 9110 2.5: a higher minor version than the proxy supports is handled as the highest
+/// it supports, HTTP/1.1.
+#[test]
+fn later_http1_minor_versions_are_handled_as_1_1() {
+    for version in ["HTTP/1.2", "HTTP/1.9"] {
+        // After an empty line, which is skipped as before any request.
+        let buf = format!(
+            "\r\nPOST /up?x {version}\r\nHost: example.com\r\nContent-Length: 3\r\nX-A: b\r\n\r\nabc"
+        );
+        complete(buf.as_bytes(), |head| {
+            assert_eq!(head.method, "POST");
+            assert_eq!(head.path, "/up?x");
+            assert_eq!(head.version, Version::Http11, "{version}");
+            assert_eq!(head.host, b"example.com");
+            assert_eq!(head.headers.len(), 3);
+            assert_eq!(head.headers[2].name, "X-A");
+            assert_eq!(head.body, BodyFraming::Length(3));
+            assert_eq!(head.head_len(), buf.len() - 3);
+            assert!(head.keep_alive);
+        });
+    }
+    // Bare LF line endings, as for 1.1; HTTP/1.1 rules (Host required, Expect honoured).
+    complete(
+        b"GET / HTTP/1.2\nHost: h\nExpect: 100-continue\n\n",
+        |head| {
+            assert_eq!(head.headers.len(), 2);
+            assert!(head.expect_continue);
+        },
+    );
+    assert_eq!(
+        error(b"GET / HTTP/1.2\r\nAccept: */*\r\n\r\n"),
+        ParseError::MissingHost
+    );
+    // The fields' syntax and limits are those of any request.
+    assert_eq!(
+        error(b"GET / HTTP/1.2\r\nHost: h\r\nX : v\r\n\r\n"),
+        ParseError::InvalidHeaderName
+    );
+    assert_eq!(
+        error(b"GET / HTTP/1.2\r\nHost: h\r\nX: a\0b\r\n\r\n"),
+        ParseError::InvalidHeaderValue
+    );
+    assert_eq!(
+        error(b"GET / HTTP/1.2\rHost: h\r\n\r\n"),
+        ParseError::InvalidLineEnding
+    );
+    assert_eq!(
+        error(b"GET / HTTP/1.2x\r\nHost: h\r\n\r\n"),
+        ParseError::InvalidVersion
+    );
+    let two_fields = HeadLimits {
+        max_headers: 2,
+        ..LIMITS
+    };
+    let three = b"GET / HTTP/1.2\r\nHost: h\r\nA: 1\r\nB: 2\r\n\r\n";
+    assert_eq!(outcome(three, &two_fields), Err(ParseError::TooManyHeaders));
+    assert_eq!(outcome(&three[..three.len() - 8], &two_fields), Ok(false));
+    let short_line = HeadLimits {
+        max_request_line: 20,
+        ..LIMITS
+    };
+    assert_eq!(
+        outcome(b"GET /0123456 HTTP/1.2\r\nHost: h\r\n\r\n", &short_line),
+        Err(ParseError::RequestLineTooLong)
+    );
+    let small_head = HeadLimits {
+        max_header_bytes: 40,
+        max_request_line: 40,
+        ..LIMITS
+    };
+    assert_eq!(
+        outcome(
+            b"GET / HTTP/1.2\r\nHost: h\r\nX-Long: 0123456789abcdef\r\n",
+            &small_head
+        ),
+        Err(ParseError::HeadTooLarge)
+    );
+}
+
+#[test]
+fn later_http1_minor_versions_wait_for_the_whole_head() {
+    let buf = b"GET / HTTP/1.2\r\nHost: h\r\n\r\n";
+    for end in 0..buf.len() {
+        assert_eq!(outcome(&buf[..end], &LIMITS), Ok(false), "prefix {end}");
+    }
+    assert_eq!(outcome(buf, &LIMITS), Ok(true));
 }
 
 #[test]
