@@ -152,6 +152,88 @@ fn x_forwarded_for_appends_client_address_to_existing_value() {
     );
 }
 
+/// The backend below switches to h2c whenever it is offered, as an HTTP/2 server with
+/// cleartext upgrades does; through the proxy it is never offered.
+fn h2c_or_websocket_backend() -> Backend {
+    Backend::start(|req| {
+        let upgrade = req.header("upgrade").unwrap_or("").to_ascii_lowercase();
+        if upgrade.split(',').any(|p| p.trim() == "h2c") {
+            return vec![
+                Step::Write(
+                    b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+                        .to_vec(),
+                ),
+                Step::Stall,
+            ];
+        }
+        if upgrade == "websocket" {
+            return vec![
+                Step::Write(
+                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+                        .to_vec(),
+                ),
+                Step::WebSocketEcho,
+            ];
+        }
+        echo_reply(req)
+    })
+}
+
+/// RFC 9113 §3.1 deprecates the h2c upgrade: it is dropped (with HTTP2-Settings) and the
+/// request is served as plain HTTP/1.1, so no HTTP/2 can pass the proxy in a tunnel.
+#[test]
+fn h2c_upgrade_is_dropped_and_the_request_served_as_http_1_1() {
+    let backend = h2c_or_websocket_backend();
+    let proxy = Proxy::for_backends(&[backend.addr()]);
+    let mut c = RawClient::connect(proxy.addr());
+    c.send(
+        b"GET /h2 HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n\
+          HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n",
+    );
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 200, "{}", r.raw_head);
+    assert_eq!(r.header("x-echo-target"), Some("/h2"));
+    let req = &backend.requests()[0];
+    for name in ["upgrade", "http2-settings", "connection"] {
+        assert_eq!(
+            req.header(name),
+            None,
+            "{name} forwarded:\n{}",
+            req.raw_head
+        );
+    }
+    // Still an HTTP/1.1 keep-alive connection.
+    c.send(b"GET /next HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(
+        c.read_response().unwrap().header("x-echo-target"),
+        Some("/next")
+    );
+}
+
+/// Of `Upgrade: h2c, websocket`, only WebSocket is offered to the backend, and it works.
+#[test]
+fn upgrade_listing_h2c_and_websocket_offers_websocket_only() {
+    let backend = h2c_or_websocket_backend();
+    let proxy = Proxy::for_backends(&[backend.addr()]);
+    let mut c = RawClient::connect(proxy.addr());
+    c.send(
+        b"GET /chat HTTP/1.1\r\nHost: t\r\nUpgrade: h2c, websocket\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+          HTTP2-Settings: AAMAAABk\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    );
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 101, "{}", r.raw_head);
+    assert_eq!(r.header("upgrade"), Some("websocket"));
+    let req = &backend.requests()[0];
+    assert_eq!(req.header_all("upgrade"), ["websocket"]);
+    assert_eq!(req.header("http2-settings"), None, "{}", req.raw_head);
+    let key = [0x12, 0x34, 0x56, 0x78];
+    c.send(&ws_frame(0x1, b"ping", Some(key)));
+    assert_eq!(ws_read_frame(c.reader()).unwrap(), (0x1, b"ping".to_vec()));
+    c.send(&ws_frame(0x8, &[0x03, 0xe8], Some(key)));
+    assert_eq!(ws_read_frame(c.reader()).unwrap(), (0x8, vec![0x03, 0xe8]));
+    c.wait_closed(IO_TIMEOUT).unwrap();
+}
+
 #[test]
 fn hop_by_hop_response_headers_are_removed() {
     let backend = Backend::start(|_| {

@@ -34,8 +34,8 @@ pub enum FieldName {
     Host,
     Expect,
     Upgrade,
-    /// Keep-Alive, TE, Trailer, Proxy-Connection, Close: hop-by-hop and nothing more to the
-    /// proxy.
+    /// Keep-Alive, TE, Trailer, Proxy-Connection, Close, HTTP2-Settings: hop-by-hop and
+    /// nothing more to the proxy.
     HopByHopOnly,
     XForwardedFor,
     XForwardedProto,
@@ -62,6 +62,9 @@ impl FieldName {
             10 if is("connection") => Connection,
             10 if is("keep-alive") => HopByHopOnly,
             14 if is("content-length") => ContentLength,
+            // Connection-specific by definition (RFC 9113 3.1 deprecates the h2c upgrade it
+            // belongs to), even when Connection does not name it.
+            14 if is("http2-settings") => HopByHopOnly,
             15 if is("x-forwarded-for") => XForwardedFor,
             16 if is("proxy-connection") => HopByHopOnly,
             16 if is("x-forwarded-host") => XForwardedHost,
@@ -589,6 +592,7 @@ mod tests {
             ("Trailer", HopByHopOnly),
             ("Proxy-Connection", HopByHopOnly),
             ("Close", HopByHopOnly),
+            ("HTTP2-Settings", HopByHopOnly),
             ("X-Forwarded-For", XForwardedFor),
             ("X-Forwarded-Proto", XForwardedProto),
             ("X-Forwarded-Host", XForwardedHost),
@@ -620,6 +624,7 @@ mod tests {
             "connection",
             "keep-alive",
             "content-length",
+            "http2-settings",
             "x-forwarded-for",
             "proxy-connection",
             "x-forwarded-host",

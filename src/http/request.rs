@@ -34,18 +34,41 @@ pub struct RequestHead<'h, 'b> {
     pub keep_alive: bool,
     /// `Expect: 100-continue` on an HTTP/1.1 request (ignored on HTTP/1.0, RFC 9110 10.1.1).
     pub expect_continue: bool,
-    /// The Upgrade value when Connection lists `upgrade` (HTTP/1.1 only).
+    /// The Upgrade value when Connection lists `upgrade` (HTTP/1.1 only) and the value offers
+    /// a protocol the proxy tunnels; [`RequestHead::upgrade_protocols`] are those.
     pub upgrade: Option<&'b str>,
     pub is_head: bool,
     /// GET, HEAD, OPTIONS, TRACE, PUT or DELETE: safe to retry on another backend.
     pub idempotent: bool,
 }
 
-impl RequestHead<'_, '_> {
+impl<'b> RequestHead<'_, 'b> {
     /// Length of the head: the body or the next request starts at `buf[head_len()]`.
     pub fn head_len(&self) -> usize {
         self.bytes.len()
     }
+
+    /// The protocols of `upgrade` the backend is offered, in the client's order.
+    pub fn upgrade_protocols(&self) -> impl Iterator<Item = &'b str> + use<'b> {
+        tunnelled_protocols(self.upgrade.unwrap_or_default())
+    }
+}
+
+/// The protocols of an Upgrade value that the proxy tunnels: all but HTTP/2's. `h2c` is
+/// deprecated (RFC 9113 3.1), and a backend switching to it would take requests the proxy
+/// never sees past its routing; `h2` was never allowed in Upgrade (RFC 7540 3.2).
+fn tunnelled_protocols(upgrade: &str) -> impl Iterator<Item = &str> {
+    upgrade
+        .split(',')
+        .map(|protocol| protocol.trim_matches([' ', '\t']))
+        .filter(|protocol| !protocol.is_empty() && !is_http2(protocol))
+}
+
+/// `h2c` or `h2`, with or without a `/version` (protocol names as case-insensitive as the
+/// most lenient backend may read them).
+fn is_http2(protocol: &str) -> bool {
+    let name = protocol.split('/').next().unwrap_or_default();
+    name.eq_ignore_ascii_case("h2c") || name.eq_ignore_ascii_case("h2")
 }
 
 /// Parses a request head at the start of `buf`.
@@ -277,7 +300,9 @@ fn build_head<'h, 'b>(
     let http11 = version == Version::Http11;
     let keep_alive = !fields.connection.close && (http11 || fields.connection.keep_alive);
     let upgrade = match fields.upgrade {
-        Some(value) if http11 && fields.connection.upgrade => std::str::from_utf8(value).ok(),
+        Some(value) if http11 && fields.connection.upgrade => std::str::from_utf8(value)
+            .ok()
+            .filter(|value| tunnelled_protocols(value).next().is_some()),
         _ => None,
     };
     Ok(RequestHead {

@@ -53,6 +53,8 @@ pub struct ResponseContext {
 /// Content-Length, which are written canonically first and after the end-to-end fields, and
 /// any X-Forwarded-* field the proxy sets itself. Client X-Forwarded-For values are joined
 /// into one field with the client address appended.
+/// An upgrade offers the backend only the protocols the proxy tunnels
+/// ([`RequestHead::upgrade_protocols`]).
 pub fn write_request_head(out: &mut Vec<u8>, req: &RequestHead<'_, '_>, ctx: &ForwardContext<'_>) {
     write_forwarded_head(out, req, ctx, None);
 }
@@ -108,9 +110,8 @@ fn write_forwarded_head(
     }
 
     write_framing(out, req.body);
-    if let Some(protocol) = req.upgrade {
-        out.extend_from_slice(b"Connection: upgrade\r\n");
-        write_field(out, b"Upgrade", protocol.as_bytes());
+    if req.upgrade.is_some() {
+        write_upgrade(out, req);
     }
     if forwarded.x_forwarded_for {
         write_forwarded_for(out, req.headers, req.names, ctx.client_addr);
@@ -120,6 +121,20 @@ fn write_forwarded_head(
     }
     if forwarded.x_forwarded_host {
         write_field(out, b"X-Forwarded-Host", host);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `Connection: upgrade` and the protocols the backend is offered.
+fn write_upgrade(out: &mut Vec<u8>, req: &RequestHead<'_, '_>) {
+    out.extend_from_slice(b"Connection: upgrade\r\nUpgrade: ");
+    let mut protocols = req.upgrade_protocols();
+    if let Some(first) = protocols.next() {
+        out.extend_from_slice(first.as_bytes());
+    }
+    for protocol in protocols {
+        out.extend_from_slice(b", ");
+        out.extend_from_slice(protocol.as_bytes());
     }
     out.extend_from_slice(b"\r\n");
 }

@@ -604,6 +604,28 @@ fn upgrade_needs_connection_option_and_http11() {
     );
 }
 
+/// RFC 9113 3.1: HTTP/2 is never tunnelled; an upgrade that offers nothing else is none.
+#[test]
+fn upgrade_to_http2_is_not_offered() {
+    let offered = |upgrade: &str| {
+        let buf = format!(
+            "GET / HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: {upgrade}\r\n\r\n"
+        );
+        complete(buf.as_bytes(), |head| {
+            let protocols: Vec<String> = head.upgrade_protocols().map(str::to_owned).collect();
+            assert_eq!(head.upgrade.is_some(), !protocols.is_empty(), "{upgrade}");
+            protocols
+        })
+    };
+    for http2_only in ["h2c", "H2C", "h2", "h2c, h2", " h2c , ", "h2c/1.0"] {
+        assert_eq!(offered(http2_only), Vec::<String>::new(), "{http2_only}");
+    }
+    assert_eq!(offered("h2c, websocket"), ["websocket"]);
+    assert_eq!(offered("websocket,\th2c"), ["websocket"]);
+    assert_eq!(offered("foo/2, h2c, bar"), ["foo/2", "bar"]);
+    assert_eq!(offered("h2cx, xh2c"), ["h2cx", "xh2c"]);
+}
+
 #[test]
 fn connect_is_not_implemented() {
     assert_eq!(

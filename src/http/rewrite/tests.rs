@@ -190,6 +190,37 @@ fn request_upgrade() {
     );
 }
 
+/// RFC 9113 3.1: h2c is not tunnelled. Its Upgrade, HTTP2-Settings and the Connection
+/// options naming them are dropped and the request goes on as plain HTTP/1.1; other
+/// protocols offered beside it stay on offer.
+#[test]
+fn request_h2c_upgrade_is_dropped() {
+    assert_eq!(
+        forwarded_request(
+            "GET /x HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+             Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\nAccept: */*\r\n\r\n",
+            &context(NO_FORWARDED)
+        ),
+        "GET /x HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\r\n"
+    );
+    // HTTP2-Settings is connection-specific even when Connection does not say so.
+    assert_eq!(
+        forwarded_request(
+            "GET /x HTTP/1.1\r\nHost: h\r\nhttp2-settings: AAMAAABk\r\n\r\n",
+            &context(NO_FORWARDED)
+        ),
+        "GET /x HTTP/1.1\r\nHost: h\r\n\r\n"
+    );
+    assert_eq!(
+        forwarded_request(
+            "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: upgrade, HTTP2-Settings\r\n\
+             Upgrade: h2c, websocket ,H2C/1, h2\r\nHTTP2-Settings: AAMAAABk\r\n\r\n",
+            &context(NO_FORWARDED)
+        ),
+        "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+    );
+}
+
 const KEEP_11: ResponseContext = ResponseContext {
     client_version: Version::Http11,
     keep_alive: true,
