@@ -49,10 +49,11 @@ fn parse_request_head() -> usize {
 #[divan::bench]
 fn parse_and_rewrite_request_head(bencher: divan::Bencher) {
     let mut out = Vec::with_capacity(2048);
+    let forwarded = ForwardedHeaders::default();
     let forward = ForwardContext {
         client_addr: "127.0.0.1",
         proto: "http",
-        forwarded: ForwardedHeaders::default(),
+        forwarded: &forwarded,
         default_host: "127.0.0.1:9000",
     };
     bencher.bench_local(|| {

@@ -152,6 +152,48 @@ fn x_forwarded_for_appends_client_address_to_existing_value() {
     );
 }
 
+/// RFC 9110 §7.6.3: a forwarded request carries the proxy's Via entry, appended to the
+/// client's; the response comes back without one.
+#[test]
+fn requests_carry_via_appended_to_the_clients() {
+    let backend = Backend::echo();
+    let proxy = Proxy::for_backends(&[backend.addr()]);
+    let mut c = RawClient::connect(proxy.addr());
+    c.send(b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.read_response().unwrap();
+    assert_eq!(
+        r.header("via"),
+        None,
+        "Via added to a response:\n{}",
+        r.raw_head
+    );
+    c.send(
+        b"GET /b HTTP/1.1\r\nHost: t\r\nVia: 1.0 fred, 1.1 cdn (edge, v2)\r\nVia: 1.1 lb\r\n\r\n",
+    );
+    assert_eq!(c.read_response().unwrap().status, 200);
+    c.send(b"GET /c HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    assert_eq!(c.read_response().unwrap().status, 200);
+    let seen = backend.requests();
+    let vias: Vec<Vec<&str>> = seen.iter().map(|req| req.header_all("via")).collect();
+    assert_eq!(
+        vias,
+        [
+            vec!["1.1 ringproxy"],
+            vec!["1.0 fred, 1.1 cdn (edge, v2), 1.1 lb, 1.1 ringproxy"],
+            vec!["1.0 ringproxy"],
+        ]
+    );
+}
+
+#[test]
+fn via_name_is_configurable() {
+    let backend = Backend::echo();
+    let extra = "[forwarded]\nvia = \"edge-7:8080\"\n";
+    let proxy = Proxy::start_with_config(&config(&[backend.addr()], extra), &[]);
+    assert_eq!(get(proxy.addr(), "/").status, 200);
+    assert_eq!(backend.requests()[0].header_all("via"), ["1.1 edge-7:8080"]);
+}
+
 /// The backend below switches to h2c whenever it is offered, as an HTTP/2 server with
 /// cleartext upgrades does; through the proxy it is never offered.
 fn h2c_or_websocket_backend() -> Backend {
@@ -502,10 +544,13 @@ fn close_delimited_response_reaches_the_client_whole() {
 #[test]
 fn forwarded_headers_can_be_turned_off() {
     let backend = Backend::echo();
-    let extra = "[forwarded]\nx_forwarded_for = false\nx_forwarded_proto = false\nx_forwarded_host = false\n";
+    let extra = "[forwarded]\nx_forwarded_for = false\nx_forwarded_proto = false\n\
+                 x_forwarded_host = false\nvia = false\n";
     let proxy = Proxy::start_with_config(&config(&[backend.addr()], extra), &[]);
     let mut c = RawClient::connect(proxy.addr());
-    c.send(b"GET / HTTP/1.1\r\nHost: site.example\r\nX-Forwarded-For: 203.0.113.7\r\n\r\n");
+    c.send(
+        b"GET / HTTP/1.1\r\nHost: site.example\r\nX-Forwarded-For: 203.0.113.7\r\nVia: 1.1 cdn\r\n\r\n",
+    );
     assert_eq!(c.read_response().unwrap().status, 200);
     let seen = &backend.requests()[0];
     assert_eq!(
@@ -515,4 +560,9 @@ fn forwarded_headers_can_be_turned_off() {
     );
     assert_eq!(seen.header("x-forwarded-proto"), None);
     assert_eq!(seen.header("x-forwarded-host"), None);
+    assert_eq!(
+        seen.header_all("via"),
+        ["1.1 cdn"],
+        "passed through untouched"
+    );
 }

@@ -1,5 +1,6 @@
 //! Any bytes: parsing never panics, a parsed head lies inside the input and the limits, and
-//! the head forwarded for it parses again (strictly) to the same request and framing.
+//! the head forwarded for it parses again (strictly) to the same request and framing, with
+//! the proxy's entry last in its one Via field.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -23,14 +24,11 @@ fuzz_target!(|data: &[u8]| {
     assert!(head.head_len() <= LIMITS.max_header_bytes);
     assert!(head.headers.len() <= LIMITS.max_headers);
 
+    let forwarded = ForwardedHeaders::default();
     let ctx = ForwardContext {
         client_addr: "192.0.2.1",
         proto: "http",
-        forwarded: ForwardedHeaders {
-            x_forwarded_for: true,
-            x_forwarded_proto: true,
-            x_forwarded_host: true,
-        },
+        forwarded: &forwarded,
         default_host: "backend",
     };
     let mut out = Vec::new();
@@ -50,6 +48,13 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(again.path, head.path);
     assert_eq!(again.body, head.body);
     assert!(again.upgrade_protocols().eq(head.upgrade_protocols()));
+    let mut vias = again
+        .headers
+        .iter()
+        .filter(|field| field.name.eq_ignore_ascii_case("via"));
+    let via = vias.next().expect("a Via field").value;
+    assert!(vias.next().is_none(), "more than one Via field");
+    assert!(via.ends_with(b" ringproxy"), "{}", via.escape_ascii());
     assert_eq!(
         again.host,
         if head.host.is_empty() {

@@ -172,10 +172,13 @@
 //! max_idle_per_backend = 256  # 0..=65536; 0 closes every backend connection after use
 //! idle_timeout = "60s"
 //!
-//! [forwarded]             # X-Forwarded-* headers added to requests sent to backends
+//! [forwarded]             # headers added to requests sent to backends
 //! x_forwarded_for = true   # append the client address
 //! x_forwarded_proto = true # set (replacing what the client sent)
 //! x_forwarded_host = true  # set to the request's Host (replacing what the client sent)
+//! via = "ringproxy"        # append "1.1 ringproxy" to Via (1.0 for HTTP/1.0 clients): a
+//!                          # name (an HTTP token, optionally ":PORT", at most 255 bytes),
+//!                          # true for "ringproxy", or false to add none
 //!
 //! [admin]                 # the admin listener (GET /metrics, GET /status); no section
 //!                         # and no --admin flag: off
@@ -206,10 +209,10 @@ use super::cpus::{CPU_ID_LIMIT, CpuListBuilder, parse_cpu_list};
 use super::reader::{Reader, Table, boolean, duration, integer_in, wrong_type};
 use super::routes::{ReadTable, listener_routes, read_route_tables, report_unused_tables};
 use super::tls::read_listener_tls;
-use super::upstream::{group_named, group_names, read_upstreams};
+use super::upstream::{group_named, group_names, read_upstreams, token};
 use super::{
     Config, ForwardedHeaders, Limits, ListenerConfig, Origin, PoolConfig, RuntimeConfig, Timeouts,
-    UpstreamConfig,
+    UpstreamConfig, ViaEntry,
 };
 use crate::plural::count;
 
@@ -295,7 +298,12 @@ const LIMIT_KEYS: &[&str] = &[
     "min_body_rate",
 ];
 const POOL_KEYS: &[&str] = &["max_idle_per_backend", "idle_timeout"];
-const FORWARDED_KEYS: &[&str] = &["x_forwarded_for", "x_forwarded_proto", "x_forwarded_host"];
+const FORWARDED_KEYS: &[&str] = &[
+    "x_forwarded_for",
+    "x_forwarded_proto",
+    "x_forwarded_host",
+    "via",
+];
 
 /// The most workers a configuration may ask for, in the file or with `--workers`.
 pub const MAX_WORKERS: usize = 1024;
@@ -306,6 +314,9 @@ const MAX_HEADERS: usize = 128;
 /// A floor above any link a client could be on would cut every client: 1 GiB/s.
 const MAX_MIN_BODY_RATE: u64 = 1 << 30;
 const MAX_IDLE_PER_BACKEND: usize = 65536;
+/// Longest `forwarded.via` name: a host name's length, and a bound on what every forwarded
+/// request carries.
+const MAX_VIA_NAME: usize = 255;
 /// Longer, and the workers' views of each other's load drift too far apart to balance on.
 const MAX_RECONCILE_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -662,7 +673,48 @@ fn read_forwarded(r: &mut Reader<'_>, t: &Table<'_, '_>) -> ForwardedHeaders {
         x_forwarded_for: read("x_forwarded_for", default.x_forwarded_for),
         x_forwarded_proto: read("x_forwarded_proto", default.x_forwarded_proto),
         x_forwarded_host: read("x_forwarded_host", default.x_forwarded_host),
+        via: r.field(t, "via", via_entry).unwrap_or(default.via),
     }
+}
+
+/// `forwarded.via`: the proxy's received-by in Via, `pseudonym [":" port]` (RFC 9110 7.6.3,
+/// a pseudonym being a token), `true` for the default name, or `false` for no Via.
+fn via_entry(value: &DeValue<'_>) -> Result<Option<ViaEntry>, String> {
+    let name = match value {
+        DeValue::Boolean(false) => return Ok(None),
+        DeValue::Boolean(true) => return Ok(ForwardedHeaders::default().via),
+        DeValue::String(name) => name,
+        other => {
+            return Err(wrong_type(
+                "a name (\"ringproxy\", \"edge-1:8080\") or false",
+                other,
+            ));
+        }
+    };
+    if name.len() > MAX_VIA_NAME {
+        return Err(format!("longer than {MAX_VIA_NAME} bytes"));
+    }
+    if name.is_empty() {
+        return Err("empty; write false to send no Via".to_owned());
+    }
+    let (pseudonym, port) = match name.split_once(':') {
+        Some((pseudonym, port)) => (pseudonym, Some(port)),
+        None => (name.as_ref(), None),
+    };
+    token(pseudonym, "via")?;
+    let valid_port = |port: &str| {
+        (1..=5).contains(&port.len())
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && port.parse::<u16>().is_ok()
+    };
+    if let Some(port) = port
+        && !valid_port(port)
+    {
+        return Err(format!(
+            "invalid port {port:?} in via {name:?} (a name, optionally followed by :PORT)"
+        ));
+    }
+    Ok(Some(ViaEntry::new(name)))
 }
 
 #[cfg(test)]
@@ -724,6 +776,7 @@ idle_timeout = "90s"
 x_forwarded_for = false
 x_forwarded_proto = true
 x_forwarded_host = false
+via = "edge-1:8080"
 "#;
         let expected = Config {
             runtime: RuntimeConfig {
@@ -775,6 +828,7 @@ x_forwarded_host = false
                 x_forwarded_for: false,
                 x_forwarded_proto: true,
                 x_forwarded_host: false,
+                via: Some(ViaEntry::new("edge-1:8080")),
             },
             admin: None,
             origin: Origin::default(),
@@ -1008,6 +1062,60 @@ x_forwarded_host = false
             Some(7),
             "timeouts.client",
             "unknown key \"client\"",
+        );
+    }
+
+    #[test]
+    fn via_is_a_name_or_false() {
+        let via = |value: &str| {
+            parse(&with_base(&["[forwarded]", &format!("via = {value}")]))
+                .unwrap()
+                .forwarded
+                .via
+                .map(|entry| entry.received_by().to_owned())
+        };
+        let default = parse(BASE).unwrap().forwarded.via;
+        assert_eq!(default, Some(ViaEntry::new("ringproxy")));
+        assert_eq!(via("false"), None);
+        assert_eq!(via("true").as_deref(), Some("ringproxy"));
+        assert_eq!(via("\"edge-1\"").as_deref(), Some("edge-1"));
+        assert_eq!(
+            via("\"lb.example.com:443\"").as_deref(),
+            Some("lb.example.com:443")
+        );
+        let invalid = [
+            ("\"\"", "empty; write false to send no Via"),
+            ("\"ring proxy\"", "invalid via name \"ring proxy\""),
+            ("\"1.1 ringproxy\"", "invalid via name"),
+            ("\"[::1]:80\"", "invalid via name"),
+            ("\":80\"", "invalid via name \"\""),
+            ("\"edge:\"", "invalid port \"\""),
+            ("\"edge:65536\"", "invalid port \"65536\""),
+            ("\"edge:+80\"", "invalid port"),
+            ("\"edge:80:80\"", "invalid port"),
+            (
+                "1",
+                "expected a name (\"ringproxy\", \"edge-1:8080\") or false, found an integer",
+            ),
+        ];
+        for (value, message) in invalid {
+            assert_error(
+                &with_base(&["[forwarded]", &format!("via = {value}")]),
+                Some(7),
+                "forwarded.via",
+                message,
+            );
+        }
+        let long = format!("via = \"{}\"", "a".repeat(256));
+        assert_error(
+            &with_base(&["[forwarded]", &long]),
+            Some(7),
+            "forwarded.via",
+            "longer than 255 bytes",
+        );
+        assert_eq!(
+            via(&format!("\"{}\"", "a".repeat(255))).map(|v| v.len()),
+            Some(255)
         );
     }
 

@@ -529,8 +529,8 @@ pub struct PoolConfig {
     pub idle_timeout: Duration,
 }
 
-/// Which X-Forwarded-* headers the proxy adds (`[forwarded]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The headers the proxy adds to the requests it forwards (`[forwarded]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForwardedHeaders {
     /// Append the client address to X-Forwarded-For.
     pub x_forwarded_for: bool,
@@ -538,6 +538,47 @@ pub struct ForwardedHeaders {
     pub x_forwarded_proto: bool,
     /// Set X-Forwarded-Host to the request's Host (replacing any the client sent).
     pub x_forwarded_host: bool,
+    /// The proxy's entry appended to Via (RFC 9110 7.6.3); `None` adds none.
+    pub via: Option<ViaEntry>,
+}
+
+/// The proxy's name in Via unless configured otherwise.
+pub const DEFAULT_VIA: &str = "ringproxy";
+
+/// The proxy's entry in the Via of forwarded requests: its received-by (a pseudonym,
+/// optionally with `:port`), and the field line for each version a request may come in
+/// with, built once so that forwarding a request copies one slice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViaEntry {
+    received_by: String,
+    http10_line: Box<[u8]>,
+    http11_line: Box<[u8]>,
+}
+
+impl ViaEntry {
+    /// The entry for `received_by`, which the caller has validated.
+    pub fn new(received_by: &str) -> Self {
+        let line = |version: &str| format!("Via: {version} {received_by}\r\n").into_bytes();
+        Self {
+            received_by: received_by.to_owned(),
+            http10_line: line("1.0").into(),
+            http11_line: line("1.1").into(),
+        }
+    }
+
+    pub fn received_by(&self) -> &str {
+        &self.received_by
+    }
+
+    /// `Via: 1.0 NAME\r\n`, for a request received as HTTP/1.0.
+    pub fn http10_line(&self) -> &[u8] {
+        &self.http10_line
+    }
+
+    /// `Via: 1.1 NAME\r\n`, for a request received as HTTP/1.1.
+    pub fn http11_line(&self) -> &[u8] {
+        &self.http11_line
+    }
 }
 
 impl Default for RuntimeConfig {
@@ -598,6 +639,7 @@ impl Default for ForwardedHeaders {
             x_forwarded_for: true,
             x_forwarded_proto: true,
             x_forwarded_host: true,
+            via: Some(ViaEntry::new(DEFAULT_VIA)),
         }
     }
 }

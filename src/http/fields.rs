@@ -37,6 +37,7 @@ pub enum FieldName {
     /// Keep-Alive, TE, Trailer, Proxy-Connection, Close, HTTP2-Settings: hop-by-hop and
     /// nothing more to the proxy.
     HopByHopOnly,
+    Via,
     XForwardedFor,
     XForwardedProto,
     XForwardedHost,
@@ -52,6 +53,7 @@ impl FieldName {
         // The length decides between at most two candidates.
         match name.len() {
             2 if is("te") => HopByHopOnly,
+            3 if is("via") => Via,
             4 if is("host") => Host,
             // Reserved so that it can never be confused with the `close` option (RFC 9110
             // 18.4); whatever Connection says, it is not forwarded.
@@ -396,6 +398,7 @@ fn mark_named_by_connection(headers: &[Header<'_>], names: &mut [FieldName]) {
         let droppable = matches!(
             names[index],
             FieldName::Other
+                | FieldName::Via
                 | FieldName::XForwardedFor
                 | FieldName::XForwardedProto
                 | FieldName::XForwardedHost
@@ -593,6 +596,7 @@ mod tests {
             ("Proxy-Connection", HopByHopOnly),
             ("Close", HopByHopOnly),
             ("HTTP2-Settings", HopByHopOnly),
+            ("Via", Via),
             ("X-Forwarded-For", XForwardedFor),
             ("X-Forwarded-Proto", XForwardedProto),
             ("X-Forwarded-Host", XForwardedHost),
@@ -616,6 +620,7 @@ mod tests {
     fn known_names_match_exactly_their_case_variants() {
         let known = [
             "te",
+            "via",
             "host",
             "close",
             "expect",
@@ -672,6 +677,7 @@ mod tests {
             Other,
             ContentLength,
             Host,
+            Via,
             XForwardedFor,
             XForwardedProto,
             XForwardedHost,
@@ -709,6 +715,8 @@ mod tests {
             ("X-Forwarded-For", "10.0.0.1"),
         ];
         assert_eq!(names(&named_forwarded), [Connection, NamedByConnection]);
+        let named_via = [("Connection", "via"), ("Via", "1.1 inner")];
+        assert_eq!(names(&named_via), [Connection, NamedByConnection]);
         // Framing fields and Host keep their meaning: the proxy rewrites them anyway.
         let named_framing = [
             ("Connection", "content-length, host, keep-alive"),

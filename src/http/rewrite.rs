@@ -6,12 +6,12 @@ use std::ops::Range;
 
 use httparse::Header;
 
-use super::fields::{FieldName, list_elements, offset_in};
+use super::fields::{FieldName, list_elements, offset_in, trim_ows};
 use super::request::RequestHead;
 use super::response::ResponseHead;
 use super::status::reason_phrase;
 use super::{BodyFraming, Version};
-use crate::config::{ForwardedHeaders, HeaderEdits, ProxyAction};
+use crate::config::{ForwardedHeaders, HeaderEdits, ProxyAction, ViaEntry};
 
 /// What the proxy knows about the client side when forwarding a request.
 #[derive(Debug, Clone, Copy)]
@@ -20,7 +20,7 @@ pub struct ForwardContext<'a> {
     pub client_addr: &'a str,
     /// Scheme the client used: `"http"` or `"https"`.
     pub proto: &'a str,
-    pub forwarded: ForwardedHeaders,
+    pub forwarded: &'a ForwardedHeaders,
     /// Host sent to the backend when the client sent none (HTTP/1.0).
     pub default_host: &'a str,
 }
@@ -51,10 +51,10 @@ pub struct ResponseContext {
 ///
 /// Hop-by-hop fields (see [`FieldName::is_hop_by_hop`]) are dropped, as are Host and
 /// Content-Length, which are written canonically first and after the end-to-end fields, and
-/// any X-Forwarded-* field the proxy sets itself. Client X-Forwarded-For values are joined
-/// into one field with the client address appended.
-/// An upgrade offers the backend only the protocols the proxy tunnels
-/// ([`RequestHead::upgrade_protocols`]).
+/// any X-Forwarded-* or Via field the proxy sets itself. Client X-Forwarded-For values are
+/// joined into one field with the client address appended, client Via values into one field
+/// with the proxy's entry appended. An upgrade offers the backend only the protocols the
+/// proxy tunnels ([`RequestHead::upgrade_protocols`]).
 pub fn write_request_head(out: &mut Vec<u8>, req: &RequestHead<'_, '_>, ctx: &ForwardContext<'_>) {
     write_forwarded_head(out, req, ctx, None);
 }
@@ -102,6 +102,7 @@ fn write_forwarded_head(
         FieldName::XForwardedFor => !forwarded.x_forwarded_for,
         FieldName::XForwardedProto => !forwarded.x_forwarded_proto,
         FieldName::XForwardedHost => !forwarded.x_forwarded_host,
+        FieldName::Via => forwarded.via.is_none(),
         name => !name.is_hop_by_hop() && edits.is_none_or(|e| !e.replaces(header.name)),
     };
     write_fields(out, req.bytes, req.headers, req.names, forwarded_as_is);
@@ -114,13 +115,16 @@ fn write_forwarded_head(
         write_upgrade(out, req);
     }
     if forwarded.x_forwarded_for {
-        write_forwarded_for(out, req.headers, req.names, ctx.client_addr);
+        write_forwarded_for(out, req, ctx.client_addr);
     }
     if forwarded.x_forwarded_proto {
         write_field(out, b"X-Forwarded-Proto", ctx.proto.as_bytes());
     }
     if forwarded.x_forwarded_host {
         write_field(out, b"X-Forwarded-Host", host);
+    }
+    if let Some(via) = &forwarded.via {
+        write_via(out, req, via);
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -140,24 +144,51 @@ fn write_upgrade(out: &mut Vec<u8>, req: &RequestHead<'_, '_>) {
 }
 
 /// `X-Forwarded-For: <client values joined>, <client ip>`.
-fn write_forwarded_for(
-    out: &mut Vec<u8>,
-    headers: &[Header<'_>],
-    names: &[FieldName],
-    client_addr: &str,
-) {
+fn write_forwarded_for(out: &mut Vec<u8>, req: &RequestHead<'_, '_>, client_addr: &str) {
     out.extend_from_slice(b"X-Forwarded-For: ");
-    let client_values = headers
-        .iter()
-        .zip(names)
-        .filter(|(_, name)| **name == FieldName::XForwardedFor)
-        .flat_map(|(header, _)| list_elements(header.value));
-    for value in client_values {
-        out.extend_from_slice(value);
-        out.extend_from_slice(b", ");
-    }
+    let client_values = values_of(req, FieldName::XForwardedFor).flat_map(list_elements);
+    write_elements_before_own(out, client_values);
     out.extend_from_slice(client_addr.as_bytes());
     out.extend_from_slice(b"\r\n");
+}
+
+/// `Via: <client values joined>, 1.1 <received-by>` (RFC 9110 7.6.3): the proxy appends
+/// its entry, naming the version the request came in with. Client values are kept whole
+/// (a Via comment may hold commas).
+fn write_via(out: &mut Vec<u8>, req: &RequestHead<'_, '_>, via: &ViaEntry) {
+    let line = match req.version {
+        Version::Http10 => via.http10_line(),
+        Version::Http11 => via.http11_line(),
+    };
+    // The usual request has no Via: one copy of the prepared line.
+    if !req.names.contains(&FieldName::Via) {
+        out.extend_from_slice(line);
+        return;
+    }
+    const NAME: &[u8] = b"Via: ";
+    out.extend_from_slice(NAME);
+    let client_values = values_of(req, FieldName::Via)
+        .map(trim_ows)
+        .filter(|value| !value.is_empty());
+    write_elements_before_own(out, client_values);
+    out.extend_from_slice(&line[NAME.len()..]);
+}
+
+/// The values of `req`'s fields that mean `name` to the proxy, in order.
+fn values_of<'b>(req: &RequestHead<'_, 'b>, name: FieldName) -> impl Iterator<Item = &'b [u8]> {
+    req.headers
+        .iter()
+        .zip(req.names)
+        .filter(move |(_, meaning)| **meaning == name)
+        .map(|(header, _)| header.value)
+}
+
+/// Writes each of `elements` followed by `, `, for a list the proxy appends its own to.
+fn write_elements_before_own<'e>(out: &mut Vec<u8>, elements: impl Iterator<Item = &'e [u8]>) {
+    for element in elements {
+        out.extend_from_slice(element);
+        out.extend_from_slice(b", ");
+    }
 }
 
 /// Appends the head to send to the client for `resp`, always as HTTP/1.1; also for interim

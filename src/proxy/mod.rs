@@ -566,7 +566,7 @@ impl HeadWriter<'_> {
         let forward = ForwardContext {
             client_addr: self.peer_addr,
             proto: ctx.schemes[self.listener].name(),
-            forwarded: ctx.config.forwarded,
+            forwarded: &ctx.config.forwarded,
             // An HTTP/1.0 request may come without Host; like nginx, name the upstream.
             default_host: &group.name,
         };

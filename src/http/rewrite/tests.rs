@@ -1,4 +1,5 @@
 use super::*;
+use crate::config::ViaEntry;
 use crate::http::{HeadLimits, header_storage, parse_request, parse_response};
 
 const LIMITS: HeadLimits = HeadLimits {
@@ -7,19 +8,22 @@ const LIMITS: HeadLimits = HeadLimits {
     max_headers: 100,
 };
 
+/// Every X-Forwarded-* field; Via has tests of its own.
 const ALL_FORWARDED: ForwardedHeaders = ForwardedHeaders {
     x_forwarded_for: true,
     x_forwarded_proto: true,
     x_forwarded_host: true,
+    via: None,
 };
 
 const NO_FORWARDED: ForwardedHeaders = ForwardedHeaders {
     x_forwarded_for: false,
     x_forwarded_proto: false,
     x_forwarded_host: false,
+    via: None,
 };
 
-fn context(forwarded: ForwardedHeaders) -> ForwardContext<'static> {
+fn context(forwarded: &ForwardedHeaders) -> ForwardContext<'_> {
     ForwardContext {
         client_addr: "192.0.2.7",
         proto: "https",
@@ -56,7 +60,7 @@ fn request_minimal() {
     assert_eq!(
         forwarded_request(
             "GET /a?b HTTP/1.1\r\nHost: example.com\r\n\r\n",
-            &context(NO_FORWARDED)
+            &context(&NO_FORWARDED)
         ),
         "GET /a?b HTTP/1.1\r\nHost: example.com\r\n\r\n"
     );
@@ -78,7 +82,7 @@ fn request_drops_hop_by_hop_and_reframes() {
         Upgrade: h2c\r\n\
         X-Custom: 1\r\n\r\n";
     assert_eq!(
-        forwarded_request(request, &context(NO_FORWARDED)),
+        forwarded_request(request, &context(&NO_FORWARDED)),
         "POST /up HTTP/1.1\r\n\
          Host: example.com\r\n\
          Accept: */*\r\n\
@@ -92,14 +96,14 @@ fn request_content_length_is_canonical() {
     assert_eq!(
         forwarded_request(
             "PUT /x HTTP/1.1\r\nContent-Length: 5, 5\r\nHost: h\r\ncontent-length: 5\r\nX: y\r\n\r\n",
-            &context(NO_FORWARDED)
+            &context(&NO_FORWARDED)
         ),
         "PUT /x HTTP/1.1\r\nHost: h\r\nX: y\r\nContent-Length: 5\r\n\r\n"
     );
     assert_eq!(
         forwarded_request(
             "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
-            &context(NO_FORWARDED)
+            &context(&NO_FORWARDED)
         ),
         "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n"
     );
@@ -114,7 +118,7 @@ fn request_forwarded_headers() {
         X-Forwarded-Host: evil\r\n\
         x-forwarded-for: 198.51.100.2, 198.51.100.3\r\n\r\n";
     assert_eq!(
-        forwarded_request(request, &context(ALL_FORWARDED)),
+        forwarded_request(request, &context(&ALL_FORWARDED)),
         "GET / HTTP/1.1\r\n\
          Host: example.com\r\n\
          X-Forwarded-For: 203.0.113.1, 198.51.100.2, 198.51.100.3, 192.0.2.7\r\n\
@@ -123,7 +127,7 @@ fn request_forwarded_headers() {
     );
     // Disabled: the client's fields pass through untouched.
     assert_eq!(
-        forwarded_request(request, &context(NO_FORWARDED)),
+        forwarded_request(request, &context(&NO_FORWARDED)),
         "GET / HTTP/1.1\r\n\
          Host: example.com\r\n\
          X-Forwarded-For: 203.0.113.1\r\n\
@@ -133,7 +137,7 @@ fn request_forwarded_headers() {
     );
     let ipv6 = ForwardContext {
         client_addr: "::1",
-        ..context(ForwardedHeaders {
+        ..context(&ForwardedHeaders {
             x_forwarded_for: true,
             ..NO_FORWARDED
         })
@@ -149,7 +153,7 @@ fn request_connection_named_forwarded_for_is_dropped() {
     assert_eq!(
         forwarded_request(
             "GET / HTTP/1.1\r\nHost: h\r\nConnection: X-Forwarded-For\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n",
-            &context(ALL_FORWARDED)
+            &context(&ALL_FORWARDED)
         ),
         "GET / HTTP/1.1\r\nHost: h\r\n\
          X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: h\r\n\r\n"
@@ -161,7 +165,7 @@ fn request_http10_and_absolute_form() {
     assert_eq!(
         forwarded_request(
             "GET /old HTTP/1.0\r\nConnection: keep-alive\r\nUser-Agent: u\r\n\r\n",
-            &context(ForwardedHeaders {
+            &context(&ForwardedHeaders {
                 x_forwarded_host: true,
                 ..NO_FORWARDED
             })
@@ -172,7 +176,7 @@ fn request_http10_and_absolute_form() {
     assert_eq!(
         forwarded_request(
             "GET http://origin.example:8080/p?q HTTP/1.1\r\nHost: other\r\n\r\n",
-            &context(NO_FORWARDED)
+            &context(&NO_FORWARDED)
         ),
         "GET /p?q HTTP/1.1\r\nHost: origin.example:8080\r\n\r\n"
     );
@@ -183,7 +187,7 @@ fn request_upgrade() {
     assert_eq!(
         forwarded_request(
             "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: k\r\n\r\n",
-            &context(NO_FORWARDED)
+            &context(&NO_FORWARDED)
         ),
         "GET /ws HTTP/1.1\r\nHost: h\r\nSec-WebSocket-Key: k\r\n\
          Connection: upgrade\r\nUpgrade: websocket\r\n\r\n"
@@ -199,7 +203,7 @@ fn request_h2c_upgrade_is_dropped() {
         forwarded_request(
             "GET /x HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\n\
              Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\nAccept: */*\r\n\r\n",
-            &context(NO_FORWARDED)
+            &context(&NO_FORWARDED)
         ),
         "GET /x HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\r\n"
     );
@@ -207,7 +211,7 @@ fn request_h2c_upgrade_is_dropped() {
     assert_eq!(
         forwarded_request(
             "GET /x HTTP/1.1\r\nHost: h\r\nhttp2-settings: AAMAAABk\r\n\r\n",
-            &context(NO_FORWARDED)
+            &context(&NO_FORWARDED)
         ),
         "GET /x HTTP/1.1\r\nHost: h\r\n\r\n"
     );
@@ -215,9 +219,78 @@ fn request_h2c_upgrade_is_dropped() {
         forwarded_request(
             "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: upgrade, HTTP2-Settings\r\n\
              Upgrade: h2c, websocket ,H2C/1, h2\r\nHTTP2-Settings: AAMAAABk\r\n\r\n",
-            &context(NO_FORWARDED)
+            &context(&NO_FORWARDED)
         ),
         "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+    );
+}
+
+fn via(received_by: &str) -> ForwardedHeaders {
+    ForwardedHeaders {
+        via: Some(ViaEntry::new(received_by)),
+        ..NO_FORWARDED
+    }
+}
+
+#[test]
+fn request_via_is_added() {
+    let ctx = via("ringproxy");
+    assert_eq!(
+        forwarded_request(
+            "GET / HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\r\n",
+            &context(&ctx)
+        ),
+        "GET / HTTP/1.1\r\nHost: h\r\nAccept: */*\r\nVia: 1.1 ringproxy\r\n\r\n"
+    );
+    // The received protocol is the client's: 1.0 for an HTTP/1.0 request.
+    assert_eq!(
+        forwarded_request("GET / HTTP/1.0\r\n\r\n", &context(&via("edge-1:8080"))),
+        "GET / HTTP/1.1\r\nHost: backend.internal\r\nVia: 1.0 edge-1:8080\r\n\r\n"
+    );
+    // A later HTTP/1 minor version is received as 1.1, and forwarded as 1.1.
+    assert_eq!(
+        forwarded_request("GET / HTTP/1.2\r\nHost: h\r\n\r\n", &context(&ctx)),
+        "GET / HTTP/1.1\r\nHost: h\r\nVia: 1.1 ringproxy\r\n\r\n"
+    );
+}
+
+/// RFC 9110 7.6.3: the proxy appends its entry to the Via the request came with; several
+/// Via lines are one list, in order.
+#[test]
+fn request_via_is_appended_to() {
+    let request = "GET / HTTP/1.1\r\nHost: h\r\n\
+        Via: 1.0 fred, 1.1 p.example.net (Proxy, v2)\r\nX: 1\r\nvia:\r\nVIA:  HTTP/1.1 edge \r\n\r\n";
+    assert_eq!(
+        forwarded_request(request, &context(&via("ringproxy"))),
+        "GET / HTTP/1.1\r\nHost: h\r\nX: 1\r\n\
+         Via: 1.0 fred, 1.1 p.example.net (Proxy, v2), HTTP/1.1 edge, 1.1 ringproxy\r\n\r\n"
+    );
+    // Off: the client's Via passes through untouched.
+    assert_eq!(
+        forwarded_request(request, &context(&NO_FORWARDED)),
+        request.replace("VIA:  HTTP/1.1 edge \r\n", "VIA: HTTP/1.1 edge\r\n")
+    );
+    // A Via that Connection names is the client's hop only.
+    assert_eq!(
+        forwarded_request(
+            "GET / HTTP/1.1\r\nHost: h\r\nConnection: via\r\nVia: 1.1 inner\r\n\r\n",
+            &context(&via("ringproxy"))
+        ),
+        "GET / HTTP/1.1\r\nHost: h\r\nVia: 1.1 ringproxy\r\n\r\n"
+    );
+}
+
+/// Responses are relayed without a Via of the proxy's: a gateway (reverse proxy) MAY add
+/// one to responses (RFC 9110 7.6.3), and nginx and HAProxy do not.
+#[test]
+fn response_gets_no_via() {
+    assert_eq!(
+        relayed_response(
+            "HTTP/1.1 200 OK\r\nVia: 1.1 cdn\r\nContent-Length: 0\r\n\r\n",
+            false,
+            &KEEP_11
+        ),
+        "HTTP/1.1 200 OK\r\nVia: 1.1 cdn\r\nContent-Length: 0\r\n\r\n"
     );
 }
 
@@ -268,7 +341,7 @@ fn fields_copied_as_received_when_crlf_terminated_and_rewritten_otherwise() {
     );
     let request = "GET / HTTP/1.1\nHost: h\nAccept: */*\r\nX-A:a\r\nX-B: b\nX-C: c\r\n\r\n";
     assert_eq!(
-        forwarded_request(request, &context(NO_FORWARDED)),
+        forwarded_request(request, &context(&NO_FORWARDED)),
         "GET / HTTP/1.1\r\nHost: h\r\nAccept: */*\r\nX-A:a\r\nX-B: b\r\nX-C: c\r\n\r\n"
     );
 }
@@ -533,7 +606,7 @@ fn routed_request_gets_the_routes_target_and_header_edits_in_one_pass() {
         .unwrap()
         .unwrap();
     let mut out = Vec::new();
-    write_routed_request_head(&mut out, &head, &context(NO_FORWARDED), &route);
+    write_routed_request_head(&mut out, &head, &context(&NO_FORWARDED), &route);
     assert_eq!(
         String::from_utf8(out).unwrap(),
         "GET /users?q=1 HTTP/1.1\r\nHost: h\r\nAccept: */*\r\nX-Route: api\r\n\r\n"
