@@ -254,12 +254,7 @@ fn expect_100_continue_raw_gets_interim_response_before_body_is_sent() {
         "Expect forwarded:\n{}",
         req.raw_head
     );
-    // Keep-alive continues normally.
-    c.send(b"GET /next HTTP/1.1\r\nHost: t\r\n\r\n");
-    assert_eq!(
-        c.read_response().unwrap().header("x-echo-target"),
-        Some("/next")
-    );
+    c.assert_serves_next_request();
 }
 
 #[test]

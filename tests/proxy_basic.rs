@@ -244,12 +244,7 @@ fn h2c_upgrade_is_dropped_and_the_request_served_as_http_1_1() {
             req.raw_head
         );
     }
-    // Still an HTTP/1.1 keep-alive connection.
-    c.send(b"GET /next HTTP/1.1\r\nHost: t\r\n\r\n");
-    assert_eq!(
-        c.read_response().unwrap().header("x-echo-target"),
-        Some("/next")
-    );
+    c.assert_serves_next_request();
 }
 
 /// Of `Upgrade: h2c, websocket`, only WebSocket is offered to the backend, and it works.

@@ -800,6 +800,17 @@ pub struct RawClient {
 }
 
 impl RawClient {
+    /// The connection is still an HTTP/1.1 keep-alive one: a next GET (to an echo backend)
+    /// is forwarded and answered on it.
+    #[track_caller]
+    pub fn assert_serves_next_request(&mut self) {
+        self.send(b"GET /next HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(
+            self.read_response().unwrap().header("x-echo-target"),
+            Some("/next")
+        );
+    }
+
     pub fn connect(addr: SocketAddr) -> RawClient {
         RawClient::connect_stream(TcpStream::connect(addr).unwrap())
     }
