@@ -26,6 +26,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::clock::coarse_now;
+use crate::generation::ListenerId;
 
 /// How often expired deadlines are looked for.
 pub const TIMER_TICK: Duration = Duration::from_millis(50);
@@ -67,6 +68,7 @@ impl Default for ConnTable {
 
 struct ConnEntry {
     fd: RawFd,
+    listener: ListenerId,
     idle: bool,
     /// A drain sent our FIN while the connection was idle (see `ConnTable::close_idle`).
     half_closed: bool,
@@ -95,11 +97,11 @@ struct Watch {
 }
 
 impl ConnTable {
-    /// Adds a client connection whose socket is `fd`.
-    /// Registers a client connection accepted on listener `listener` (its index).
-    pub fn register(self: &Rc<Self>, fd: RawFd, listener: usize) -> ConnSlot {
+    /// Registers a client connection whose socket is `fd`, accepted on listener `listener`.
+    pub fn register(self: &Rc<Self>, fd: RawFd, listener: ListenerId) -> ConnSlot {
         let entry = Some(ConnEntry {
             fd,
+            listener,
             idle: false,
             half_closed: false,
             watches: [None, None],
@@ -119,10 +121,9 @@ impl ConnTable {
         self.active.set(self.active.get() + 1);
         ConnSlot {
             table: self.clone(),
-            // A worker's connections and a config's listeners are far fewer than 2^32
-            // (each takes a file descriptor).
+            // A worker's connections are far fewer than 2^32 (each takes a file descriptor).
             index: index as u32,
-            listener: listener as u32,
+            listener,
         }
     }
 
@@ -147,10 +148,15 @@ impl ConnTable {
     /// before our FIN reached it lands there and is discarded, and no reset is sent for it,
     /// which a close with unread data, or data arriving after a close, would do.
     pub fn close_idle(&self, linger: Duration) {
+        self.close_idle_where(linger, |_| true);
+    }
+
+    /// `close_idle` for the connections of the listeners `which` names.
+    pub fn close_idle_where(&self, linger: Duration, which: impl Fn(ListenerId) -> bool) {
         let deadline = self.deadline_in(linger);
         let mut slots = self.slots.borrow_mut();
         for entry in slots.iter_mut().flatten() {
-            if !entry.idle || entry.half_closed {
+            if !entry.idle || entry.half_closed || !which(entry.listener) {
                 continue;
             }
             entry.half_closed = true;
@@ -231,10 +237,10 @@ fn shutdown(fd: RawFd, how: libc::c_int) {
 /// connection's socket, so a reused fd number is never shut by mistake.
 pub struct ConnSlot {
     table: Rc<ConnTable>,
-    /// u32s: with the listener's index the slot stays 16 bytes, and it lives in every
+    /// u32s: with the listener's number the slot stays 16 bytes, and it lives in every
     /// connection's task (see `proxy::serve_connection`).
     index: u32,
-    listener: u32,
+    listener: ListenerId,
 }
 
 impl ConnSlot {
@@ -242,10 +248,10 @@ impl ConnSlot {
         self.index as usize
     }
 
-    /// The index of the listener the connection came in on.
+    /// The listener the connection came in on.
     #[inline]
-    pub fn listener(&self) -> usize {
-        self.listener as usize
+    pub fn listener(&self) -> ListenerId {
+        self.listener
     }
 
     /// Marks the connection as waiting for a next request (closable by a drain) or busy.
@@ -434,8 +440,8 @@ mod tests {
         let table = Rc::new(ConnTable::default());
         let (mut near, near_peer) = pair();
         let (mut far, _far_peer) = pair();
-        let near_slot = table.register(near_peer.as_raw_fd(), 0);
-        let far_slot = table.register(far.as_raw_fd(), 0);
+        let near_slot = table.register(near_peer.as_raw_fd(), ListenerId(0));
+        let far_slot = table.register(far.as_raw_fd(), ListenerId(0));
         let now = Instant::now();
         let watch = |fd| Watch {
             fd,
@@ -468,7 +474,7 @@ mod tests {
         let table = Rc::new(ConnTable::default());
         let (_client, server) = pair();
         let fd = server.as_raw_fd();
-        let slot = table.register(fd, 0);
+        let slot = table.register(fd, ListenerId(0));
         let mut cx = Context::from_waker(std::task::Waker::noop());
         let since = table.now();
         slot.suspect(7, since, true);
@@ -512,7 +518,7 @@ mod tests {
         let table = Rc::new(ConnTable::default());
         let (_client, server) = pair();
         let fd = server.as_raw_fd();
-        let slot = table.register(fd, 0);
+        let slot = table.register(fd, ListenerId(0));
         let watching = |lane: usize| {
             let mut armed = false;
             table.with_entry(slot.at(), |e| armed = e.watches[lane].is_some());
@@ -562,8 +568,8 @@ mod tests {
         let table = Rc::new(ConnTable::default());
         let (mut idle_client, idle_server) = pair();
         let (mut busy_client, busy_server) = pair();
-        let idle = table.register(idle_server.as_raw_fd(), 0);
-        let busy = table.register(busy_server.as_raw_fd(), 0);
+        let idle = table.register(idle_server.as_raw_fd(), ListenerId(0));
+        let busy = table.register(busy_server.as_raw_fd(), ListenerId(0));
         let far = far_read_watch(idle_server.as_raw_fd());
         table.with_entry(idle.at(), |e| e.watches[0] = Some(far));
         idle.set_idle(true);
@@ -608,7 +614,7 @@ mod tests {
         let table = Rc::new(ConnTable::default());
         let (mut client, server) = pair();
         let (mut backend, backend_side) = pair();
-        let slot = table.register(server.as_raw_fd(), 0);
+        let slot = table.register(server.as_raw_fd(), ListenerId(0));
         let watch = far_read_watch(backend_side.as_raw_fd());
         table.with_entry(slot.at(), |e| e.watches[1] = Some(watch));
         table.abort_all();
@@ -622,11 +628,14 @@ mod tests {
     fn released_slots_are_reused() {
         let table = Rc::new(ConnTable::default());
         let (_client, server) = pair();
-        let slot = table.register(server.as_raw_fd(), 0);
+        let slot = table.register(server.as_raw_fd(), ListenerId(0));
         assert_eq!(table.active(), 1);
         let index = slot.at();
         drop(slot);
         assert_eq!(table.active(), 0);
-        assert_eq!(table.register(server.as_raw_fd(), 0).at(), index);
+        assert_eq!(
+            table.register(server.as_raw_fd(), ListenerId(0)).at(),
+            index
+        );
     }
 }

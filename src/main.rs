@@ -12,6 +12,7 @@ use clap_complete::Shell;
 use roff::{Roff, bold, italic, roman};
 
 use ringproxy::config::{self, Config, ConfigErrors, TlsConfig};
+use ringproxy::pidfile;
 use ringproxy::plural::count;
 use ringproxy::server::{self, Placement};
 use ringproxy::tls;
@@ -66,6 +67,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Tell the running ringproxy to reload its configuration (SIGHUP), after checking it:
+    /// an invalid file is reported here and the running one is not signalled.
+    Reload(ReloadArgs),
     /// Print the completion script for SHELL to stdout.
     Completions {
         #[arg(value_enum)]
@@ -76,8 +80,19 @@ enum Command {
     Manpage,
 }
 
-/// Running the proxy: the flags of `ringproxy` without a subcommand.
+/// `ringproxy reload`.
 #[derive(Args, Debug)]
+struct ReloadArgs {
+    /// The configuration file the running instance was started with; checked first.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The running instance's pid file (default: runtime.pid_file of --config).
+    #[arg(long, value_name = "FILE")]
+    pid_file: Option<PathBuf>,
+}
+
+/// Running the proxy: the flags of `ringproxy` without a subcommand.
+#[derive(Args, Debug, Clone)]
 struct RunArgs {
     /// Configuration file (TOML). See README.md for the format.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["listen", "upstream", "tls_cert"])]
@@ -113,6 +128,10 @@ struct RunArgs {
     /// Serve /metrics and /status here, e.g. 127.0.0.1:9901 (a bare port: on 127.0.0.1).
     #[arg(long, value_name = "ADDR", value_parser = config::parse_admin_address)]
     admin: Option<SocketAddr>,
+    /// Write the pid here once ready (what `ringproxy reload` signals); overrides
+    /// runtime.pid_file.
+    #[arg(long, value_name = "FILE")]
+    pid_file: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -121,6 +140,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Completions { shell }) => print_completions(shell),
         Some(Command::Manpage) => print_manpage(),
+        Some(Command::Reload(args)) => signal_reload(&args),
         None => run(&cli.run),
     }
 }
@@ -128,8 +148,8 @@ fn main() -> ExitCode {
 /// Starts the proxy (or only checks, with `--check`): exit 2 for anything wrong with the
 /// configuration, the cpus it names included, 1 for what fails while running.
 fn run(cli: &RunArgs) -> ExitCode {
-    let config = match build_config(cli) {
-        Ok(config) => config,
+    let (config, tls) = match load_checked(cli) {
+        Ok(loaded) => loaded,
         Err(message) => {
             eprintln!("{message}");
             return ExitCode::from(2);
@@ -149,15 +169,6 @@ fn run(cli: &RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Certificates are read (and checked against the clock) at --check and at start alike.
-    let tls = tls::load(&config, SystemTime::now());
-    for warning in &tls.warnings {
-        eprintln!("{warning}");
-    }
-    if !tls.errors.is_empty() {
-        eprintln!("{}", ConfigErrors(tls.errors));
-        return ExitCode::from(2);
-    }
     if cli.check {
         let mut counts = vec![
             count(config.listeners.len(), "listener"),
@@ -174,7 +185,9 @@ fn run(cli: &RunArgs) -> ExitCode {
         println!("config OK: {}", counts.join(", "));
         return ExitCode::SUCCESS;
     }
-    match server::run(config, placement, tls.listeners) {
+    let reload_cli = cli.clone();
+    let reload: server::Reloader = Box::new(move || load_checked(&reload_cli));
+    match server::run(config, placement, tls, reload) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("ringproxy: {message}");
@@ -196,6 +209,63 @@ fn disable_transparent_huge_pages() {
     }
     // SAFETY: prctl(PR_SET_THP_DISABLE) takes integers and only sets a flag of this process.
     unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+}
+
+/// The configuration and its certificates, read and checked (at --check, at start and at each
+/// reload alike); warnings are printed, errors returned as --check prints them.
+fn load_checked(cli: &RunArgs) -> Result<(Config, tls::TlsListeners), String> {
+    let config = build_config(cli)?;
+    // Certificates are checked against the clock of the moment.
+    let tls = tls::load(&config, SystemTime::now());
+    for warning in &tls.warnings {
+        eprintln!("{warning}");
+    }
+    if !tls.errors.is_empty() {
+        return Err(ConfigErrors(tls.errors).to_string());
+    }
+    Ok((config, tls.listeners))
+}
+
+/// `ringproxy reload`: checks the file, then signals the instance its pid file names. Exit 2
+/// for an invalid file or command line, 1 when the instance cannot be signalled.
+fn signal_reload(args: &ReloadArgs) -> ExitCode {
+    let mut pid_file = args.pid_file.clone();
+    if let Some(path) = &args.config {
+        match config::load_file(path) {
+            Ok(config) => {
+                let tls = tls::load(&config, SystemTime::now());
+                if !tls.errors.is_empty() {
+                    eprintln!("{}", ConfigErrors(tls.errors));
+                    eprintln!("ringproxy: reload: not signalled, the running configuration stays");
+                    return ExitCode::from(2);
+                }
+                pid_file = pid_file.or(config.runtime.pid_file);
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                eprintln!("ringproxy: reload: not signalled, the running configuration stays");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let Some(pid_file) = pid_file else {
+        eprintln!(
+            "ringproxy: reload: which instance? give --pid-file FILE, or --config FILE with runtime.pid_file set"
+        );
+        return ExitCode::from(2);
+    };
+    let signalled = pidfile::read(&pid_file)
+        .and_then(|pid| pidfile::signal_ringproxy(pid, libc::SIGHUP).map(|()| pid));
+    match signalled {
+        Ok(pid) => {
+            println!("ringproxy: reload signalled to pid {pid}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("ringproxy: reload: {message}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn build_config(cli: &RunArgs) -> Result<Config, String> {
@@ -281,6 +351,9 @@ fn apply_runtime_flags(cli: &RunArgs, config: &mut Config) -> Result<(), String>
     }
     if cli.allow_epoll {
         runtime.allow_epoll = true;
+    }
+    if let Some(path) = &cli.pid_file {
+        runtime.pid_file = Some(path.clone());
     }
     // The address only: a token and allow list from the file still apply.
     if let Some(address) = cli.admin {

@@ -1,26 +1,34 @@
 //! Process lifecycle: plan the workers, bind the listeners, start the worker threads, report
-//! readiness, and turn SIGTERM/SIGINT into a graceful drain.
+//! readiness; then, on the main thread, turn SIGHUP into a reload (a new config generation,
+//! see `generation`) and SIGTERM/SIGINT into a graceful drain.
 
-use std::net::TcpListener;
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread;
+use std::time::{Duration, Instant};
 
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use socket2::SockRef;
 
 use crate::admin::{self, AdminState};
 use crate::config::{Config, ConfigError, format_cpu_list};
 use crate::fdlimit::{self, WorkerShare};
+use crate::generation::{
+    Current, ListenerId, ListenerIds, SharedGeneration, check_limits, describe_changes,
+};
 use crate::listen::bind_reuseport;
 use crate::metrics::{Labels, Metrics};
+use crate::pidfile::PidFile;
 use crate::plural::count;
 use crate::tls::TlsListeners;
 use crate::upstream::health::{HealthTable, spawn_checker};
+use crate::upstream::ids::BackendIds;
 use crate::upstream::load::LoadBoard;
-use crate::worker::{Driver, WorkerEvent, WorkerPlan, run_worker};
+use crate::worker::{Driver, Event, Install, Mailbox, WorkerPlan, run_worker};
 
 /// Where the workers run, checked against the cpus this process may use.
 #[derive(Debug)]
@@ -118,26 +126,36 @@ pub fn available_cpus() -> Result<Vec<usize>, String> {
     Ok(cpus)
 }
 
+/// Reads the config again for a reload: the same file (or flags) the process started
+/// with, checked as at start; `Err` is the error list `--check` would print.
+pub type Reloader = Box<dyn Fn() -> Result<(Config, TlsListeners), String>>;
+
+/// How long the main thread waits for every worker to take a new generation before it says
+/// which did not (a worker answers within a timer tick unless it is stuck).
+const INSTALL_WAIT: Duration = Duration::from_secs(5);
+/// How often the main thread wakes without an event, to notice an install that is late.
+const CONTROL_POLL: Duration = Duration::from_millis(500);
+
 /// Runs the proxy until a shutdown signal has been handled. `Err` is a start-up failure or
-/// a worker that died, described for the user.
-/// `tls` holds, per listener, the certificates `tls::load` read.
-pub fn run(config: Config, placement: Placement, tls: TlsListeners) -> Result<(), String> {
+/// a worker that died, described for the user. `tls` holds, per listener, the certificates
+/// `tls::load` read; `reload` reads the config again on SIGHUP.
+pub fn run(
+    config: Config,
+    placement: Placement,
+    tls: TlsListeners,
+    reload: Reloader,
+) -> Result<(), String> {
     if let Some(warning) = placement.crowding() {
         eprintln!("ringproxy: warning: {warning}");
     }
     let cpus = placement.cpus;
     let workers = cpus.len();
     let fds = plan_open_files(&config, workers);
-    let mut bound = Vec::with_capacity(config.listeners.len());
-    for listener in &config.listeners {
-        bound.push(bind_reuseport(listener.address, workers).map_err(|e| e.to_string())?);
-    }
     let admin_listener = match &config.admin {
         Some(settings) => Some((admin::bind(settings)?, settings.clone())),
         None => None,
     };
-    // Our own handles on every listening socket: shutting one down wakes its worker's accept
-    // (or the admin thread's).
+    // Our own handle on the admin socket: shutting it down wakes the admin thread's accept.
     let mut wake_handles = Vec::new();
     if let Some((listener, _)) = &admin_listener {
         wake_handles.push(
@@ -146,47 +164,32 @@ pub fn run(config: Config, placement: Placement, tls: TlsListeners) -> Result<()
                 .map_err(|e| format!("cannot clone the admin listener: {e}"))?,
         );
     }
-    for socket in bound.iter().flat_map(|b| &b.per_worker) {
-        wake_handles.push(
-            socket
-                .try_clone()
-                .map_err(|e| format!("cannot clone listener: {e}"))?,
-        );
-    }
-    let signals = Signals::new([SIGTERM, SIGINT])
-        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    let config = Arc::new(config);
-    let shutdown = Arc::new(AtomicBool::new(false));
-    let health = Arc::new(HealthTable::new(&config));
-    let load = LoadBoard::new(workers, health.backend_count());
-    let labels = Labels {
-        listeners: bound.iter().map(|b| b.local_addr.to_string()).collect(),
-        groups: config.upstreams.iter().map(|u| u.name.clone()).collect(),
-    };
-    let metrics = Metrics::new(workers, labels);
     let (events_tx, events) = mpsc::channel();
-    let mut per_worker: Vec<Vec<TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
-    for listener in &mut bound {
-        for (i, socket) in listener.per_worker.drain(..).enumerate() {
-            per_worker[i].push(socket);
-        }
-    }
-    // Compiled once, shared by every worker.
-    let routes = crate::route::listener_tables(&config);
+    let signals = Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let mut control = Control::new(workers, reload);
+    let (first, installs) = control
+        .prepare(config, tls)
+        .map_err(|rejected| rejected.reason)?;
+    let mut installs = installs.into_iter();
+    control.adopt(first.clone());
+    let current = control.current.clone().ok_or("no config generation")?;
+    let shutdown = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::with_capacity(workers);
-    for (index, (listeners, cpu)) in per_worker.into_iter().zip(cpus.iter().copied()).enumerate() {
+    for (index, cpu) in cpus.iter().copied().enumerate() {
+        let mailbox = Arc::new(Mailbox::default());
+        control.mailboxes.push(mailbox.clone());
         let plan = WorkerPlan {
             index,
             cpu,
-            listeners,
-            routes: routes.clone(),
-            config: config.clone(),
-            tls: tls.clone(),
-            health: health.clone(),
-            load: load.clone(),
+            install: installs
+                .next()
+                .ok_or("fewer listener sockets than workers")?,
+            load: control.load.clone(),
             fds,
-            metrics: metrics.clone(),
+            metrics: control.metrics.clone(),
             shutdown: shutdown.clone(),
+            mailbox,
             events: events_tx.clone(),
         };
         let thread = thread::Builder::new()
@@ -195,7 +198,6 @@ pub fn run(config: Config, placement: Placement, tls: TlsListeners) -> Result<()
             .map_err(|e| format!("cannot start worker thread: {e}"))?;
         threads.push(thread);
     }
-    drop(events_tx);
 
     let started = wait_for_start(&events, workers);
     if let Err(reason) = started {
@@ -206,11 +208,10 @@ pub fn run(config: Config, placement: Placement, tls: TlsListeners) -> Result<()
     let admin_thread = match admin_listener {
         Some((listener, settings)) => {
             let state = AdminState {
-                config: config.clone(),
+                current,
                 admin: settings,
-                metrics,
-                health: health.clone(),
-                load: load.clone(),
+                metrics: control.metrics.clone(),
+                load: control.load.clone(),
                 cpus,
                 started: std::time::Instant::now(),
             };
@@ -229,56 +230,426 @@ pub fn run(config: Config, placement: Placement, tls: TlsListeners) -> Result<()
         }
         None => None,
     };
-    // The checker stops with the same flag that stops the workers.
-    let checker = match spawn_checker(config.clone(), health, shutdown.clone()) {
-        Ok(checker) => checker,
-        Err(e) => {
+    if let Err(e) = control.start_checker(&first) {
+        trigger_shutdown(&shutdown, &wake_handles);
+        join_all(threads);
+        return Err(format!("cannot start the health checker: {e}"));
+    }
+    for line in listening_lines(&first) {
+        eprintln!("ringproxy: {line}");
+    }
+    let pid_file = match first.config.runtime.pid_file.as_deref().map(PidFile::write) {
+        Some(Err(e)) => {
             trigger_shutdown(&shutdown, &wake_handles);
             join_all(threads);
-            return Err(format!("cannot start the health checker: {e}"));
+            control.stop_checker();
+            return Err(format!("cannot write the pid file: {e}"));
         }
+        Some(Ok(file)) => Some(file),
+        None => None,
     };
-    for (listener, addr) in config
-        .listeners
-        .iter()
-        .zip(bound.iter().map(|b| b.local_addr))
-    {
-        let scheme = if listener.tls.is_some() {
-            " (https)"
-        } else {
-            ""
-        };
-        match &listener.routes {
-            Some(table) => {
-                eprintln!("ringproxy: listening on {addr}{scheme} -> routes \"{table}\"")
-            }
-            None => eprintln!(
-                "ringproxy: listening on {addr}{scheme} -> upstream \"{}\"",
-                listener.upstream
-            ),
-        }
-    }
     eprintln!("ringproxy: ready ({})", count(workers, "worker"));
 
-    let signal_shutdown = shutdown.clone();
-    let signal_handles: Vec<TcpListener> = wake_handles
-        .iter()
-        .filter_map(|h| h.try_clone().ok())
-        .collect();
     thread::Builder::new()
         .name("ringproxy-signals".into())
-        .spawn(move || watch_signals(signals, &signal_shutdown, &signal_handles))
+        .spawn(move || forward_signals(signals, &events_tx))
         .map_err(|e| format!("cannot start signal thread: {e}"))?;
 
-    let result = wait_for_exit(&events, workers, &shutdown, &wake_handles);
+    let result = control.serve(&events, &shutdown, &wake_handles);
     join_all(threads);
-    join_all(checker.into_iter().collect());
+    control.stop_checker();
     join_all(admin_thread.into_iter().collect());
+    drop(pid_file);
     // Only a drain ends without a fault: its last word, once nothing runs any more.
     if result.is_ok() {
         eprintln!("ringproxy: stopped");
     }
     result
+}
+
+/// `listening on ADDR -> ...`, one line per listener of `generation`.
+fn listening_lines(generation: &SharedGeneration) -> Vec<String> {
+    let config = &generation.config;
+    config
+        .listeners
+        .iter()
+        .zip(&generation.addresses)
+        .map(|(listener, addr)| {
+            let scheme = if listener.tls.is_some() {
+                " (https)"
+            } else {
+                ""
+            };
+            match &listener.routes {
+                Some(table) => format!("listening on {addr}{scheme} -> routes \"{table}\""),
+                None => format!(
+                    "listening on {addr}{scheme} -> upstream \"{}\"",
+                    listener.upstream
+                ),
+            }
+        })
+        .collect()
+}
+
+/// A config the running process cannot take, and why.
+struct Rejected {
+    reason: String,
+}
+
+impl From<String> for Rejected {
+    fn from(reason: String) -> Self {
+        Self { reason }
+    }
+}
+
+/// A listener's sockets, as the main thread keeps them: a copy of each worker's (the same
+/// sockets), dropped when a reload removes the listener.
+struct Listening {
+    address: SocketAddr,
+    _per_worker: Vec<TcpListener>,
+}
+
+/// The active health checker of the current generation, and how to stop it.
+struct Checker {
+    thread: Option<thread::JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+}
+
+/// A reload the workers have been told of, and who has answered.
+struct PendingInstall {
+    generation: u64,
+    answered: Vec<bool>,
+    since: Instant,
+}
+
+/// The main thread's state: what a reload starts from and what it replaces.
+struct Control {
+    workers: usize,
+    reload: Reloader,
+    /// The generation serving new requests (none before the first).
+    generation: Option<Arc<SharedGeneration>>,
+    /// What the admin thread reads (from the first generation on).
+    current: Option<Arc<Current>>,
+    backend_ids: BackendIds,
+    listener_ids: ListenerIds,
+    listening: HashMap<ListenerId, Listening>,
+    load: Arc<LoadBoard>,
+    metrics: Arc<Metrics>,
+    mailboxes: Vec<Arc<Mailbox>>,
+    checker: Option<Checker>,
+    pending: Option<PendingInstall>,
+    /// A SIGHUP came while the workers were still taking the last reload.
+    reload_again: bool,
+}
+
+impl Control {
+    fn new(workers: usize, reload: Reloader) -> Self {
+        Self {
+            workers,
+            reload,
+            generation: None,
+            current: None,
+            backend_ids: BackendIds::default(),
+            listener_ids: ListenerIds::default(),
+            listening: HashMap::new(),
+            load: LoadBoard::new(workers, 0),
+            metrics: Metrics::new(workers),
+            mailboxes: Vec::with_capacity(workers),
+            checker: None,
+            pending: None,
+            reload_again: false,
+        }
+    }
+
+    /// Builds the next generation from `config`: numbers its backends and listeners, binds
+    /// the listeners it adds, carries health over. Returns it with one `Install` per worker.
+    /// Nothing changes for the running generation until `adopt`, and a rejected config
+    /// leaves no trace but backend numbers (kept for when those backends come).
+    fn prepare(
+        &mut self,
+        mut config: Config,
+        tls: TlsListeners,
+    ) -> Result<(Arc<SharedGeneration>, Vec<Install>), Rejected> {
+        let previous = self.generation.clone();
+        if let Some(previous) = &previous {
+            for warning in keep_fixed_settings(&mut config, &previous.config) {
+                eprintln!("ringproxy: reload: {warning}");
+            }
+        }
+        let routes = crate::route::listener_tables(&config);
+        check_limits(&config, &routes)?;
+        let backend_ids = self
+            .backend_ids
+            .assign(&config)
+            .map_err(|e| e.to_string())?;
+        let old_listeners = previous
+            .as_ref()
+            .map_or(Vec::new(), |p| p.listener_ids.clone());
+        let listener_ids = self.listener_ids.assign(&config);
+        let mut sockets: Vec<Vec<(ListenerId, TcpListener)>> =
+            (0..self.workers).map(|_| Vec::new()).collect();
+        let mut addresses = Vec::with_capacity(listener_ids.len());
+        let mut bound = Vec::new();
+        for (listener, &(id, new)) in config.listeners.iter().zip(&listener_ids) {
+            if !new && let Some(listening) = self.listening.get(&id) {
+                addresses.push(listening.address);
+                continue;
+            }
+            match bind_reuseport(listener.address, self.workers) {
+                Ok(sockets) => {
+                    addresses.push(sockets.local_addr);
+                    bound.push((id, sockets));
+                }
+                Err(e) => {
+                    self.listener_ids.keep_only(&old_listeners);
+                    return Err(e.to_string().into());
+                }
+            }
+        }
+        for (id, listener) in bound {
+            let mut copies = Vec::with_capacity(self.workers);
+            for (worker, socket) in sockets.iter_mut().zip(listener.per_worker) {
+                copies.push(
+                    socket
+                        .try_clone()
+                        .map_err(|e| format!("cannot clone listener: {e}"))?,
+                );
+                worker.push((id, socket));
+            }
+            let listening = Listening {
+                address: listener.local_addr,
+                _per_worker: copies,
+            };
+            self.listening.insert(id, listening);
+        }
+        let ids: Vec<ListenerId> = listener_ids.iter().map(|&(id, _)| id).collect();
+        self.load.grow(self.backend_ids.len());
+        let health = HealthTable::with_ids(
+            &config,
+            &backend_ids,
+            self.backend_ids.len(),
+            previous.as_ref().map(|p| &*p.health),
+        );
+        let labels = Labels {
+            listeners: addresses.iter().map(ToString::to_string).collect(),
+            groups: config.upstreams.iter().map(|u| u.name.clone()).collect(),
+        };
+        let generation = Arc::new(SharedGeneration {
+            number: previous.as_ref().map_or(1, |p| p.number + 1),
+            config: Arc::new(config),
+            routes,
+            tls,
+            listener_ids: ids,
+            addresses,
+            health: Arc::new(health),
+            requests: self.metrics.request_counts(labels),
+        });
+        let installs = sockets
+            .into_iter()
+            .map(|sockets| Install {
+                generation: generation.clone(),
+                sockets,
+            })
+            .collect();
+        Ok((generation, installs))
+    }
+
+    /// Makes `generation` the current one for the main and admin threads, and forgets the
+    /// listeners it no longer has (the workers close their copies when they install it).
+    fn adopt(&mut self, generation: Arc<SharedGeneration>) {
+        self.listener_ids.keep_only(&generation.listener_ids);
+        self.listening
+            .retain(|id, _| generation.listener_ids.contains(id));
+        match &self.current {
+            Some(current) => current.set(generation.clone()),
+            None => self.current = Some(Arc::new(Current::new(generation.clone()))),
+        }
+        self.generation = Some(generation);
+    }
+
+    /// Re-reads the config (SIGHUP) and, if it is valid, hands the workers the new
+    /// generation; an invalid one is rejected with its errors, and the running one stays.
+    fn reload(&mut self) {
+        if self.pending.is_some() {
+            self.reload_again = true;
+            return;
+        }
+        let Some(old) = self.generation.clone() else {
+            return;
+        };
+        let next = old.number + 1;
+        let prepared = (self.reload)()
+            .map_err(Rejected::from)
+            .and_then(|(config, tls)| self.prepare(config, tls));
+        let (generation, installs) = match prepared {
+            Ok(prepared) => prepared,
+            Err(rejected) => {
+                eprintln!(
+                    "ringproxy: reload rejected; generation {} serves on:\n{}",
+                    old.number, rejected.reason
+                );
+                return;
+            }
+        };
+        eprintln!("ringproxy: reload: generation {next}");
+        for line in describe_changes(&old.config, &generation.config) {
+            eprintln!("ringproxy: generation {next}: {line}");
+        }
+        self.adopt(generation.clone());
+        self.restart_checker(&generation);
+        for (mailbox, install) in self.mailboxes.iter().zip(installs) {
+            mailbox.post(install);
+        }
+        self.pending = Some(PendingInstall {
+            generation: next,
+            answered: vec![false; self.workers],
+            since: Instant::now(),
+        });
+    }
+
+    /// A worker's answer to a posted generation.
+    fn answered(&mut self, index: usize, generation: u64, refusal: Option<String>) {
+        if let Some(reason) = refusal {
+            eprintln!(
+                "ringproxy: worker {index} cannot take generation {generation} ({reason}); it serves on with the one before"
+            );
+        }
+        let Some(pending) = self.pending.as_mut().filter(|p| p.generation == generation) else {
+            return;
+        };
+        if let Some(answered) = pending.answered.get_mut(index) {
+            *answered = true;
+        }
+        if pending.answered.iter().all(|&a| a) {
+            eprintln!("ringproxy: generation {generation} serving on every worker");
+            self.finish_install();
+        }
+    }
+
+    /// Says which workers have not taken the posted generation in time.
+    fn check_install_time(&mut self) {
+        let Some(pending) = &self.pending else {
+            return;
+        };
+        if pending.since.elapsed() < INSTALL_WAIT {
+            return;
+        }
+        let late: Vec<String> = pending
+            .answered
+            .iter()
+            .enumerate()
+            .filter(|&(_, &a)| !a)
+            .map(|(i, _)| i.to_string())
+            .collect();
+        eprintln!(
+            "ringproxy: generation {}: worker(s) {} have not taken it after {}s",
+            pending.generation,
+            late.join(", "),
+            INSTALL_WAIT.as_secs()
+        );
+        self.finish_install();
+    }
+
+    fn finish_install(&mut self) {
+        self.pending = None;
+        if std::mem::take(&mut self.reload_again) {
+            self.reload();
+        }
+    }
+
+    fn start_checker(&mut self, generation: &SharedGeneration) -> std::io::Result<()> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = spawn_checker(
+            generation.config.clone(),
+            generation.health.clone(),
+            stop.clone(),
+        )?;
+        self.checker = Some(Checker { thread, stop });
+        Ok(())
+    }
+
+    fn stop_checker(&mut self) {
+        if let Some(checker) = self.checker.take() {
+            checker.stop.store(true, Ordering::Release);
+            join_all(checker.thread.into_iter().collect());
+        }
+    }
+
+    /// The checker follows the generation: the old one stops, the new one checks the new
+    /// backends with the new settings, into the same health states.
+    fn restart_checker(&mut self, generation: &SharedGeneration) {
+        self.stop_checker();
+        if let Err(e) = self.start_checker(generation) {
+            eprintln!("ringproxy: cannot restart the health checker: {e}; active checks are off");
+        }
+    }
+
+    /// The main thread's loop: reloads on SIGHUP, drains on SIGTERM/SIGINT, and waits until
+    /// every worker thread has finished. A worker that stops before a shutdown was asked for
+    /// is a fault: the others are drained and the process reports failure.
+    fn serve(
+        &mut self,
+        events: &mpsc::Receiver<Event>,
+        shutdown: &AtomicBool,
+        wake_handles: &[TcpListener],
+    ) -> Result<(), String> {
+        let mut exited = 0;
+        let mut fault = None;
+        while exited < self.workers {
+            let event = match events.recv_timeout(CONTROL_POLL) {
+                Ok(event) => event,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.check_install_time();
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            match event {
+                Event::Exited { index } => {
+                    exited += 1;
+                    if !shutdown.load(Ordering::Acquire) && fault.is_none() {
+                        let reason = format!("worker {index} stopped unexpectedly; shutting down");
+                        eprintln!("ringproxy: {reason}");
+                        fault = Some(reason);
+                        trigger_shutdown(shutdown, wake_handles);
+                    }
+                }
+                Event::Installed { index, generation } => self.answered(index, generation, None),
+                Event::Refused {
+                    index,
+                    generation,
+                    reason,
+                } => self.answered(index, generation, Some(reason)),
+                Event::Signal(SIGHUP) if !shutdown.load(Ordering::Acquire) => self.reload(),
+                Event::Signal(SIGHUP) => {}
+                Event::Signal(signal) => {
+                    if shutdown.load(Ordering::Acquire) {
+                        eprintln!("ringproxy: second signal {signal}: exiting without draining");
+                        std::process::exit(1);
+                    }
+                    eprintln!("ringproxy: signal {signal}: draining in-flight requests");
+                    trigger_shutdown(shutdown, wake_handles);
+                }
+                Event::Started { .. } | Event::Failed { .. } => {}
+            }
+        }
+        fault.map_or(Ok(()), Err)
+    }
+}
+
+/// Settings a reload cannot change in a running process (the workers and their rings, the
+/// admin listener): the running ones stay, and each change is said.
+fn keep_fixed_settings(config: &mut Config, running: &Config) -> Vec<String> {
+    let mut kept = Vec::new();
+    if config.runtime != running.runtime {
+        kept.push("[runtime] changes take effect at the next start or binary upgrade".to_string());
+        config.runtime = running.runtime.clone();
+    }
+    if config.admin != running.admin {
+        kept.push("[admin] changes take effect at the next start or binary upgrade".to_string());
+        config.admin = running.admin.clone();
+    }
+    kept
 }
 
 /// Raises the open-file limit to the hard limit and divides it among the workers (see
@@ -299,12 +670,12 @@ fn plan_open_files(config: &Config, workers: usize) -> WorkerShare {
     }
 }
 
-fn wait_for_start(events: &mpsc::Receiver<WorkerEvent>, workers: usize) -> Result<(), String> {
+fn wait_for_start(events: &mpsc::Receiver<Event>, workers: usize) -> Result<(), String> {
     let mut lines: Vec<Option<String>> = vec![None; workers];
     let mut started = 0;
     while started < workers {
         match events.recv() {
-            Ok(WorkerEvent::Started { index, cpu, driver }) => {
+            Ok(Event::Started { index, cpu, driver }) => {
                 let place = cpu.map_or("unpinned".to_string(), |c| format!("on cpu {c}"));
                 let driver = match driver {
                     Driver::IoUring(setup) => format!("io_uring driver ({})", setup.name()),
@@ -313,12 +684,13 @@ fn wait_for_start(events: &mpsc::Receiver<WorkerEvent>, workers: usize) -> Resul
                 lines[index] = Some(format!("ringproxy: worker {index} {place}, {driver}"));
                 started += 1;
             }
-            Ok(WorkerEvent::Failed { index, reason }) => {
+            Ok(Event::Failed { index, reason }) => {
                 return Err(format!("worker {index}: {reason}"));
             }
-            Ok(WorkerEvent::Exited { index }) => {
+            Ok(Event::Exited { index }) => {
                 return Err(format!("worker {index} stopped during start-up"));
             }
+            Ok(_) => {}
             Err(_) => return Err("workers stopped during start-up".into()),
         }
     }
@@ -328,48 +700,17 @@ fn wait_for_start(events: &mpsc::Receiver<WorkerEvent>, workers: usize) -> Resul
     Ok(())
 }
 
-/// Waits until every worker thread has finished. A worker that stops before a shutdown was
-/// asked for is a fault: the others are drained and the process reports failure.
-fn wait_for_exit(
-    events: &mpsc::Receiver<WorkerEvent>,
-    workers: usize,
-    shutdown: &AtomicBool,
-    wake_handles: &[TcpListener],
-) -> Result<(), String> {
-    let mut exited = 0;
-    let mut fault = None;
-    while exited < workers {
-        match events.recv() {
-            Ok(WorkerEvent::Exited { index }) => {
-                exited += 1;
-                if !shutdown.load(Ordering::Acquire) && fault.is_none() {
-                    fault = Some(format!(
-                        "worker {index} stopped unexpectedly; shutting down"
-                    ));
-                    eprintln!("ringproxy: {}", fault.as_deref().unwrap_or_default());
-                    trigger_shutdown(shutdown, wake_handles);
-                }
-            }
-            Ok(_) => {}
-            Err(_) => break,
-        }
-    }
-    fault.map_or(Ok(()), Err)
-}
-
-fn watch_signals(mut signals: Signals, shutdown: &AtomicBool, wake_handles: &[TcpListener]) {
-    let mut received = 0;
+/// Passes every signal on to the main thread's loop.
+fn forward_signals(mut signals: Signals, events: &mpsc::Sender<Event>) {
     for signal in signals.forever() {
-        received += 1;
-        if received > 1 {
-            eprintln!("ringproxy: second signal {signal}: exiting without draining");
-            std::process::exit(1);
+        if events.send(Event::Signal(signal)).is_err() {
+            return;
         }
-        eprintln!("ringproxy: signal {signal}: draining in-flight requests");
-        trigger_shutdown(shutdown, wake_handles);
     }
 }
 
+/// Raises the shutdown flag, which the workers see within a timer tick (they then cancel
+/// their accepts and drain), and wakes the admin thread's accept.
 fn trigger_shutdown(shutdown: &AtomicBool, wake_handles: &[TcpListener]) {
     shutdown.store(true, Ordering::Release);
     for handle in wake_handles {

@@ -2,20 +2,23 @@
 //! the io_uring driver, its own SO_REUSEPORT listeners, its own backend pool.
 //!
 //! Workers take no locks on the request path. What crosses threads: per-backend atomics (the
-//! health table and the per-core load board, see `upstream`), the start-up report
-//! (`WorkerEvent`), and the shutdown flag, which the main thread raises and then makes visible
-//! by shutting the workers' listening sockets (that wakes their accepts). A worker that stops
-//! accepting drains its connections (`drain`) before its thread ends.
+//! health table and the per-core load board, see `upstream`), what a worker reports to the
+//! main thread (`Event`), the shutdown flag, and the worker's `Mailbox`, through which a
+//! reload hands it a new config generation (see `generation`). The worker looks at both from
+//! its timer sweep, so it learns of either within `TIMER_TICK`: a reload installs the new
+//! generation between two tasks, and a shutdown cancels the accepts and drains the worker's
+//! connections (`drain`) before its thread ends.
 
 use std::cell::{Cell, RefCell};
 use std::net::TcpListener;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::rc::Rc;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use monoio::io::Canceller;
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 use socket2::SockRef;
 
@@ -23,14 +26,14 @@ use crate::clock::coarse_now;
 use crate::config::{Config, RouteAction};
 use crate::conns::{ConnTable, TIMER_TICK};
 use crate::fdlimit::{Shortage, ShortageReport, WorkerShare};
+use crate::generation::{ListenerId, SharedGeneration};
 use crate::http::{HeadLimits, write_error_response};
-use crate::metrics::{Counter, Metrics, WorkerMetrics};
+use crate::metrics::{Counter, Metrics, RequestCounts, WorkerMetrics};
 use crate::proxy;
 use crate::proxy::buffer::Buffers;
 use crate::route::{RouteTable, Scratch};
-use crate::tls::{self, TlsListeners};
+use crate::tls;
 use crate::upstream::Upstreams;
-use crate::upstream::health::HealthTable;
 use crate::upstream::load::{LoadBoard, LoadView};
 use crate::upstream::pool::Pool;
 
@@ -67,9 +70,9 @@ pub enum Driver {
     Epoll,
 }
 
-/// What a worker thread tells the main thread.
+/// What the main thread hears: from the workers, and the signals the signal thread passes on.
 #[derive(Debug)]
-pub enum WorkerEvent {
+pub enum Event {
     Started {
         index: usize,
         cpu: Option<usize>,
@@ -77,23 +80,60 @@ pub enum WorkerEvent {
     },
     /// The worker could not start (no io_uring and no fallback allowed, say).
     Failed { index: usize, reason: String },
+    /// The worker serves new requests with config generation `generation`.
+    Installed { index: usize, generation: u64 },
+    /// The worker could not take generation `generation` and serves on with its last one.
+    Refused {
+        index: usize,
+        generation: u64,
+        reason: String,
+    },
     /// The worker's thread is finishing (normally after shutdown; otherwise a fault).
     Exited { index: usize },
+    /// A signal the process received.
+    Signal(i32),
+}
+
+/// A new config generation for one worker, and the sockets of the listeners it adds.
+pub struct Install {
+    pub generation: Arc<SharedGeneration>,
+    pub sockets: Vec<(ListenerId, TcpListener)>,
+}
+
+/// How the main thread hands a worker a new generation. The worker looks at it from its
+/// timer sweep (one atomic load per tick); the main thread waits for each worker's answer
+/// before the next reload, so it never holds more than one.
+#[derive(Default)]
+pub struct Mailbox {
+    pending: AtomicBool,
+    installs: Mutex<Vec<Install>>,
+}
+
+impl Mailbox {
+    pub fn post(&self, install: Install) {
+        self.lock().push(install);
+        self.pending.store(true, Ordering::Release);
+    }
+
+    fn take(&self) -> Vec<Install> {
+        if !self.pending.swap(false, Ordering::AcqRel) {
+            return Vec::new();
+        }
+        std::mem::take(&mut *self.lock())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Install>> {
+        // Installs are plain data: one a panic left behind is still whole.
+        self.installs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// Everything a worker thread is handed at spawn.
 pub struct WorkerPlan {
     pub index: usize,
     pub cpu: Option<usize>,
-    /// One socket per configured listener, in config order.
-    pub listeners: Vec<TcpListener>,
-    /// Each listener's compiled route table (`route::listener_tables`), in config order.
-    pub routes: Vec<Arc<RouteTable>>,
-    pub config: Arc<Config>,
-    /// Per listener, in config order: the certificates and ticket keys every worker shares.
-    pub tls: TlsListeners,
-    /// Backend health, shared by all workers and the checker thread.
-    pub health: Arc<HealthTable>,
+    /// The first generation, and one socket per listener (the worker's own).
+    pub install: Install,
     /// Per-core in-flight counts per backend, read by every worker.
     pub load: Arc<LoadBoard>,
     /// The worker's part of the open-file limit.
@@ -101,18 +141,19 @@ pub struct WorkerPlan {
     /// Where the worker counts what it does (its own block).
     pub metrics: Arc<Metrics>,
     pub shutdown: Arc<AtomicBool>,
-    pub events: Sender<WorkerEvent>,
+    pub mailbox: Arc<Mailbox>,
+    pub events: Sender<Event>,
 }
 
 /// Sends `Exited` however the worker thread ends, panics included.
 struct ExitReport {
     index: usize,
-    events: Sender<WorkerEvent>,
+    events: Sender<Event>,
 }
 
 impl Drop for ExitReport {
     fn drop(&mut self) {
-        let _ = self.events.send(WorkerEvent::Exited { index: self.index });
+        let _ = self.events.send(Event::Exited { index: self.index });
     }
 }
 
@@ -130,9 +171,10 @@ pub fn run_worker(plan: WorkerPlan) {
             format!("cannot pin worker {} to cpu {cpu}", plan.index),
         );
     }
-    match build_uring_runtime(plan.config.runtime.ring_entries) {
+    let runtime = plan.install.generation.config.runtime.clone();
+    match build_uring_runtime(runtime.ring_entries) {
         Ok((mut rt, setup)) => rt.block_on(serve(plan, Driver::IoUring(setup))),
-        Err(err) if plan.config.runtime.allow_epoll => {
+        Err(err) if runtime.allow_epoll => {
             eprintln!(
                 "ringproxy: WARNING: worker {}: io_uring unavailable ({err}); falling back to epoll (--allow-epoll), expect lower throughput",
                 plan.index
@@ -209,81 +251,68 @@ impl RingSetup {
 }
 
 fn report_failure(plan: &WorkerPlan, reason: String) {
-    let _ = plan.events.send(WorkerEvent::Failed {
+    let _ = plan.events.send(Event::Failed {
         index: plan.index,
         reason,
     });
 }
 
 async fn serve(mut plan: WorkerPlan, driver: Driver) {
+    let sockets = std::mem::take(&mut plan.install.sockets);
     let ctx = match WorkerCtx::new(&plan) {
         Ok(ctx) => Rc::new(ctx),
         Err(reason) => return report_failure(&plan, reason),
     };
-    let listeners = std::mem::take(&mut plan.listeners);
-    let mut accept_loops = Vec::with_capacity(listeners.len());
-    for (index, listener) in listeners.into_iter().enumerate() {
-        let listener = match monoio::net::TcpListener::from_std(listener) {
-            Ok(listener) => listener,
-            Err(e) => return report_failure(&plan, format!("cannot register listener: {e}")),
-        };
-        let tls = ctx.schemes.get(index).and_then(|scheme| scheme.tls.clone());
-        accept_loops.push(monoio::spawn(accept_loop(
-            ctx.clone(),
-            listener,
-            index,
-            tls,
-        )));
+    if let Err(reason) = ctx.start_accepting(sockets) {
+        return report_failure(&plan, reason);
     }
     monoio::spawn(housekeeping(ctx.clone()));
     monoio::spawn(sweep_deadlines(ctx.clone()));
     monoio::spawn(reconcile_load(ctx.clone()));
-    let started = WorkerEvent::Started {
+    let started = Event::Started {
         index: plan.index,
         cpu: plan.cpu,
         driver,
     };
     let _ = plan.events.send(started);
-    for accept in accept_loops {
-        accept.await;
+    while !ctx.global_shutdown.load(Ordering::Acquire) {
+        monoio::time::sleep(TIMER_TICK).await;
+    }
+    ctx.stop_accepting(|_| true);
+    while !ctx.accepting.borrow().is_empty() {
+        monoio::time::sleep(DRAIN_POLL).await;
     }
     drain(&ctx).await;
 }
 
+/// A listener's accept loop, as the worker sees it from outside.
+struct AcceptLoop {
+    listener: ListenerId,
+    /// Cancels the accept waiting in the ring; `None` once stopped.
+    canceller: Option<Canceller>,
+    stopped: Rc<Cell<bool>>,
+}
+
 /// Accepts clients while the worker has room for them (see `fdlimit`); at its share, a new
 /// client gets a 503 at once rather than a wait in the listen queue with nobody to answer.
-/// `tls`: the worker's TLS config for the listener, if it terminates TLS.
+/// Each client is served with the worker's generation of the moment it is accepted (plain
+/// HTTP or TLS as that generation says). Ends once `stopped`: cancelling the accept in the
+/// ring loses no client, since an accept that completed first is still returned, and served.
 async fn accept_loop(
     ctx: Rc<WorkerCtx>,
     listener: monoio::net::TcpListener,
-    index: usize,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    id: ListenerId,
+    handle: monoio::io::CancelHandle,
+    stopped: Rc<Cell<bool>>,
 ) {
     let mut backoff = ACCEPT_BACKOFF_MIN;
-    loop {
-        match listener.accept().await {
+    while !stopped.get() {
+        match listener.cancelable_accept(handle.clone()).await {
             Ok((stream, peer)) => {
                 backoff = ACCEPT_BACKOFF_MIN;
-                ctx.metrics.count(Counter::Accepted);
-                if !ctx.admit_client() {
-                    ctx.refuse(&stream, tls.is_some());
-                    continue;
-                }
-                let fd = stream.as_raw_fd();
-                let slot = ctx.conns.register(fd, index);
-                match tls.clone() {
-                    None => {
-                        let conn =
-                            proxy::serve_connection(ctx.clone(), stream, fd, peer, index, slot);
-                        monoio::spawn(conn);
-                    }
-                    Some(tls) => {
-                        let conn = tls::serve_tls(ctx.clone(), stream, fd, peer, index, slot, tls);
-                        monoio::spawn(conn);
-                    }
-                }
+                ctx.serve_client(stream, peer, id);
             }
-            Err(_) if ctx.global_shutdown.load(Ordering::Acquire) => break,
+            Err(_) if stopped.get() => break,
             // The client gave up before we took it: nothing is short.
             Err(err) if err.raw_os_error() == Some(libc::ECONNABORTED) => {}
             Err(err) => {
@@ -298,6 +327,7 @@ async fn accept_loop(
             }
         }
     }
+    ctx.accepting.borrow_mut().retain(|l| l.listener != id);
 }
 
 async fn housekeeping(ctx: Rc<WorkerCtx>) {
@@ -327,14 +357,19 @@ fn return_freed_memory() {
     unsafe { libmimalloc_sys::mi_collect(true) };
 }
 
-/// Ends socket operations whose deadline passed (see `conns`). Runs until the worker stops.
+/// Ends socket operations whose deadline passed (see `conns`), and installs a generation a
+/// reload posted. Runs until the worker stops.
 async fn sweep_deadlines(ctx: Rc<WorkerCtx>) {
     loop {
         monoio::time::sleep(TIMER_TICK).await;
         let now = coarse_now();
+        let generation = ctx.generation();
         ctx.conns
-            .sweep(now, |suspect| ctx.upstreams.should_cut(suspect, now));
+            .sweep(now, |suspect| generation.upstreams.should_cut(suspect, now));
         ctx.metrics.sweep(ctx.conns.active());
+        for install in ctx.mailbox.take() {
+            ctx.install(install);
+        }
     }
 }
 
@@ -343,8 +378,9 @@ async fn sweep_deadlines(ctx: Rc<WorkerCtx>) {
 /// and max_conns.
 async fn reconcile_load(ctx: Rc<WorkerCtx>) {
     loop {
-        monoio::time::sleep(ctx.config.runtime.reconcile_interval).await;
-        ctx.upstreams.load().reconcile();
+        // `runtime` does not change with a reload: the first generation's is the one.
+        monoio::time::sleep(ctx.runtime.reconcile_interval).await;
+        ctx.load.reconcile();
     }
 }
 
@@ -360,7 +396,7 @@ async fn reconcile_load(ctx: Rc<WorkerCtx>) {
 /// 3. At `timeouts.drain`, connections still open are shut.
 async fn drain(ctx: &WorkerCtx) {
     let started = coarse_now();
-    let limit = ctx.config.timeouts.drain;
+    let limit = ctx.generation().config.timeouts.drain;
     ctx.drain_phase.set(DrainPhase::Grace);
     wait_for_connections(ctx, started + DRAIN_GRACE.min(limit)).await;
     ctx.drain_phase.set(DrainPhase::Closing);
@@ -413,17 +449,9 @@ impl ListenerRouting {
     /// In `ListenerRouting::Routes::groups`, a route that answers itself.
     pub const NOT_PROXIED: u32 = u32::MAX;
 
-    /// The listener's routing, with upstream names resolved to group indices once.
+    /// The listener's routing, with upstream names resolved to group indices once. The
+    /// table's size was checked with the config (`generation::check_limits`).
     fn new(table: Arc<RouteTable>, upstreams: &Upstreams) -> Result<Self, String> {
-        // A connection names the route that took its request in a u16 (the task's size).
-        if table.routes().len() >= usize::from(u16::MAX) {
-            return Err(format!(
-                "route table {:?}: {} routes, at most {}",
-                table.name().unwrap_or_default(),
-                table.routes().len(),
-                u16::MAX - 1
-            ));
-        }
         let mut groups = Vec::with_capacity(table.routes().len());
         for route in table.routes() {
             let group = match &route.action {
@@ -468,10 +496,11 @@ impl Scheme {
     }
 
     /// Each listener's scheme, with this worker's own TLS configs (and session caches).
-    fn for_listeners(plan: &WorkerPlan) -> Result<Box<[Scheme]>, String> {
-        let mut schemes = Vec::with_capacity(plan.config.listeners.len());
-        for (index, config) in plan.config.listeners.iter().enumerate() {
-            let shared = plan.tls.get(index).and_then(Option::as_ref);
+    fn for_listeners(generation: &SharedGeneration) -> Result<Box<[Scheme]>, String> {
+        let listeners = &generation.config.listeners;
+        let mut schemes = Vec::with_capacity(listeners.len());
+        for (index, config) in listeners.iter().enumerate() {
+            let shared = generation.tls.get(index).and_then(Option::as_ref);
             let tls = shared
                 .map(|tls| tls.server_config())
                 .transpose()
@@ -486,9 +515,12 @@ impl Scheme {
     }
 }
 
-/// Per-worker state every connection of the worker sees.
-pub struct WorkerCtx {
-    pub index: usize,
+/// What a worker serves with from one config generation: built by the worker from the
+/// `SharedGeneration` a reload posted (its own balancers and TLS session caches), used by every
+/// request that starts while it is current, and kept (`Rc`) by requests still running when
+/// the next one comes.
+pub struct Generation {
+    pub number: u64,
     pub config: Arc<Config>,
     pub head_limits: HeadLimits,
     pub upstreams: Upstreams,
@@ -496,6 +528,56 @@ pub struct WorkerCtx {
     pub listeners: Box<[ListenerRouting]>,
     /// By listener, in config order: plain HTTP or TLS.
     pub schemes: Box<[Scheme]>,
+    /// Where the generation's responses are counted.
+    pub requests: Arc<RequestCounts>,
+    shared: Arc<SharedGeneration>,
+}
+
+impl Generation {
+    fn new(shared: &Arc<SharedGeneration>, load: &Rc<LoadView>) -> Result<Self, String> {
+        let config = shared.config.clone();
+        let upstreams = Upstreams::from_config(&config, shared.health.clone(), load.clone());
+        let listeners = shared
+            .routes
+            .iter()
+            .map(|table| ListenerRouting::new(table.clone(), &upstreams))
+            .collect::<Result<_, _>>()?;
+        let limits = &config.limits;
+        Ok(Self {
+            number: shared.number,
+            head_limits: HeadLimits {
+                max_request_line: limits.max_request_line,
+                max_header_bytes: limits.max_header_bytes,
+                max_headers: limits.max_headers,
+            },
+            upstreams,
+            listeners,
+            schemes: Scheme::for_listeners(shared)?,
+            requests: shared.requests.clone(),
+            shared: shared.clone(),
+            config,
+        })
+    }
+
+    /// The position in this generation's config of listener `id`, if it still has it.
+    pub fn position(&self, id: ListenerId) -> Option<usize> {
+        self.shared.position(id)
+    }
+}
+
+/// Per-worker state every connection of the worker sees.
+pub struct WorkerCtx {
+    pub index: usize,
+    /// The generation new requests are served with (`generation()`).
+    current: RefCell<Rc<Generation>>,
+    /// `current`'s number, read by every request to see whether it should move on to it.
+    current_number: Cell<u64>,
+    /// The generation before `current`, if there was one.
+    previous: RefCell<Option<Rc<Generation>>>,
+    /// Settings a reload does not change (`runtime`): the first generation's.
+    runtime: crate::config::RuntimeConfig,
+    /// The worker's view of backend load, for every generation.
+    load: Rc<LoadView>,
     /// What route matching writes (the normalised path, the lower-cased host): one per
     /// worker, not per connection, which would cost every idle connection
     /// `max_request_line` bytes. Borrowed only while a request head is parsed and written,
@@ -515,51 +597,39 @@ pub struct WorkerCtx {
     refusal: Vec<u8>,
     global_shutdown: Arc<AtomicBool>,
     drain_phase: Cell<DrainPhase>,
+    /// The listeners the worker accepts on.
+    accepting: RefCell<Vec<AcceptLoop>>,
+    mailbox: Arc<Mailbox>,
+    events: Sender<Event>,
 }
 
 impl WorkerCtx {
     fn new(plan: &WorkerPlan) -> Result<Self, String> {
-        let config = plan.config.clone();
+        let shared = &plan.install.generation;
+        let config = &shared.config;
         let load = LoadView::new(
             plan.load.clone(),
             plan.index,
             config.runtime.reconcile_interval,
         )
         .map_err(|e| e.to_string())?;
-        let upstreams = Upstreams::from_config(&config, plan.health.clone(), load);
-        if plan.routes.len() > usize::from(u16::MAX) {
-            return Err(format!(
-                "{} listeners: at most {}",
-                plan.routes.len(),
-                u16::MAX
-            ));
-        }
-        let listeners = plan
-            .routes
-            .iter()
-            .map(|table| ListenerRouting::new(table.clone(), &upstreams))
-            .collect::<Result<_, _>>()?;
-        let schemes = Scheme::for_listeners(plan)?;
+        let load = Rc::new(load);
+        let generation = Generation::new(shared, &load)?;
         let pool = Pool::new(
-            upstreams.backend_count(),
+            generation.upstreams.backend_count(),
             config.pool.max_idle_per_backend,
             config.pool.idle_timeout,
         );
         let mut refusal = Vec::new();
         write_error_response(&mut refusal, 503, true);
-        let limits = &config.limits;
-        let head_limits = HeadLimits {
-            max_request_line: limits.max_request_line,
-            max_header_bytes: limits.max_header_bytes,
-            max_headers: limits.max_headers,
-        };
         Ok(Self {
             index: plan.index,
-            head_limits,
-            upstreams,
-            listeners,
-            schemes,
-            route_scratch: RefCell::new(Scratch::new(limits.max_request_line)),
+            route_scratch: RefCell::new(Scratch::new(config.limits.max_request_line)),
+            runtime: config.runtime.clone(),
+            current_number: Cell::new(generation.number),
+            previous: RefCell::new(None),
+            current: RefCell::new(Rc::new(generation)),
+            load,
             pool: RefCell::new(pool),
             buffers: Buffers::new(),
             conns: Rc::new(ConnTable::default()),
@@ -569,8 +639,155 @@ impl WorkerCtx {
             refusal,
             global_shutdown: plan.shutdown.clone(),
             drain_phase: Cell::new(DrainPhase::Serving),
-            config,
+            accepting: RefCell::new(Vec::new()),
+            mailbox: plan.mailbox.clone(),
+            events: plan.events.clone(),
         })
+    }
+
+    /// The generation new requests are served with.
+    #[inline]
+    pub fn generation(&self) -> Rc<Generation> {
+        self.current.borrow().clone()
+    }
+
+    /// Whether `generation` is the current one (a request checks before it is routed).
+    #[inline]
+    pub fn is_current(&self, generation: &Generation) -> bool {
+        generation.number == self.current_number.get()
+    }
+
+    /// The worker's view of backend load (one for all its generations).
+    #[inline]
+    pub fn load(&self) -> &LoadView {
+        &self.load
+    }
+
+    /// Takes a generation a reload posted: new requests use it from now on; listeners it
+    /// drops stop accepting (their idle connections close, the others at their next request
+    /// boundary), listeners it adds start. Told to the main thread either way.
+    fn install(self: &Rc<Self>, install: Install) {
+        let number = install.generation.number;
+        let event = match self.try_install(install) {
+            Ok(()) => Event::Installed {
+                index: self.index,
+                generation: number,
+            },
+            Err(reason) => Event::Refused {
+                index: self.index,
+                generation: number,
+                reason,
+            },
+        };
+        let _ = self.events.send(event);
+    }
+
+    fn try_install(self: &Rc<Self>, install: Install) -> Result<(), String> {
+        self.load.grow();
+        let generation = Generation::new(&install.generation, &self.load)?;
+        let config = &generation.config;
+        let upstreams = &generation.upstreams;
+        self.pool.borrow_mut().reconfigure(
+            upstreams.backend_count(),
+            config.pool.max_idle_per_backend,
+            config.pool.idle_timeout,
+            |backend| upstreams.serves(backend),
+        );
+        let shared = install.generation;
+        self.stop_accepting(|id| shared.position(id).is_none());
+        self.conns
+            .close_idle_where(proxy::HALF_CLOSE_LINGER, |id| shared.position(id).is_none());
+        self.current_number.set(generation.number);
+        let previous = self.current.replace(Rc::new(generation));
+        *self.previous.borrow_mut() = Some(previous);
+        self.start_accepting(install.sockets)
+    }
+
+    /// Starts an accept loop on each of `sockets`.
+    fn start_accepting(
+        self: &Rc<Self>,
+        sockets: Vec<(ListenerId, TcpListener)>,
+    ) -> Result<(), String> {
+        for (id, socket) in sockets {
+            let listener = monoio::net::TcpListener::from_std(socket)
+                .map_err(|e| format!("cannot register listener: {e}"))?;
+            let canceller = Canceller::new();
+            let stopped = Rc::new(Cell::new(false));
+            let handle = canceller.handle();
+            self.accepting.borrow_mut().push(AcceptLoop {
+                listener: id,
+                canceller: Some(canceller),
+                stopped: stopped.clone(),
+            });
+            monoio::spawn(accept_loop(self.clone(), listener, id, handle, stopped));
+        }
+        Ok(())
+    }
+
+    /// Stops the accept loops of the listeners `which` names. Each ends on its own once its
+    /// accept comes back (at once: it is cancelled), closing the worker's socket.
+    fn stop_accepting(&self, which: impl Fn(ListenerId) -> bool) {
+        for accept in self.accepting.borrow_mut().iter_mut() {
+            if !which(accept.listener) {
+                continue;
+            }
+            accept.stopped.set(true);
+            if let Some(canceller) = accept.canceller.take() {
+                canceller.cancel();
+            }
+        }
+    }
+
+    /// Serves a client accepted on listener `id` with the current generation.
+    fn serve_client(
+        self: &Rc<Self>,
+        stream: monoio::net::TcpStream,
+        peer: std::net::SocketAddr,
+        id: ListenerId,
+    ) {
+        self.metrics.count(Counter::Accepted);
+        // A client accepted in the turn its listener was removed is served by the
+        // generation before, which had it.
+        let found = [Some(self.generation()), self.previous.borrow().clone()]
+            .into_iter()
+            .flatten()
+            .find_map(|g| Some((g.position(id)?, g)));
+        let Some((position, generation)) = found else {
+            return self.refuse(&stream, false);
+        };
+        let tls = generation.schemes[position].tls.clone();
+        if !self.admit_client() {
+            return self.refuse(&stream, tls.is_some());
+        }
+        let fd = stream.as_raw_fd();
+        let slot = self.conns.register(fd, id);
+        match tls {
+            None => {
+                let conn = proxy::serve_connection(
+                    self.clone(),
+                    generation,
+                    stream,
+                    fd,
+                    peer,
+                    position,
+                    slot,
+                );
+                monoio::spawn(conn);
+            }
+            Some(tls) => {
+                let conn = tls::serve_tls(
+                    self.clone(),
+                    generation,
+                    stream,
+                    fd,
+                    peer,
+                    position,
+                    slot,
+                    tls,
+                );
+                monoio::spawn(conn);
+            }
+        }
     }
 
     pub fn drain_phase(&self) -> DrainPhase {

@@ -17,10 +17,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::config::{AdminConfig, Config};
+use crate::config::AdminConfig;
+use crate::generation::{Current, SharedGeneration};
 use crate::metrics::Metrics;
 use crate::metrics::exposition::CONTENT_TYPE;
-use crate::upstream::health::HealthTable;
 use crate::upstream::load::LoadBoard;
 use http::{Answer, ReadFailure};
 use status::RateWindow;
@@ -31,14 +31,21 @@ const PUBLISH_WAIT: Duration = Duration::from_millis(250);
 
 /// What the admin thread reads: shared handles, never anything a worker locks.
 pub struct AdminState {
-    pub config: Arc<Config>,
+    /// The config generation serving now (swapped by reloads).
+    pub current: Arc<Current>,
     pub admin: AdminConfig,
     pub metrics: Arc<Metrics>,
-    pub health: Arc<HealthTable>,
     pub load: Arc<LoadBoard>,
     /// Each worker's cpu (`None`: not pinned).
     pub cpus: Vec<Option<usize>>,
     pub started: Instant,
+}
+
+impl AdminState {
+    /// The config generation serving now.
+    pub fn generation(&self) -> Arc<SharedGeneration> {
+        self.current.get()
+    }
 }
 
 /// Binds the admin listener (no `SO_REUSEPORT`: an address in use is an error).

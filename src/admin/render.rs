@@ -29,36 +29,34 @@ pub fn metrics_text(state: &AdminState, latencies: &[Published]) -> String {
 }
 
 fn requests(e: &mut Exposition, state: &AdminState) {
-    let metrics = &state.metrics;
-    let labels = metrics.labels();
     let name = "ringproxy_requests_total";
     e.family(
         name,
         Kind::Counter,
         "Requests answered, by listener, upstream group and status class.",
     );
-    for (l, listener) in labels.listeners.iter().enumerate() {
-        for (g, group) in labels.groups.iter().enumerate() {
-            let served = state.config.listeners.get(l).map(|c| c.upstream.as_str()) == Some(group);
-            let counts: Vec<u64> = (0..STATUS_CLASSES)
-                .map(|c| {
-                    (0..metrics.workers())
-                        .map(|w| metrics.requests(w, l, g, c))
-                        .sum()
-                })
-                .collect();
-            // A listener's own group always, other pairs once they have traffic.
-            if !served && counts.iter().all(|&n| n == 0) {
-                continue;
-            }
-            for (class, count) in CLASSES.iter().zip(counts) {
-                let labels = [
-                    ("listener", listener.as_str()),
-                    ("upstream", group),
-                    ("class", class),
-                ];
-                e.sample(name, &labels, count as f64);
-            }
+    let mut totals = state.metrics.request_totals();
+    // A listener's own group always, other pairs once they have traffic.
+    let generation = state.generation();
+    for (listener, address) in generation
+        .config
+        .listeners
+        .iter()
+        .zip(&generation.addresses)
+    {
+        totals
+            .entry((address.to_string(), listener.upstream.clone()))
+            .or_default();
+    }
+    for ((listener, group), workers) in &totals {
+        for (c, class) in CLASSES.iter().enumerate() {
+            let count: u64 = workers.iter().map(|classes| classes[c]).sum();
+            let labels = [
+                ("listener", listener.as_str()),
+                ("upstream", group.as_str()),
+                ("class", class),
+            ];
+            e.sample(name, &labels, count as f64);
         }
     }
 }
@@ -141,8 +139,10 @@ fn totals(e: &mut Exposition, state: &AdminState) {
 }
 
 fn backends(e: &mut Exposition, state: &AdminState) {
-    let reports: Vec<_> = (0..state.health.backend_count())
-        .filter_map(|b| state.health.report_state(BackendId(b)))
+    let generation = state.generation();
+    let health = &generation.health;
+    let reports: Vec<_> = (0..health.backend_count())
+        .filter_map(|b| health.report_state(BackendId(b)))
         .collect();
     let families: [(&str, Kind, &str); 3] = [
         (

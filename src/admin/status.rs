@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 
 use super::AdminState;
 use super::render::merged;
+use crate::metrics::Counter;
 use crate::metrics::latency::Published;
-use crate::metrics::{Counter, STATUS_CLASSES};
 use crate::upstream::BackendId;
 
 /// Requests per second are measured between two `/status` calls at least this far apart
@@ -48,18 +48,14 @@ impl RateWindow {
 
 pub fn status_json(state: &AdminState, latencies: &[Published], window: &mut RateWindow) -> Value {
     let metrics = &state.metrics;
-    let labels = metrics.labels();
+    let totals = metrics.request_totals();
     let requests: Vec<u64> = (0..metrics.workers())
         .map(|w| {
-            let mut total = 0;
-            for l in 0..labels.listeners.len() {
-                for g in 0..labels.groups.len() {
-                    total += (0..STATUS_CLASSES)
-                        .map(|c| metrics.requests(w, l, g, c))
-                        .sum::<u64>();
-                }
-            }
-            total
+            totals
+                .values()
+                .filter_map(|workers| workers.get(w))
+                .flat_map(|classes| classes.iter())
+                .sum()
         })
         .collect();
     let rates = window.update(&requests).to_vec();
@@ -77,9 +73,11 @@ pub fn status_json(state: &AdminState, latencies: &[Published], window: &mut Rat
             })
         })
         .collect();
-    let backends: Vec<Value> = (0..state.health.backend_count())
+    let generation = state.generation();
+    let health = &generation.health;
+    let backends: Vec<Value> = (0..health.backend_count())
         .filter_map(|b| {
-            let report = state.health.report_state(BackendId(b))?;
+            let report = health.report_state(BackendId(b))?;
             let inflight: Vec<u32> = (0..state.load.workers())
                 .map(|w| state.load.published(w, b))
                 .collect();

@@ -14,6 +14,8 @@
 //! allow_epoll = false     # fall back to epoll when io_uring is unavailable; default false
 //! ring_entries = 1024     # io_uring entries per worker: a power of two in 256..=32768
 //! reconcile_interval = "50ms"  # how often workers refresh each other's per-backend load
+//! pid_file = "/run/ringproxy.pid"  # written once ready, removed at exit; what
+//!                          # `ringproxy reload` signals (relative: to this file's directory)
 //!                         # (least_conn, p2c, max_conns); 1ms..=10s
 //!
 //! [[listener]]            # at least one; repeat the section for more listeners
@@ -279,6 +281,7 @@ const RUNTIME_KEYS: &[&str] = &[
     "allow_epoll",
     "ring_entries",
     "reconcile_interval",
+    "pid_file",
 ];
 const LISTENER_KEYS: &[&str] = &["address", "upstream", "routes", "tls"];
 const TIMEOUT_KEYS: &[&str] = &[
@@ -438,6 +441,10 @@ fn read_runtime(r: &mut Reader<'_>, t: &Table<'_, '_>) -> RuntimeConfig {
         ring_entries: r
             .field(t, "ring_entries", ring_entries)
             .unwrap_or(default.ring_entries),
+        pid_file: {
+            let dir = super::tls::config_dir(r.file());
+            r.field(t, "pid_file", |v| super::tls::file_path(v, &dir))
+        },
     }
 }
 
@@ -786,6 +793,7 @@ via = "edge-1:8080"
                 allow_epoll: true,
                 ring_entries: 4096,
                 reconcile_interval: Duration::from_millis(7),
+                pid_file: None,
             },
             listeners: vec![
                 ListenerConfig::to_upstream(addr("0.0.0.0:8080"), "app"),
@@ -1022,7 +1030,7 @@ via = "edge-1:8080"
             &with_base(&["[runtime]", "pin = true", "wrokers = 2"]),
             Some(8),
             "runtime.wrokers",
-            "unknown key \"wrokers\" (expected one of: workers, cpus, pin, allow_epoll, ring_entries, reconcile_interval)",
+            "unknown key \"wrokers\" (expected one of: workers, cpus, pin, allow_epoll, ring_entries, reconcile_interval, pid_file)",
         );
         assert_error(
             &[
@@ -1055,7 +1063,7 @@ via = "edge-1:8080"
             ]),
             Some(8),
             "upstream.web.backends[0].wieght",
-            "(expected one of: address, weight, max_conns, backup)",
+            "(expected one of: address, weight, max_conns, backup, drain)",
         );
         assert_error(
             &with_base(&["[timeouts]", "client.header = \"1s\""]),

@@ -66,6 +66,8 @@ pub struct RuntimeConfig {
     /// How often a worker refreshes its view of the other workers' per-backend load
     /// (least_conn, p2c on in-flight, max_conns).
     pub reconcile_interval: Duration,
+    /// Where the running process writes its pid (`ringproxy reload` reads it).
+    pub pid_file: Option<PathBuf>,
 }
 
 /// One `[[listener]]`: it sends every request to one upstream group, or through a route
@@ -336,6 +338,9 @@ pub struct BackendConfig {
     pub max_conns: Option<u32>,
     /// Used only when every primary backend of the group is down.
     pub backup: bool,
+    /// Takes no new requests; its in-flight ones finish (set, then reload, to take a backend
+    /// out for maintenance).
+    pub drain: bool,
 }
 
 /// Retries on another backend (`[upstream.NAME]` keys `retries`, `retry_timeout`).
@@ -479,6 +484,7 @@ impl BackendConfig {
             weight,
             max_conns: None,
             backup: false,
+            drain: false,
         }
     }
 }
@@ -590,6 +596,7 @@ impl Default for RuntimeConfig {
             allow_epoll: false,
             ring_entries: 1024,
             reconcile_interval: Duration::from_millis(50),
+            pid_file: None,
             // Off: on the 2026-12-03 machine batching cost 8% at 50 connections and
             // 45% with two workers on Connection: close (perf/RESULTS.md).
         }

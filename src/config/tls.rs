@@ -120,14 +120,15 @@ fn read_certificate_list(
 }
 
 /// The directory relative paths in the file named `file` start from.
-fn config_dir(file: &str) -> PathBuf {
+pub(crate) fn config_dir(file: &str) -> PathBuf {
     Path::new(file)
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default()
 }
 
-fn file_path(value: &DeValue<'_>, dir: &Path) -> Result<PathBuf, String> {
+/// A path in the config, relative to the file's directory.
+pub(crate) fn file_path(value: &DeValue<'_>, dir: &Path) -> Result<PathBuf, String> {
     let text = string(value)?;
     if text.is_empty() {
         return Err("empty path".into());

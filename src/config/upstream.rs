@@ -23,7 +23,7 @@ const GROUP_KEYS: &[&str] = &[
     "health",
     "passive",
 ];
-const BACKEND_KEYS: &[&str] = &["address", "weight", "max_conns", "backup"];
+const BACKEND_KEYS: &[&str] = &["address", "weight", "max_conns", "backup", "drain"];
 const HEALTH_KEYS: &[&str] = &[
     "type",
     "path",
@@ -325,7 +325,7 @@ fn read_backends(r: &mut Reader<'_>, t: &Table<'_, '_>) -> Vec<BackendConfig> {
 }
 
 /// A backend is `"ip:port"` or `{ address = "ip:port", weight = N, max_conns = N,
-/// backup = BOOL }`.
+/// backup = BOOL, drain = BOOL }`.
 fn read_backend(r: &mut Reader<'_>, item: &Value<'_>, path: String) -> Option<BackendConfig> {
     if let DeValue::Table(_) = item.get_ref() {
         let table = r.as_table(item, path)?;
@@ -334,6 +334,7 @@ fn read_backend(r: &mut Reader<'_>, item: &Value<'_>, path: String) -> Option<Ba
         let weight = r.field(&table, "weight", integer_in(1..=MAX_WEIGHT));
         let max_conns = r.field(&table, "max_conns", integer_in(1..=u32::MAX));
         let backup = r.field(&table, "backup", boolean);
+        let drain = r.field(&table, "drain", boolean);
         return Some(BackendConfig {
             address: address?,
             weight: weight.unwrap_or(DEFAULT_WEIGHT),
@@ -341,6 +342,7 @@ fn read_backend(r: &mut Reader<'_>, item: &Value<'_>, path: String) -> Option<Ba
             // An invalid `backup` reads as primary: it can hide the "no primary" error, never
             // raise a false one.
             backup: backup.unwrap_or(false),
+            drain: drain.unwrap_or(false),
         });
     }
     let address = r.convert(item, path, |value| match value {

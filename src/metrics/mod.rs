@@ -16,7 +16,8 @@ pub mod exposition;
 pub mod latency;
 
 use std::cell::RefCell;
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use counters::CounterBoard;
@@ -88,7 +89,7 @@ const TIMEOUTS_AT: usize = Counter::COUNT;
 const PARSE_ERRORS_AT: usize = TIMEOUTS_AT + Timeout::ALL.len();
 const REQUESTS_AT: usize = PARSE_ERRORS_AT + PARSE_ERROR_SLOTS;
 
-/// What the labels of the request counters range over, fixed at start.
+/// What the labels of one config generation's request counters range over.
 #[derive(Debug, Clone)]
 pub struct Labels {
     /// Each listener's bound address, in config order.
@@ -101,16 +102,17 @@ pub struct Labels {
 pub struct Metrics {
     counters: CounterBoard,
     latency: LatencyBoard,
-    labels: Labels,
+    /// Every generation's request counts: read at scrape time, written when a generation
+    /// starts; never touched by the request path.
+    requests: Mutex<RequestHistory>,
 }
 
 impl Metrics {
-    pub fn new(workers: usize, labels: Labels) -> Arc<Self> {
-        let requests = labels.listeners.len() * labels.groups.len() * STATUS_CLASSES;
+    pub fn new(workers: usize) -> Arc<Self> {
         Arc::new(Self {
-            counters: CounterBoard::new(workers, REQUESTS_AT + requests),
+            counters: CounterBoard::new(workers, REQUESTS_AT),
             latency: LatencyBoard::new(workers),
-            labels,
+            requests: Mutex::new(RequestHistory::default()),
         })
     }
 
@@ -118,8 +120,32 @@ impl Metrics {
         self.counters.workers()
     }
 
-    pub fn labels(&self) -> &Labels {
-        &self.labels
+    /// The request counters of a new config generation. Those of generations no worker uses
+    /// any more are folded into the retired totals here, so the history stays as small as the
+    /// set of labels ever seen.
+    pub fn request_counts(&self, labels: Labels) -> Arc<RequestCounts> {
+        let counts = Arc::new(RequestCounts::new(self.workers(), labels));
+        let mut history = self.history();
+        history.retire_unused(self.workers());
+        history.live.push(counts.clone());
+        counts
+    }
+
+    /// Responses by (listener, group) label and worker, every generation's summed.
+    pub fn request_totals(&self) -> RequestTotals {
+        let history = self.history();
+        let mut totals = history.retired.clone();
+        for counts in &history.live {
+            counts.add_to(&mut totals, self.workers());
+        }
+        totals
+    }
+
+    fn history(&self) -> std::sync::MutexGuard<'_, RequestHistory> {
+        // A panic while holding it leaves counts that are still valid: keep using them.
+        self.requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn counter(&self, worker: usize, counter: Counter) -> u64 {
@@ -138,16 +164,6 @@ impl Metrics {
     /// counts every other status.
     pub fn parse_errors(&self, slot: usize) -> u64 {
         self.counters.total(PARSE_ERRORS_AT + slot)
-    }
-
-    fn request_index(&self, listener: usize, group: usize, class: usize) -> usize {
-        REQUESTS_AT + (listener * self.labels.groups.len() + group) * STATUS_CLASSES + class
-    }
-
-    /// Responses of `class` (0 for 1xx .. 4 for 5xx) on `listener` for `group`, by `worker`.
-    pub fn requests(&self, worker: usize, listener: usize, group: usize, class: usize) -> u64 {
-        self.counters
-            .get(worker, self.request_index(listener, group, class))
     }
 
     /// Fresh latency histograms of every worker (see `latency`).
@@ -195,17 +211,6 @@ impl WorkerMetrics {
         self.add(PARSE_ERRORS_AT + slot);
     }
 
-    /// A response with `status` to a request received on `listener` for `group`.
-    #[inline]
-    pub fn response(&self, listener: usize, group: usize, status: u16) {
-        let groups = self.shared.labels.groups.len();
-        if listener >= self.shared.labels.listeners.len() || group >= groups {
-            return;
-        }
-        let class = usize::from(status / 100).clamp(1, STATUS_CLASSES) - 1;
-        self.add(self.shared.request_index(listener, group, class));
-    }
-
     /// A backend's time to the first byte of its response head.
     #[inline]
     pub fn upstream_first_byte(&self, took: Duration) {
@@ -233,34 +238,130 @@ impl WorkerMetrics {
     }
 }
 
+/// Per (listener, group) label pair, per worker, responses by status class (1xx..5xx).
+pub type RequestTotals = BTreeMap<(String, String), Vec<[u64; STATUS_CLASSES]>>;
+
+/// One config generation's responses by listener, upstream group and status class, per
+/// worker. Indexed by the generation's own listener and group positions.
+pub struct RequestCounts {
+    counters: CounterBoard,
+    labels: Labels,
+}
+
+impl RequestCounts {
+    fn new(workers: usize, labels: Labels) -> Self {
+        let per_worker = labels.listeners.len() * labels.groups.len() * STATUS_CLASSES;
+        Self {
+            counters: CounterBoard::new(workers, per_worker),
+            labels,
+        }
+    }
+
+    fn index(&self, listener: usize, group: usize, class: usize) -> usize {
+        (listener * self.labels.groups.len() + group) * STATUS_CLASSES + class
+    }
+
+    /// A response with `status`, from `worker`, to a request received on `listener` for
+    /// `group` (positions in the generation's config).
+    #[inline]
+    pub fn response(&self, worker: usize, listener: usize, group: usize, status: u16) {
+        if listener >= self.labels.listeners.len() || group >= self.labels.groups.len() {
+            return;
+        }
+        let class = usize::from(status / 100).clamp(1, STATUS_CLASSES) - 1;
+        self.counters
+            .add(worker, self.index(listener, group, class), 1);
+    }
+
+    /// Adds every count to `totals`, by label.
+    fn add_to(&self, totals: &mut RequestTotals, workers: usize) {
+        for (l, listener) in self.labels.listeners.iter().enumerate() {
+            for (g, group) in self.labels.groups.iter().enumerate() {
+                let key = (listener.clone(), group.clone());
+                let entry = totals
+                    .entry(key)
+                    .or_insert_with(|| vec![[0; STATUS_CLASSES]; workers]);
+                for (worker, classes) in entry.iter_mut().enumerate() {
+                    for (class, total) in classes.iter_mut().enumerate() {
+                        *total += self.counters.get(worker, self.index(l, g, class));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Request counts of the generations still in use, and the sums of those that ended.
+#[derive(Default)]
+struct RequestHistory {
+    live: Vec<Arc<RequestCounts>>,
+    retired: RequestTotals,
+}
+
+impl RequestHistory {
+    /// Folds the counts no worker holds any more (only this history does) into `retired`.
+    fn retire_unused(&mut self, workers: usize) {
+        let (unused, live) = std::mem::take(&mut self.live)
+            .into_iter()
+            .partition(|counts| Arc::strong_count(counts) == 1);
+        self.live = live;
+        let unused: Vec<Arc<RequestCounts>> = unused;
+        for counts in unused {
+            counts.add_to(&mut self.retired, workers);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn labels(listeners: &[&str], groups: &[&str]) -> Labels {
+        Labels {
+            listeners: listeners.iter().map(|l| l.to_string()).collect(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+
     fn metrics() -> Arc<Metrics> {
-        Metrics::new(
-            2,
-            Labels {
-                listeners: vec!["a".into(), "b".into()],
-                groups: vec!["g".into(), "h".into(), "i".into()],
-            },
-        )
+        Metrics::new(2)
+    }
+
+    fn total(m: &Metrics, listener: &str, group: &str, worker: usize, class: usize) -> u64 {
+        let key = (listener.to_string(), group.to_string());
+        m.request_totals().get(&key).map_or(0, |w| w[worker][class])
     }
 
     #[test]
     fn responses_count_by_listener_group_and_class() {
         let m = metrics();
-        let w0 = WorkerMetrics::new(m.clone(), 0);
-        let w1 = WorkerMetrics::new(m.clone(), 1);
-        w0.response(1, 2, 200);
-        w0.response(1, 2, 204);
-        w1.response(1, 2, 503);
-        w1.response(0, 0, 404);
-        w1.response(2, 0, 200); // no such listener: ignored
-        assert_eq!(m.requests(0, 1, 2, 1), 2);
-        assert_eq!(m.requests(1, 1, 2, 4), 1);
-        assert_eq!(m.requests(1, 0, 0, 3), 1);
-        assert_eq!(m.requests(0, 0, 0, 1), 0);
+        let counts = m.request_counts(labels(&["a", "b"], &["g", "h", "i"]));
+        counts.response(0, 1, 2, 200);
+        counts.response(0, 1, 2, 204);
+        counts.response(1, 1, 2, 503);
+        counts.response(1, 0, 0, 404);
+        counts.response(1, 2, 0, 200); // no such listener: ignored
+        assert_eq!(total(&m, "b", "i", 0, 1), 2);
+        assert_eq!(total(&m, "b", "i", 1, 4), 1);
+        assert_eq!(total(&m, "a", "g", 1, 3), 1);
+        assert_eq!(total(&m, "a", "g", 0, 1), 0);
+    }
+
+    #[test]
+    fn generations_add_up_by_label_and_survive_their_end() {
+        let m = metrics();
+        let first = m.request_counts(labels(&["a"], &["g", "h"]));
+        first.response(0, 0, 1, 200);
+        // The next generation drops group g and moves h to another position.
+        let second = m.request_counts(labels(&["a", "b"], &["h"]));
+        second.response(0, 0, 0, 200);
+        second.response(1, 1, 0, 500);
+        assert_eq!(total(&m, "a", "h", 0, 1), 2);
+        drop(first);
+        let _third = m.request_counts(labels(&["a"], &["h"]));
+        assert_eq!(m.history().live.len(), 2, "the unused first one was folded");
+        assert_eq!(total(&m, "a", "h", 0, 1), 2);
+        assert_eq!(total(&m, "b", "h", 1, 4), 1);
     }
 
     #[test]

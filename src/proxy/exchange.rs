@@ -148,11 +148,11 @@ impl Session {
         client: &mut S,
         mut request: RequestInfo,
     ) -> Next {
-        let policy = self.ctx.upstreams.group(self.group as usize).retry;
-        let retry_budget = policy.budget(&self.ctx.config.timeouts);
+        let policy = self.generation.upstreams.group(self.group as usize).retry;
+        let retry_budget = policy.budget(&self.generation.config.timeouts);
         let started = self.ctx.conns.now();
         let mut tried = BackendSet::new();
-        let upstreams = &self.ctx.upstreams;
+        let upstreams = &self.generation.upstreams;
         let Some(mut backend) = upstreams.pick(self.group as usize, request.key_hash, &[], started)
         else {
             return Box::pin(self.fail(client, &request, UpstreamError::NoBackend)).await;
@@ -164,19 +164,19 @@ impl Session {
                 Err(failure) => failure,
             };
             if let Some(outcome) = failure.error.outcome() {
-                self.ctx
+                self.generation
                     .upstreams
                     .report(backend, outcome, self.ctx.conns.now());
             } else if matches!(failure.error, UpstreamError::OutOfFiles) {
                 // Our shortage says nothing about the backend: a probe it held goes back.
-                self.ctx.upstreams.unreported(backend);
+                self.generation.upstreams.unreported(backend);
             }
             let may_retry = failure.retryable
                 && tried.len() <= policy.retries as usize
                 && self.ctx.conns.now().saturating_duration_since(started) < retry_budget;
             let next = if may_retry {
                 let key_hash = request.key_hash;
-                self.ctx.upstreams.pick(
+                self.generation.upstreams.pick(
                     self.group as usize,
                     key_hash,
                     tried.as_slice(),
@@ -204,12 +204,12 @@ impl Session {
         backend: BackendId,
     ) -> Result<Next, Failure> {
         let ctx = self.ctx.clone();
-        ctx.upstreams.load().start(backend);
+        ctx.load().start(backend);
         let mut response_time = None;
         let result = self
             .exchange(client, request, backend, &mut response_time)
             .await;
-        ctx.upstreams.load().finish(backend, response_time);
+        ctx.load().finish(backend, response_time);
         result
     }
 
@@ -230,7 +230,7 @@ impl Session {
                 // 401...), so its response is read like any other.
                 Ok(()) | Err(BodyStop::BackendClosed) => {}
                 Err(BodyStop::Answered(next)) => {
-                    self.ctx.upstreams.unreported(backend);
+                    self.generation.upstreams.unreported(backend);
                     return Ok(next);
                 }
             }
@@ -242,7 +242,7 @@ impl Session {
         {
             Ok(response) => response,
             Err(HeadFailure::ClientGone) => {
-                self.ctx.upstreams.unreported(backend);
+                self.generation.upstreams.unreported(backend);
                 return Ok(Next::Close);
             }
             Err(HeadFailure::Upstream(error)) => {
@@ -261,7 +261,7 @@ impl Session {
             *response_time = Some(first_byte);
             self.ctx.metrics.upstream_first_byte(first_byte);
         }
-        self.ctx.upstreams.load().answered(backend, sent, answered);
+        self.ctx.load().answered(backend, sent, answered);
         if let Err(error) = self
             .gather_small_response_body(&mut upstream, &mut response)
             .await
@@ -277,7 +277,7 @@ impl Session {
         } else {
             Outcome::Success
         };
-        self.ctx
+        self.generation
             .upstreams
             .report(backend, outcome, self.ctx.conns.now());
         self.answered(response.status);
@@ -295,7 +295,7 @@ impl Session {
         use_pool: bool,
         idempotent: bool,
     ) -> Result<Upstream, Failure> {
-        let within = self.ctx.config.timeouts.body_idle;
+        let within = self.generation.config.timeouts.body_idle;
         // Once a write started, part of the request may have reached the backend: only an
         // idempotent request may then go elsewhere.
         let written = |error| Failure {
@@ -347,8 +347,10 @@ impl Session {
     /// A new connection to `backend`. Out of descriptors, the worker's idle backend
     /// connections make way and the connect is tried once more.
     async fn connect(&self, backend: BackendId) -> Result<TcpStream, UpstreamError> {
-        let addr = self.ctx.upstreams.backend(backend).addr;
-        let within = self.ctx.config.timeouts.backend_connect;
+        let Some(addr) = self.generation.upstreams.backend(backend).map(|b| b.addr) else {
+            return Err(UpstreamError::Unreachable);
+        };
+        let within = self.generation.config.timeouts.backend_connect;
         let mut result = connect(addr, within).await;
         if matches!(result, Err(ConnectError::OutOfFiles)) && self.ctx.close_idle_backends() > 0 {
             monoio::time::sleep(CLOSES_SETTLE).await;
@@ -380,7 +382,7 @@ impl Session {
         upstream: &mut Upstream,
         request: &mut RequestInfo,
     ) -> Result<(), BodyStop> {
-        let idle = self.ctx.config.timeouts.body_idle;
+        let idle = self.generation.config.timeouts.body_idle;
         let mut floor = self.body_floor(Duration::from_millis(self.body_credit_ms.into()));
         let backend_fd = upstream.stream.as_raw_fd();
         let result = stream_body(
@@ -451,8 +453,8 @@ impl Session {
         request: &mut RequestInfo,
         sent: Sent,
     ) -> HeadRead {
-        let deadline = self.ctx.conns.now() + self.ctx.config.timeouts.backend_response;
-        let limit = self.ctx.config.limits.max_response_header_bytes;
+        let deadline = self.ctx.conns.now() + self.generation.config.timeouts.backend_response;
+        let limit = self.generation.config.limits.max_response_header_bytes;
         let mut received_any = false;
         loop {
             match self.parse_response_head(request) {
@@ -505,7 +507,7 @@ impl Session {
         request: &RequestInfo,
     ) -> Result<Option<Parsed>, UpstreamError> {
         let mut storage = header_storage();
-        let limit = self.ctx.config.limits.max_response_header_bytes;
+        let limit = self.generation.config.limits.max_response_header_bytes;
         let Some(head) = parse_response(
             self.upstream_recv.data(),
             &mut storage,
@@ -538,7 +540,7 @@ impl Session {
             upgrade: head.status == 101,
         };
         self.out.clear();
-        match super::response_edits(&self.ctx, self.slot.listener(), self.route) {
+        match super::response_edits(&self.generation, self.listener as usize, self.route) {
             Some(edits) => write_edited_response_head(&mut self.out, &head, &context, edits),
             None => write_response_head(&mut self.out, &head, &context),
         }
@@ -578,7 +580,7 @@ impl Session {
         if !response.body.pending_at_most(RESPONSE_GATHER_LIMIT) {
             return Ok(());
         }
-        let idle = self.ctx.config.timeouts.body_idle;
+        let idle = self.generation.config.timeouts.body_idle;
         let source = Timed {
             deadline: self
                 .slot
@@ -651,7 +653,7 @@ impl Session {
         upstream: &mut Upstream,
         response: &mut ResponseInfo,
     ) -> Result<(), BodyError> {
-        let timeouts = self.ctx.config.timeouts;
+        let timeouts = self.generation.config.timeouts;
         let idle = timeouts.body_idle;
         let mut floor = self.body_floor(timeouts.body_rate_grace);
         let backend_fd = upstream.stream.as_raw_fd();

@@ -10,7 +10,7 @@ mod exchange;
 mod io;
 mod tunnel;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::Duration;
@@ -19,6 +19,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
 
 use crate::config::{HeaderEdits, RedirectAction, RespondAction, RouteAction};
 use crate::conns::{ConnSlot, Deadline, Lane};
+use crate::generation::ListenerId;
 use crate::http::body::BodyProgress;
 use crate::http::{
     ForwardContext, LocalAnswer, ParseError, RequestHead, RouteForward, Version, header_storage,
@@ -28,7 +29,7 @@ use crate::http::{
 use crate::metrics::Timeout;
 use crate::route::{RouteRequest, RouteTable};
 use crate::upstream::balance::key_hash;
-use crate::worker::{DrainPhase, ListenerRouting, WorkerCtx};
+use crate::worker::{DrainPhase, Generation, ListenerRouting, WorkerCtx};
 pub(crate) use buffer::RECV_BUFFER;
 use buffer::{CLIENT_RECV_BUFFER, ReadError, RecvBuf};
 use io::RateFloor;
@@ -81,7 +82,11 @@ pub(crate) struct RequestInfo {
 /// One client connection's reusable state.
 pub(crate) struct Session {
     ctx: Rc<WorkerCtx>,
-    peer: SocketAddr,
+    /// The config generation the current request is served with: the worker's current one
+    /// when the request started (see `move_to_current`).
+    generation: Rc<Generation>,
+    /// The client's address (its port is of no use to a backend).
+    peer: IpAddr,
     /// The client's IP as text, for X-Forwarded-For: formatted once per connection.
     peer_addr: Box<str>,
     /// The current request's upstream group (u32: a config file cannot name 2^32 groups).
@@ -107,6 +112,8 @@ pub(crate) struct Session {
     body_credit_ms: u32,
     /// Requests read so far (saturating: only whether one was served matters).
     requests: u16,
+    /// The listener's position in `gen`'s config (`gen.listeners`, `gen.schemes`).
+    listener: u16,
 }
 
 /// Serves one accepted client connection until it closes.
@@ -114,8 +121,10 @@ pub(crate) struct Session {
 /// Not an `async fn`: one would keep its arguments in the task beside the session built from
 /// them (176 bytes more per connection). The task is most of what an idle connection costs
 /// (with its small receive buffer), so it is built here and the future holds it once.
+/// `listener` is the listener's position in `generation`'s config.
 pub fn serve_connection<S>(
     ctx: Rc<WorkerCtx>,
+    generation: Rc<Generation>,
     client: S,
     client_fd: RawFd,
     peer: SocketAddr,
@@ -125,17 +134,12 @@ pub fn serve_connection<S>(
 where
     S: AsyncReadRent + AsyncWriteRent + Split,
 {
-    // A plain listener's group from the start: a request refused before it is routed
-    // (a parse error) is counted under it, as before routing existed.
-    let group = match &ctx.listeners[listener] {
-        ListenerRouting::Upstream { group } => *group,
-        ListenerRouting::Routes { .. } => ListenerRouting::NOT_PROXIED,
-    };
     let mut session = Session {
+        group: first_group(&generation, listener),
         ctx,
-        peer,
+        generation,
+        peer: peer.ip(),
         peer_addr: peer.ip().to_string().into_boxed_str(),
-        group,
         route: 0,
         slot,
         client_fd,
@@ -144,6 +148,8 @@ where
         out: Vec::new(),
         body_credit_ms: 0,
         requests: 0,
+        // `Generation::new` refuses more than u16::MAX listeners.
+        listener: listener as u16,
     };
     let mut client = client;
     async move {
@@ -167,7 +173,36 @@ where
     }
 }
 
+/// A plain listener's group from the start: a request refused before it is routed (a parse
+/// error) is counted under it, as before routing existed.
+fn first_group(generation: &Generation, listener: usize) -> u32 {
+    match generation.listeners.get(listener) {
+        Some(ListenerRouting::Upstream { group }) => *group,
+        Some(ListenerRouting::Routes { .. }) | None => ListenerRouting::NOT_PROXIED,
+    }
+}
+
 impl Session {
+    /// Serves the next request with the worker's current generation, after a reload: unless
+    /// the reload removed the connection's listener, which then closes after the request
+    /// (`listener_removed`), served by the generation it has.
+    #[cold]
+    fn move_to_current(&mut self) {
+        let current = self.ctx.generation();
+        let Some(listener) = current.position(self.slot.listener()) else {
+            return;
+        };
+        self.listener = listener as u16;
+        self.group = first_group(&current, listener);
+        self.generation = current;
+    }
+
+    /// Whether a reload removed the listener the connection came in on: it closes at its next
+    /// request boundary, as in a drain.
+    fn listener_removed(&self) -> bool {
+        listener_removed(&self.ctx, &self.generation, self.slot.listener())
+    }
+
     /// Gives what the request borrowed back to the worker's pools: between requests a
     /// connection holds only its small receive buffer (and what a pipelined burst left in it).
     #[inline(always)]
@@ -226,7 +261,7 @@ impl Session {
         client: &mut S,
         request: &mut RequestInfo,
     ) -> Result<(), Next> {
-        let timeouts = self.ctx.config.timeouts;
+        let timeouts = self.generation.config.timeouts;
         let idle = timeouts.body_idle;
         let mut floor = self.body_floor(timeouts.body_rate_grace);
         if request.expect_continue {
@@ -283,13 +318,16 @@ impl Session {
         &mut self,
         client: &mut S,
     ) -> Result<RequestInfo, Next> {
-        let timeouts = self.ctx.config.timeouts;
+        let timeouts = self.generation.config.timeouts;
         // A new connection has `client_header` from accept for its whole first head; a kept-
         // alive one waits up to `client_idle` for the next request to start, then has
         // `client_header` from its first byte.
         let mut head_deadline =
             (self.requests == 0).then(|| self.ctx.conns.now() + timeouts.client_header);
         loop {
+            if !self.ctx.is_current(&self.generation) {
+                self.move_to_current();
+            }
             match self.parse_request_head() {
                 // Answered by the proxy itself: sent here, on a path boxed as a connection's
                 // other cold paths are (see `serve_connection`).
@@ -305,7 +343,9 @@ impl Session {
                 }
             }
             let waiting_for_first_byte = self.recv.is_empty();
-            if waiting_for_first_byte && self.ctx.drain_phase() == DrainPhase::Closing {
+            if waiting_for_first_byte
+                && (self.ctx.drain_phase() == DrainPhase::Closing || self.listener_removed())
+            {
                 return Err(Next::HalfClose);
             }
             let within = match head_deadline {
@@ -318,7 +358,7 @@ impl Session {
             };
             self.slot.set_idle(waiting_for_first_byte);
             let deadline = self.slot.deadline(Lane::Main, self.client_fd, within);
-            let limit = self.ctx.head_limits.max_header_bytes;
+            let limit = self.generation.head_limits.max_header_bytes;
             self.recv.grow_if_full(&self.ctx.buffers.recv);
             let read = self.recv.fill(client, deadline, limit).await;
             let half_closed = self.slot.set_busy();
@@ -352,7 +392,7 @@ impl Session {
     fn parse_request_head(&mut self) -> Result<Option<RequestInfo>, Reject> {
         let mut storage = header_storage();
         let (recv, mut writer) = self.split_for_head();
-        let Some(head) = parse_request(recv.data(), &mut storage, &writer.ctx.head_limits)
+        let Some(head) = parse_request(recv.data(), &mut storage, &writer.generation.head_limits)
             .map_err(Reject::from)?
         else {
             return Ok(None);
@@ -395,9 +435,11 @@ impl Session {
     fn split_for_head(&mut self) -> (&RecvBuf, HeadWriter<'_>) {
         let writer = HeadWriter {
             ctx: &self.ctx,
+            generation: &self.generation,
+            listener_id: self.slot.listener(),
             peer: &self.peer,
             peer_addr: &self.peer_addr,
-            listener: self.slot.listener(),
+            listener: self.listener as usize,
             group: &mut self.group,
             route: &mut self.route,
             out: &mut self.out,
@@ -432,7 +474,7 @@ impl Session {
     /// Adds the listener's own fields (HSTS) to the response head just written to `out`.
     /// A backend's own field of the same name comes first, and the first one counts.
     pub(crate) fn add_listener_fields(&mut self) {
-        let fields = &self.ctx.schemes[self.slot.listener()].response_fields;
+        let fields = &self.generation.schemes[self.listener as usize].response_fields;
         if fields.is_empty() {
             return;
         }
@@ -447,7 +489,12 @@ impl Session {
     /// before the grace ends: `Connection: close` tells the client in time, where closing an
     /// idle connection later would race its next request.
     pub(crate) fn may_keep_alive(&self) -> bool {
-        keep_alive_allowed(&self.ctx, !self.recv.is_empty())
+        keep_alive_allowed(
+            &self.ctx,
+            &self.generation,
+            self.slot.listener(),
+            !self.recv.is_empty(),
+        )
     }
 
     /// Answers with an error status. `request_unread` says the client may still be sending
@@ -473,20 +520,38 @@ impl Session {
     }
 }
 
-/// See `Session::may_keep_alive`.
-fn keep_alive_allowed(ctx: &WorkerCtx, next_request_sent: bool) -> bool {
-    match ctx.drain_phase() {
+/// See `Session::may_keep_alive`. A connection whose listener a reload removed closes as in
+/// a drain's grace.
+fn keep_alive_allowed(
+    ctx: &WorkerCtx,
+    generation: &Generation,
+    listener: ListenerId,
+    next_request_sent: bool,
+) -> bool {
+    let phase = match ctx.drain_phase() {
+        DrainPhase::Serving if listener_removed(ctx, generation, listener) => DrainPhase::Grace,
+        phase => phase,
+    };
+    match phase {
         DrainPhase::Serving => true,
         DrainPhase::Grace => next_request_sent,
         DrainPhase::Closing => false,
     }
 }
 
+/// See `Session::listener_removed`. Only a connection on an old generation can be on a removed
+/// listener (the others moved on), so the check costs a comparison until a reload.
+fn listener_removed(ctx: &WorkerCtx, generation: &Generation, listener: ListenerId) -> bool {
+    !ctx.is_current(generation) && ctx.generation().position(listener).is_none()
+}
+
 /// A session's parts a request head is routed and written with, while the head borrows the
 /// receive buffer.
 struct HeadWriter<'s> {
     ctx: &'s WorkerCtx,
-    peer: &'s SocketAddr,
+    generation: &'s Generation,
+    listener_id: ListenerId,
+    peer: &'s IpAddr,
     peer_addr: &'s str,
     listener: usize,
     group: &'s mut u32,
@@ -504,7 +569,7 @@ impl HeadWriter<'_> {
         head: &RequestHead<'_, '_>,
         next_request_sent: bool,
     ) -> Result<Routed, Reject> {
-        match &self.ctx.listeners[self.listener] {
+        match &self.generation.listeners[self.listener] {
             // `group` and `route` (0) were set when the connection started.
             ListenerRouting::Upstream { group } => Ok(self.forward(head, *group as usize, None)),
             ListenerRouting::Routes { table, groups } => {
@@ -557,16 +622,16 @@ impl HeadWriter<'_> {
         group: usize,
         route: Option<&RouteForward<'_>>,
     ) -> Routed {
-        let ctx = self.ctx;
-        let group = ctx.upstreams.group(group);
+        let (ctx, generation) = (self.ctx, self.generation);
+        let group = generation.upstreams.group(group);
         let key_hash = group
             .hash_key
             .as_ref()
-            .map_or(0, |key| key_hash(key, self.peer.ip(), head.headers));
+            .map_or(0, |key| key_hash(key, *self.peer, head.headers));
         let forward = ForwardContext {
             client_addr: self.peer_addr,
-            proto: ctx.schemes[self.listener].name(),
-            forwarded: &ctx.config.forwarded,
+            proto: generation.schemes[self.listener].name(),
+            forwarded: &generation.config.forwarded,
             // An HTTP/1.0 request may come without Host; like nginx, name the upstream.
             default_host: &group.name,
         };
@@ -591,7 +656,12 @@ impl HeadWriter<'_> {
         let answer = LocalAnswer {
             keep_alive: head.keep_alive
                 && body.is_done()
-                && keep_alive_allowed(self.ctx, next_request_sent),
+                && keep_alive_allowed(
+                    self.ctx,
+                    self.generation,
+                    self.listener_id,
+                    next_request_sent,
+                ),
             client_version: head.version,
             is_head: head.is_head,
         };
@@ -610,7 +680,7 @@ impl HeadWriter<'_> {
                 &answer,
             ),
             Local::Redirect(redirect) => {
-                let scheme = self.ctx.schemes[self.listener].name();
+                let scheme = self.generation.schemes[self.listener].name();
                 let written = write_redirect_response(out, redirect.status, &answer, |out| {
                     redirect.write_location(scheme, head.host, head.path, out)
                 });
@@ -641,8 +711,12 @@ enum Local<'t> {
 
 /// A proxy route's response header edits for the current request of `listener`, if it has
 /// any (`route` as in `Session`).
-pub(crate) fn response_edits(ctx: &WorkerCtx, listener: usize, route: u16) -> Option<&HeaderEdits> {
-    let ListenerRouting::Routes { table, .. } = &ctx.listeners[listener] else {
+pub(crate) fn response_edits(
+    generation: &Generation,
+    listener: usize,
+    route: u16,
+) -> Option<&HeaderEdits> {
+    let ListenerRouting::Routes { table, .. } = &generation.listeners[listener] else {
         return None;
     };
     match &table.routes().get(route as usize)?.action {
@@ -671,16 +745,18 @@ impl Session {
     /// Counts a response (relayed or the proxy's own) by listener, group and status class.
     #[inline]
     pub(crate) fn answered(&self, status: u16) {
-        let listener = self.slot.listener();
-        self.ctx
-            .metrics
-            .response(listener, self.group as usize, status);
+        self.generation.requests.response(
+            self.ctx.index,
+            self.listener as usize,
+            self.group as usize,
+            status,
+        );
     }
 
     /// The minimum rate the client must keep while a body moves, starting with `credit`;
     /// `None` when `limits.min_body_rate` is 0.
     fn body_floor(&self, credit: Duration) -> Option<RateFloor> {
-        RateFloor::new(self.ctx.config.limits.min_body_rate, credit)
+        RateFloor::new(self.generation.config.limits.min_body_rate, credit)
     }
 
     /// Deadline for one wait on the client socket: at most `within`.
@@ -693,7 +769,7 @@ impl Session {
         let deadline = self.slot.deadline(
             Lane::Main,
             self.client_fd,
-            self.ctx.config.timeouts.body_idle,
+            self.generation.config.timeouts.body_idle,
         );
         io::write_vec(client, &mut self.out, deadline).await
     }
@@ -727,7 +803,7 @@ impl Session {
     {
         // Each direction streams through its receive buffer.
         self.recv.enlarge(&self.ctx.buffers.recv);
-        let idle = self.ctx.config.timeouts.body_idle;
+        let idle = self.generation.config.timeouts.body_idle;
         let backend_fd = backend.as_raw_fd();
         let lanes = tunnel::Lanes {
             client_to_backend: (

@@ -22,7 +22,7 @@ use super::stream::{First, TlsStream};
 use crate::conns::{ConnSlot, Cut, Lane};
 use crate::http::write_error_response;
 use crate::proxy;
-use crate::worker::WorkerCtx;
+use crate::worker::{Generation, WorkerCtx};
 
 /// After the `400` to a plain-HTTP client, how long (and how much) what it still sends is
 /// read and dropped, so that the close is a FIN behind the answer rather than a reset.
@@ -30,8 +30,10 @@ const PLAIN_HTTP_LINGER: Duration = Duration::from_secs(1);
 const PLAIN_HTTP_LINGER_BYTES: usize = 64 * 1024;
 
 /// Serves one connection accepted on the TLS listener `listener` of the worker.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve_tls(
     ctx: Rc<WorkerCtx>,
+    generation: Rc<Generation>,
     tcp: TcpStream,
     fd: RawFd,
     peer: SocketAddr,
@@ -45,12 +47,12 @@ pub async fn serve_tls(
         Err(_) => return drop_in_order(slot, tcp),
     };
     let mut stream = TlsStream::new(tcp, conn);
-    let within = ctx.config.timeouts.client_header;
+    let within = generation.config.timeouts.client_header;
     let deadline = slot.deadline(Lane::Main, fd, within);
     let (opened, _) = deadline.run(Cut::Both, open(&mut stream)).await;
     match opened {
         Ok(First::Handshake) => {
-            proxy::serve_connection(ctx, stream, fd, peer, listener, slot).await;
+            proxy::serve_connection(ctx, generation, stream, fd, peer, listener, slot).await;
         }
         Ok(First::PlainHttp) => {
             let mut tcp = stream.into_tcp();

@@ -25,10 +25,17 @@
 //! while instead of being shunned forever. A never-measured backend has no estimate (`None`);
 //! the p2c balancer then compares in-flight counts only, so it looks neither infinitely good nor
 //! infinitely bad.
+//!
+//! Growth: backends keep their `BackendId` across config reloads (see `BackendIds`), so a
+//! request started before a reload finishes on the same counters as the requests after it.
+//! Both the board and each view hold their backends in chunks of `CHUNK`, allocated when a
+//! reload first needs them and never moved: growing takes no lock and no `&mut`, and the
+//! request path reads through one more pointer. A removed backend's entries stay (its last
+//! in-flight requests still finish on them, and it finds its history again if it comes back).
 
 use std::cell::Cell;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::clock::coarse_now;
@@ -44,6 +51,10 @@ const UNMEASURED: f64 = -1.0;
 
 /// Counts per cache line (128 bytes: two 64-byte lines, against adjacent-line prefetch).
 const COUNTS_PER_LINE: usize = 32;
+/// Backends per chunk: one line of counts per worker.
+const CHUNK: usize = COUNTS_PER_LINE;
+/// Most backends a process numbers in its life (`BackendIds`), removed ones included.
+pub const MAX_BACKENDS: usize = 65_536;
 
 /// One worker's counts never share a 128-byte block with another worker's.
 #[repr(align(128))]
@@ -57,6 +68,7 @@ impl Line {
 
 /// Times per cache-line pair, as for the counts.
 const TIMES_PER_LINE: usize = 16;
+const TIME_LINES_PER_CHUNK: usize = CHUNK / TIMES_PER_LINE;
 
 #[repr(align(128))]
 struct TimeLine([AtomicU64; TIMES_PER_LINE]);
@@ -70,19 +82,66 @@ impl TimeLine {
 /// An answer time meaning "never answered".
 const NEVER: u64 = 0;
 
+/// Entries for up to `MAX_BACKENDS` backends in chunks of `CHUNK`, allocated on demand and
+/// never moved.
+struct Chunks<T> {
+    chunks: Box<[OnceLock<Box<T>>]>,
+}
+
+impl<T> Chunks<T> {
+    fn new() -> Self {
+        let chunks = MAX_BACKENDS / CHUNK;
+        Self {
+            chunks: (0..chunks).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    /// The chunk holding `backend`, and its place in it.
+    #[inline]
+    fn get(&self, backend: usize) -> Option<(&T, usize)> {
+        let chunk = self.chunks.get(backend / CHUNK)?.get()?;
+        Some((chunk, backend % CHUNK))
+    }
+
+    /// Makes room for backends `0..backends` (at most `MAX_BACKENDS`).
+    fn grow(&self, backends: usize, make: impl Fn() -> T) {
+        let needed = backends.div_ceil(CHUNK).min(self.chunks.len());
+        for chunk in &self.chunks[..needed] {
+            chunk.get_or_init(|| Box::new(make()));
+        }
+    }
+}
+
+/// The board's lines for one chunk of backends: each worker's own.
+struct BoardChunk {
+    counts: Box<[Line]>,
+    answered_at: Box<[TimeLine]>,
+    answered_sent: Box<[TimeLine]>,
+}
+
+impl BoardChunk {
+    fn new(workers: usize) -> Self {
+        let time_lines = || {
+            (0..workers * TIME_LINES_PER_CHUNK)
+                .map(|_| TimeLine::new())
+                .collect()
+        };
+        Self {
+            counts: (0..workers).map(|_| Line::new()).collect(),
+            answered_at: time_lines(),
+            answered_sent: time_lines(),
+        }
+    }
+}
+
 /// Every worker's published in-flight count per backend, and when each backend last answered
 /// each worker; shared (`Arc`) by all workers.
 pub struct LoadBoard {
-    lines: Box<[Line]>,
-    /// When the backend last answered, in milliseconds since `epoch` plus one (`NEVER` is 0).
-    answered_at: Box<[TimeLine]>,
-    /// The latest send time, on the same clock, of a request the backend answered.
-    answered_sent: Box<[TimeLine]>,
+    chunks: Chunks<BoardChunk>,
+    /// Backends with room on the board (`grow`).
+    backends: AtomicUsize,
     epoch: Instant,
     workers: usize,
-    backends: usize,
-    lines_per_worker: usize,
-    time_lines_per_worker: usize,
 }
 
 /// A worker index at or beyond the board's worker count.
@@ -104,25 +163,31 @@ impl std::fmt::Display for NoSuchWorker {
 
 impl std::error::Error for NoSuchWorker {}
 
+/// Which of a chunk's time lines.
+#[derive(Clone, Copy)]
+enum Times {
+    AnsweredAt,
+    AnsweredSent,
+}
+
 impl LoadBoard {
-    /// A board for `workers` workers and a flat backend table of `backends` entries.
+    /// A board for `workers` workers with room for backends `0..backends`.
     pub fn new(workers: usize, backends: usize) -> Arc<Self> {
-        let lines_per_worker = backends.div_ceil(COUNTS_PER_LINE);
-        let lines = (0..workers * lines_per_worker)
-            .map(|_| Line::new())
-            .collect();
-        let time_lines_per_worker = backends.div_ceil(TIMES_PER_LINE);
-        let time_lines = || (0..workers * time_lines_per_worker).map(|_| TimeLine::new());
-        Arc::new(Self {
-            lines,
-            answered_at: time_lines().collect(),
-            answered_sent: time_lines().collect(),
+        let board = Self {
+            chunks: Chunks::new(),
+            backends: AtomicUsize::new(0),
             epoch: coarse_now(),
             workers,
-            backends,
-            lines_per_worker,
-            time_lines_per_worker,
-        })
+        };
+        board.grow(backends);
+        Arc::new(board)
+    }
+
+    /// Makes room for backends `0..backends` (called before workers are told of them).
+    pub fn grow(&self, backends: usize) {
+        let backends = backends.min(MAX_BACKENDS);
+        self.chunks.grow(backends, || BoardChunk::new(self.workers));
+        self.backends.fetch_max(backends, Ordering::AcqRel);
     }
 
     pub fn workers(&self) -> usize {
@@ -130,15 +195,13 @@ impl LoadBoard {
     }
 
     pub fn backends(&self) -> usize {
-        self.backends
+        self.backends.load(Ordering::Acquire)
     }
 
+    #[inline]
     fn count(&self, worker: usize, backend: usize) -> Option<&AtomicU32> {
-        if worker >= self.workers || backend >= self.backends {
-            return None;
-        }
-        let line = worker * self.lines_per_worker + backend / COUNTS_PER_LINE;
-        Some(&self.lines.get(line)?.0[backend % COUNTS_PER_LINE])
+        let (chunk, at) = self.chunks.get(backend)?;
+        Some(&chunk.counts.get(worker)?.0[at])
     }
 
     /// `worker`'s in-flight count for `backend` as it last published it (for `/status`).
@@ -147,29 +210,20 @@ impl LoadBoard {
             .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
-    fn publish(&self, worker: usize, backend: usize, count: u32) {
-        if let Some(slot) = self.count(worker, backend) {
-            slot.store(count, Ordering::Relaxed);
-        }
+    fn time(&self, which: Times, worker: usize, backend: usize) -> Option<&AtomicU64> {
+        let (chunk, at) = self.chunks.get(backend)?;
+        let lines = match which {
+            Times::AnsweredAt => &chunk.answered_at,
+            Times::AnsweredSent => &chunk.answered_sent,
+        };
+        let line = lines.get(worker * TIME_LINES_PER_CHUNK + at / TIMES_PER_LINE)?;
+        Some(&line.0[at % TIMES_PER_LINE])
     }
 
-    fn time<'a>(
-        &self,
-        lines: &'a [TimeLine],
-        worker: usize,
-        backend: usize,
-    ) -> Option<&'a AtomicU64> {
-        if worker >= self.workers || backend >= self.backends {
-            return None;
-        }
-        let line = worker * self.time_lines_per_worker + backend / TIMES_PER_LINE;
-        Some(&lines.get(line)?.0[backend % TIMES_PER_LINE])
-    }
-
-    /// The latest of every worker's `lines` entry for `backend`.
-    fn latest(&self, lines: &[TimeLine], backend: BackendId) -> u64 {
+    /// The latest of every worker's `which` time for `backend`.
+    fn latest(&self, which: Times, backend: BackendId) -> u64 {
         (0..self.workers)
-            .filter_map(|w| self.time(lines, w, backend.0))
+            .filter_map(|w| self.time(which, w, backend.0))
             .map(|t| t.load(Ordering::Relaxed))
             .max()
             .unwrap_or(NEVER)
@@ -183,13 +237,13 @@ impl LoadBoard {
 
     /// Whether any worker got an answer from `backend` after `since`.
     pub fn answered_after(&self, backend: BackendId, since: Instant) -> bool {
-        self.latest(&self.answered_at, backend) > self.stamp(since)
+        self.latest(Times::AnsweredAt, backend) > self.stamp(since)
     }
 
     /// Whether `backend` answered some worker a request sent at or after `since`: it made a
     /// whole round trip while a request sent at `since` waited.
     pub fn answered_one_sent_since(&self, backend: BackendId, since: Instant) -> bool {
-        self.latest(&self.answered_sent, backend) >= self.stamp(since)
+        self.latest(Times::AnsweredSent, backend) >= self.stamp(since)
     }
 
     /// Sum of every worker's published count for `backend` except `worker`'s own.
@@ -201,18 +255,37 @@ impl LoadBoard {
     }
 }
 
+/// One backend as one worker sees it.
+struct BackendLoad {
+    /// This worker's exact in-flight count.
+    local: Cell<u32>,
+    /// The other workers' total at the last `reconcile()`.
+    others: Cell<u32>,
+    /// Response-time EWMA in seconds, or `UNMEASURED`.
+    ewma: Cell<f64>,
+    sampled_since_reconcile: Cell<bool>,
+}
+
+impl BackendLoad {
+    fn new() -> Self {
+        Self {
+            local: Cell::new(0),
+            others: Cell::new(0),
+            ewma: Cell::new(UNMEASURED),
+            sampled_since_reconcile: Cell::new(false),
+        }
+    }
+}
+
 /// One worker's view of backend load; not shared (interior mutability via `Cell`, so the
-/// worker's tasks can all use it through `&`).
+/// worker's tasks can all use it through `&`). One view serves every config generation of
+/// the worker.
 pub struct LoadView {
     board: Arc<LoadBoard>,
     worker: usize,
-    /// This worker's exact in-flight count per backend.
-    local: Box<[Cell<u32>]>,
-    /// The other workers' total per backend at the last `reconcile()`.
-    others: Box<[Cell<u32>]>,
-    /// Response-time EWMA in seconds, or `UNMEASURED`.
-    ewma: Box<[Cell<f64>]>,
-    sampled_since_reconcile: Box<[Cell<bool>]>,
+    backends: Chunks<[BackendLoad; CHUNK]>,
+    /// Backends the view has room for.
+    len: Cell<usize>,
     /// Factor applied per `reconcile()` to the EWMA of a backend with no new sample.
     idle_decay: f64,
 }
@@ -240,18 +313,30 @@ impl LoadView {
     }
 
     fn for_worker(board: Arc<LoadBoard>, worker: usize, reconcile_interval: Duration) -> Self {
-        let backends = board.backends;
-        let cells = |value| (0..backends).map(|_| Cell::new(value)).collect();
         let halvings = reconcile_interval.as_secs_f64() / IDLE_HALF_LIFE.as_secs_f64();
-        Self {
+        let view = Self {
             board,
             worker,
-            local: cells(0),
-            others: cells(0),
-            ewma: (0..backends).map(|_| Cell::new(UNMEASURED)).collect(),
-            sampled_since_reconcile: (0..backends).map(|_| Cell::new(false)).collect(),
+            backends: Chunks::new(),
+            len: Cell::new(0),
             idle_decay: 0.5f64.powf(halvings),
-        }
+        };
+        view.grow();
+        view
+    }
+
+    /// Makes room for every backend the board has room for (after a reload added some).
+    pub fn grow(&self) {
+        let backends = self.board.backends();
+        self.backends
+            .grow(backends, || std::array::from_fn(|_| BackendLoad::new()));
+        self.len.set(self.len.get().max(backends));
+    }
+
+    #[inline]
+    fn get(&self, backend: BackendId) -> Option<&BackendLoad> {
+        let (chunk, at) = self.backends.get(backend.0)?;
+        Some(&chunk[at])
     }
 
     pub fn worker(&self) -> usize {
@@ -276,11 +361,11 @@ impl LoadView {
     /// stalled-backend detection.
     pub fn answered(&self, backend: BackendId, sent: Instant, at: Instant) {
         let board = &self.board;
-        if let Some(time) = board.time(&board.answered_at, self.worker, backend.0) {
+        if let Some(time) = board.time(Times::AnsweredAt, self.worker, backend.0) {
             time.store(board.stamp(at), Ordering::Relaxed);
         }
         // Responses to one worker can come out of order (two connections): keep the latest.
-        if let Some(time) = board.time(&board.answered_sent, self.worker, backend.0) {
+        if let Some(time) = board.time(Times::AnsweredSent, self.worker, backend.0) {
             let sent = board.stamp(sent);
             if sent > time.load(Ordering::Relaxed) {
                 time.store(sent, Ordering::Relaxed);
@@ -294,48 +379,46 @@ impl LoadView {
     }
 
     fn set_local(&self, backend: BackendId, update: impl FnOnce(u32) -> u32) {
-        let Some(local) = self.local.get(backend.0) else {
+        let (Some(load), Some(published)) =
+            (self.get(backend), self.board.count(self.worker, backend.0))
+        else {
             return;
         };
-        let count = update(local.get());
-        local.set(count);
-        self.board.publish(self.worker, backend.0, count);
+        let count = update(load.local.get());
+        load.local.set(count);
+        published.store(count, Ordering::Relaxed);
     }
 
     fn record_latency(&self, backend: BackendId, sample: Duration) {
-        let (Some(ewma), Some(sampled)) = (
-            self.ewma.get(backend.0),
-            self.sampled_since_reconcile.get(backend.0),
-        ) else {
+        let Some(load) = self.get(backend) else {
             return;
         };
         let sample = sample.as_secs_f64();
-        let estimate = ewma.get();
+        let estimate = load.ewma.get();
         let next = if estimate == UNMEASURED || sample >= estimate {
             sample
         } else {
             estimate + EWMA_ALPHA * (sample - estimate)
         };
-        ewma.set(next);
-        sampled.set(true);
+        load.ewma.set(next);
+        load.sampled_since_reconcile.set(true);
     }
 
     /// Requests in flight to `backend` host-wide: the other workers' total as of the last
     /// `reconcile()` plus this worker's exact count.
     pub fn inflight(&self, backend: BackendId) -> u32 {
-        let local = self.local.get(backend.0).map_or(0, Cell::get);
-        let others = self.others.get(backend.0).map_or(0, Cell::get);
-        local.saturating_add(others)
+        self.get(backend)
+            .map_or(0, |load| load.local.get().saturating_add(load.others.get()))
     }
 
     /// This worker's own in-flight requests to `backend`.
     pub fn local_inflight(&self, backend: BackendId) -> u32 {
-        self.local.get(backend.0).map_or(0, Cell::get)
+        self.get(backend).map_or(0, |load| load.local.get())
     }
 
     /// Response-time estimate of `backend`; `None` until its first response.
     pub fn ewma(&self, backend: BackendId) -> Option<Duration> {
-        let seconds = self.ewma.get(backend.0)?.get();
+        let seconds = self.get(backend)?.ewma.get();
         if seconds == UNMEASURED {
             return None;
         }
@@ -345,14 +428,15 @@ impl LoadView {
     /// Takes a fresh snapshot of the other workers' counts and ages the latency estimates of
     /// backends that got no sample since the last call. Call every `reconcile_interval`.
     pub fn reconcile(&self) {
-        for backend in 0..self.local.len() {
-            if let Some(others) = self.others.get(backend) {
-                others.set(self.board.others_total(self.worker, backend));
-            }
-        }
-        for (ewma, sampled) in self.ewma.iter().zip(&self.sampled_since_reconcile) {
-            if !sampled.replace(false) && ewma.get() != UNMEASURED {
-                ewma.set(ewma.get() * self.idle_decay);
+        for backend in 0..self.len.get() {
+            let Some(load) = self.get(BackendId(backend)) else {
+                continue;
+            };
+            load.others
+                .set(self.board.others_total(self.worker, backend));
+            let ewma = load.ewma.get();
+            if !load.sampled_since_reconcile.replace(false) && ewma != UNMEASURED {
+                load.ewma.set(ewma * self.idle_decay);
             }
         }
     }
@@ -464,11 +548,36 @@ mod tests {
             })
         );
         let view = LoadView::new(board, 0, INTERVAL).unwrap();
-        view.start(BackendId(7));
-        view.finish(BackendId(7), Some(Duration::from_millis(1)));
+        view.start(BackendId(70));
+        view.finish(BackendId(70), Some(Duration::from_millis(1)));
         view.reconcile();
-        assert_eq!(view.inflight(BackendId(7)), 0);
-        assert_eq!(view.ewma(BackendId(7)), None);
+        assert_eq!(view.inflight(BackendId(70)), 0);
+        assert_eq!(view.ewma(BackendId(70)), None);
+    }
+
+    #[test]
+    fn growing_keeps_every_count_in_place_and_stops_at_the_maximum() {
+        let board = LoadBoard::new(2, 3);
+        let view = LoadView::new(board.clone(), 0, INTERVAL).unwrap();
+        view.start(BackendId(1));
+        let counted = board.count(0, 1).unwrap() as *const AtomicU32;
+        view.start(BackendId(40));
+        assert_eq!(view.inflight(BackendId(40)), 0, "no room yet");
+        board.grow(100);
+        view.grow();
+        view.start(BackendId(40));
+        view.finish(BackendId(1), Some(Duration::from_millis(3)));
+        assert_eq!(view.inflight(BackendId(1)), 0);
+        assert_eq!(view.inflight(BackendId(40)), 1);
+        assert_eq!(board.published(0, 40), 1);
+        assert!(std::ptr::eq(counted, board.count(0, 1).unwrap()));
+        board.grow(MAX_BACKENDS + 5);
+        assert_eq!(board.backends(), MAX_BACKENDS);
+        view.grow();
+        view.start(BackendId(MAX_BACKENDS - 1));
+        view.start(BackendId(MAX_BACKENDS));
+        assert_eq!(view.inflight(BackendId(MAX_BACKENDS - 1)), 1);
+        assert_eq!(view.inflight(BackendId(MAX_BACKENDS)), 0);
     }
 
     #[test]

@@ -1,21 +1,22 @@
 //! Backends and how a worker reaches them: groups and balancing (`balance`), per-worker
 //! keep-alive connections (`pool`), and connection setup (`connect`).
 //!
-//! `Upstreams` is per worker: built once per worker from the shared, read-only config, then
-//! mutated only by that worker's thread. Two things are shared between workers, as atomics:
+//! `Upstreams` is per worker and per config generation: built by each worker from the shared,
+//! read-only config, then mutated only by that worker's thread. Two things are shared between workers, as atomics:
 //! backend health (`health`) and the per-core in-flight counts (`load`).
 
 use std::net::SocketAddr;
-use std::ops::Range;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::config::{Balance, Config, HashKey, RetryPolicy, StallDetection};
+use crate::config::{BackendConfig, Balance, Config, HashKey, RetryPolicy, StallDetection};
 use crate::conns::Suspect;
 
 pub mod balance;
 pub mod connect;
 pub mod health;
+pub mod ids;
 pub mod load;
 pub mod pool;
 
@@ -39,34 +40,43 @@ pub struct Group {
     pub retry: RetryPolicy,
     /// What requests are hashed on, for `balance = "hash"`.
     pub hash_key: Option<HashKey>,
+    /// Over the members that take new requests (not those set to `drain`).
     balancer: Balancer,
-    /// The group's backends: a range of the flat backend table.
-    members: Range<usize>,
+    /// Every backend of the group, drained ones included.
+    members: Box<[BackendId]>,
     stall: StallDetection,
 }
 
-/// A worker's view of all upstream groups.
+/// A worker's view of all upstream groups in one config generation.
 pub struct Upstreams {
-    backends: Vec<Backend>,
+    /// By `BackendId`; `None`: not in this generation.
+    backends: Box<[Option<Backend>]>,
     groups: Vec<Group>,
     health: Arc<HealthTable>,
-    load: LoadView,
+    load: Rc<LoadView>,
 }
 
 impl Upstreams {
-    /// The worker's view: `health` is shared by all workers, `load` is this worker's view of
-    /// the shared per-core load board.
-    pub fn from_config(config: &Config, health: Arc<HealthTable>, load: LoadView) -> Self {
-        let mut backends = Vec::new();
+    /// The worker's view of `config`'s groups, with the backend numbers `health` was built
+    /// with: `health` is shared by all workers, `load` is this worker's view of the shared
+    /// per-core load board (one for all of the worker's generations).
+    pub fn from_config(config: &Config, health: Arc<HealthTable>, load: Rc<LoadView>) -> Self {
+        let mut backends: Vec<Option<Backend>> = vec![None; health.backend_count()];
+        let mut ids = health.ids().iter().copied();
         let mut groups = Vec::with_capacity(config.upstreams.len());
         for upstream in &config.upstreams {
-            let first = backends.len();
-            backends.extend(upstream.backends.iter().map(|b| Backend {
-                addr: b.address,
-                weight: b.weight,
-            }));
-            let members: Vec<_> = (first..).map(BackendId).zip(&upstream.backends).collect();
-            let balancer = Balancer::new(&members, &upstream.balance, balance::random_seed());
+            let members: Vec<(BackendId, &BackendConfig)> =
+                ids.by_ref().zip(&upstream.backends).collect();
+            for &(id, backend) in &members {
+                if let Some(entry) = backends.get_mut(id.0) {
+                    *entry = Some(Backend {
+                        addr: backend.address,
+                        weight: backend.weight,
+                    });
+                }
+            }
+            let serving: Vec<_> = members.iter().filter(|(_, b)| !b.drain).copied().collect();
+            let balancer = Balancer::new(&serving, &upstream.balance, balance::random_seed());
             let hash_key = match &upstream.balance {
                 Balance::Hash(key) => Some(key.clone()),
                 _ => None,
@@ -81,12 +91,12 @@ impl Upstreams {
                 retry: upstream.retry,
                 hash_key,
                 balancer,
-                members: first..backends.len(),
+                members: members.iter().map(|&(id, _)| id).collect(),
                 stall,
             });
         }
         Self {
-            backends,
+            backends: backends.into_boxed_slice(),
             groups,
             health,
             load,
@@ -101,12 +111,21 @@ impl Upstreams {
         &self.groups[index]
     }
 
-    pub fn backend(&self, id: BackendId) -> &Backend {
-        &self.backends[id.0]
+    /// `None` for a backend not in this generation.
+    pub fn backend(&self, id: BackendId) -> Option<&Backend> {
+        self.backends.get(id.0)?.as_ref()
     }
 
+    /// How many backend ids exist (this generation's and removed ones).
     pub fn backend_count(&self) -> usize {
         self.backends.len()
+    }
+
+    /// Whether `id` is in this generation and takes new requests (not removed, not drained).
+    pub fn serves(&self, id: BackendId) -> bool {
+        self.groups
+            .iter()
+            .any(|g| g.balancer.members().contains(&id))
     }
 
     /// Chooses a backend of `group` for the next request (`key_hash` for hashing groups),
@@ -200,14 +219,14 @@ impl Upstreams {
         let board = self.load.board();
         let others_answer = group
             .members
-            .clone()
-            .map(BackendId)
+            .iter()
+            .copied()
             .any(|other| other != backend && board.answered_one_sent_since(other, since));
         others_answer && !board.answered_after(backend, since)
     }
 
     fn group_of(&self, backend: BackendId) -> Option<&Group> {
-        self.groups.iter().find(|g| g.members.contains(&backend.0))
+        self.groups.iter().find(|g| g.members.contains(&backend))
     }
 }
 

@@ -23,17 +23,51 @@ struct IdleConn {
 }
 
 pub struct Pool {
+    /// By `BackendId`.
     idle: Vec<VecDeque<IdleConn>>,
+    /// By `BackendId`: whether connections to the backend are kept (not for one removed or
+    /// drained by a reload).
+    keep: Vec<bool>,
     max_idle_per_backend: usize,
     idle_timeout: Duration,
 }
 
 impl Pool {
     pub fn new(backends: usize, max_idle_per_backend: usize, idle_timeout: Duration) -> Self {
-        Self {
-            idle: (0..backends).map(|_| VecDeque::new()).collect(),
+        let mut pool = Self {
+            idle: Vec::new(),
+            keep: Vec::new(),
             max_idle_per_backend,
             idle_timeout,
+        };
+        pool.reconfigure(backends, max_idle_per_backend, idle_timeout, |_| true);
+        pool
+    }
+
+    /// Takes a new config generation's settings: room for `backends` ids, and connections
+    /// kept only for the backends `keep` names (those that take new requests). The others'
+    /// idle connections close now, and one coming back from a request still running closes
+    /// too.
+    pub fn reconfigure(
+        &mut self,
+        backends: usize,
+        max_idle_per_backend: usize,
+        idle_timeout: Duration,
+        keep: impl Fn(BackendId) -> bool,
+    ) {
+        self.idle
+            .resize_with(backends.max(self.idle.len()), VecDeque::new);
+        self.keep = (0..self.idle.len()).map(|b| keep(BackendId(b))).collect();
+        for (queue, &kept) in self.idle.iter_mut().zip(&self.keep) {
+            if !kept {
+                queue.clear();
+            }
+        }
+        self.max_idle_per_backend = max_idle_per_backend;
+        self.idle_timeout = idle_timeout;
+        for queue in &mut self.idle {
+            let excess = queue.len().saturating_sub(max_idle_per_backend);
+            queue.drain(..excess);
         }
     }
 
@@ -57,7 +91,7 @@ impl Pool {
 
     /// Keeps `stream` for reuse, closing the oldest idle one when the backend's slots are full.
     pub fn put(&mut self, backend: BackendId, stream: TcpStream, now: Instant) {
-        if self.max_idle_per_backend == 0 {
+        if self.max_idle_per_backend == 0 || !self.keep.get(backend.0).copied().unwrap_or(false) {
             return;
         }
         let Some(queue) = self.idle.get_mut(backend.0) else {
@@ -149,6 +183,36 @@ mod tests {
             let kept = pool.take(BackendId(1), now).unwrap();
             assert_eq!(kept.local_addr().ok(), newest);
             assert_eq!(pool.close_idle(usize::MAX), 0);
+        });
+    }
+
+    #[test]
+    fn a_reload_closes_and_refuses_connections_of_backends_no_longer_served() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut pool = Pool::new(2, 8, Duration::from_secs(60));
+            let now = Instant::now();
+            for backend in [0, 1, 1] {
+                let stream = TcpStream::connect_addr(addr).await.unwrap();
+                pool.put(BackendId(backend), stream, now);
+            }
+            pool.reconfigure(3, 1, Duration::from_secs(60), |b| b != BackendId(0));
+            assert_eq!(
+                pool.idle_count(),
+                1,
+                "backend 0 closed, backend 1 down to 1"
+            );
+            assert_eq!(pool.capacity(), 3);
+            for backend in [0, 2] {
+                let stream = TcpStream::connect_addr(addr).await.unwrap();
+                pool.put(BackendId(backend), stream, now);
+            }
+            assert!(pool.take(BackendId(0), now).is_none(), "not kept");
+            assert!(pool.take(BackendId(2), now).is_some(), "a new backend's is");
         });
     }
 }

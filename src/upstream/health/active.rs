@@ -46,7 +46,7 @@ pub fn spawn_checker(
     table: Arc<HealthTable>,
     stop: Arc<AtomicBool>,
 ) -> io::Result<Option<JoinHandle<()>>> {
-    let targets = targets(&config);
+    let targets = targets(&config, table.ids());
     if targets.is_empty() {
         return Ok(None);
     }
@@ -78,8 +78,8 @@ struct Target {
     request: Bytes,
 }
 
-fn targets(config: &Config) -> Vec<Target> {
-    flat_backends(config)
+fn targets(config: &Config, ids: &[BackendId]) -> Vec<Target> {
+    flat_backends(config, ids)
         .filter_map(|(backend, upstream, backend_config)| {
             let check = upstream.health.clone()?;
             let request = match &check.kind {

@@ -10,6 +10,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -67,16 +68,26 @@ pub struct BackendReport<'a> {
     pub ejections: u64,
 }
 
-/// Health of every backend, indexed by `BackendId` (same flat order as `Upstreams`).
+/// Health of every backend, indexed by `BackendId`.
+///
+/// One table per config generation: a reload builds the next one with `next`, which shares
+/// the state of every backend that stays (same `BackendId`), so ejections, probes and slow
+/// starts carry over, and a request of the old generation reports into the same state as one
+/// of the new. Only what the config says of a backend (its group's passive rules, slow start)
+/// is the generation's own.
 pub struct HealthTable {
-    /// Zero point of every stored time.
+    /// Zero point of every stored time (the first generation's).
     epoch: Instant,
     /// A claimed probe that has not reported after this long is considered lost (its request
     /// was cancelled, or the balancer asked but picked another backend) and may be re-claimed.
     probe_lease_ms: u64,
-    states: Box<[BackendState]>,
-    /// What logs and the passive rules need; read only on failures and transitions.
-    backends: Box<[BackendInfo]>,
+    /// By `BackendId`: removed backends keep theirs (their last requests may still report).
+    states: Box<[Arc<BackendState>]>,
+    /// What logs and the passive rules need; read only on failures and transitions. `None`:
+    /// the backend is not in this generation.
+    backends: Box<[Option<BackendInfo>]>,
+    /// The generation's backends in config order (group by group).
+    ids: Box<[BackendId]>,
 }
 
 /// The per-backend atomics, alone on a cache line so that one backend's failures do not
@@ -110,26 +121,55 @@ struct BackendInfo {
 }
 
 impl HealthTable {
-    /// Every backend of `config`, up, not ejected, not ramping.
+    /// Every backend of `config`, numbered in config order, up, not ejected, not ramping.
     pub fn new(config: &Config) -> Self {
-        let backends: Box<[BackendInfo]> = flat_backends(config)
-            .map(|(_, upstream, backend)| BackendInfo {
-                address: backend.address,
-                upstream: upstream.name.clone(),
-                passive: upstream.passive,
-                slow_start_ms: upstream.slow_start.map(millis),
-            })
+        let ids: Vec<BackendId> = (0..config.upstreams.iter().map(|u| u.backends.len()).sum())
+            .map(BackendId)
             .collect();
-        let states = backends.iter().map(|_| BackendState::new()).collect();
+        Self::with_ids(config, &ids, ids.len(), None)
+    }
+
+    /// The table of a generation: `ids` numbers `config`'s backends in config order (see
+    /// `BackendIds`), `slots` is how many ids exist. A backend new to the process starts up,
+    /// not ejected, not ramping; every other keeps its state from `previous`, the table of
+    /// the generation before.
+    pub fn with_ids(
+        config: &Config,
+        ids: &[BackendId],
+        slots: usize,
+        previous: Option<&Self>,
+    ) -> Self {
+        let mut backends: Vec<Option<BackendInfo>> = (0..slots).map(|_| None).collect();
+        for (id, upstream, backend) in flat_backends(config, ids) {
+            if let Some(entry) = backends.get_mut(id.0) {
+                *entry = Some(BackendInfo {
+                    address: backend.address,
+                    upstream: upstream.name.clone(),
+                    passive: upstream.passive,
+                    slow_start_ms: upstream.slow_start.map(millis),
+                });
+            }
+        }
+        let kept = previous.map_or(&[][..], |p| &p.states[..]);
+        let states = (0..slots)
+            .map(|i| kept.get(i).cloned().unwrap_or_default())
+            .collect();
         let lease = config.timeouts.backend_connect + config.timeouts.backend_response;
         Self {
-            epoch: Instant::now(),
+            epoch: previous.map_or_else(Instant::now, |p| p.epoch),
             probe_lease_ms: millis(lease),
             states,
-            backends,
+            backends: backends.into_boxed_slice(),
+            ids: ids.into(),
         }
     }
 
+    /// The generation's backends, in config order: the `ids` it was built with.
+    pub fn ids(&self) -> &[BackendId] {
+        &self.ids
+    }
+
+    /// How many backend ids the table covers (removed backends included).
     pub fn backend_count(&self) -> usize {
         self.states.len()
     }
@@ -194,7 +234,7 @@ impl HealthTable {
     /// path.
     pub fn report_state(&self, b: BackendId) -> Option<BackendReport<'_>> {
         let state = self.states.get(b.0)?;
-        let info = self.backends.get(b.0)?;
+        let info = self.backends.get(b.0)?.as_ref()?;
         let health = if !state.active_up.load(Ordering::Acquire) {
             BackendHealth::Down
         } else if state.ejected_until.load(Ordering::Acquire) != NOT_EJECTED {
@@ -270,7 +310,11 @@ impl HealthTable {
     }
 
     fn slow_start_factor(&self, b: BackendId, state: &BackendState, now: Instant) -> f64 {
-        let Some(ramp_ms) = self.backends.get(b.0).and_then(|info| info.slow_start_ms) else {
+        let Some(ramp_ms) = self
+            .backends
+            .get(b.0)
+            .and_then(|info| info.as_ref()?.slow_start_ms)
+        else {
             return 1.0;
         };
         let since = state.up_since.load(Ordering::Acquire);
@@ -290,12 +334,12 @@ impl HealthTable {
 
     /// `backend ADDR (upstream "NAME")`, for log lines.
     fn label(&self, b: BackendId) -> BackendLabel<'_> {
-        BackendLabel(self.backends.get(b.0))
+        BackendLabel(self.backends.get(b.0).and_then(Option::as_ref))
     }
 }
 
-impl BackendState {
-    fn new() -> Self {
+impl Default for BackendState {
+    fn default() -> Self {
         Self {
             active_up: AtomicBool::new(true),
             up_since: AtomicU64::new(UP_FROM_START),
@@ -324,16 +368,18 @@ impl fmt::Display for BackendLabel<'_> {
     }
 }
 
-/// Every backend with its `BackendId` and group, in the order `Upstreams` numbers them.
-fn flat_backends(
-    config: &Config,
-) -> impl Iterator<Item = (BackendId, &UpstreamConfig, &BackendConfig)> {
+/// Every backend of `config` with its group, in config order, numbered by `ids` (one per
+/// backend, in the same order).
+fn flat_backends<'c>(
+    config: &'c Config,
+    ids: &'c [BackendId],
+) -> impl Iterator<Item = (BackendId, &'c UpstreamConfig, &'c BackendConfig)> {
     config
         .upstreams
         .iter()
         .flat_map(|upstream| upstream.backends.iter().map(move |b| (upstream, b)))
-        .enumerate()
-        .map(|(index, (upstream, backend))| (BackendId(index), upstream, backend))
+        .zip(ids)
+        .map(|((upstream, backend), &id)| (id, upstream, backend))
 }
 
 fn millis(d: Duration) -> u64 {

@@ -68,7 +68,7 @@ impl HealthTable {
         now: Instant,
     ) -> Option<PassiveTransition> {
         let state = self.states.get(b.0)?;
-        let info = self.backends.get(b.0)?;
+        let info = self.backends.get(b.0)?.as_ref()?;
         if info.passive.max_fails == 0 {
             return None;
         }
