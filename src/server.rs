@@ -3,7 +3,7 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread;
 
@@ -213,6 +213,7 @@ pub fn run(config: Config, placement: Placement, tls: TlsListeners) -> Result<()
                 load: load.clone(),
                 cpus,
                 started: std::time::Instant::now(),
+                config_generation: Arc::new(AtomicU64::new(admin::FIRST_CONFIG_GENERATION)),
             };
             let address = listener.local_addr().map_or(state.admin.address, |a| a);
             match admin::spawn(listener, state, shutdown.clone()) {

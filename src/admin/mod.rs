@@ -13,7 +13,7 @@ mod status;
 
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -39,7 +39,13 @@ pub struct AdminState {
     /// Each worker's cpu (`None`: not pinned).
     pub cpus: Vec<Option<usize>>,
     pub started: Instant,
+    /// The configuration's generation as `/status` shows it: `FIRST_CONFIG_GENERATION` for the
+    /// one loaded at start; a reload bumps it.
+    pub config_generation: Arc<AtomicU64>,
 }
+
+/// The generation of the configuration a process starts with.
+pub const FIRST_CONFIG_GENERATION: u64 = 1;
 
 /// Binds the admin listener (no `SO_REUSEPORT`: an address in use is an error).
 pub fn bind(admin: &AdminConfig) -> Result<TcpListener, String> {

@@ -18,6 +18,10 @@
 //! does, from the worker's timer sweep, to tell a backend that answers nothing from one that is
 //! only slow on one request, or from a group that is slow as a whole.
 //!
+//! `reconcile()` also publishes the worker's latency estimates (an f64's bits per backend, in
+//! the worker's own lines) for `/status`: at most one reconcile interval old, and nothing on
+//! the request path writes them.
+//!
 //! Latency EWMA ("peak EWMA"): a sample above the estimate replaces it at once, so a backend that
 //! turns slow is avoided immediately; a sample below it pulls it down by `EWMA_ALPHA` per sample
 //! (≈ the last 8 samples dominate). A backend that gets no samples (because the balancers avoid
@@ -62,8 +66,8 @@ const TIMES_PER_LINE: usize = 16;
 struct TimeLine([AtomicU64; TIMES_PER_LINE]);
 
 impl TimeLine {
-    fn new() -> Self {
-        Self(std::array::from_fn(|_| AtomicU64::new(NEVER)))
+    fn filled(value: u64) -> Self {
+        Self(std::array::from_fn(|_| AtomicU64::new(value)))
     }
 }
 
@@ -78,6 +82,9 @@ pub struct LoadBoard {
     answered_at: Box<[TimeLine]>,
     /// The latest send time, on the same clock, of a request the backend answered.
     answered_sent: Box<[TimeLine]>,
+    /// The latency EWMA in seconds (`f64::to_bits`, `UNMEASURED` until measured) as of the
+    /// worker's last `reconcile()`.
+    ewma_seconds: Box<[TimeLine]>,
     epoch: Instant,
     workers: usize,
     backends: usize,
@@ -112,11 +119,13 @@ impl LoadBoard {
             .map(|_| Line::new())
             .collect();
         let time_lines_per_worker = backends.div_ceil(TIMES_PER_LINE);
-        let time_lines = || (0..workers * time_lines_per_worker).map(|_| TimeLine::new());
+        let time_lines =
+            |fill| (0..workers * time_lines_per_worker).map(move |_| TimeLine::filled(fill));
         Arc::new(Self {
             lines,
-            answered_at: time_lines().collect(),
-            answered_sent: time_lines().collect(),
+            answered_at: time_lines(NEVER).collect(),
+            answered_sent: time_lines(NEVER).collect(),
+            ewma_seconds: time_lines(UNMEASURED.to_bits()).collect(),
             epoch: coarse_now(),
             workers,
             backends,
@@ -145,6 +154,21 @@ impl LoadBoard {
     pub fn published(&self, worker: usize, backend: usize) -> u32 {
         self.count(worker, backend)
             .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// `worker`'s latency estimate for `backend` as of its last `reconcile()` (for `/status`);
+    /// `None` until that worker has measured it.
+    pub fn published_ewma(&self, worker: usize, backend: usize) -> Option<Duration> {
+        let bits = self
+            .time(&self.ewma_seconds, worker, backend)?
+            .load(Ordering::Relaxed);
+        Duration::try_from_secs_f64(f64::from_bits(bits)).ok()
+    }
+
+    fn publish_ewma(&self, worker: usize, backend: usize, seconds: f64) {
+        if let Some(slot) = self.time(&self.ewma_seconds, worker, backend) {
+            slot.store(seconds.to_bits(), Ordering::Relaxed);
+        }
     }
 
     fn publish(&self, worker: usize, backend: usize, count: u32) {
@@ -342,18 +366,21 @@ impl LoadView {
         Duration::try_from_secs_f64(seconds).ok()
     }
 
-    /// Takes a fresh snapshot of the other workers' counts and ages the latency estimates of
-    /// backends that got no sample since the last call. Call every `reconcile_interval`.
+    /// Takes a fresh snapshot of the other workers' counts, ages the latency estimates of
+    /// backends that got no sample since the last call and publishes the estimates. Call
+    /// every `reconcile_interval`.
     pub fn reconcile(&self) {
         for backend in 0..self.local.len() {
             if let Some(others) = self.others.get(backend) {
                 others.set(self.board.others_total(self.worker, backend));
             }
         }
-        for (ewma, sampled) in self.ewma.iter().zip(&self.sampled_since_reconcile) {
+        let estimates = self.ewma.iter().zip(&self.sampled_since_reconcile);
+        for (backend, (ewma, sampled)) in estimates.enumerate() {
             if !sampled.replace(false) && ewma.get() != UNMEASURED {
                 ewma.set(ewma.get() * self.idle_decay);
             }
+            self.board.publish_ewma(self.worker, backend, ewma.get());
         }
     }
 }
@@ -501,6 +528,22 @@ mod tests {
             view.finish(b, Some(Duration::from_millis(20)));
         }
         assert!((millis(&view) - 20.0).abs() < 0.1, "{}", millis(&view));
+    }
+
+    #[test]
+    fn estimates_are_published_by_reconcile_for_each_worker() {
+        let (a, b) = two_workers(20);
+        let board = a.board();
+        a.finish(BackendId(17), Some(Duration::from_millis(30)));
+        assert_eq!(board.published_ewma(0, 17), None, "not before a reconcile");
+        a.reconcile();
+        b.reconcile();
+        let published = board.published_ewma(0, 17).unwrap().as_secs_f64();
+        assert!((published - 0.030).abs() < 0.0005, "{published}");
+        assert_eq!(board.published_ewma(1, 17), None, "b never measured it");
+        assert_eq!(board.published_ewma(0, 16), None, "its neighbour");
+        assert_eq!(board.published_ewma(2, 17), None, "no such worker");
+        assert_eq!(board.published_ewma(0, 20), None, "no such backend");
     }
 
     #[test]
