@@ -13,6 +13,8 @@ command -v openssl >/dev/null || need_apt+=(openssl)
 command -v dpkg-shlibdeps >/dev/null || need_apt+=(dpkg-dev)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 command -v man >/dev/null || need_apt+=(man-db)
+# tests/top.rs runs `ringproxy top` in a tmux pane and captures its screen.
+command -v tmux >/dev/null || need_apt+=(tmux)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "test.sh: installing ${need_apt[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"

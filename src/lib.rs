@@ -6,7 +6,7 @@
 //! `route` (pure) compiles route tables and finds a request's route; it is not on the
 //! request path yet. Workers count into `metrics` (per-worker blocks, no contention); the
 //! `admin` thread serves them. On a TLS listener, `tls` does the handshake first and hands
-//! `proxy` the decrypted stream.
+//! `proxy` the decrypted stream. `top` is the `ringproxy top` client of the admin listener.
 
 pub mod admin;
 pub mod clock;
@@ -23,5 +23,6 @@ pub mod proxy;
 pub mod route;
 pub mod server;
 pub mod tls;
+pub mod top;
 pub mod upstream;
 pub mod worker;

@@ -16,6 +16,7 @@ use ringproxy::pidfile;
 use ringproxy::plural::count;
 use ringproxy::server::{self, Placement};
 use ringproxy::tls;
+use ringproxy::top::{Failure, TopOptions};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -37,7 +38,7 @@ const EXIT_STATUS: [(u8, &str); 3] = [
     ),
     (
         1,
-        "a runtime failure: an address in use, io_uring unavailable, a worker that died",
+        "a runtime failure: an address in use, io_uring unavailable, a worker that died; for top, an admin listener it cannot read",
     ),
     (
         2,
@@ -48,7 +49,7 @@ const EXIT_STATUS: [(u8, &str); 3] = [
 /// Thread-per-core io_uring HTTP/1.1 reverse proxy and load balancer.
 ///
 /// Runs the proxy when given --config FILE, or --listen and --upstream; the subcommands
-/// print what installing it needs.
+/// print what installing it needs, or watch a running proxy (top).
 #[derive(Parser, Debug)]
 #[command(
     name = "ringproxy",
@@ -78,6 +79,23 @@ enum Command {
     /// Print the manual page (roff) to stdout; packaging installs it as ringproxy.1.
     #[command(hide = true)]
     Manpage,
+    /// Show each worker's load and each backend's in-flight requests, refreshed every
+    /// second (q quits).
+    Top(TopArgs),
+}
+
+/// `ringproxy top`: the live per-core view, read from a running proxy's admin listener.
+#[derive(Args, Debug)]
+struct TopArgs {
+    /// The proxy's admin listener, e.g. 127.0.0.1:9901 (a bare port: on 127.0.0.1).
+    #[arg(long, value_name = "ADDR", value_parser = config::parse_admin_address)]
+    admin: SocketAddr,
+    /// The admin listener's bearer token ([admin] token).
+    #[arg(long, value_name = "TOKEN", value_parser = config::parse_admin_token)]
+    token: Option<String>,
+    /// Print one frame as plain text and exit.
+    #[arg(long)]
+    once: bool,
 }
 
 /// `ringproxy reload`.
@@ -141,6 +159,7 @@ fn main() -> ExitCode {
         Some(Command::Completions { shell }) => print_completions(shell),
         Some(Command::Manpage) => print_manpage(),
         Some(Command::Reload(args)) => signal_reload(&args),
+        Some(Command::Top(args)) => top(args),
         None => run(&cli.run),
     }
 }
@@ -191,6 +210,26 @@ fn run(cli: &RunArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("ringproxy: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Exit 2 when the view cannot run as asked (no terminal), 1 when the proxy cannot be read.
+fn top(args: TopArgs) -> ExitCode {
+    let options = TopOptions {
+        admin: args.admin,
+        token: args.token,
+        once: args.once,
+    };
+    match ringproxy::top::run(&options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(message)) => {
+            eprintln!("ringproxy top: {message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(message)) => {
+            eprintln!("ringproxy top: {message}");
             ExitCode::FAILURE
         }
     }
@@ -428,6 +467,9 @@ fn manpage_sections(cli: &clap::Command) -> Roff {
                     .map(|v| v.get_name().to_owned()),
             );
         }
+        for arg in sub.get_opts() {
+            usage.extend(option_usage(arg));
+        }
         let about = sub.get_about().map(ToString::to_string).unwrap_or_default();
         let about = if values.is_empty() {
             about
@@ -462,6 +504,25 @@ fn manpage_sections(cli: &clap::Command) -> Roff {
          service.",
     )]);
     page
+}
+
+/// ` --admin ADDR`, or ` [--once]` for an optional one, in roff.
+fn option_usage(arg: &clap::Arg) -> Vec<roff::Inline> {
+    let Some(long) = arg.get_long() else {
+        return Vec::new();
+    };
+    let optional = !arg.is_required_set();
+    let mut usage = vec![roman(if optional { " [" } else { " " })];
+    usage.push(bold(format!("--{long}")));
+    if arg.get_action().takes_values() {
+        for value in arg.get_value_names().unwrap_or_default() {
+            usage.extend([roman(" "), italic(value.as_str())]);
+        }
+    }
+    if optional {
+        usage.push(roman("]"));
+    }
+    usage
 }
 
 /// Writes all of `bytes`; a closed stdout (`| head`) is a failure, not a panic.

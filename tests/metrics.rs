@@ -12,44 +12,6 @@ use std::time::{Duration, Instant};
 
 const PROM_PARSE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/prom_parse.py");
 
-/// The admin address from the proxy's `ringproxy: admin on ADDR` line.
-fn admin_addr(proxy: &Proxy) -> SocketAddr {
-    proxy
-        .stderr_lines()
-        .iter()
-        .find_map(|l| l.strip_prefix("ringproxy: admin on "))
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no admin line: {:?}", proxy.stderr_lines()))
-}
-
-/// Sends `request` to the admin listener; returns the status and the body.
-fn admin_raw(addr: SocketAddr, request: &[u8]) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream.write_all(request).unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    let status = answer
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {answer:?}"));
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    (status, body)
-}
-
-fn admin_get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    let request = format!("GET {path} HTTP/1.1\r\nHost: admin\r\n{auth}\r\n");
-    admin_raw(addr, request.as_bytes())
-}
-
 /// One sample as the Python parser read it.
 #[derive(Debug)]
 struct Sample {
@@ -116,19 +78,6 @@ fn get(client: &mut RawClient, path: &str) -> u16 {
     let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
     client.send(request.as_bytes());
     client.read_response().unwrap().status
-}
-
-/// 404 for /missing, 200 (echo) otherwise.
-fn app_backend() -> Backend {
-    Backend::start(|req| {
-        if req.target == "/missing" {
-            vec![Step::Write(
-                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
-            )]
-        } else {
-            echo_reply(req)
-        }
-    })
 }
 
 /// Three listeners: `live` (one backend), `dead` (nothing listens, no retry) and `retry` (a
@@ -305,7 +254,7 @@ fn status_reports_workers_and_backends_as_the_traffic_left_them() {
         assert_eq!(backend["inflight"], 0);
         assert_eq!(backend["inflight_per_worker"], serde_json::json!([0]));
     }
-    assert_eq!(status["generation"], 0);
+    assert_eq!(status["generation"], 1);
 }
 
 #[test]

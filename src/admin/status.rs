@@ -1,86 +1,143 @@
 //! `GET /status`: the live per-core view as JSON.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::AdminState;
-use super::render::merged;
-use crate::metrics::Counter;
+use super::render::{CLASSES, merged};
 use crate::metrics::latency::Published;
+use crate::metrics::{Counter, Metrics, STATUS_CLASSES};
 use crate::upstream::BackendId;
 
-/// Requests per second are measured between two `/status` calls at least this far apart
-/// (a terminal view asks every second); a call sooner gets the last rates again.
-const RATE_WINDOW_MIN: std::time::Duration = std::time::Duration::from_secs(1);
+/// Rates are measured between two `/status` calls at least this far apart (a terminal view
+/// asks every second); a call sooner gets the last rates again.
+const RATE_WINDOW_MIN: Duration = Duration::from_secs(1);
 
-/// The admin thread's memory between two calls, for requests per second.
+/// One worker's responses by status class (1xx..5xx).
+type ByClass<T> = [T; STATUS_CLASSES];
+
+/// The admin thread's memory between two calls, for the rates.
 pub struct RateWindow {
     at: Instant,
-    requests: Vec<u64>,
-    rates: Vec<f64>,
+    counts: Vec<ByClass<u64>>,
+    rates: Vec<ByClass<f64>>,
+    /// How long the window behind `rates` was.
+    window: Duration,
 }
 
 impl RateWindow {
     pub fn new(workers: usize) -> Self {
         Self {
             at: Instant::now(),
-            requests: vec![0; workers],
-            rates: vec![0.0; workers],
+            counts: vec![[0; STATUS_CLASSES]; workers],
+            rates: vec![[0.0; STATUS_CLASSES]; workers],
+            window: Duration::ZERO,
         }
     }
 
-    fn update(&mut self, requests: &[u64]) -> &[f64] {
+    fn update(&mut self, counts: &[ByClass<u64>]) {
         let now = Instant::now();
         let elapsed = now.saturating_duration_since(self.at);
-        if elapsed >= RATE_WINDOW_MIN {
-            let seconds = elapsed.as_secs_f64();
-            for ((rate, old), new) in self.rates.iter_mut().zip(&self.requests).zip(requests) {
+        if elapsed < RATE_WINDOW_MIN {
+            return;
+        }
+        let seconds = elapsed.as_secs_f64();
+        for ((rates, old), new) in self.rates.iter_mut().zip(&self.counts).zip(counts) {
+            for ((rate, old), new) in rates.iter_mut().zip(old).zip(new) {
                 *rate = new.saturating_sub(*old) as f64 / seconds;
             }
-            self.requests = requests.to_vec();
-            self.at = now;
         }
-        &self.rates
+        self.counts = counts.to_vec();
+        self.at = now;
+        self.window = elapsed;
     }
 }
 
-pub fn status_json(state: &AdminState, latencies: &[Published], window: &mut RateWindow) -> Value {
-    let metrics = &state.metrics;
+/// Each worker's responses by class, summed over listeners, upstream groups and config
+/// generations.
+fn responses_by_class(metrics: &Metrics) -> Vec<ByClass<u64>> {
     let totals = metrics.request_totals();
-    let requests: Vec<u64> = (0..metrics.workers())
+    (0..metrics.workers())
         .map(|w| {
-            totals
-                .values()
-                .filter_map(|workers| workers.get(w))
-                .flat_map(|classes| classes.iter())
-                .sum()
+            std::array::from_fn(|class| {
+                totals
+                    .values()
+                    .filter_map(|workers| workers.get(w))
+                    .map(|classes| classes[class])
+                    .sum()
+            })
         })
+        .collect()
+}
+
+/// `{"1xx": .., .., "5xx": ..}`.
+fn by_class<T: Copy + Into<Value>>(values: &ByClass<T>) -> Value {
+    let map: Map<String, Value> = CLASSES
+        .iter()
+        .zip(values)
+        .map(|(class, &v)| (class.to_string(), v.into()))
         .collect();
-    let rates = window.update(&requests).to_vec();
-    let workers: Vec<Value> = (0..metrics.workers())
+    Value::Object(map)
+}
+
+pub fn status_json(state: &AdminState, latencies: &[Published], window: &mut RateWindow) -> Value {
+    let counts = responses_by_class(&state.metrics);
+    window.update(&counts);
+    json!({
+        "generation": state.generation().number,
+        "uptime_seconds": state.started.elapsed().as_secs_f64(),
+        "rate_window_seconds": window.window.as_secs_f64(),
+        "workers": workers(state, latencies, &counts, &window.rates),
+        "backends": backends(state),
+        "upstream_first_byte": quantiles(&merged(latencies, 0)),
+    })
+}
+
+fn workers(
+    state: &AdminState,
+    latencies: &[Published],
+    counts: &[ByClass<u64>],
+    rates: &[ByClass<f64>],
+) -> Vec<Value> {
+    let metrics = &state.metrics;
+    let none = [0; STATUS_CLASSES];
+    let no_rates = [0.0; STATUS_CLASSES];
+    (0..metrics.workers())
         .map(|w| {
             let latency = latencies.get(w).and_then(|p| p.histograms.first());
+            let counts = counts.get(w).unwrap_or(&none);
+            let rates = rates.get(w).unwrap_or(&no_rates);
             json!({
                 "worker": w,
                 "cpu": state.cpus.get(w).copied().flatten(),
                 "open_connections": metrics.counter(w, Counter::OpenConnections),
                 "accepted_connections": metrics.counter(w, Counter::Accepted),
-                "requests": requests.get(w).copied().unwrap_or(0),
-                "requests_per_second": rates.get(w).copied().unwrap_or(0.0),
+                "requests": counts.iter().sum::<u64>(),
+                "responses": by_class(counts),
+                "requests_per_second": rates.iter().sum::<f64>(),
+                "responses_per_second": by_class(rates),
                 "upstream_first_byte": latency.map(quantiles),
             })
         })
-        .collect();
+        .collect()
+}
+
+fn backends(state: &AdminState) -> Vec<Value> {
+    let load = &state.load;
     let generation = state.generation();
     let health = &generation.health;
-    let backends: Vec<Value> = (0..health.backend_count())
+    (0..health.backend_count())
         .filter_map(|b| {
             let report = health.report_state(BackendId(b))?;
-            let inflight: Vec<u32> = (0..state.load.workers())
-                .map(|w| state.load.published(w, b))
+            let inflight: Vec<u32> = (0..load.workers()).map(|w| load.published(w, b)).collect();
+            let ewma: Vec<Option<f64>> = (0..load.workers())
+                .map(|w| load.published_ewma(w, b).map(|d| d.as_secs_f64()))
                 .collect();
+            let measured: Vec<f64> = ewma.iter().flatten().copied().collect();
+            let mean = (!measured.is_empty())
+                .then(|| measured.iter().sum::<f64>() / measured.len() as f64);
             Some(json!({
                 "upstream": report.upstream,
                 "address": report.address.to_string(),
@@ -88,16 +145,11 @@ pub fn status_json(state: &AdminState, latencies: &[Published], window: &mut Rat
                 "ejections": report.ejections,
                 "inflight_per_worker": inflight,
                 "inflight": inflight.iter().map(|&n| u64::from(n)).sum::<u64>(),
+                "ewma_seconds_per_worker": ewma,
+                "ewma_seconds": mean,
             }))
         })
-        .collect();
-    json!({
-        "generation": 0,
-        "uptime_seconds": state.started.elapsed().as_secs_f64(),
-        "workers": workers,
-        "backends": backends,
-        "upstream_first_byte": quantiles(&merged(latencies, 0)),
-    })
+        .collect()
 }
 
 /// Count and quantiles in seconds (`null` without samples).

@@ -87,7 +87,11 @@ fn admin_address(value: &DeValue<'_>) -> Result<SocketAddr, String> {
 }
 
 fn token(value: &DeValue<'_>) -> Result<String, String> {
-    let token = string(value)?;
+    parse_admin_token(string(value)?)
+}
+
+/// A bearer token as `[admin] token` takes it (and `ringproxy top --token` sends it).
+pub fn parse_admin_token(token: &str) -> Result<String, String> {
     if token.is_empty() || token.len() > MAX_TOKEN_BYTES {
         return Err(format!("must be 1..={MAX_TOKEN_BYTES} bytes"));
     }

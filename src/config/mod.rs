@@ -24,7 +24,7 @@ mod tls;
 mod upstream;
 
 pub use address::{listeners_clash, parse_backend_address, parse_listen_address};
-pub use admin::{Cidr, parse_admin_address};
+pub use admin::{Cidr, parse_admin_address, parse_admin_token};
 pub use cpus::{format_cpu_list, parse_cpu_list};
 pub use duration::parse_duration;
 pub use file::{ConfigError, ConfigErrors, MAX_WORKERS, load_file, parse_str};

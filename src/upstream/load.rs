@@ -74,8 +74,8 @@ const TIME_LINES_PER_CHUNK: usize = CHUNK / TIMES_PER_LINE;
 struct TimeLine([AtomicU64; TIMES_PER_LINE]);
 
 impl TimeLine {
-    fn new() -> Self {
-        Self(std::array::from_fn(|_| AtomicU64::new(NEVER)))
+    fn filled(value: u64) -> Self {
+        Self(std::array::from_fn(|_| AtomicU64::new(value)))
     }
 }
 
@@ -115,21 +115,27 @@ impl<T> Chunks<T> {
 /// The board's lines for one chunk of backends: each worker's own.
 struct BoardChunk {
     counts: Box<[Line]>,
+    /// When the backend last answered, in milliseconds since `epoch` plus one (`NEVER` is 0).
     answered_at: Box<[TimeLine]>,
+    /// The latest send time, on the same clock, of a request the backend answered.
     answered_sent: Box<[TimeLine]>,
+    /// The latency EWMA in seconds (`f64::to_bits`, `UNMEASURED` until measured) as of the
+    /// worker's last `reconcile()`, for `/status`.
+    ewma_seconds: Box<[TimeLine]>,
 }
 
 impl BoardChunk {
     fn new(workers: usize) -> Self {
-        let time_lines = || {
+        let time_lines = |fill| {
             (0..workers * TIME_LINES_PER_CHUNK)
-                .map(|_| TimeLine::new())
+                .map(|_| TimeLine::filled(fill))
                 .collect()
         };
         Self {
             counts: (0..workers).map(|_| Line::new()).collect(),
-            answered_at: time_lines(),
-            answered_sent: time_lines(),
+            answered_at: time_lines(NEVER),
+            answered_sent: time_lines(NEVER),
+            ewma_seconds: time_lines(UNMEASURED.to_bits()),
         }
     }
 }
@@ -168,6 +174,7 @@ impl std::error::Error for NoSuchWorker {}
 enum Times {
     AnsweredAt,
     AnsweredSent,
+    EwmaSeconds,
 }
 
 impl LoadBoard {
@@ -215,9 +222,25 @@ impl LoadBoard {
         let lines = match which {
             Times::AnsweredAt => &chunk.answered_at,
             Times::AnsweredSent => &chunk.answered_sent,
+            Times::EwmaSeconds => &chunk.ewma_seconds,
         };
         let line = lines.get(worker * TIME_LINES_PER_CHUNK + at / TIMES_PER_LINE)?;
         Some(&line.0[at % TIMES_PER_LINE])
+    }
+
+    /// `worker`'s latency estimate for `backend` as of its last `reconcile()` (for `/status`);
+    /// `None` until that worker has measured it.
+    pub fn published_ewma(&self, worker: usize, backend: usize) -> Option<Duration> {
+        let bits = self
+            .time(Times::EwmaSeconds, worker, backend)?
+            .load(Ordering::Relaxed);
+        Duration::try_from_secs_f64(f64::from_bits(bits)).ok()
+    }
+
+    fn publish_ewma(&self, worker: usize, backend: usize, seconds: f64) {
+        if let Some(slot) = self.time(Times::EwmaSeconds, worker, backend) {
+            slot.store(seconds.to_bits(), Ordering::Relaxed);
+        }
     }
 
     /// The latest of every worker's `which` time for `backend`.
@@ -425,8 +448,9 @@ impl LoadView {
         Duration::try_from_secs_f64(seconds).ok()
     }
 
-    /// Takes a fresh snapshot of the other workers' counts and ages the latency estimates of
-    /// backends that got no sample since the last call. Call every `reconcile_interval`.
+    /// Takes a fresh snapshot of the other workers' counts, ages the latency estimates of
+    /// backends that got no sample since the last call and publishes the estimates. Call
+    /// every `reconcile_interval`.
     pub fn reconcile(&self) {
         for backend in 0..self.len.get() {
             let Some(load) = self.get(BackendId(backend)) else {
@@ -438,6 +462,8 @@ impl LoadView {
             if !load.sampled_since_reconcile.replace(false) && ewma != UNMEASURED {
                 load.ewma.set(ewma * self.idle_decay);
             }
+            self.board
+                .publish_ewma(self.worker, backend, load.ewma.get());
         }
     }
 }
@@ -610,6 +636,22 @@ mod tests {
             view.finish(b, Some(Duration::from_millis(20)));
         }
         assert!((millis(&view) - 20.0).abs() < 0.1, "{}", millis(&view));
+    }
+
+    #[test]
+    fn estimates_are_published_by_reconcile_for_each_worker() {
+        let (a, b) = two_workers(20);
+        let board = a.board();
+        a.finish(BackendId(17), Some(Duration::from_millis(30)));
+        assert_eq!(board.published_ewma(0, 17), None, "not before a reconcile");
+        a.reconcile();
+        b.reconcile();
+        let published = board.published_ewma(0, 17).unwrap().as_secs_f64();
+        assert!((published - 0.030).abs() < 0.0005, "{published}");
+        assert_eq!(board.published_ewma(1, 17), None, "b never measured it");
+        assert_eq!(board.published_ewma(0, 16), None, "its neighbour");
+        assert_eq!(board.published_ewma(2, 17), None, "no such worker");
+        assert_eq!(board.published_ewma(0, 70), None, "no such backend");
     }
 
     #[test]

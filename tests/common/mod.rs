@@ -591,6 +591,19 @@ pub fn echo_reply(req: &Request) -> Vec<Step> {
     vec![Step::Write(bytes)]
 }
 
+/// An echo backend (`Backend::echo`) that answers `/missing` with 404.
+pub fn app_backend() -> Backend {
+    Backend::start(|req| {
+        if req.target == "/missing" {
+            vec![Step::Write(
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            )]
+        } else {
+            echo_reply(req)
+        }
+    })
+}
+
 /// A complete `200 OK` response with Content-Length.
 pub fn ok_response(body: &[u8]) -> Vec<u8> {
     let mut v = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
@@ -1057,4 +1070,45 @@ pub fn closed_port_addr() -> SocketAddr {
     let addr = l.local_addr().unwrap();
     drop(l);
     addr
+}
+
+// ---------------------------------------------------------------------------------------------
+// The admin listener
+
+/// The admin address from the proxy's `ringproxy: admin on ADDR` line.
+pub fn admin_addr(proxy: &Proxy) -> SocketAddr {
+    proxy
+        .stderr_lines()
+        .iter()
+        .find_map(|l| l.strip_prefix("ringproxy: admin on "))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no admin line: {:?}", proxy.stderr_lines()))
+}
+
+/// Sends `request` to the admin listener; returns the status and the body.
+pub fn admin_raw(addr: SocketAddr, request: &[u8]) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {answer:?}"));
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+pub fn admin_get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: admin\r\n{auth}\r\n");
+    admin_raw(addr, request.as_bytes())
 }
