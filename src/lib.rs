@@ -2,11 +2,12 @@
 //!
 //! Reading order follows a request: `server` starts one `worker` per core; each accepts on
 //! its own listener (`listen`) and runs `proxy::serve_connection` per client; `proxy` parses
-//! with `http` (pure, no I/O) and reaches backends through `upstream` (balancing, pools).
-//! `route` (pure) compiles route tables and finds a request's route; it is not on the
-//! request path yet. Workers count into `metrics` (per-worker blocks, no contention); the
-//! `admin` thread serves them. On a TLS listener, `tls` does the handshake first and hands
-//! `proxy` the decrypted stream. `top` is the `ringproxy top` client of the admin listener.
+//! with `http` (pure, no I/O), finds the request's route with `route` (pure: tables compiled
+//! at load) and reaches backends through `upstream` (balancing, health, pools). Everything a
+//! config decides comes in a `generation`, which a reload replaces while requests run.
+//! Workers count into `metrics` (per-worker blocks, no contention); the `admin` thread
+//! serves them. On a TLS listener, `tls` does the handshake first and hands `proxy` the
+//! decrypted stream. `top` is the `ringproxy top` client of the admin listener.
 
 pub mod admin;
 pub mod clock;

@@ -484,11 +484,18 @@ fn manpage_sections(cli: &clap::Command) -> Roff {
             .text([bold(code.to_string())])
             .text([roman(meaning)]);
     }
-    page.control("SH", ["SIGNALS"]).text([roman(
-        "SIGTERM or SIGINT stop accepting connections and let in-flight requests finish (up \
-         to timeouts.drain), then ringproxy prints \"ringproxy: stopped\" and exits 0; a \
-         second signal exits at once.",
-    )]);
+    page.control("SH", ["SIGNALS"])
+        .text([roman(
+            "SIGTERM or SIGINT stop accepting connections and let in-flight requests finish \
+             (up to timeouts.drain), then ringproxy prints \"ringproxy: stopped\" and exits 0; \
+             a second signal exits at once.",
+        )])
+        .control("PP", [])
+        .text([roman(
+            "SIGHUP re-reads the configuration and, if it is valid, serves new requests with \
+             it; requests and connections in flight are kept. An invalid file is logged \
+             (\"reload rejected\") and the running configuration stays.",
+        )]);
     page.control("SH", ["FILES"])
         .control("TP", [])
         .text([roman("/etc/ringproxy/ringproxy.toml")])

@@ -68,6 +68,8 @@
 //!     { address = "127.0.0.1:9002", max_conns = 100 },  # >= 1; default unlimited
 //!     { address = "127.0.0.1:9003", backup = true },    # used only while every
 //!                                                      # primary is down; default false
+//!     { address = "127.0.0.1:9004", drain = true },     # no new requests, in-flight
+//!                                                      # ones finish; default false
 //! ]
 //! # Long lists may use one section per backend instead of `backends = [...]`:
 //! # [[upstream.app.backends]]
