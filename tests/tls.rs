@@ -652,3 +652,71 @@ fn a_redirect_that_keeps_the_scheme_says_https_on_a_tls_listener() {
         Some("https://a.test/new")
     );
 }
+
+/// Waits until the proxy has logged a line `wanted` accepts.
+fn wait_for_line(proxy: &Proxy, wanted: impl Fn(&str) -> bool) {
+    let deadline = Instant::now() + IO_TIMEOUT;
+    while !proxy.stderr_lines().iter().any(|l| wanted(l)) {
+        assert!(
+            Instant::now() < deadline,
+            "not logged; stderr:\n{}",
+            proxy.stderr_lines().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn certificates_reload_on_sighup_and_a_bad_one_keeps_the_old() {
+    let pki = Pki::new();
+    let first = pki.leaf("leaf-a", &["a.test"]);
+    let renewed = pki.leaf("leaf-a-renewed", &["a.test"]);
+    let read = |p: &PathBuf| std::fs::read(p).unwrap();
+    let live = (
+        pki.dir.write("live.pem", &read(&first.0)),
+        pki.dir.write("live.key", &read(&first.1)),
+    );
+    let backend = Backend::echo();
+    let proxy = Proxy::start_with_config(&tls_config(backend.addr(), &cert_key(&live), ""), &[]);
+    let mut kept = BufReader::new(rustls_client(&proxy, &pki));
+    let mut exchange = || {
+        kept.get_mut()
+            .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            .unwrap();
+        let head = read_head(&mut kept);
+        let length = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length: ")
+                    .map(str::to_owned)
+            })
+            .and_then(|n| n.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; length];
+        std::io::Read::read_exact(&mut kept, &mut body).unwrap();
+        head
+    };
+    assert!(exchange().starts_with("HTTP/1.1 200"));
+
+    std::fs::write(&live.0, read(&renewed.0)).unwrap();
+    std::fs::write(&live.1, read(&renewed.1)).unwrap();
+    proxy.signal("HUP");
+    wait_for_line(&proxy, |l| {
+        l == "ringproxy: generation 2 serving on every worker"
+    });
+    let (result, seen) = curl_name(&proxy, &pki, "a.test");
+    assert_eq!((result.status, seen.as_str()), (200, "CN=leaf-a-renewed"));
+    // The connection made before goes on with its session.
+    assert!(exchange().starts_with("HTTP/1.1 200"));
+
+    std::fs::write(&live.1, b"-----BEGIN PRIVATE KEY-----\nnot a key\n").unwrap();
+    proxy.signal("HUP");
+    wait_for_line(&proxy, |l| {
+        l.starts_with("ringproxy: reload rejected; generation 2")
+    });
+    let said = proxy.stderr_lines().join("\n");
+    assert!(said.contains("live.key"), "{said}");
+    let (result, seen) = curl_name(&proxy, &pki, "a.test");
+    assert_eq!((result.status, seen.as_str()), (200, "CN=leaf-a-renewed"));
+}
