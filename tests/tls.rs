@@ -23,6 +23,7 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 struct Pki {
     dir: TempDir,
     ca: PathBuf,
+    ca_key: PathBuf,
     issuer: Issuer<'static, KeyPair>,
 }
 
@@ -37,9 +38,11 @@ impl Pki {
         let key = KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
         let ca = dir.write("ca.pem", cert.pem().as_bytes());
+        let ca_key = dir.write("ca.key", key.serialize_pem().as_bytes());
         Pki {
             dir,
             ca,
+            ca_key,
             issuer: Issuer::new(params, key),
         }
     }
@@ -719,4 +722,119 @@ fn certificates_reload_on_sighup_and_a_bad_one_keeps_the_old() {
     assert!(said.contains("live.key"), "{said}");
     let (result, seen) = curl_name(&proxy, &pki, "a.test");
     assert_eq!((result.status, seen.as_str()), (200, "CN=leaf-a-renewed"));
+}
+
+#[test]
+fn strict_sni_refuses_unknown_names_and_clients_without_one() {
+    let site = site("strict_sni = true\n", "");
+    let (result, seen) = curl_name(&site.proxy, &site.pki, "a.test");
+    assert_eq!((result.status, seen.as_str()), (200, "CN=leaf-a"));
+    for args in [&["-servername", "unknown.test"][..], &["-noservername"][..]] {
+        let refused = s_client(site.proxy.addr(), args);
+        assert!(refused.contains("alert"), "{args:?}: {refused}");
+        assert!(
+            !refused.contains("subject="),
+            "{args:?}: no certificate served: {refused}"
+        );
+    }
+    assert_eq!(site.backend.requests().len(), 1);
+}
+
+/// Runs `openssl ARGS` in `dir`, which must succeed.
+fn openssl(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn an_ocsp_response_is_stapled_and_a_missing_one_is_a_warning() {
+    let pki = Pki::new();
+    let leaf = pki.leaf("leaf-a", &["a.test"]);
+    let dir = pki.dir.path();
+    // A real response from openssl's own responder, for this certificate: good.
+    let serial = openssl(dir, &["x509", "-in", &path(&leaf.0), "-noout", "-serial"]);
+    let serial = serial.trim().trim_start_matches("serial=");
+    pki.dir.write(
+        "index.txt",
+        format!("V\t391231235959Z\t\t{serial}\tunknown\t/CN=leaf-a\n").as_bytes(),
+    );
+    openssl(
+        dir,
+        &[
+            "ocsp",
+            "-issuer",
+            pki.ca(),
+            "-cert",
+            &path(&leaf.0),
+            "-no_nonce",
+            "-reqout",
+            "req.der",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "ocsp",
+            "-index",
+            "index.txt",
+            "-rsigner",
+            pki.ca(),
+            "-rkey",
+            &path(&pki.ca_key),
+            "-CA",
+            pki.ca(),
+            "-reqin",
+            "req.der",
+            "-respout",
+            "resp.der",
+            "-ndays",
+            "7",
+        ],
+    );
+    let backend = Backend::echo();
+    let stapled = format!(
+        "{}ocsp = \"{}\"\n",
+        cert_key(&leaf),
+        path(&dir.join("resp.der"))
+    );
+    let proxy = Proxy::start_with_config(&tls_config(backend.addr(), &stapled, ""), &[]);
+    let status = s_client(proxy.addr(), &["-servername", "a.test", "-status"]);
+    assert!(
+        status.contains("OCSP Response Status: successful"),
+        "{status}"
+    );
+    assert!(status.contains("Cert Status: good"), "{status}");
+
+    let later = format!(
+        "{}ocsp = \"{}\"\n",
+        cert_key(&leaf),
+        path(&dir.join("later.der"))
+    );
+    let config = TempDir::new();
+    let file = config.write(
+        "ringproxy.toml",
+        tls_config(backend.addr(), &later, "").as_bytes(),
+    );
+    let check = run_to_exit(&["--check", "--config", &path(&file)], IO_TIMEOUT);
+    let said = String::from_utf8_lossy(&check.stderr);
+    assert!(check.status.success(), "{said}");
+    assert!(
+        said.contains("listener[0].tls.ocsp: warning:") && said.contains("does not exist (yet)"),
+        "{said}"
+    );
+    let proxy = Proxy::start_with_config(&tls_config(backend.addr(), &later, ""), &[]);
+    let status = s_client(proxy.addr(), &["-servername", "a.test", "-status"]);
+    assert!(
+        status.contains("OCSP response: no response sent"),
+        "{status}"
+    );
 }

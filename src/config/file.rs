@@ -30,7 +30,11 @@
 //! key = "site.key"        # PEM private key (RSA, ECDSA or Ed25519) matching it
 //!                         # (cert and key: both, or neither when certificates lists some;
 //!                         # paths relative to this file's directory)
+//! ocsp = "site.ocsp.der"  # DER OCSP response to staple, refreshed out of band then
+//!                         # reloaded; missing: a warning, served without; default: none
 //! min_version = "1.2"     # lowest TLS version accepted: "1.2" (default) or "1.3"
+//! strict_sni = false      # true: an unknown SNI name, or none, fails the handshake
+//!                         # instead of getting the default certificate
 //! hsts = 31536000         # add Strict-Transport-Security: max-age=N to relayed
 //!                         # responses; 0..=315360000 seconds; default: not added
 //! hsts_include_subdomains = false  # ...; includeSubDomains (needs hsts)
@@ -38,6 +42,7 @@
 //! [[listener.tls.certificates]]  # more certificates, after cert/key; repeat the section
 //! cert = "other.pem"      # required
 //! key = "other.key"       # required
+//! # ocsp = "other.ocsp.der"
 //! default = false         # served to clients without SNI or with a name no certificate
 //!                         # has; at most one; default: the first certificate
 //! # A client's SNI name picks the certificate whose subjectAltName DNS names hold it:

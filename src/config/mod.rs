@@ -92,6 +92,9 @@ pub struct TlsConfig {
     /// At least one, in configuration order (the `cert`/`key` pair first).
     pub certificates: Vec<CertificateFiles>,
     pub min_version: TlsVersion,
+    /// `strict_sni = true`: a client whose SNI name no certificate has, or that sends none,
+    /// gets a handshake failure instead of the default certificate.
+    pub strict_sni: bool,
     /// `Strict-Transport-Security` added to relayed responses; `None` = not added.
     pub hsts: Option<Hsts>,
 }
@@ -102,6 +105,9 @@ pub struct CertificateFiles {
     /// Relative paths in a file are resolved against the file's directory when loaded.
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// A DER OCSP response to staple (`ocsp = "FILE"`), refreshed by whoever fetches it and
+    /// read again at each reload.
+    pub ocsp: Option<PathBuf>,
     /// Marked `default = true`: served to clients that send no SNI name, or a name no
     /// certificate has. Without a mark, the first certificate is the default.
     pub default: bool,
@@ -131,10 +137,12 @@ impl TlsConfig {
             certificates: vec![CertificateFiles {
                 cert,
                 key,
+                ocsp: None,
                 default: false,
                 setting,
             }],
             min_version: TlsVersion::Tls12,
+            strict_sni: false,
             hsts: None,
         }
     }

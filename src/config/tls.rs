@@ -15,11 +15,13 @@ const TLS_KEYS: &[&str] = &[
     "cert",
     "key",
     "certificates",
+    "ocsp",
     "min_version",
+    "strict_sni",
     "hsts",
     "hsts_include_subdomains",
 ];
-const CERTIFICATE_KEYS: &[&str] = &["cert", "key", "default"];
+const CERTIFICATE_KEYS: &[&str] = &["cert", "key", "ocsp", "default"];
 /// Ten years: well past the two years HSTS preload lists ask for; more is a typo.
 const MAX_HSTS_AGE: u64 = 10 * 365 * 24 * 60 * 60;
 
@@ -62,9 +64,11 @@ pub(crate) fn read_listener_tls(r: &mut Reader<'_>, listener: &Table<'_, '_>) ->
     let min_version = r
         .field(&table, "min_version", tls_version)
         .unwrap_or(TlsVersion::Tls12);
+    let strict_sni = r.field(&table, "strict_sni", boolean).unwrap_or(false);
     Some(TlsConfig {
         certificates,
         min_version,
+        strict_sni,
         hsts: hsts.map(|max_age| Hsts {
             max_age,
             include_subdomains: include_subdomains.unwrap_or(false),
@@ -84,10 +88,12 @@ fn read_cert_and_key(
     let dir = config_dir(r.file());
     let cert = r.required(table, "cert", |v| file_path(v, &dir));
     let key = r.required(table, "key", |v| file_path(v, &dir));
+    let ocsp = r.field(table, "ocsp", |v| file_path(v, &dir));
     let default = in_list && r.field(table, "default", boolean).unwrap_or(false);
     Some(CertificateFiles {
         cert: cert?,
         key: key?,
+        ocsp,
         default,
         setting: table.path().to_owned(),
     })

@@ -23,8 +23,9 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 /// A certificate that ends within this long gets a warning at load.
 pub const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 60 * 60);
-/// PEM files larger than this are refused: a chain with its key is a few KiB.
-const MAX_PEM_BYTES: u64 = 1024 * 1024;
+/// Files larger than this are refused: a chain with its key is a few KiB, an OCSP response
+/// about 2.
+const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
 /// A certificate ready to serve, with what was found about it.
 pub struct Loaded {
@@ -45,6 +46,7 @@ pub struct Finding {
 pub enum Which {
     Cert,
     Key,
+    Ocsp,
 }
 
 impl Finding {
@@ -61,13 +63,22 @@ impl Finding {
             message,
         }
     }
+
+    fn ocsp(message: String) -> Self {
+        Self {
+            file: Which::Ocsp,
+            message,
+        }
+    }
 }
 
-/// Reads and checks the chain in `cert` and the key in `key` as of `now`. `Err` holds every
-/// problem found (each file is read even when the other is bad).
+/// Reads and checks the chain in `cert` and the key in `key` as of `now`, with the OCSP
+/// response in `ocsp` to staple if one is configured. `Err` holds every problem found (each
+/// file is read even when the other is bad).
 pub fn load(
     cert: &Path,
     key: &Path,
+    ocsp: Option<&Path>,
     provider: &CryptoProvider,
     now: SystemTime,
 ) -> Result<Loaded, Vec<Finding>> {
@@ -90,7 +101,7 @@ pub fn load(
         }
     };
     let leaf = chain[0].clone();
-    let certified = CertifiedKey::new(chain, signing_key);
+    let mut certified = CertifiedKey::new(chain, signing_key);
     if let Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) =
         certified.keys_match()
     {
@@ -101,23 +112,73 @@ pub fn load(
         ))]);
     }
     let facts = read_facts(&leaf, now).map_err(|message| vec![Finding::cert(message)])?;
+    let mut warnings: Vec<Finding> = facts.warnings.into_iter().map(Finding::cert).collect();
+    match ocsp.map(read_ocsp).transpose() {
+        Ok(staple) => certified.ocsp = staple.flatten(),
+        Err(OcspProblem::Missing(message)) => warnings.push(Finding::ocsp(message)),
+        Err(OcspProblem::Invalid(message)) => return Err(vec![Finding::ocsp(message)]),
+    }
     Ok(Loaded {
         key: Arc::new(certified),
         names: facts.names,
-        warnings: facts.warnings.into_iter().map(Finding::cert).collect(),
+        warnings,
     })
 }
 
-fn read_pem(path: &Path) -> Result<Vec<u8>, String> {
+/// Why an OCSP response is not stapled.
+enum OcspProblem {
+    /// Not there (yet): whoever fetches it has not run. Served without a staple.
+    Missing(String),
+    /// There, but not a successful OCSP response: a mistake to report.
+    Invalid(String),
+}
+
+/// Reads the DER OCSP response in `path` and checks that it is one, and successful (RFC 6960
+/// §4.2.1: `OCSPResponse ::= SEQUENCE { responseStatus ENUMERATED, responseBytes [0] ... }`).
+/// Whether it covers this certificate and is still fresh is for its fetcher and the client
+/// to judge: it is stapled as given.
+fn read_ocsp(path: &Path) -> Result<Option<Vec<u8>>, OcspProblem> {
+    use x509_parser::der_parser::ber::BerObjectContent;
+    if !path.exists() {
+        return Err(OcspProblem::Missing(format!(
+            "{} does not exist (yet): served without an OCSP staple until it does and the \
+             configuration is reloaded",
+            path.display()
+        )));
+    }
+    let bytes = read_limited(path).map_err(OcspProblem::Invalid)?;
+    let invalid = |why: &str| {
+        OcspProblem::Invalid(format!(
+            "{}: not a successful DER OCSP response ({why})",
+            path.display()
+        ))
+    };
+    let (_, response) = x509_parser::der_parser::parse_der(&bytes)
+        .map_err(|_| invalid("not DER: use `openssl ocsp -respout`, not PEM"))?;
+    let status = match response
+        .as_sequence()
+        .map(|items| items.first().map(|i| &i.content))
+    {
+        Ok(Some(BerObjectContent::Enum(status))) => *status,
+        _ => return Err(invalid("no responseStatus")),
+    };
+    if status != 0 {
+        return Err(invalid(&format!("responseStatus {status}")));
+    }
+    Ok(Some(bytes))
+}
+
+/// The bytes of `path`, at most `MAX_FILE_BYTES` of them.
+fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
     let file =
         std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     let mut bytes = Vec::new();
-    file.take(MAX_PEM_BYTES + 1)
+    file.take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if bytes.len() as u64 > MAX_PEM_BYTES {
+    if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(format!(
-            "{} is larger than {MAX_PEM_BYTES} bytes; is it a PEM file?",
+            "{} is larger than {MAX_FILE_BYTES} bytes; is it the right file?",
             path.display()
         ));
     }
@@ -125,7 +186,7 @@ fn read_pem(path: &Path) -> Result<Vec<u8>, String> {
 }
 
 fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let pem = read_pem(path)?;
+    let pem = read_limited(path)?;
     let chain = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{}: invalid PEM: {e}", path.display()))?;
@@ -139,7 +200,7 @@ fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 }
 
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    let pem = read_pem(path)?;
+    let pem = read_limited(path)?;
     PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
         rustls::pki_types::pem::Error::NoItemsFound => format!(
             "{} holds no private key (expected a PEM \"PRIVATE KEY\", \"RSA PRIVATE KEY\" or \"EC PRIVATE KEY\" block)",
@@ -286,7 +347,7 @@ mod tests {
         for key in [rsa, ecdsa, ed25519] {
             let cert = files.write("c.pem", &cert(&key, &["A.test", "*.b.test"], -1, 90));
             let key = files.write("k.pem", &key.serialize_pem());
-            let loaded = load(&cert, &key, &provider(), SystemTime::now()).unwrap();
+            let loaded = load(&cert, &key, None, &provider(), SystemTime::now()).unwrap();
             assert_eq!(loaded.names, ["a.test", "*.b.test"]);
             assert!(loaded.warnings.is_empty());
         }
@@ -300,7 +361,7 @@ mod tests {
             &cert(&KeyPair::generate().unwrap(), &["a.test"], -1, 90),
         );
         let key = files.write("k.pem", &KeyPair::generate().unwrap().serialize_pem());
-        let found = messages(load(&cert, &key, &provider(), SystemTime::now()));
+        let found = messages(load(&cert, &key, None, &provider(), SystemTime::now()));
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].0, Which::Key);
         assert!(
@@ -316,7 +377,7 @@ mod tests {
         let key_path = files.write("k.pem", &key.serialize_pem());
         let check = |from, to| {
             let cert = files.write("c.pem", &cert(&key, &["a.test"], from, to));
-            load(&cert, &key_path, &provider(), SystemTime::now())
+            load(&cert, &key_path, None, &provider(), SystemTime::now())
         };
         let expired = messages(check(-30, -1));
         assert!(
@@ -343,15 +404,62 @@ mod tests {
         let key = KeyPair::generate().unwrap();
         let cert_path = files.write("c.pem", &cert(&key, &["a.test"], -1, 90));
         let missing = files.dir.join("missing.pem");
-        let found = messages(load(&missing, &missing, &provider(), SystemTime::now()));
+        let found = messages(load(
+            &missing,
+            &missing,
+            None,
+            &provider(),
+            SystemTime::now(),
+        ));
         assert_eq!(found.len(), 2, "both files reported: {found:?}");
         assert_eq!((found[0].0, found[1].0), (Which::Cert, Which::Key));
         assert!(found[0].1.starts_with("cannot open "), "{found:?}");
 
-        let found = messages(load(&cert_path, &cert_path, &provider(), SystemTime::now()));
+        let found = messages(load(
+            &cert_path,
+            &cert_path,
+            None,
+            &provider(),
+            SystemTime::now(),
+        ));
         assert!(found[0].1.contains("holds no private key"), "{found:?}");
         let key_path = files.write("k.pem", &key.serialize_pem());
-        let found = messages(load(&key_path, &key_path, &provider(), SystemTime::now()));
+        let found = messages(load(
+            &key_path,
+            &key_path,
+            None,
+            &provider(),
+            SystemTime::now(),
+        ));
         assert!(found[0].1.contains("holds no certificate"), "{found:?}");
+    }
+
+    #[test]
+    fn an_ocsp_response_is_stapled_when_successful_and_waited_for_when_missing() {
+        let files = Files::new("ocsp");
+        let key = KeyPair::generate().unwrap();
+        let cert = files.write("c.pem", &cert(&key, &["a.test"], -1, 90));
+        let key = files.write("k.pem", &key.serialize_pem());
+        let load_with = |ocsp: &Path| load(&cert, &key, Some(ocsp), &provider(), SystemTime::now());
+
+        // The smallest successful OCSPResponse: SEQUENCE { ENUMERATED 0 }.
+        let good = files.write("good.der", "\u{30}\u{3}\u{a}\u{1}\u{0}");
+        let loaded = load_with(&good).unwrap();
+        assert_eq!(loaded.key.ocsp.as_deref(), Some(&[0x30, 3, 0x0a, 1, 0][..]));
+
+        let missing = files.dir.join("later.der");
+        let loaded = load_with(&missing).unwrap();
+        assert_eq!(loaded.key.ocsp, None);
+        assert_eq!(loaded.warnings.len(), 1);
+        assert_eq!(loaded.warnings[0].file, Which::Ocsp);
+        assert!(loaded.warnings[0].message.contains("does not exist (yet)"));
+
+        let unauthorized = files.write("401.der", "\u{30}\u{3}\u{a}\u{1}\u{6}");
+        let found = messages(load_with(&unauthorized));
+        assert_eq!(found[0].0, Which::Ocsp);
+        assert!(found[0].1.contains("responseStatus 6"), "{found:?}");
+        let pem = files.write("resp.pem", "-----BEGIN OCSP RESPONSE-----\n");
+        let found = messages(load_with(&pem));
+        assert!(found[0].1.contains("not DER"), "{found:?}");
     }
 }

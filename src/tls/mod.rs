@@ -165,12 +165,19 @@ fn load_resolver(
             let key = match finding.file {
                 certs::Which::Cert => format!("{}.cert", files.setting),
                 certs::Which::Key => format!("{}.key", files.setting),
+                certs::Which::Ocsp => format!("{}.ocsp", files.setting),
             };
             config
                 .origin
                 .error(&key, format!("{prefix}{}", finding.message))
         };
-        match certs::load(&files.cert, &files.key, provider, now) {
+        match certs::load(
+            &files.cert,
+            &files.key,
+            files.ocsp.as_deref(),
+            provider,
+            now,
+        ) {
             Ok(cert) => {
                 let warnings = cert.warnings.iter().map(|w| place(w, "warning: "));
                 loaded.warnings.extend(warnings);
@@ -188,7 +195,12 @@ fn load_resolver(
             }
         }
     }
-    resolver.set_default(marked.or(first)?);
+    let default = marked.or(first)?;
+    // Strict: a client asking for no name, or one no certificate has, gets no certificate
+    // (a handshake failure) rather than one for another site.
+    if !tls.strict_sni {
+        resolver.set_default(default);
+    }
     usable.then_some(resolver)
 }
 
