@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::config::{Config, UpstreamConfig};
+use crate::config::{Config, ConfigError, UpstreamConfig};
 use crate::metrics::RequestCounts;
 use crate::route::RouteTable;
 use crate::tls::TlsListeners;
@@ -57,20 +57,17 @@ impl SharedGeneration {
     }
 }
 
-/// Checks what the config checks cannot: limits of the running process.
-pub fn check_limits(config: &Config, routes: &[Arc<RouteTable>]) -> Result<(), String> {
+/// Checks the limits of a running process that the config's own checks do not know of,
+/// placing the error where the setting was written (at --check, at start, at a reload).
+pub fn check_limits(config: &Config) -> Result<(), ConfigError> {
     if config.listeners.len() > usize::from(u16::MAX) {
-        return Err(format!(
-            "{} listeners: at most {}",
-            config.listeners.len(),
-            u16::MAX
-        ));
+        let message = format!("{} listeners: at most {}", config.listeners.len(), u16::MAX);
+        return Err(config.origin.error("listener", message));
     }
-    match routes.iter().find(|t| t.routes().len() > MAX_ROUTES) {
-        Some(table) => Err(format!(
-            "route table {:?}: {} routes, at most {MAX_ROUTES}",
-            table.name().unwrap_or_default(),
-            table.routes().len(),
+    match config.routes.iter().find(|t| t.routes.len() > MAX_ROUTES) {
+        Some(table) => Err(config.origin.error(
+            &format!("routes.{}", table.name),
+            format!("{} routes, at most {MAX_ROUTES}", table.routes.len()),
         )),
         None => Ok(()),
     }

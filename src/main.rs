@@ -12,6 +12,7 @@ use clap_complete::Shell;
 use roff::{Roff, bold, italic, roman};
 
 use ringproxy::config::{self, Config, ConfigErrors, TlsConfig};
+use ringproxy::generation;
 use ringproxy::pidfile;
 use ringproxy::plural::count;
 use ringproxy::server::{self, Placement};
@@ -110,7 +111,7 @@ struct ReloadArgs {
 }
 
 /// Running the proxy: the flags of `ringproxy` without a subcommand.
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, Default)]
 struct RunArgs {
     /// Configuration file (TOML). See README.md for the format.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["listen", "upstream", "tls_cert"])]
@@ -254,6 +255,7 @@ fn disable_transparent_huge_pages() {
 /// reload alike); warnings are printed, errors returned as --check prints them.
 fn load_checked(cli: &RunArgs) -> Result<(Config, tls::TlsListeners), String> {
     let config = build_config(cli)?;
+    generation::check_limits(&config).map_err(|e| e.to_string())?;
     // Certificates are checked against the clock of the moment.
     let tls = tls::load(&config, SystemTime::now());
     for warning in &tls.warnings {
@@ -270,16 +272,13 @@ fn load_checked(cli: &RunArgs) -> Result<(Config, tls::TlsListeners), String> {
 fn signal_reload(args: &ReloadArgs) -> ExitCode {
     let mut pid_file = args.pid_file.clone();
     if let Some(path) = &args.config {
-        match config::load_file(path) {
-            Ok(config) => {
-                let tls = tls::load(&config, SystemTime::now());
-                if !tls.errors.is_empty() {
-                    eprintln!("{}", ConfigErrors(tls.errors));
-                    eprintln!("ringproxy: reload: not signalled, the running configuration stays");
-                    return ExitCode::from(2);
-                }
-                pid_file = pid_file.or(config.runtime.pid_file);
-            }
+        // As `ringproxy --config PATH` would read it.
+        let file_args = RunArgs {
+            config: Some(path.clone()),
+            ..RunArgs::default()
+        };
+        match load_checked(&file_args) {
+            Ok((config, _)) => pid_file = pid_file.or(config.runtime.pid_file),
             Err(errors) => {
                 eprintln!("{errors}");
                 eprintln!("ringproxy: reload: not signalled, the running configuration stays");

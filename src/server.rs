@@ -376,8 +376,8 @@ impl Control {
                 eprintln!("ringproxy: reload: {warning}");
             }
         }
+        check_limits(&config).map_err(|e| e.to_string())?;
         let routes = crate::route::listener_tables(&config);
-        check_limits(&config, &routes)?;
         let backend_ids = self
             .backend_ids
             .assign(&config)
