@@ -84,6 +84,9 @@ fn write_forwarded_head(
     } else {
         req.host
     };
+    let edits = route.map(|route| &route.action.request_headers);
+    // A field the proxy writes itself that the route sets: the route's value, once.
+    let route_sets = |name: &str| edits.and_then(|e| e.set_value(name));
     out.extend_from_slice(req.method.as_bytes());
     out.push(b' ');
     match route {
@@ -93,10 +96,10 @@ fn write_forwarded_head(
         None => out.extend_from_slice(req.path.as_bytes()),
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    write_field(out, b"Host", host);
+    let host_line = route_sets("host").map_or(host, str::as_bytes);
+    write_field(out, b"Host", host_line);
 
     let forwarded = ctx.forwarded;
-    let edits = route.map(|route| &route.action.request_headers);
     let forwarded_as_is = |header: &Header<'_>, name: FieldName| match name {
         FieldName::Host | FieldName::ContentLength => false,
         FieldName::XForwardedFor => !forwarded.x_forwarded_for,
@@ -114,16 +117,18 @@ fn write_forwarded_head(
     if req.upgrade.is_some() {
         write_upgrade(out, req);
     }
-    if forwarded.x_forwarded_for {
+    if forwarded.x_forwarded_for && route_sets("x-forwarded-for").is_none() {
         write_forwarded_for(out, req, ctx.client_addr);
     }
-    if forwarded.x_forwarded_proto {
+    if forwarded.x_forwarded_proto && route_sets("x-forwarded-proto").is_none() {
         write_field(out, b"X-Forwarded-Proto", ctx.proto.as_bytes());
     }
-    if forwarded.x_forwarded_host {
+    if forwarded.x_forwarded_host && route_sets("x-forwarded-host").is_none() {
         write_field(out, b"X-Forwarded-Host", host);
     }
-    if let Some(via) = &forwarded.via {
+    if let Some(via) = &forwarded.via
+        && route_sets("via").is_none()
+    {
         write_via(out, req, via);
     }
     out.extend_from_slice(b"\r\n");
@@ -437,13 +442,28 @@ fn crlf_line(head: &[u8], header: &Header<'_>) -> Option<Range<usize>> {
     (head.get(value_end..end)? == b"\r\n").then_some(start..end)
 }
 
+/// The route's set fields, but Host: that one took the place of the request's own.
 fn write_set_fields(out: &mut Vec<u8>, edits: &HeaderEdits) {
     for (name, value) in &edits.set {
-        write_field(out, name.as_bytes(), value.as_bytes());
+        if !name.eq_ignore_ascii_case("host") {
+            write_field(out, name.as_bytes(), value.as_bytes());
+        }
     }
 }
 
 impl HeaderEdits {
+    /// The value this route sets for field `name` (lower case), if it sets it.
+    fn set_value(&self, name: &str) -> Option<&str> {
+        if self.set.is_empty() {
+            return None;
+        }
+        let (_, value) = self
+            .set
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))?;
+        Some(value)
+    }
+
     /// Whether a received field named `name` is dropped: removed, or replaced by a set one.
     fn replaces(&self, name: &str) -> bool {
         self.remove.iter().any(|r| r.eq_ignore_ascii_case(name))

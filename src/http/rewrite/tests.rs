@@ -614,6 +614,44 @@ fn routed_request_gets_the_routes_target_and_header_edits_in_one_pass() {
 }
 
 #[test]
+fn a_route_that_sets_a_field_the_proxy_writes_replaces_it_instead_of_adding_a_second() {
+    let action = ProxyAction {
+        upstream: "app".to_owned(),
+        path_rewrite: None,
+        request_headers: edits(
+            &[
+                ("Host", "internal.example"),
+                ("X-Forwarded-For", "10.9.9.9"),
+                ("Via", "1.1 edge"),
+            ],
+            &[],
+        ),
+        response_headers: HeaderEdits::default(),
+    };
+    let route = RouteForward {
+        action: &action,
+        normalized_path: None,
+    };
+    let request = "GET / HTTP/1.1\r\nHost: public.example\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n";
+    let mut storage = header_storage();
+    let head = parse_request(request.as_bytes(), &mut storage, &LIMITS)
+        .unwrap()
+        .unwrap();
+    let via = ForwardedHeaders {
+        via: Some(ViaEntry::new("ringproxy")),
+        ..ALL_FORWARDED
+    };
+    let mut out = Vec::new();
+    write_routed_request_head(&mut out, &head, &context(&via), &route);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "GET / HTTP/1.1\r\nHost: internal.example\r\nX-Forwarded-For: 10.9.9.9\r\n\
+         Via: 1.1 edge\r\nX-Forwarded-Proto: https\r\n\
+         X-Forwarded-Host: public.example\r\n\r\n"
+    );
+}
+
+#[test]
 fn edited_response_drops_removed_and_replaced_fields_but_not_on_interim_responses() {
     let ctx = ResponseContext {
         client_version: Version::Http11,
