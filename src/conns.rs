@@ -51,6 +51,9 @@ pub struct ConnTable {
     slots: RefCell<Vec<Option<ConnEntry>>>,
     free: RefCell<Vec<usize>>,
     active: Cell<usize>,
+    /// Connections waiting for a next request at the last sweep (counted by it, so that
+    /// marking a connection idle costs no more than the flag).
+    idle: Cell<usize>,
     /// When the last sweep ran.
     clock: Cell<Instant>,
 }
@@ -61,6 +64,7 @@ impl Default for ConnTable {
             slots: RefCell::default(),
             free: RefCell::default(),
             active: Cell::default(),
+            idle: Cell::default(),
             clock: Cell::new(coarse_now()),
         }
     }
@@ -184,7 +188,9 @@ impl ConnTable {
     pub fn sweep(&self, now: Instant, mut should_cut: impl FnMut(&Suspect) -> bool) {
         self.clock.set(now);
         let mut slots = self.slots.borrow_mut();
+        let mut idle = 0;
         for entry in slots.iter_mut().flatten() {
+            idle += usize::from(entry.idle);
             if let Some(suspect) = entry.suspect.as_mut().filter(|s| !s.cut)
                 && should_cut(suspect)
             {
@@ -200,6 +206,12 @@ impl ConnTable {
                 }
             }
         }
+        self.idle.set(idle);
+    }
+
+    /// Connections waiting for a next request, as of the last sweep.
+    pub fn idle(&self) -> usize {
+        self.idle.get()
     }
 
     fn with_entry(&self, index: usize, f: impl FnOnce(&mut ConnEntry)) {

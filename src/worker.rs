@@ -366,7 +366,7 @@ async fn sweep_deadlines(ctx: Rc<WorkerCtx>) {
         let generation = ctx.generation();
         ctx.conns
             .sweep(now, |suspect| generation.upstreams.should_cut(suspect, now));
-        ctx.metrics.sweep(ctx.conns.active());
+        ctx.metrics.sweep(ctx.conns.active(), ctx.conns.idle());
         for install in ctx.mailbox.take() {
             ctx.install(install);
         }

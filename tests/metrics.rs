@@ -390,3 +390,38 @@ fn the_admin_thread_stops_with_the_drain() {
         "admin listener still open"
     );
 }
+
+#[test]
+fn idle_keep_alive_connections_are_a_gauge_of_their_own() {
+    let live = app_backend();
+    let proxy = Proxy::start_with_config(&three_groups(live.addr(), closed_port_addr(), ""), &[]);
+    let on_live = proxy.addrs()[0];
+    let mut idle: Vec<RawClient> = (0..3).map(|_| RawClient::connect(on_live)).collect();
+    for client in &mut idle {
+        assert_eq!(get(client, "/"), 200);
+    }
+    // One more connection, in the middle of sending a head: open, not idle.
+    let mut busy = RawClient::connect(on_live);
+    busy.send(b"GET / HTTP/1.1\r\n");
+    let gauges = || {
+        let (_, text) = admin_get(admin_addr(&proxy), "/metrics", None);
+        let samples = parse_exposition(&text);
+        let worker = [("worker", "0")];
+        (
+            value(&samples, "ringproxy_client_connections_open", &worker),
+            value(&samples, "ringproxy_client_connections_idle", &worker),
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gauges() != (4.0, 3.0) {
+        assert!(Instant::now() < deadline, "open, idle: {:?}", gauges());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(idle);
+    busy.send(b"Host: t\r\n\r\n");
+    assert_eq!(busy.read_response().unwrap().status, 200);
+    while gauges() != (1.0, 1.0) {
+        assert!(Instant::now() < deadline, "open, idle: {:?}", gauges());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

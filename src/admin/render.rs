@@ -76,6 +76,12 @@ fn per_worker_connections(e: &mut Exposition, state: &AdminState) {
             "Client connections open, per worker (as of its last timer sweep).",
             Counter::OpenConnections,
         ),
+        (
+            "ringproxy_client_connections_idle",
+            Kind::Gauge,
+            "Client connections waiting for a next request, per worker (as of its last timer sweep).",
+            Counter::IdleConnections,
+        ),
     ];
     for (name, kind, help, counter) in families {
         e.family(name, kind, help);

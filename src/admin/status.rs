@@ -113,6 +113,7 @@ fn workers(
                 "worker": w,
                 "cpu": state.cpus.get(w).copied().flatten(),
                 "open_connections": metrics.counter(w, Counter::OpenConnections),
+                "idle_connections": metrics.counter(w, Counter::IdleConnections),
                 "accepted_connections": metrics.counter(w, Counter::Accepted),
                 "requests": counts.iter().sum::<u64>(),
                 "responses": by_class(counts),

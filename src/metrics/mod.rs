@@ -30,6 +30,8 @@ pub enum Counter {
     Accepted,
     /// Client connections open (a gauge, set by the timer sweep).
     OpenConnections,
+    /// Of those, the ones waiting for a next request (a gauge, set by the timer sweep).
+    IdleConnections,
     /// Backend connections opened.
     BackendOpened,
     /// Requests sent over a pooled backend connection.
@@ -41,7 +43,7 @@ pub enum Counter {
 }
 
 impl Counter {
-    const COUNT: usize = 6;
+    const COUNT: usize = 7;
 }
 
 /// Timeouts by kind.
@@ -225,12 +227,18 @@ impl WorkerMetrics {
             .record(Latency::UpstreamFirstByte, took);
     }
 
-    /// From the timer sweep: the open-connection gauge, and the histograms if a scrape waits.
-    pub fn sweep(&self, open_connections: usize) {
-        self.shared.counters.set(
+    /// From the timer sweep: the connection gauges, and the histograms if a scrape waits.
+    pub fn sweep(&self, open_connections: usize, idle_connections: usize) {
+        let counters = &self.shared.counters;
+        counters.set(
             self.worker,
             Counter::OpenConnections as usize,
             open_connections as u64,
+        );
+        counters.set(
+            self.worker,
+            Counter::IdleConnections as usize,
+            idle_connections as u64,
         );
         self.recorder
             .borrow_mut()
