@@ -333,3 +333,52 @@ fn ringproxy_reload_checks_the_file_then_signals_the_pid_file() {
     assert!(!pid_file.exists(), "the pid file is removed at exit");
     drop(proxy.dir);
 }
+
+#[test]
+fn status_shows_the_generation_and_a_kept_backends_ejection_survives_a_reload() {
+    let dead = closed_port_addr();
+    let live = Backend::echo();
+    let address = free_addr();
+    let groups = format!("\"{dead}\", \"{}\"", live.addr());
+    let config = |extra: &str| {
+        toml(1, &[(address, "app")], &[("app", groups.clone())])
+            + "[upstream.app.passive]\nmax_fails = 1\ncooldown = \"1h\"\nmax_cooldown = \"1h\"\n\n"
+            + "[admin]\naddress = \"127.0.0.1:0\"\n"
+            + extra
+    };
+    let mut proxy = Reloadable::start(&config(""));
+    // The dead backend fails one request (retried on the live one) and is ejected.
+    for _ in 0..2 {
+        assert_eq!(get(address, "/").status, 200);
+    }
+    let admin = admin_addr(&proxy.proxy);
+    let status = |admin| {
+        let (code, body) = admin_get(admin, "/status", None);
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    };
+    let health_of = |status: &serde_json::Value, address: SocketAddr| {
+        status["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["address"] == address.to_string())
+            .map(|b| b["health"].as_str().unwrap().to_owned())
+    };
+    let before = status(admin);
+    assert_eq!(before["generation"], 1);
+    assert_eq!(health_of(&before, dead).as_deref(), Some("ejected"));
+
+    proxy.reload(&config("# an edit\n"));
+    let after = status(admin);
+    assert_eq!(after["generation"], 2);
+    assert_eq!(health_of(&after, dead).as_deref(), Some("ejected"));
+    for _ in 0..4 {
+        assert_eq!(get(address, "/").status, 200);
+    }
+    assert_eq!(
+        live.requests().len(),
+        6,
+        "every request reached the live backend"
+    );
+}
