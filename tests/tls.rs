@@ -315,6 +315,17 @@ fn requests_reach_the_backend_marked_https_and_responses_carry_hsts() {
     );
     let requests = backend.wait_for_requests(1);
     assert_eq!(requests[0].header("x-forwarded-proto"), Some("https"));
+    // The proxy's own answers carry it too (here a 400 for two Host fields).
+    let mut tls = BufReader::new(rustls_client(&proxy, &pki));
+    tls.get_mut()
+        .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n")
+        .unwrap();
+    let head = read_head(&mut tls);
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    assert!(
+        head.contains("\r\nStrict-Transport-Security: max-age=600; includeSubDomains\r\n"),
+        "{head}"
+    );
 
     // A plain listener says http and adds no HSTS.
     let plain = Proxy::start_with_config(&config(&[backend.addr()], ""), &[]);

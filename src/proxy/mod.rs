@@ -456,6 +456,7 @@ impl Session {
     ) -> Next {
         // The same decision `HeadWriter::answer` wrote into the head: nothing came in since.
         let keep_alive = self.keeps_alive(request);
+        self.add_listener_fields_to_answer();
         if self.write_out(client).await.is_err() {
             return Next::Close;
         }
@@ -484,6 +485,20 @@ impl Session {
         self.out.extend_from_slice(b"\r\n");
     }
 
+    /// `add_listener_fields` for the proxy's own answer in `out`, whose body may follow its
+    /// head: an HTTPS listener's HSTS goes on every response it sends (RFC 6797 §8.1).
+    fn add_listener_fields_to_answer(&mut self) {
+        let fields = &self.generation.schemes[self.listener as usize].response_fields;
+        if fields.is_empty() {
+            return;
+        }
+        let Some(blank_line) = self.out.windows(4).position(|w| w == b"\r\n\r\n") else {
+            return;
+        };
+        let at = blank_line + 2;
+        self.out.splice(at..at, fields.iter().copied());
+    }
+
     /// Whether the connection may stay open after the response being prepared. While the
     /// worker drains, only to answer a next request the client has already sent (pipelined)
     /// before the grace ends: `Connection: close` tells the client in time, where closing an
@@ -509,6 +524,7 @@ impl Session {
         let exchange_buffers = &self.ctx.buffers.exchange;
         exchange_buffers.prepare(&mut self.out, &mut self.upstream_recv);
         write_error_response(&mut self.out, status, true);
+        self.add_listener_fields_to_answer();
         if self.write_out(client).await.is_err() {
             return Next::Close;
         }
