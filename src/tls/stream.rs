@@ -22,9 +22,17 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
 use monoio::net::TcpStream;
 use rustls::ServerConnection;
 
-/// Ciphertext read per socket read: one full TLS record with its header and the most an
-/// AEAD adds, so a record never needs two reads.
+/// Ciphertext read per socket read while records come large: one full TLS record with its
+/// header and the most an AEAD adds, so a record never needs two reads.
 const INCOMING: usize = 16 * 1024 + 256 + 5;
+/// Ciphertext read per socket read while records come small: a ClientHello (up to about
+/// 1.8 KiB with a post-quantum key share) or a request head. An idle keep-alive connection
+/// holds this, not `INCOMING`: 2,000 idle TLS connections cost 18.5 KiB each with a 16 KiB
+/// buffer, 16.5 KiB with this one (perf/2026-12-07-tls-idle-memory.md; nginx: 14.3 KiB).
+const INCOMING_SMALL: usize = 2048;
+/// Ciphertext capacity kept between writes; a larger buffer (a big response's) is freed
+/// once written, so that an idle connection does not hold it.
+const OUTGOING_KEPT: usize = 4096;
 
 /// What a client's first bytes say it is speaking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +55,8 @@ pub struct TlsStream {
     fed: usize,
     /// Ciphertext on its way to the socket; empty between writes.
     outgoing: Vec<u8>,
+    /// The last socket read filled `incoming`: more is coming, read `INCOMING` at a time.
+    large_reads: bool,
 }
 
 impl TlsStream {
@@ -54,9 +64,10 @@ impl TlsStream {
         Self {
             tcp,
             conn,
-            incoming: Vec::with_capacity(INCOMING),
+            incoming: Vec::with_capacity(INCOMING_SMALL),
             fed: 0,
             outgoing: Vec::new(),
+            large_reads: false,
         }
     }
 
@@ -132,11 +143,21 @@ impl TlsStream {
     }
 
     /// One socket read into the emptied incoming buffer; `false` at the end of the stream.
+    /// The buffer is small until a read fills it, and large until a read does not.
     async fn read_socket(&mut self) -> io::Result<bool> {
         let mut buf = std::mem::take(&mut self.incoming);
         buf.clear();
         self.fed = 0;
+        let wanted = if self.large_reads {
+            INCOMING
+        } else {
+            INCOMING_SMALL
+        };
+        if buf.capacity() != wanted {
+            buf = Vec::with_capacity(wanted);
+        }
         let (result, buf) = self.tcp.read(buf).await;
+        self.large_reads = buf.len() == buf.capacity();
         self.incoming = buf;
         Ok(result? > 0)
     }
@@ -160,6 +181,9 @@ impl TlsStream {
                     self.outgoing = buf;
                 }
             }
+        }
+        if self.outgoing.capacity() > OUTGOING_KEPT {
+            self.outgoing = Vec::new();
         }
         Ok(())
     }
