@@ -1,12 +1,14 @@
 //! The running process's side of an upgrade: start the new process, pass it the listening
 //! sockets, wait (bounded) until it is ready.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io;
 use std::net::TcpListener;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::thread;
@@ -22,9 +24,11 @@ const EXIT_WAIT: Duration = Duration::from_secs(5);
 /// How often a wait for a process to exit looks.
 const EXIT_POLL: Duration = Duration::from_millis(20);
 
-/// How to start this program again, recorded when it started: the path it was run from (a
+/// How to start this program again, recorded when it started: the path it was run from
+/// and its arguments. The path as it was typed (made absolute), not `/proc/self/exe`: a
 /// package manager that replaces the file leaves `/proc/self/exe` naming the deleted one,
-/// and the path naming the new one) and its arguments.
+/// and a deploy that switches a symlink leaves it naming the old target; the path names the
+/// new version in both cases.
 #[derive(Debug, Clone)]
 pub struct Relaunch {
     program: Result<PathBuf, String>,
@@ -33,9 +37,18 @@ pub struct Relaunch {
 
 impl Relaunch {
     pub fn record() -> Self {
+        let mut args = std::env::args_os();
+        let typed = args.next().and_then(|argv0| {
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            typed_path(&argv0, &path, std::env::current_dir().ok()?)
+        });
+        let program = match typed {
+            Some(program) => Ok(program),
+            None => std::env::current_exe().map_err(|e| e.to_string()),
+        };
         Self {
-            program: std::env::current_exe().map_err(|e| e.to_string()),
-            args: std::env::args_os().skip(1).collect(),
+            program,
+            args: args.collect(),
         }
     }
 
@@ -48,6 +61,25 @@ impl Relaunch {
         command.args(&self.args);
         Ok((command, program.display().to_string()))
     }
+}
+
+/// The executable file `argv0` named when this process started, as an absolute path:
+/// relative to `cwd` if it holds a `/`, else found in `path` as a shell would. `None` if it
+/// names no executable file (it is only a convention).
+fn typed_path(argv0: &OsStr, path: &OsStr, cwd: PathBuf) -> Option<PathBuf> {
+    let executable = |candidate: &Path| {
+        candidate
+            .metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    let named = Path::new(argv0);
+    if named.as_os_str().as_bytes().contains(&b'/') {
+        let absolute = cwd.join(named);
+        return executable(&absolute).then_some(absolute);
+    }
+    std::env::split_paths(path)
+        .map(|dir| cwd.join(dir).join(named))
+        .find(|candidate| executable(candidate))
 }
 
 /// The listening sockets a running process passes on, each with what it is.
@@ -371,6 +403,31 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn the_program_is_the_path_as_typed_made_absolute() {
+        let dir = std::env::temp_dir().join(format!("ringproxy-relaunch-{}", std::process::id()));
+        let bin = dir.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let program = bin.join("ringproxy");
+        std::fs::write(&program, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // A symlink switched by a deploy: the link's path, not its target, is kept.
+        let link = dir.join("current");
+        std::os::unix::fs::symlink(&program, &link).unwrap();
+        let typed =
+            |argv0: &str, path: &str| typed_path(OsStr::new(argv0), OsStr::new(path), dir.clone());
+        assert_eq!(typed("bin/ringproxy", ""), Some(program.clone()));
+        assert_eq!(typed(link.to_str().unwrap(), ""), Some(link.clone()));
+        assert_eq!(
+            typed("ringproxy", "/nonexistent:bin"),
+            Some(program.clone())
+        );
+        assert_eq!(typed("ringproxy", "/nonexistent"), None);
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(typed("bin/ringproxy", ""), None, "not executable");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
