@@ -44,15 +44,7 @@ pub struct OpenFileLimit {
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit.
 pub fn raise_open_file_limit() -> io::Result<OpenFileLimit> {
-    let mut current = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one `rlimit` into the local it is given. std has no safe
-    // wrapper for resource limits and no dependency of ours exposes one.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut current) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let current = current_limit()?;
     let target = if current.rlim_max == libc::RLIM_INFINITY {
         nr_open()
     } else {
@@ -78,6 +70,24 @@ pub fn raise_open_file_limit() -> io::Result<OpenFileLimit> {
         limit.raise_failed = Some((target, io::Error::last_os_error()));
     }
     Ok(limit)
+}
+
+/// The soft open-file limit: every descriptor of the process is below it.
+pub fn soft_limit() -> io::Result<u64> {
+    current_limit().map(|limit| limit.rlim_cur)
+}
+
+fn current_limit() -> io::Result<libc::rlimit> {
+    let mut current = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one `rlimit` into the local it is given. std has no safe
+    // wrapper for resource limits and no dependency of ours exposes one.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut current) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(current)
 }
 
 fn nr_open() -> u64 {

@@ -7,7 +7,9 @@
 //! config decides comes in a `generation`, which a reload replaces while requests run.
 //! Workers count into `metrics` (per-worker blocks, no contention); the `admin` thread
 //! serves them. On a TLS listener, `tls` does the handshake first and hands `proxy` the
-//! decrypted stream. `top` is the `ringproxy top` client of the admin listener.
+//! decrypted stream. `top` is the `ringproxy top` client of the admin listener. `upgrade`
+//! hands the listening sockets to a new binary (SIGUSR2), which tells systemd (`systemd`)
+//! that it took over.
 
 pub mod admin;
 pub mod clock;
@@ -23,7 +25,9 @@ pub mod plural;
 pub mod proxy;
 pub mod route;
 pub mod server;
+pub mod systemd;
 pub mod tls;
 pub mod top;
+pub mod upgrade;
 pub mod upstream;
 pub mod worker;

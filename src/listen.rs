@@ -1,4 +1,5 @@
-//! Listening sockets: one SO_REUSEPORT socket per worker per listener address.
+//! Listening sockets: one SO_REUSEPORT socket per worker per listener address (or those a
+//! binary upgrade passed on, see `adopt`).
 //!
 //! SO_REUSEPORT lets every worker own its accept queue, but it also lets an unrelated process
 //! that set the same option silently take a share of our connections. So before binding the
@@ -34,11 +35,12 @@ impl std::fmt::Display for ListenError {
 
 impl std::error::Error for ListenError {}
 
-/// The sockets for one configured listener address: `per_worker[i]` belongs to worker `i`.
+/// The sockets for one configured listener address: at least one per worker, `sockets[i]`
+/// accepted on by worker `i % workers`.
 pub struct BoundListener {
     /// The address actually bound (the real port when port 0 was asked for).
     pub local_addr: SocketAddr,
-    pub per_worker: Vec<TcpListener>,
+    pub sockets: Vec<TcpListener>,
 }
 
 /// Binds `addr` once per worker with SO_REUSEPORT, after checking nobody else listens there.
@@ -49,14 +51,24 @@ pub fn bind_reuseport(addr: SocketAddr, workers: usize) -> Result<BoundListener,
     let first = bind_one(addr).map_err(|e| ListenError::Bind(addr, e))?;
     // With port 0 the kernel picks a port for the first socket; the rest must join that one.
     let local_addr = first.local_addr().map_err(|e| ListenError::Bind(addr, e))?;
-    let mut per_worker = Vec::with_capacity(workers);
-    per_worker.push(first);
-    for _ in 1..workers {
-        per_worker.push(bind_one(local_addr).map_err(|e| ListenError::Bind(local_addr, e))?);
+    adopt(local_addr, vec![first], workers)
+}
+
+/// Listening sockets on `local_addr` that this process got rather than bound (from the
+/// process a binary upgrade replaces: the same sockets, their queued connections
+/// included), joined by new SO_REUSEPORT ones until every worker has one. No in-use probe:
+/// the address is in use, by these sockets.
+pub fn adopt(
+    local_addr: SocketAddr,
+    mut sockets: Vec<TcpListener>,
+    workers: usize,
+) -> Result<BoundListener, ListenError> {
+    while sockets.len() < workers {
+        sockets.push(bind_one(local_addr).map_err(|e| ListenError::Bind(local_addr, e))?);
     }
     Ok(BoundListener {
         local_addr,
-        per_worker,
+        sockets,
     })
 }
 
@@ -98,7 +110,7 @@ mod tests {
     #[test]
     fn second_bind_of_same_address_is_refused() {
         let first = bind_reuseport("127.0.0.1:0".parse().unwrap(), 2).unwrap();
-        assert_eq!(first.per_worker.len(), 2);
+        assert_eq!(first.sockets.len(), 2);
         let err = bind_reuseport(first.local_addr, 1).err().unwrap();
         assert!(matches!(err, ListenError::InUse(a) if a == first.local_addr));
     }
@@ -107,9 +119,19 @@ mod tests {
     fn accepted_connections_inherit_nodelay() {
         let bound = bind_reuseport("127.0.0.1:0".parse().unwrap(), 1).unwrap();
         let _client = std::net::TcpStream::connect(bound.local_addr).unwrap();
-        bound.per_worker[0].set_nonblocking(false).unwrap();
-        let (accepted, _) = bound.per_worker[0].accept().unwrap();
+        bound.sockets[0].set_nonblocking(false).unwrap();
+        let (accepted, _) = bound.sockets[0].accept().unwrap();
         assert!(accepted.nodelay().unwrap());
+    }
+
+    #[test]
+    fn adopted_sockets_are_joined_by_new_ones_on_the_same_address() {
+        let first = bind_reuseport("127.0.0.1:0".parse().unwrap(), 1).unwrap();
+        let adopted = adopt(first.local_addr, first.sockets, 3).unwrap();
+        assert_eq!(adopted.sockets.len(), 3);
+        for socket in &adopted.sockets {
+            assert_eq!(socket.local_addr().unwrap(), first.local_addr);
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@ use ringproxy::plural::count;
 use ringproxy::server::{self, Placement};
 use ringproxy::tls;
 use ringproxy::top::{Failure, TopOptions};
+use ringproxy::upgrade::{self, Relaunch};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -35,7 +36,7 @@ const VERSION: &str = concat!(
 const EXIT_STATUS: [(u8, &str); 3] = [
     (
         0,
-        "stopped after a drain (SIGTERM, SIGINT), or --check found no error",
+        "stopped after a drain (SIGTERM, SIGINT, or a binary upgrade's new process took over), or --check found no error",
     ),
     (
         1,
@@ -71,7 +72,10 @@ struct Cli {
 enum Command {
     /// Tell the running ringproxy to reload its configuration (SIGHUP), after checking it:
     /// an invalid file is reported here and the running one is not signalled.
-    Reload(ReloadArgs),
+    Reload(InstanceArgs),
+    /// Replace the running ringproxy with the binary now at its path (SIGUSR2), after
+    /// checking the configuration; waits until the new process serves.
+    Upgrade(InstanceArgs),
     /// Print the completion script for SHELL to stdout.
     Completions {
         #[arg(value_enum)]
@@ -99,9 +103,9 @@ struct TopArgs {
     once: bool,
 }
 
-/// `ringproxy reload`.
+/// `ringproxy reload` and `ringproxy upgrade`: which instance, and its configuration.
 #[derive(Args, Debug)]
-struct ReloadArgs {
+struct InstanceArgs {
     /// The configuration file the running instance was started with; checked first.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -147,8 +151,8 @@ struct RunArgs {
     /// Serve /metrics and /status here, e.g. 127.0.0.1:9901 (a bare port: on 127.0.0.1).
     #[arg(long, value_name = "ADDR", value_parser = config::parse_admin_address)]
     admin: Option<SocketAddr>,
-    /// Write the pid here once ready (what `ringproxy reload` signals); overrides
-    /// runtime.pid_file.
+    /// Write the pid here once ready (what `ringproxy reload` and `ringproxy upgrade`
+    /// signal); overrides runtime.pid_file.
     #[arg(long, value_name = "FILE")]
     pid_file: Option<PathBuf>,
 }
@@ -160,6 +164,7 @@ fn main() -> ExitCode {
         Some(Command::Completions { shell }) => print_completions(shell),
         Some(Command::Manpage) => print_manpage(),
         Some(Command::Reload(args)) => signal_reload(&args),
+        Some(Command::Upgrade(args)) => request_upgrade(&args),
         Some(Command::Top(args)) => top(args),
         None => run(&cli.run),
     }
@@ -168,6 +173,8 @@ fn main() -> ExitCode {
 /// Starts the proxy (or only checks, with `--check`): exit 2 for anything wrong with the
 /// configuration, the cpus it names included, 1 for what fails while running.
 fn run(cli: &RunArgs) -> ExitCode {
+    // Before anything could replace the file at this path.
+    let relaunch = Relaunch::record();
     let (config, tls) = match load_checked(cli) {
         Ok(loaded) => loaded,
         Err(message) => {
@@ -205,9 +212,17 @@ fn run(cli: &RunArgs) -> ExitCode {
         println!("config OK: {}", counts.join(", "));
         return ExitCode::SUCCESS;
     }
+    let takeover = match upgrade::inherit() {
+        Ok(takeover) => takeover,
+        Err(message) => {
+            eprintln!("ringproxy: upgrade: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
     let reload_cli = cli.clone();
     let reload: server::Reloader = Box::new(move || load_checked(&reload_cli));
-    match server::run(config, placement, tls, reload) {
+    let lineage = server::Lineage { relaunch, takeover };
+    match server::run(config, placement, tls, reload, lineage) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("ringproxy: {message}");
@@ -269,28 +284,10 @@ fn load_checked(cli: &RunArgs) -> Result<(Config, tls::TlsListeners), String> {
 
 /// `ringproxy reload`: checks the file, then signals the instance its pid file names. Exit 2
 /// for an invalid file or command line, 1 when the instance cannot be signalled.
-fn signal_reload(args: &ReloadArgs) -> ExitCode {
-    let mut pid_file = args.pid_file.clone();
-    if let Some(path) = &args.config {
-        // As `ringproxy --config PATH` would read it.
-        let file_args = RunArgs {
-            config: Some(path.clone()),
-            ..RunArgs::default()
-        };
-        match load_checked(&file_args) {
-            Ok((config, _)) => pid_file = pid_file.or(config.runtime.pid_file),
-            Err(errors) => {
-                eprintln!("{errors}");
-                eprintln!("ringproxy: reload: not signalled, the running configuration stays");
-                return ExitCode::from(2);
-            }
-        }
-    }
-    let Some(pid_file) = pid_file else {
-        eprintln!(
-            "ringproxy: reload: which instance? give --pid-file FILE, or --config FILE with runtime.pid_file set"
-        );
-        return ExitCode::from(2);
+fn signal_reload(args: &InstanceArgs) -> ExitCode {
+    let pid_file = match instance(args, "reload", "the running configuration stays") {
+        Ok(pid_file) => pid_file,
+        Err(code) => return code,
     };
     let signalled = pidfile::read(&pid_file)
         .and_then(|pid| pidfile::signal_ringproxy(pid, libc::SIGHUP).map(|()| pid));
@@ -304,6 +301,53 @@ fn signal_reload(args: &ReloadArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `ringproxy upgrade`: checks the file, signals the instance its pid file names, and waits
+/// until a new process serves. Exit 2 for an invalid file or command line, 1 when the
+/// upgrade did not happen (the running process serves on).
+fn request_upgrade(args: &InstanceArgs) -> ExitCode {
+    let pid_file = match instance(args, "upgrade", "the running process serves on") {
+        Ok(pid_file) => pid_file,
+        Err(code) => return code,
+    };
+    match upgrade::request(&pid_file, upgrade::REQUEST_WAIT) {
+        Ok((old, new)) => {
+            println!("ringproxy: upgraded: pid {new} serves; pid {old} drains and exits");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("ringproxy: upgrade: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The pid file of the instance `args` names, once its configuration (if given) is found
+/// valid; else the exit code, the problem printed (`verb` and `kept` say what was not done).
+fn instance(args: &InstanceArgs, verb: &str, kept: &str) -> Result<PathBuf, ExitCode> {
+    let mut pid_file = args.pid_file.clone();
+    if let Some(path) = &args.config {
+        // As `ringproxy --config PATH` would read it.
+        let file_args = RunArgs {
+            config: Some(path.clone()),
+            ..RunArgs::default()
+        };
+        match load_checked(&file_args) {
+            Ok((config, _)) => pid_file = pid_file.or(config.runtime.pid_file),
+            Err(errors) => {
+                eprintln!("{errors}");
+                eprintln!("ringproxy: {verb}: not signalled, {kept}");
+                return Err(ExitCode::from(2));
+            }
+        }
+    }
+    pid_file.ok_or_else(|| {
+        eprintln!(
+            "ringproxy: {verb}: which instance? give --pid-file FILE, or --config FILE with runtime.pid_file set"
+        );
+        ExitCode::from(2)
+    })
 }
 
 fn build_config(cli: &RunArgs) -> Result<Config, String> {
@@ -494,7 +538,22 @@ fn manpage_sections(cli: &clap::Command) -> Roff {
             "SIGHUP re-reads the configuration and, if it is valid, serves new requests with \
              it; requests and connections in flight are kept. An invalid file is logged \
              (\"reload rejected\") and the running configuration stays.",
-        )]);
+        )])
+        .control("PP", [])
+        .text([
+            roman(
+                "SIGUSR2 upgrades the binary without closing a listening socket: ringproxy \
+                 starts the program at the path it was started from (a file replaced there is \
+                 the new version) with the same arguments, and passes it every listening \
+                 socket over a Unix socket. Once the new process serves (its pid in the pid \
+                 file), the old one stops accepting, drains as for SIGTERM and exits 0; \
+                 connections waiting in a listen queue are served by the new one. A new \
+                 process that exits, or is not ready within 30 seconds, is stopped and the old \
+                 one serves on. A second SIGUSR2 during an upgrade is refused. ",
+            ),
+            bold("ringproxy upgrade"),
+            roman(" does this and waits for the outcome."),
+        ]);
     page.control("SH", ["FILES"])
         .control("TP", [])
         .text([roman("/etc/ringproxy/ringproxy.toml")])

@@ -1,5 +1,5 @@
 //! The pid file: written once the proxy is ready, removed when it stops, read by
-//! `ringproxy reload` to find the process to signal.
+//! `ringproxy reload` and `ringproxy upgrade` to find the process to signal.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -11,14 +11,34 @@ pub struct PidFile {
 }
 
 impl PidFile {
-    /// Writes this process's pid to `path` (a file replaced whole: a reader never sees half).
+    /// Writes this process's pid to `path`.
     pub fn write(path: &Path) -> io::Result<Self> {
-        let mut partial = path.as_os_str().to_owned();
-        partial.push(".partial");
-        std::fs::write(&partial, format!("{}\n", std::process::id()))?;
-        std::fs::rename(&partial, path)?;
+        write_own_pid(path)?;
         Ok(Self { path: path.into() })
     }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes this process's pid again if the file names another (a new process of a binary
+    /// upgrade that failed after it wrote its own).
+    pub fn reclaim(&self) -> io::Result<()> {
+        if read(&self.path).ok() == Some(std::process::id()) {
+            return Ok(());
+        }
+        write_own_pid(&self.path)
+    }
+}
+
+/// Writes this process's pid to `path`, replacing the file whole (a reader never sees half;
+/// the two processes of an upgrade never write the same partial file).
+fn write_own_pid(path: &Path) -> io::Result<()> {
+    let pid = std::process::id();
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(format!(".{pid}.partial"));
+    std::fs::write(&partial, format!("{pid}\n"))?;
+    std::fs::rename(&partial, path)
 }
 
 impl Drop for PidFile {
@@ -49,23 +69,49 @@ pub fn read(path: &Path) -> Result<u32, String> {
 /// Sends `signal` to the ringproxy process `pid`, after checking that it is one (a stale pid
 /// file may name another program by now).
 pub fn signal_ringproxy(pid: u32, signal: i32) -> Result<(), String> {
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+    check_ringproxy(pid)?;
+    send_signal(pid, signal).map_err(|e| format!("cannot signal process {pid}: {e}"))
+}
+
+/// Whether `pid` is a running ringproxy process (not one that has exited and awaits its
+/// parent, and not another program that got the number since).
+pub fn check_ringproxy(pid: u32) -> Result<(), String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map_err(|_| format!("no process {pid}: is ringproxy running?"))?;
-    let name = comm.trim();
+    // `PID (COMM) STATE ...`: the name may hold spaces and parentheses, the state follows
+    // the last `)`.
+    let (name, state) = stat
+        .split_once('(')
+        .and_then(|(_, rest)| rest.rsplit_once(')'))
+        .map(|(name, rest)| (name, rest.trim_start().chars().next()))
+        .ok_or_else(|| format!("cannot read /proc/{pid}/stat"))?;
     if name != "ringproxy" {
         return Err(format!(
             "process {pid} is {name:?}, not ringproxy: a stale pid file?"
         ));
     }
-    let pid = i32::try_from(pid).map_err(|_| format!("no process {pid}"))?;
-    // SAFETY: kill(2) takes integers and touches no memory of ours.
-    if unsafe { libc::kill(pid, signal) } != 0 {
-        return Err(format!(
-            "cannot signal process {pid}: {}",
-            io::Error::last_os_error()
-        ));
+    if matches!(state, Some('Z' | 'X')) {
+        return Err(format!("no process {pid}: it has exited"));
     }
     Ok(())
+}
+
+/// Sends `signal` to process `pid`.
+pub fn send_signal(pid: u32, signal: i32) -> io::Result<()> {
+    let pid = i32::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::NotFound))?;
+    // SAFETY: kill(2) takes integers and touches no memory of ours.
+    if unsafe { libc::kill(pid, signal) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Where the running process leaves the reason a binary upgrade failed, next to its pid
+/// file, for `ringproxy upgrade` to report.
+pub fn upgrade_failure_path(pid_file: &Path) -> PathBuf {
+    let mut path = pid_file.as_os_str().to_owned();
+    path.push(".upgrade-failed");
+    path.into()
 }
 
 #[cfg(test)]

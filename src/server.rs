@@ -1,6 +1,7 @@
-//! Process lifecycle: plan the workers, bind the listeners, start the worker threads, report
-//! readiness; then, on the main thread, turn SIGHUP into a reload (a new config generation,
-//! see `generation`) and SIGTERM/SIGINT into a graceful drain.
+//! Process lifecycle: plan the workers, bind the listeners (or take those of the process a
+//! binary upgrade replaces), start the worker threads, report readiness; then, on the main
+//! thread, turn SIGHUP into a reload (a new config generation, see `generation`), SIGUSR2
+//! into a binary upgrade (see `upgrade`) and SIGTERM/SIGINT into a graceful drain.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
@@ -10,7 +11,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR2};
 use signal_hook::iterator::Signals;
 use socket2::SockRef;
 
@@ -20,11 +21,13 @@ use crate::fdlimit::{self, WorkerShare};
 use crate::generation::{
     Current, ListenerId, ListenerIds, SharedGeneration, check_limits, describe_changes,
 };
-use crate::listen::bind_reuseport;
+use crate::listen::{BoundListener, adopt, bind_reuseport};
 use crate::metrics::{Labels, Metrics};
-use crate::pidfile::PidFile;
+use crate::pidfile::{self, PidFile};
 use crate::plural::count;
+use crate::systemd;
 use crate::tls::TlsListeners;
+use crate::upgrade::{self, Handover, Inherited, Outcome, Predecessor, Relaunch, Role};
 use crate::upstream::health::{HealthTable, spawn_checker};
 use crate::upstream::ids::BackendIds;
 use crate::upstream::load::LoadBoard;
@@ -136,14 +139,25 @@ const INSTALL_WAIT: Duration = Duration::from_secs(5);
 /// How often the main thread wakes without an event, to notice an install that is late.
 const CONTROL_POLL: Duration = Duration::from_millis(500);
 
-/// Runs the proxy until a shutdown signal has been handled. `Err` is a start-up failure or
-/// a worker that died, described for the user. `tls` holds, per listener, the certificates
+/// How the process came to be, and how to start its successor.
+pub struct Lineage {
+    /// How to start this program again for a binary upgrade.
+    pub relaunch: Relaunch,
+    /// In a process a binary upgrade started: the process it replaces, and the listening
+    /// sockets it passed.
+    pub takeover: Option<(Predecessor, Inherited)>,
+}
+
+/// Runs the proxy until a shutdown signal has been handled, or a binary upgrade's new
+/// process has taken over and this one has drained. `Err` is a start-up failure or a
+/// worker that died, described for the user. `tls` holds, per listener, the certificates
 /// `tls::load` read; `reload` reads the config again on SIGHUP.
 pub fn run(
     config: Config,
     placement: Placement,
     tls: TlsListeners,
     reload: Reloader,
+    lineage: Lineage,
 ) -> Result<(), String> {
     if let Some(warning) = placement.crowding() {
         eprintln!("ringproxy: warning: {warning}");
@@ -151,8 +165,27 @@ pub fn run(
     let cpus = placement.cpus;
     let workers = cpus.len();
     let fds = plan_open_files(&config, workers);
+    // Kept until this process ends: its socket's close tells the predecessor that this one
+    // has, if it has not said it is ready.
+    let (predecessor, mut inherited) = match lineage.takeover {
+        Some((predecessor, inherited)) => {
+            eprintln!(
+                "ringproxy: upgrade: taking over {} from pid {}",
+                inherited.describe(),
+                predecessor.pid()
+            );
+            (Some(predecessor), inherited)
+        }
+        None => (None, Inherited::default()),
+    };
     let admin_listener = match &config.admin {
-        Some(settings) => Some((admin::bind(settings)?, settings.clone())),
+        Some(settings) => {
+            let listener = match inherited.take_admin(settings.address) {
+                Some(listener) => listener,
+                None => admin::bind(settings)?,
+            };
+            Some((listener, settings.clone()))
+        }
         None => None,
     };
     // Our own handle on the admin socket: shutting it down wakes the admin thread's accept.
@@ -165,12 +198,24 @@ pub fn run(
         );
     }
     let (events_tx, events) = mpsc::channel();
-    let signals = Signals::new([SIGTERM, SIGINT, SIGHUP])
+    let signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR2])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    let mut control = Control::new(workers, reload);
+    let mut control = Control::new(workers, reload, lineage.relaunch, events_tx.clone());
+    control.inherited = inherited;
+    if let Some((listener, settings)) = &admin_listener {
+        let copy = listener
+            .try_clone()
+            .map_err(|e| format!("cannot clone the admin listener: {e}"))?;
+        control.admin = Some((settings.address, copy));
+    }
     let (first, installs) = control
         .prepare(config, tls)
         .map_err(|rejected| rejected.reason)?;
+    for address in std::mem::take(&mut control.inherited).left() {
+        eprintln!(
+            "ringproxy: upgrade: {address} is not in the configuration: closed once the old process exits"
+        );
+    }
     let mut installs = installs.into_iter();
     control.adopt(first.clone());
     let current = control.current.clone().ok_or("no config generation")?;
@@ -238,7 +283,7 @@ pub fn run(
     for line in listening_lines(&first) {
         eprintln!("ringproxy: {line}");
     }
-    let pid_file = match first.config.runtime.pid_file.as_deref().map(PidFile::write) {
+    control.pid_file = match first.config.runtime.pid_file.as_deref().map(PidFile::write) {
         Some(Err(e)) => {
             trigger_shutdown(&shutdown, &wake_handles);
             join_all(threads);
@@ -248,7 +293,17 @@ pub fn run(
         Some(Ok(file)) => Some(file),
         None => None,
     };
-    eprintln!("ringproxy: ready ({})", count(workers, "worker"));
+    let ready = format!("ready ({})", count(workers, "worker"));
+    eprintln!("ringproxy: {ready}");
+    systemd::notify_ready(&ready);
+    if let Some(predecessor) = &predecessor
+        && let Err(e) = predecessor.tell_ready()
+    {
+        eprintln!(
+            "ringproxy: upgrade: cannot tell pid {} that this process is ready ({e}); both serve until it gives up on this one",
+            predecessor.pid()
+        );
+    }
 
     thread::Builder::new()
         .name("ringproxy-signals".into())
@@ -259,11 +314,12 @@ pub fn run(
     join_all(threads);
     control.stop_checker();
     join_all(admin_thread.into_iter().collect());
-    drop(pid_file);
+    drop(control.pid_file.take());
     // Only a drain ends without a fault: its last word, once nothing runs any more.
     if result.is_ok() {
         eprintln!("ringproxy: stopped");
     }
+    drop(predecessor);
     result
 }
 
@@ -303,10 +359,10 @@ impl From<String> for Rejected {
 }
 
 /// A listener's sockets, as the main thread keeps them: a copy of each worker's (the same
-/// sockets), dropped when a reload removes the listener.
+/// sockets), dropped when a reload removes the listener, passed on by a binary upgrade.
 struct Listening {
     address: SocketAddr,
-    _per_worker: Vec<TcpListener>,
+    sockets: Vec<TcpListener>,
 }
 
 /// The active health checker of the current generation, and how to stop it.
@@ -322,10 +378,27 @@ struct PendingInstall {
     since: Instant,
 }
 
+/// A binary upgrade under way: its new process.
+struct UpgradeUnderWay {
+    pid: u32,
+}
+
 /// The main thread's state: what a reload starts from and what it replaces.
 struct Control {
     workers: usize,
     reload: Reloader,
+    relaunch: Relaunch,
+    /// Where a binary upgrade's thread reports how it ended.
+    events: mpsc::Sender<Event>,
+    /// Sockets passed by the process this one replaces, until the first generation takes
+    /// them.
+    inherited: Inherited,
+    /// The admin listener's configured address, and a copy of its socket to pass on.
+    admin: Option<(SocketAddr, TcpListener)>,
+    pid_file: Option<PidFile>,
+    upgrade: Option<UpgradeUnderWay>,
+    /// A stop signal came (a second one exits at once).
+    stop_signalled: bool,
     /// The generation serving new requests (none before the first).
     generation: Option<Arc<SharedGeneration>>,
     /// What the admin thread reads (from the first generation on).
@@ -343,10 +416,22 @@ struct Control {
 }
 
 impl Control {
-    fn new(workers: usize, reload: Reloader) -> Self {
+    fn new(
+        workers: usize,
+        reload: Reloader,
+        relaunch: Relaunch,
+        events: mpsc::Sender<Event>,
+    ) -> Self {
         Self {
             workers,
             reload,
+            relaunch,
+            events,
+            inherited: Inherited::default(),
+            admin: None,
+            pid_file: None,
+            upgrade: None,
+            stop_signalled: false,
             generation: None,
             current: None,
             backend_ids: BackendIds::default(),
@@ -362,7 +447,8 @@ impl Control {
     }
 
     /// Builds the next generation from `config`: numbers its backends and listeners, binds
-    /// the listeners it adds, carries health over. Returns it with one `Install` per worker.
+    /// the listeners it adds (or takes the sockets a binary upgrade passed for their
+    /// addresses), carries health over. Returns it with one `Install` per worker.
     /// Nothing changes for the running generation until `adopt`, and a rejected config
     /// leaves no trace but backend numbers (kept for when those backends come).
     fn prepare(
@@ -395,7 +481,7 @@ impl Control {
                 addresses.push(listening.address);
                 continue;
             }
-            match bind_reuseport(listener.address, self.workers) {
+            match self.listen(listener.address) {
                 Ok(sockets) => {
                     addresses.push(sockets.local_addr);
                     bound.push((id, sockets));
@@ -407,18 +493,18 @@ impl Control {
             }
         }
         for (id, listener) in bound {
-            let mut copies = Vec::with_capacity(self.workers);
-            for (worker, socket) in sockets.iter_mut().zip(listener.per_worker) {
+            let mut copies = Vec::with_capacity(listener.sockets.len());
+            for (index, socket) in listener.sockets.into_iter().enumerate() {
                 copies.push(
                     socket
                         .try_clone()
                         .map_err(|e| format!("cannot clone listener: {e}"))?,
                 );
-                worker.push((id, socket));
+                sockets[index % self.workers].push((id, socket));
             }
             let listening = Listening {
                 address: listener.local_addr,
-                _per_worker: copies,
+                sockets: copies,
             };
             self.listening.insert(id, listening);
         }
@@ -454,6 +540,15 @@ impl Control {
         Ok((generation, installs))
     }
 
+    /// The sockets for a listener configured at `address`: those a binary upgrade passed for
+    /// it, else new ones.
+    fn listen(&mut self, address: SocketAddr) -> Result<BoundListener, crate::listen::ListenError> {
+        match self.inherited.take_listener(address) {
+            Some((bound, sockets)) => adopt(bound, sockets, self.workers),
+            None => bind_reuseport(address, self.workers),
+        }
+    }
+
     /// Makes `generation` the current one for the main and admin threads, and forgets the
     /// listeners it no longer has (the workers close their copies when they install it).
     fn adopt(&mut self, generation: Arc<SharedGeneration>) {
@@ -470,6 +565,13 @@ impl Control {
     /// Re-reads the config (SIGHUP) and, if it is valid, hands the workers the new
     /// generation; an invalid one is rejected with its errors, and the running one stays.
     fn reload(&mut self) {
+        if let Some(upgrade) = &self.upgrade {
+            eprintln!(
+                "ringproxy: reload refused: a binary upgrade is under way (new process pid {}), which reads the configuration itself; reload again once it is over",
+                upgrade.pid
+            );
+            return;
+        }
         if self.pending.is_some() {
             self.reload_again = true;
             return;
@@ -584,8 +686,150 @@ impl Control {
         }
     }
 
-    /// The main thread's loop: reloads on SIGHUP, drains on SIGTERM/SIGINT, and waits until
-    /// every worker thread has finished. A worker that stops before a shutdown was asked for
+    /// SIGUSR2: starts this program again, passing it every listening socket (see
+    /// `upgrade`). One upgrade at a time, and none while stopping.
+    fn start_upgrade(&mut self, shutdown: &AtomicBool) {
+        if shutdown.load(Ordering::Acquire) {
+            eprintln!("ringproxy: upgrade refused: this process is stopping");
+            return;
+        }
+        if let Some(upgrade) = &self.upgrade {
+            eprintln!(
+                "ringproxy: upgrade refused: one is under way (new process pid {})",
+                upgrade.pid
+            );
+            return;
+        }
+        if let Some(pid_file) = &self.pid_file {
+            let _ = std::fs::remove_file(pidfile::upgrade_failure_path(pid_file.path()));
+        }
+        let handover = match self.handover() {
+            Ok(handover) => handover,
+            Err(reason) => return self.upgrade_failed(&reason),
+        };
+        let passed = handover.describe();
+        let events = self.events.clone();
+        let report = move |outcome| {
+            let _ = events.send(Event::Upgrade(outcome));
+        };
+        // A new process that must be stopped gets as long to drain as this one would.
+        let drain = self
+            .generation
+            .as_ref()
+            .map_or(Duration::ZERO, |g| g.config.timeouts.drain);
+        let stop_wait = drain + Duration::from_secs(1);
+        match upgrade::start(
+            &self.relaunch,
+            handover,
+            upgrade::READY_TIMEOUT,
+            stop_wait,
+            report,
+        ) {
+            Ok(pid) => {
+                eprintln!("ringproxy: upgrade: started pid {pid} with {passed}");
+                self.upgrade = Some(UpgradeUnderWay { pid });
+            }
+            Err(reason) => self.upgrade_failed(&reason),
+        }
+    }
+
+    /// Copies of every listening socket, each described.
+    fn handover(&self) -> Result<Handover, String> {
+        let generation = self.generation.as_ref().ok_or("no config generation")?;
+        let copy = |socket: &TcpListener| {
+            socket
+                .try_clone()
+                .map_err(|e| format!("cannot copy a listening socket: {e}"))
+        };
+        let mut handover = Handover::default();
+        let listeners = generation.config.listeners.iter();
+        for (listener, id) in listeners.zip(&generation.listener_ids) {
+            let Some(listening) = self.listening.get(id) else {
+                continue;
+            };
+            for (index, socket) in listening.sockets.iter().enumerate() {
+                let role = Role::Listener {
+                    configured: listener.address,
+                    bound: listening.address,
+                    index,
+                };
+                handover.push(role, copy(socket)?);
+            }
+        }
+        if let Some((configured, socket)) = &self.admin {
+            let bound = socket
+                .local_addr()
+                .map_err(|e| format!("cannot read the admin listener's address: {e}"))?;
+            let role = Role::Admin {
+                configured: *configured,
+                bound,
+            };
+            handover.push(role, copy(socket)?);
+        }
+        Ok(handover)
+    }
+
+    /// How the upgrade under way ended: the new process serves (this one stops accepting,
+    /// drains and exits), or it is gone (this one serves on).
+    fn upgrade_ended(&mut self, outcome: Outcome, shutdown: &AtomicBool) {
+        self.upgrade = None;
+        match outcome {
+            Outcome::Ready { pid } if shutdown.load(Ordering::Acquire) => {
+                eprintln!("ringproxy: upgrade: pid {pid} is ready, but both were told to stop");
+            }
+            Outcome::Ready { pid } => {
+                eprintln!(
+                    "ringproxy: upgrade: pid {pid} serves; this process stops accepting, drains and exits"
+                );
+                // No wake handles: the admin listener is shared with the new process now,
+                // and shutting it would end it there too. The admin thread sees the flag
+                // within its accept timeout.
+                trigger_shutdown(shutdown, &[]);
+            }
+            Outcome::Failed { reason, .. } => self.upgrade_failed(&reason),
+        }
+    }
+
+    /// Says why an upgrade failed, in the log and next to the pid file (for `ringproxy
+    /// upgrade`); this process serves on, and is the service's main process again.
+    fn upgrade_failed(&self, reason: &str) {
+        eprintln!("ringproxy: upgrade failed: {reason}; this process serves on");
+        systemd::notify_main_pid();
+        let Some(pid_file) = &self.pid_file else {
+            return;
+        };
+        if let Err(e) = pid_file.reclaim() {
+            eprintln!("ringproxy: cannot write the pid file again: {e}");
+        }
+        let failure = pidfile::upgrade_failure_path(pid_file.path());
+        if let Err(e) = std::fs::write(&failure, format!("upgrade failed: {reason}\n")) {
+            eprintln!("ringproxy: cannot write {}: {e}", failure.display());
+        }
+    }
+
+    /// SIGTERM or SIGINT: drain and exit (a new process still starting is stopped too); a
+    /// second one exits at once.
+    fn stop(&mut self, signal: i32, shutdown: &AtomicBool, wake_handles: &[TcpListener]) {
+        if self.stop_signalled {
+            eprintln!("ringproxy: second signal {signal}: exiting without draining");
+            std::process::exit(1);
+        }
+        self.stop_signalled = true;
+        if let Some(upgrade) = &self.upgrade {
+            let _ = pidfile::send_signal(upgrade.pid, SIGTERM);
+        }
+        if shutdown.load(Ordering::Acquire) {
+            eprintln!("ringproxy: signal {signal}: already draining; a second one exits at once");
+            return;
+        }
+        eprintln!("ringproxy: signal {signal}: draining in-flight requests");
+        systemd::notify_stopping();
+        trigger_shutdown(shutdown, wake_handles);
+    }
+
+    /// The main thread's loop: reloads on SIGHUP, upgrades on SIGUSR2, drains on
+    /// SIGTERM/SIGINT or once an upgrade's new process serves, and waits until every worker
+    /// thread has finished. A worker that stops before a shutdown was asked for
     /// is a fault: the others are drained and the process reports failure.
     fn serve(
         &mut self,
@@ -622,14 +866,9 @@ impl Control {
                 } => self.answered(index, generation, Some(reason)),
                 Event::Signal(SIGHUP) if !shutdown.load(Ordering::Acquire) => self.reload(),
                 Event::Signal(SIGHUP) => {}
-                Event::Signal(signal) => {
-                    if shutdown.load(Ordering::Acquire) {
-                        eprintln!("ringproxy: second signal {signal}: exiting without draining");
-                        std::process::exit(1);
-                    }
-                    eprintln!("ringproxy: signal {signal}: draining in-flight requests");
-                    trigger_shutdown(shutdown, wake_handles);
-                }
+                Event::Signal(SIGUSR2) => self.start_upgrade(shutdown),
+                Event::Upgrade(outcome) => self.upgrade_ended(outcome, shutdown),
+                Event::Signal(signal) => self.stop(signal, shutdown, wake_handles),
                 Event::Started { .. } | Event::Failed { .. } => {}
             }
         }

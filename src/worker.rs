@@ -92,9 +92,13 @@ pub enum Event {
     Exited { index: usize },
     /// A signal the process received.
     Signal(i32),
+    /// How a binary upgrade ended (from the thread that follows it).
+    Upgrade(crate::upgrade::Outcome),
 }
 
-/// A new config generation for one worker, and the sockets of the listeners it adds.
+/// A new config generation for one worker, and the sockets of the listeners it adds (one
+/// or more per listener: after a binary upgrade from a process with more workers, some
+/// workers accept on several).
 pub struct Install {
     pub generation: Arc<SharedGeneration>,
     pub sockets: Vec<(ListenerId, TcpListener)>,
@@ -132,7 +136,7 @@ impl Mailbox {
 pub struct WorkerPlan {
     pub index: usize,
     pub cpu: Option<usize>,
-    /// The first generation, and one socket per listener (the worker's own).
+    /// The first generation, and the worker's own sockets of each listener.
     pub install: Install,
     /// Per-core in-flight counts per backend, read by every worker.
     pub load: Arc<LoadBoard>,
@@ -285,7 +289,7 @@ async fn serve(mut plan: WorkerPlan, driver: Driver) {
     drain(&ctx).await;
 }
 
-/// A listener's accept loop, as the worker sees it from outside.
+/// An accept loop on one socket of a listener, as the worker sees it from outside.
 struct AcceptLoop {
     listener: ListenerId,
     /// Cancels the accept waiting in the ring; `None` once stopped.
@@ -327,7 +331,10 @@ async fn accept_loop(
             }
         }
     }
-    ctx.accepting.borrow_mut().retain(|l| l.listener != id);
+    // Only this loop: the worker may accept on other sockets of the same listener.
+    ctx.accepting
+        .borrow_mut()
+        .retain(|l| !Rc::ptr_eq(&l.stopped, &stopped));
 }
 
 async fn housekeeping(ctx: Rc<WorkerCtx>) {

@@ -9,7 +9,7 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const SANDBOX: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -305,4 +305,36 @@ fn without_aio_io_uring_is_refused_and_without_resources_pinning_is() {
             ),
         }
     }
+}
+
+/// The unit's seccomp settings allow a binary upgrade: the socket pair, passing descriptors,
+/// close_range and exec; the new process runs under the same filter (it is inherited).
+#[test]
+fn under_the_units_sandbox_a_binary_upgrade_hands_over() {
+    become_subreaper();
+    let package = package();
+    let backend = Backend::echo();
+    let mut proxy = start_sandboxed(package, &[], &backend)
+        .unwrap_or_else(|e| panic!("under the unit's sandbox: {e}"));
+    proxy.signal("USR2");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let new: u32 = loop {
+        let lines = proxy.stderr_lines();
+        let handed_over = lines.iter().find_map(|l| {
+            l.strip_prefix("ringproxy: upgrade: pid ")?
+                .strip_suffix(" serves; this process stops accepting, drains and exits")?
+                .parse()
+                .ok()
+        });
+        if let Some(pid) = handed_over {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "no handover: {lines:#?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let old = proxy.wait_exit(Duration::from_secs(20));
+    assert!(old.is_some_and(|s| s.success()), "the old process: {old:?}");
+    assert_eq!(get(proxy.addr(), "/upgraded").status, 200);
+    kill_pid(new, libc::SIGTERM);
+    assert_eq!(reap(new, Duration::from_secs(20)), Ok(Some(0)));
 }

@@ -28,6 +28,10 @@ use status::RateWindow;
 /// How long a scrape waits for the workers to publish their latency histograms (each does
 /// within a timer sweep, 50 ms, unless it is overloaded: then the last publication serves).
 const PUBLISH_WAIT: Duration = Duration::from_millis(250);
+/// How long the admin thread waits in accept before it looks at the shutdown flag again:
+/// after a binary upgrade the listener is shared with the new process, and shutting it to
+/// wake the accept would end it there too.
+const ACCEPT_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// What the admin thread reads: shared handles, never anything a worker locks.
 pub struct AdminState {
@@ -54,13 +58,15 @@ pub fn bind(admin: &AdminConfig) -> Result<TcpListener, String> {
         .map_err(|e| format!("cannot listen for admin on {}: {e}", admin.address))
 }
 
-/// Serves on `listener` until `shutdown` is raised and the listener is shut down (which
-/// wakes the blocked accept).
+/// Serves on `listener` until `shutdown` is raised: seen at once if the listener is shut
+/// down (which wakes the blocked accept), else within `ACCEPT_TIMEOUT`.
 pub fn spawn(
     listener: TcpListener,
     state: AdminState,
     shutdown: Arc<AtomicBool>,
 ) -> std::io::Result<JoinHandle<()>> {
+    // SO_RCVTIMEO bounds a blocking accept.
+    socket2::SockRef::from(&listener).set_read_timeout(Some(ACCEPT_TIMEOUT))?;
     thread::Builder::new()
         .name("ringproxy-admin".into())
         .spawn(move || serve(&listener, &state, &shutdown))
@@ -72,6 +78,7 @@ fn serve(listener: &TcpListener, state: &AdminState, shutdown: &AtomicBool) {
         match listener.accept() {
             Ok((stream, peer)) => answer(stream, peer.ip(), state, &mut window),
             Err(_) if shutdown.load(Ordering::Acquire) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             // Out of descriptors, say: the client waits in the queue; do not spin.
             Err(_) => thread::sleep(Duration::from_millis(50)),
         }

@@ -246,6 +246,49 @@ impl Drop for Proxy {
     }
 }
 
+/// Makes this test process the parent of the processes orphaned below it (a binary
+/// upgrade's new process, once the process that started it has exited), so that `reap` can
+/// wait for them and read their exit status.
+pub fn become_subreaper() {
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) takes integers and sets a flag of this process.
+    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    assert_eq!(
+        rc,
+        0,
+        "PR_SET_CHILD_SUBREAPER: {}",
+        io::Error::last_os_error()
+    );
+}
+
+/// Waits up to `timeout` for process `pid` to exit and reaps it: its exit code (`None`:
+/// ended by a signal). `pid` is a child of this process, or becomes one when its parent
+/// exits (`become_subreaper`). `Err` if it still runs, or someone else reaped it.
+pub fn reap(pid: u32, timeout: Duration) -> Result<Option<i32>, String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid writes one int, into `status`.
+        let rc = unsafe { libc::waitpid(pid as i32, &mut status, libc::WNOHANG) };
+        if rc == pid as i32 {
+            return Ok(libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)));
+        }
+        // ECHILD with the process still there: its parent has not exited yet.
+        if rc < 0 && !Path::new(&format!("/proc/{pid}")).exists() {
+            return Err(format!("pid {pid} is gone, reaped by another process"));
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("pid {pid} still runs after {timeout:?}"));
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Sends `signal` to process `pid`.
+pub fn kill_pid(pid: u32, signal: i32) {
+    // SAFETY: kill(2) takes integers.
+    unsafe { libc::kill(pid as i32, signal) };
+}
+
 fn parse_listening_line(line: &str) -> Option<SocketAddr> {
     let rest = line.strip_prefix("ringproxy: listening on ")?;
     rest.split_whitespace().next()?.parse().ok()
