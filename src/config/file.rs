@@ -14,9 +14,10 @@
 //! allow_epoll = false     # fall back to epoll when io_uring is unavailable; default false
 //! ring_entries = 1024     # io_uring entries per worker: a power of two in 256..=32768
 //! reconcile_interval = "50ms"  # how often workers refresh each other's per-backend load
-//! pid_file = "/run/ringproxy.pid"  # written once ready, removed at exit; what
-//!                          # `ringproxy reload` signals (relative: to this file's directory)
 //!                         # (least_conn, p2c, max_conns); 1ms..=10s
+//! pid_file = "/run/ringproxy/ringproxy.pid"  # written once ready, removed at exit;
+//!                         # what `ringproxy reload` and `ringproxy upgrade` signal
+//!                         # (relative: to this file's directory); default: none
 //!
 //! [[listener]]            # at least one; repeat the section for more listeners
 //! address = "0.0.0.0:8080"  # required: ip:port or [ipv6]:port, unique among listeners
