@@ -20,6 +20,7 @@ use crate::config::{Config, ConfigError, UpstreamConfig};
 use crate::metrics::RequestCounts;
 use crate::route::RouteTable;
 use crate::tls::TlsListeners;
+use crate::upstream::BackendId;
 use crate::upstream::health::HealthTable;
 
 /// A listener's number for the life of the process: the same address keeps it across
@@ -48,6 +49,9 @@ pub struct SharedGeneration {
     pub health: Arc<HealthTable>,
     /// Responses of this generation's requests, by its listeners and groups.
     pub requests: Arc<RequestCounts>,
+    /// Backend numbers that belonged to a backend gone for good and now name a new one:
+    /// each worker forgets what it measured of them before installing the generation.
+    pub reborn: Vec<BackendId>,
 }
 
 impl SharedGeneration {

@@ -293,6 +293,8 @@ pub fn run(
         Some(Ok(file)) => Some(file),
         None => None,
     };
+    // The workers and the control hold the generation from here: a reload can then retire it.
+    drop(first);
     let ready = format!("ready ({})", count(workers, "worker"));
     eprintln!("ringproxy: {ready}");
     systemd::notify_ready(&ready);
@@ -404,6 +406,8 @@ struct Control {
     /// What the admin thread reads (from the first generation on).
     current: Option<Arc<Current>>,
     backend_ids: BackendIds,
+    /// Every generation made, while something still holds it.
+    running: Vec<std::sync::Weak<SharedGeneration>>,
     listener_ids: ListenerIds,
     listening: HashMap<ListenerId, Listening>,
     load: Arc<LoadBoard>,
@@ -435,6 +439,7 @@ impl Control {
             generation: None,
             current: None,
             backend_ids: BackendIds::default(),
+            running: Vec::new(),
             listener_ids: ListenerIds::default(),
             listening: HashMap::new(),
             load: LoadBoard::new(workers, 0),
@@ -464,9 +469,11 @@ impl Control {
         }
         check_limits(&config).map_err(|e| e.to_string())?;
         let routes = crate::route::listener_tables(&config);
-        let backend_ids = self
+        let number = previous.as_ref().map_or(1, |p| p.number + 1);
+        self.release_backend_ids();
+        let numbered = self
             .backend_ids
-            .assign(&config)
+            .assign(&config, number)
             .map_err(|e| e.to_string())?;
         let old_listeners = previous
             .as_ref()
@@ -510,18 +517,22 @@ impl Control {
         }
         let ids: Vec<ListenerId> = listener_ids.iter().map(|&(id, _)| id).collect();
         self.load.grow(self.backend_ids.len());
+        for &backend in &numbered.reborn {
+            self.load.forget(backend);
+        }
         let health = HealthTable::with_ids(
             &config,
-            &backend_ids,
+            &numbered.ids,
             self.backend_ids.len(),
             previous.as_ref().map(|p| &*p.health),
+            &numbered.reborn,
         );
         let labels = Labels {
             listeners: addresses.iter().map(ToString::to_string).collect(),
             groups: config.upstreams.iter().map(|u| u.name.clone()).collect(),
         };
         let generation = Arc::new(SharedGeneration {
-            number: previous.as_ref().map_or(1, |p| p.number + 1),
+            number,
             config: Arc::new(config),
             routes,
             tls,
@@ -529,7 +540,9 @@ impl Control {
             addresses,
             health: Arc::new(health),
             requests: self.metrics.request_counts(labels),
+            reborn: numbered.reborn,
         });
+        self.running.push(Arc::downgrade(&generation));
         let installs = sockets
             .into_iter()
             .map(|sockets| Install {
@@ -538,6 +551,23 @@ impl Control {
             })
             .collect();
         Ok((generation, installs))
+    }
+
+    /// Frees the numbers of removed backends nothing can use any more: no generation older
+    /// than the one that removed them still runs (a worker, a request, a tunnel holds it),
+    /// and no worker has a request in flight to them.
+    fn release_backend_ids(&mut self) {
+        self.running.retain(|g| g.strong_count() > 0);
+        let oldest = self
+            .running
+            .iter()
+            .filter_map(|g| g.upgrade().map(|g| g.number))
+            .min()
+            .unwrap_or(u64::MAX);
+        let load = &self.load;
+        self.backend_ids.release(oldest, |backend| {
+            (0..load.workers()).any(|w| load.published(w, backend.0) > 0)
+        });
     }
 
     /// The sockets for a listener configured at `address`: those a binary upgrade passed for

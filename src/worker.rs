@@ -279,6 +279,9 @@ async fn serve(mut plan: WorkerPlan, driver: Driver) {
         driver,
     };
     let _ = plan.events.send(started);
+    // The worker's generations live in `ctx` from here: the first one must not outlive
+    // them (the main thread frees removed backends' numbers once no generation holds them).
+    drop(plan);
     while !ctx.global_shutdown.load(Ordering::Acquire) {
         monoio::time::sleep(TIMER_TICK).await;
     }
@@ -691,6 +694,9 @@ impl WorkerCtx {
 
     fn try_install(self: &Rc<Self>, install: Install) -> Result<(), String> {
         self.load.grow();
+        for &backend in &install.generation.reborn {
+            self.load.forget(backend);
+        }
         let generation = Generation::new(&install.generation, &self.load)?;
         let config = &generation.config;
         let upstreams = &generation.upstreams;

@@ -382,3 +382,34 @@ fn status_shows_the_generation_and_a_kept_backends_ejection_survives_a_reload() 
         "every request reached the live backend"
     );
 }
+
+#[test]
+fn a_new_backend_that_reuses_a_removed_ones_number_starts_with_a_clean_state() {
+    let dead = closed_port_addr();
+    let live = Backend::echo();
+    let fresh = Backend::echo();
+    let address = free_addr();
+    let passive =
+        "[upstream.app.passive]\nmax_fails = 1\ncooldown = \"1h\"\nmax_cooldown = \"1h\"\n\n";
+    let config = |backends: String| toml(1, &[(address, "app")], &[("app", backends)]) + passive;
+    let mut proxy = Reloadable::start(&config(format!("\"{}\", \"{dead}\"", live.addr())));
+    // The dead backend fails a request (retried on the live one) and is ejected for an hour.
+    for _ in 0..2 {
+        assert_eq!(get(address, "/").status, 200);
+    }
+    // Removed; then two more generations, so that nothing holds one that had it, and the
+    // next new backend takes its number.
+    let without = config(format!("\"{}\"", live.addr()));
+    proxy.reload(&without);
+    proxy.reload(&(without.clone() + "# again\n"));
+    proxy.reload(&(without + "# and again\n"));
+    proxy.reload(&config(format!(
+        "\"{}\", \"{}\"",
+        live.addr(),
+        fresh.addr()
+    )));
+    for _ in 0..4 {
+        assert_eq!(get(address, "/").status, 200);
+    }
+    assert_eq!(fresh.requests().len(), 2, "the new backend is not ejected");
+}

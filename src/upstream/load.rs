@@ -30,8 +30,9 @@
 //! request started before a reload finishes on the same counters as the requests after it.
 //! Both the board and each view hold their backends in chunks of `CHUNK`, allocated when a
 //! reload first needs them and never moved: growing takes no lock and no `&mut`, and the
-//! request path reads through one more pointer. A removed backend's entries stay (its last
-//! in-flight requests still finish on them, and it finds its history again if it comes back).
+//! request path reads through one more pointer. A removed backend's entries stay while its
+//! last requests may run; then its number, and its entries (`forget`), go to the next new
+//! backend, so the board follows the backend set rather than its history.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -211,6 +212,18 @@ impl LoadBoard {
         Some(&chunk.counts.get(worker)?.0[at])
     }
 
+    /// Forgets when `backend` last answered: its number goes to a new backend (see
+    /// `BackendIds`), and nothing can be in flight to it.
+    pub fn forget(&self, backend: BackendId) {
+        for worker in 0..self.workers {
+            for which in [Times::AnsweredAt, Times::AnsweredSent] {
+                if let Some(time) = self.time(which, worker, backend.0) {
+                    time.store(NEVER, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
     /// `worker`'s in-flight count for `backend` as it last published it (for `/status`).
     pub fn published(&self, worker: usize, backend: usize) -> u32 {
         self.count(worker, backend)
@@ -364,6 +377,15 @@ impl LoadView {
 
     pub fn worker(&self) -> usize {
         self.worker
+    }
+
+    /// Forgets `backend`'s latency estimate: its number goes to a new backend.
+    pub fn forget(&self, backend: BackendId) {
+        if let Some(load) = self.get(backend) {
+            load.others.set(0);
+            load.ewma.set(UNMEASURED);
+            load.sampled_since_reconcile.set(false);
+        }
     }
 
     /// A request to `backend` starts.

@@ -126,18 +126,20 @@ impl HealthTable {
         let ids: Vec<BackendId> = (0..config.upstreams.iter().map(|u| u.backends.len()).sum())
             .map(BackendId)
             .collect();
-        Self::with_ids(config, &ids, ids.len(), None)
+        Self::with_ids(config, &ids, ids.len(), None, &[])
     }
 
     /// The table of a generation: `ids` numbers `config`'s backends in config order (see
-    /// `BackendIds`), `slots` is how many ids exist. A backend new to the process starts up,
-    /// not ejected, not ramping; every other keeps its state from `previous`, the table of
-    /// the generation before.
+    /// `BackendIds`), `slots` is how many ids exist. A backend new to the process (a new
+    /// number, or one of `reborn`: a number a backend gone for good had) starts up, not
+    /// ejected, not ramping; every other keeps its state from `previous`, the table of the
+    /// generation before.
     pub fn with_ids(
         config: &Config,
         ids: &[BackendId],
         slots: usize,
         previous: Option<&Self>,
+        reborn: &[BackendId],
     ) -> Self {
         let mut backends: Vec<Option<BackendInfo>> = (0..slots).map(|_| None).collect();
         for (id, upstream, backend) in flat_backends(config, ids) {
@@ -152,7 +154,10 @@ impl HealthTable {
         }
         let kept = previous.map_or(&[][..], |p| &p.states[..]);
         let states = (0..slots)
-            .map(|i| kept.get(i).cloned().unwrap_or_default())
+            .map(|i| match kept.get(i) {
+                Some(state) if !reborn.contains(&BackendId(i)) => state.clone(),
+                _ => Arc::default(),
+            })
             .collect();
         let lease = config.timeouts.backend_connect + config.timeouts.backend_response;
         Self {

@@ -409,3 +409,19 @@ fn stalls_change_nothing_without_passive_checks() {
     assert!(table.is_up(FIRST));
     assert!(!table.stalled_since(FIRST, t0));
 }
+
+#[test]
+fn the_next_generation_keeps_a_backends_ejection_unless_its_number_is_reborn() {
+    let (table, t0) = ejected(None);
+    let config = Config::for_cli(Vec::new(), vec![addr(9001), addr(9002)]);
+    let ids = [FIRST, OTHER];
+    let kept = HealthTable::with_ids(&config, &ids, 2, Some(&table), &[]);
+    assert!(!kept.is_up(FIRST), "still ejected");
+    assert!(kept.is_up(OTHER));
+    let reborn = HealthTable::with_ids(&config, &ids, 2, Some(&table), &[FIRST]);
+    assert!(
+        reborn.is_up(FIRST),
+        "a new backend under the old number starts afresh"
+    );
+    assert_eq!(reborn.peek_weight_factor(FIRST, after(t0, 1)), Some(1.0));
+}
