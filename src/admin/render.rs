@@ -6,7 +6,9 @@ use hdrhistogram::Histogram;
 use super::AdminState;
 use crate::metrics::exposition::{Exposition, Kind};
 use crate::metrics::latency::{Published, empty_histogram};
-use crate::metrics::{Counter, PARSE_ERROR_STATUSES, STATUS_CLASSES, Timeout};
+use crate::metrics::{
+    Counter, PARSE_ERROR_STATUSES, STATUS_CLASSES, Timeout, TlsFailure, TlsHandshake,
+};
 use crate::upstream::BackendId;
 use crate::upstream::health::BackendHealth;
 
@@ -23,6 +25,7 @@ pub fn metrics_text(state: &AdminState, latencies: &[Published]) -> String {
     requests(&mut e, state);
     per_worker_connections(&mut e, state);
     totals(&mut e, state);
+    tls(&mut e, state);
     backends(&mut e, state);
     first_byte(&mut e, state, latencies);
     e.into_string()
@@ -141,6 +144,44 @@ fn totals(e: &mut Exposition, state: &AdminState) {
             &[("status", &status)],
             metrics.parse_errors(slot) as f64,
         );
+    }
+}
+
+/// Handshakes on TLS listeners; nothing while there is none and never was.
+fn tls(e: &mut Exposition, state: &AdminState) {
+    let metrics = &state.metrics;
+    let tls_now = state
+        .generation()
+        .config
+        .listeners
+        .iter()
+        .any(|l| l.tls.is_some());
+    let counted = TlsHandshake::ALL
+        .iter()
+        .any(|&k| metrics.tls_handshakes(k) > 0)
+        || TlsFailure::ALL.iter().any(|&r| metrics.tls_failures(r) > 0);
+    if !tls_now && !counted {
+        return;
+    }
+    let name = "ringproxy_tls_handshakes_total";
+    e.family(
+        name,
+        Kind::Counter,
+        "TLS handshakes completed, by kind: full, or resumed from a ticket or the session cache.",
+    );
+    for kind in TlsHandshake::ALL {
+        let count = metrics.tls_handshakes(kind) as f64;
+        e.sample(name, &[("kind", kind.label())], count);
+    }
+    let name = "ringproxy_tls_handshake_failures_total";
+    e.family(
+        name,
+        Kind::Counter,
+        "Connections on TLS listeners that closed before the handshake completed, by reason.",
+    );
+    for reason in TlsFailure::ALL {
+        let count = metrics.tls_failures(reason) as f64;
+        e.sample(name, &[("reason", reason.label())], count);
     }
 }
 
