@@ -545,13 +545,20 @@ fn rustls_client(
     proxy: &Proxy,
     pki: &Pki,
 ) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    rustls_client_with(proxy, pki, rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// `rustls_client` with the client's own choice of algorithms.
+fn rustls_client_with(
+    proxy: &Proxy,
+    pki: &Pki,
+    provider: rustls::crypto::CryptoProvider,
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     let ca = rustls::pki_types::CertificateDer::from_pem_file(&pki.ca).unwrap();
     roots.add(ca).unwrap();
-    #[allow(deprecated)] // ring's provider, as the proxy's
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)
@@ -849,6 +856,20 @@ fn an_ocsp_response_is_stapled_and_a_missing_one_is_a_warning() {
         status.contains("OCSP response: no response sent"),
         "{status}"
     );
+}
+
+#[test]
+fn a_client_offering_only_post_quantum_key_exchange_gets_x25519mlkem768() {
+    let Site { pki, proxy, .. } = site("", "");
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    provider.kx_groups = vec![rustls::crypto::aws_lc_rs::kx_group::X25519MLKEM768];
+    let mut tls = rustls_client_with(&proxy, &pki, provider);
+    tls.write_all(b"GET /pq HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let head = read_head(&mut BufReader::new(&mut tls));
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let group = tls.conn.negotiated_key_exchange_group().map(|g| g.name());
+    assert_eq!(group, Some(rustls::NamedGroup::X25519MLKEM768));
 }
 
 /// `ringproxy_tls_handshakes_total` by kind, then `ringproxy_tls_handshake_failures_total`
