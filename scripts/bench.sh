@@ -490,67 +490,63 @@ fmt_us() {
         else printf "%.2f s", us / 1e6 }'
 }
 
-ratio() { # value baseline
-    if [[ -z $2 ]]; then echo "–"; else awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "–" }'; fi
+ratio() { # value baseline; "–" when either is missing ("" or "-")
+    if [[ -z $1 || -z $2 || $1 == - || $2 == - ]]; then
+        echo "–"
+    else
+        awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "–" }'
+    fi
+}
+
+# "nginx_cpu nginx_rps haproxy_cpu haproxy_rps" of a summary; "-" for a proxy not run.
+baselines() { # summary
+    awk '$1 == "nginx" { nc = $10; nr = $2 } $1 == "haproxy" { hc = $10; hr = $2 }
+        END { print (nc == "" ? "-" : nc), (nr == "" ? "-" : nr), (hc == "" ? "-" : hc), (hr == "" ? "-" : hr) }' <<<"$1"
+}
+
+# The cells every table starts a proxy's row with: name, rate, latencies, errors.
+first_cells() { # proxy rmed rmin rmax p50 p99 p999 err_status err_socket
+    local errors=0
+    (($8 + $9 == 0)) || errors="status $8 / socket $9"
+    echo "| $1 | $2 ($3..$4) | $(fmt_us "$5") | $(fmt_us "$6") | $(fmt_us "$7") | $errors"
 }
 
 emit_scenario_table() { # workers mode conns path
-    local workers=$1 key label summary line
-    local p rmed rmin rmax p50 p99 p999 es eso cpu busy steal user flags errors
-    local nginx_cpu="" nginx_rps="" haproxy_cpu="" haproxy_rps=""
+    local workers=$1 key summary nginx_cpu nginx_rps haproxy_cpu haproxy_rps
+    local p rmed rmin rmax p50 p99 p999 es eso cpu busy steal user flags
     key=$(scenario_key "$2" "$3" "$4")
-    label=$(scenario_label "$2" "$3" "$4")
     summary=$(summarize "$workers" "$key")
-    while read -r p rmed rmin rmax p50 p99 p999 es eso cpu busy steal user flags; do
-        [[ $p == nginx ]] && nginx_cpu=$cpu nginx_rps=$rmed
-        [[ $p == haproxy ]] && haproxy_cpu=$cpu haproxy_rps=$rmed
-    done <<<"$summary"
+    read -r nginx_cpu nginx_rps haproxy_cpu haproxy_rps <<<"$(baselines "$summary")"
     emit ""
-    emit "### $label — $workers worker(s), proxy cpus $MODE_PROXY_CPUS, load cpus $MODE_LOAD_CPUS"
+    emit "### $(scenario_label "$2" "$3" "$4") — $workers worker(s), proxy cpus $MODE_PROXY_CPUS, load cpus $MODE_LOAD_CPUS"
     emit ""
     emit "| proxy | req/s median (min..max) | p50 | p99 | p99.9 | errors | CPU µs/req | of which user | CPU/req vs nginx | vs haproxy | req/s vs nginx | vs haproxy | core busy | steal max | noise |"
     emit "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     while read -r p rmed rmin rmax p50 p99 p999 es eso cpu busy steal user flags; do
-        errors=0
-        ((es + eso == 0)) || errors="status $es / socket $eso"
-        line="| $p | $rmed ($rmin..$rmax) | $(fmt_us "$p50") | $(fmt_us "$p99") | $(fmt_us "$p999") | $errors"
-        line+=" | $cpu | $user | $(ratio "$cpu" "$nginx_cpu") | $(ratio "$cpu" "$haproxy_cpu")"
-        line+=" | $(ratio "$rmed" "$nginx_rps") | $(ratio "$rmed" "$haproxy_rps") | $busy% | $steal% | $flags |"
-        emit "$line"
+        emit "$(first_cells "$p" "$rmed" "$rmin" "$rmax" "$p50" "$p99" "$p999" "$es" "$eso")" \
+            "| $cpu | $user | $(ratio "$cpu" "$nginx_cpu") | $(ratio "$cpu" "$haproxy_cpu")" \
+            "| $(ratio "$rmed" "$nginx_rps") | $(ratio "$rmed" "$haproxy_rps") | $busy% | $steal% | $flags |"
     done <<<"$summary"
 }
 
-# Handshakes per core of a proxy whose CPU µs per handshake is CPU, over a baseline's.
-per_core_ratio() { # baseline_cpu cpu
-    if [[ -z $1 ]]; then echo "–"; else ratio "$1" "$2"; fi
-}
-
-# Per core: 1e6 / CPU µs per handshake. Ratios are of handshakes per core, so above 1.00
-# means ringproxy does more with a core.
+# A handshake row: per core is 1e6 / CPU µs per handshake, and its ratios are baseline CPU
+# over ringproxy's, so above 1.00 means ringproxy does more handshakes with a core.
 emit_handshake_table() { # workers mode conns path
-    local workers=$1 key label summary line per_core
-    local p rmed rmin rmax p50 p99 p999 es eso cpu busy steal user flags errors
-    local nginx_cpu="" haproxy_cpu=""
+    local workers=$1 key summary nginx_cpu haproxy_cpu per_core
+    local p rmed rmin rmax p50 p99 p999 es eso cpu busy steal user flags
     key=$(scenario_key "$2" "$3" "$4")
-    label=$(scenario_label "$2" "$3" "$4")
     summary=$(summarize "$workers" "$key")
-    while read -r p rmed rmin rmax p50 p99 p999 es eso cpu busy steal user flags; do
-        [[ $p == nginx ]] && nginx_cpu=$cpu
-        [[ $p == haproxy ]] && haproxy_cpu=$cpu
-    done <<<"$summary"
+    read -r nginx_cpu _ haproxy_cpu _ <<<"$(baselines "$summary")"
     emit ""
-    emit "### $label ($(row_tool "$2")) — $workers worker(s), proxy cpus $MODE_PROXY_CPUS, load cpus $MODE_LOAD_CPUS"
+    emit "### $(scenario_label "$2" "$3" "$4") ($(row_tool "$2")) — $workers worker(s), proxy cpus $MODE_PROXY_CPUS, load cpus $MODE_LOAD_CPUS"
     emit ""
     emit "| proxy | handshakes/s median (min..max) | p50 | p99 | p99.9 | errors | CPU µs/handshake | of which user | handshakes/s per core | per core vs nginx | vs haproxy | core busy | steal max | noise |"
     emit "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     while read -r p rmed rmin rmax p50 p99 p999 es eso cpu busy steal user flags; do
-        errors=0
-        ((es + eso == 0)) || errors="status $es / socket $eso"
         per_core=$(awk -v c="$cpu" 'BEGIN { if (c > 0) printf "%.0f", 1e6 / c; else print "–" }')
-        line="| $p | $rmed ($rmin..$rmax) | $(fmt_us "$p50") | $(fmt_us "$p99") | $(fmt_us "$p999") | $errors"
-        line+=" | $cpu | $user | $per_core | $(per_core_ratio "$nginx_cpu" "$cpu") | $(per_core_ratio "$haproxy_cpu" "$cpu")"
-        line+=" | $busy% | $steal% | $flags |"
-        emit "$line"
+        emit "$(first_cells "$p" "$rmed" "$rmin" "$rmax" "$p50" "$p99" "$p999" "$es" "$eso")" \
+            "| $cpu | $user | $per_core | $(ratio "$nginx_cpu" "$cpu") | $(ratio "$haproxy_cpu" "$cpu")" \
+            "| $busy% | $steal% | $flags |"
     done <<<"$summary"
     emit_tls_counts "$workers" "$2" "$key"
 }

@@ -122,15 +122,13 @@ fn totals(e: &mut Exposition, state: &AdminState) {
         e.family(name, Kind::Counter, help);
         e.sample(name, &[], metrics.counter_total(counter) as f64);
     }
-    let name = "ringproxy_timeouts_total";
-    e.family(name, Kind::Counter, "Timeouts, by kind.");
-    for kind in Timeout::ALL {
-        e.sample(
-            name,
-            &[("kind", kind.label())],
-            metrics.timeouts(kind) as f64,
-        );
-    }
+    counter_by_label(
+        e,
+        "ringproxy_timeouts_total",
+        "Timeouts, by kind.",
+        "kind",
+        Timeout::ALL.map(|kind| (kind.label(), metrics.timeouts(kind))),
+    );
     let name = "ringproxy_parse_errors_total";
     e.family(
         name,
@@ -163,25 +161,33 @@ fn tls(e: &mut Exposition, state: &AdminState) {
     if !tls_now && !counted {
         return;
     }
-    let name = "ringproxy_tls_handshakes_total";
-    e.family(
-        name,
-        Kind::Counter,
+    counter_by_label(
+        e,
+        "ringproxy_tls_handshakes_total",
         "TLS handshakes completed, by kind: full, or resumed from a ticket or the session cache.",
+        "kind",
+        TlsHandshake::ALL.map(|kind| (kind.label(), metrics.tls_handshakes(kind))),
     );
-    for kind in TlsHandshake::ALL {
-        let count = metrics.tls_handshakes(kind) as f64;
-        e.sample(name, &[("kind", kind.label())], count);
-    }
-    let name = "ringproxy_tls_handshake_failures_total";
-    e.family(
-        name,
-        Kind::Counter,
+    counter_by_label(
+        e,
+        "ringproxy_tls_handshake_failures_total",
         "Connections on TLS listeners that closed before the handshake completed, by reason.",
+        "reason",
+        TlsFailure::ALL.map(|reason| (reason.label(), metrics.tls_failures(reason))),
     );
-    for reason in TlsFailure::ALL {
-        let count = metrics.tls_failures(reason) as f64;
-        e.sample(name, &[("reason", reason.label())], count);
+}
+
+/// A counter family with one sample per value of its one label.
+fn counter_by_label<'a>(
+    e: &mut Exposition,
+    name: &str,
+    help: &str,
+    label: &str,
+    counts: impl IntoIterator<Item = (&'a str, u64)>,
+) {
+    e.family(name, Kind::Counter, help);
+    for (value, count) in counts {
+        e.sample(name, &[(label, value)], count as f64);
     }
 }
 
