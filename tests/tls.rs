@@ -972,13 +972,31 @@ fn metrics_count_full_and_resumed_handshakes_and_each_failure_once() {
     ]
     .map(|(label, count)| (label.to_string(), count))
     .into();
-    // The proxy counts a handshake when it reads the client's last flight, which may come
-    // after the client has moved on: wait for the counts to settle.
+    assert_tls_counts(&proxy, expected);
+
+    // With strict_sni, a name no certificate has gets none.
+    let strict = site(
+        "strict_sni = true\n",
+        "[admin]\naddress = \"127.0.0.1:0\"\n",
+    );
+    let unknown = s_client(strict.proxy.addr(), &["-servername", "unknown.test"]);
+    assert!(unknown.contains("alert"), "{unknown}");
+    let only_no_certificate = ["full", "resumed"]
+        .into_iter()
+        .chain(TLS_FAILURE_REASONS)
+        .map(|label| (label.to_string(), f64::from(label == "no_certificate")))
+        .collect();
+    assert_tls_counts(&strict.proxy, only_no_certificate);
+}
+
+/// The proxy counts a handshake when it reads the client's last flight, which may come after
+/// the client has moved on: waits up to 5 s for the counts to settle at `expected`.
+fn assert_tls_counts(proxy: &Proxy, expected: Vec<(String, f64)>) {
     let deadline = Instant::now() + Duration::from_secs(5);
-    let mut counts = tls_counts(&proxy);
+    let mut counts = tls_counts(proxy);
     while counts != expected && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
-        counts = tls_counts(&proxy);
+        counts = tls_counts(proxy);
     }
     assert_eq!(counts, expected);
 }

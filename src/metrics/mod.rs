@@ -109,7 +109,8 @@ pub enum TlsFailure {
     Protocol,
     /// No TLS version, cipher suite, key exchange group or ALPN protocol in common.
     Incompatible,
-    /// No certificate the client can take: none signs with a scheme the client accepts.
+    /// No certificate for the client: none for the name it asked (`strict_sni`), or none that
+    /// signs with a scheme it accepts.
     NoCertificate,
     /// The client ended the handshake with an alert: mostly, it rejected the certificate.
     ClientAlert,
