@@ -24,17 +24,25 @@ Usage: scripts/bench.sh [options]
   --matrix quick|full     quick: keep-alive, 50 conns, GET 12b and 1k (default)
                           full: keep-alive at 50 and 256 conns x 12b/1k/64k, a
                           Connection: close run, a 16 KiB POST, HTTPS keep-alive
-                          12b/1k; 1 and 2 workers
+                          12b/1k, full and resumed TLS handshakes; 1 and 2 workers
   --only LIST             proxies to run, from ringproxy,nginx,haproxy (default: all)
   --reps N                repetitions, each runs every proxy in turn (default 3)
   --duration S            seconds per wrk run (default 10)
   --warmup S              unrecorded wrk run per proxy before each scenario (default 1; 0 = none)
   --connections LIST      connection counts, e.g. 50,256 (overrides the matrix)
   --bodies LIST           GET bodies from 12b,1k,64k (overrides the matrix)
-  --scenarios LIST        kinds to run, from ka,close,post,tls (default: the matrix's;
-                          e.g. --scenarios post measures the 16 KiB POST alone; tls is
-                          keep-alive over HTTPS, every proxy terminating TLS with the
-                          same ECDSA P-256 certificate, at the first connection count)
+  --scenarios LIST        kinds to run, from ka,close,post,tls,hs,resume (default: the
+                          matrix's; e.g. --scenarios post measures the 16 KiB POST alone).
+                          tls: keep-alive over HTTPS. hs: full TLS handshakes, one per
+                          request (oha --disable-keepalive, whatever --load says), with an
+                          ECDSA P-256 and with an RSA-2048 certificate. resume: resumed
+                          handshakes, one per request (wrk with Connection: close, which
+                          resumes with the session ticket of its previous connection).
+                          Every proxy terminates TLS with the same certificates; these
+                          rows run at the first connection count
+  --load wrk|oha          load tool for the ka, close, post and tls rows (default wrk).
+                          oha: its native-tls build (OpenSSL; the default rustls one
+                          resumes TLS sessions), installed with cargo when missing
   --workers 1|2           proxy workers (full matrix: both unless given)
   --proxy-cpus LIST       cores for the proxies; W workers use the first W (default 0,1)
   --load-cpus LIST        cores for backend + wrk (default: the cores the proxies don't use,
@@ -54,7 +62,7 @@ EOF
 
 MATRIX=quick ONLY=ringproxy,nginx,haproxy REPS=3 DURATION=10 WARMUP=1
 CONNECTIONS="" BODIES="" SCENARIO_KINDS="" WORKERS="" PROXY_CPUS="0,1" LOAD_CPUS="" OUT=""
-REPO="" RINGPROXY_BIN="" BASE_PORT=18080 TOGETHER=0
+REPO="" RINGPROXY_BIN="" BASE_PORT=18080 TOGETHER=0 LOAD=wrk
 
 parse_args() {
     local flag value
@@ -73,7 +81,7 @@ parse_args() {
         --keep) BENCH_KEEP_WORKDIR=1; shift; continue ;;
         --together) TOGETHER=1; shift; continue ;;
         --matrix | --only | --reps | --duration | --warmup | --connections | --bodies | --scenarios | \
-            --workers | \
+            --workers | --load | \
             --proxy-cpus | --load-cpus | --out | --repo | --ringproxy-bin | --base-port) ;;
         *) usage >&2; bench_die "unknown option $flag" ;;
         esac
@@ -88,6 +96,7 @@ parse_args() {
         --bodies) BODIES=$value ;;
         --scenarios) SCENARIO_KINDS=$value ;;
         --workers) WORKERS=$value ;;
+        --load) LOAD=$value ;;
         --proxy-cpus) PROXY_CPUS=$value ;;
         --load-cpus) LOAD_CPUS=$value ;;
         --out) OUT=$value ;;
@@ -129,8 +138,9 @@ validate_args() {
     done
     for name in ${CONNECTIONS//,/ }; do require_uint --connections "$name"; done
     for name in ${SCENARIO_KINDS//,/ }; do
-        case $name in ka | close | post | tls) ;; *) bench_die "--scenarios: unknown kind '$name' (ka, close, post, tls)" ;; esac
+        case $name in ka | close | post | tls | hs | resume) ;; *) bench_die "--scenarios: unknown kind '$name' (ka, close, post, tls, hs, resume)" ;; esac
     done
+    [[ $LOAD == wrk || $LOAD == oha ]] || bench_die "--load must be wrk or oha"
     bench_check_cpus_exist "$PROXY_CPUS"
     [[ -z $LOAD_CPUS ]] || bench_check_cpus_exist "$LOAD_CPUS"
     [[ -z $OUT ]] || touch "$OUT" || bench_die "cannot write --out $OUT"
@@ -149,7 +159,7 @@ build_scenarios() {
         read -ra WORKER_MODES <<<"${WORKERS:-1}"
     fi
     local kinds=${SCENARIO_KINDS:-ka}
-    if [[ $MATRIX == full && -z $SCENARIO_KINDS ]]; then kinds=ka,close,post,tls; fi
+    if [[ $MATRIX == full && -z $SCENARIO_KINDS ]]; then kinds=ka,close,post,tls,hs,resume; fi
     SCENARIOS=()
     if [[ ,$kinds, == *,ka,* ]]; then
         for first in ${conns//,/ }; do
@@ -162,6 +172,8 @@ build_scenarios() {
     if [[ ,$kinds, == *,tls,* ]]; then
         for body in ${bodies//,/ }; do [[ $body == 64k ]] || SCENARIOS+=("tls $first $body"); done
     fi
+    if [[ ,$kinds, == *,hs,* ]]; then SCENARIOS+=("hs-ecdsa $first 12b" "hs-rsa $first 12b"); fi
+    if [[ ,$kinds, == *,resume,* ]]; then SCENARIOS+=("resume $first 12b"); fi
     MAX_CONNECTIONS=0
     for first in ${conns//,/ }; do
         if ((first > MAX_CONNECTIONS)); then MAX_CONNECTIONS=$first; fi
@@ -180,7 +192,39 @@ scenario_label() { # mode conns path
     close) echo "Connection: close, $2 connections, $body" ;;
     post) echo "keep-alive, $2 connections, $body" ;;
     tls) echo "HTTPS keep-alive, $2 connections, $body" ;;
+    hs-ecdsa) echo "Full TLS handshakes, ECDSA P-256, $2 connections, $body per connection" ;;
+    hs-rsa) echo "Full TLS handshakes, RSA-2048, $2 connections, $body per connection" ;;
+    resume) echo "Resumed TLS handshakes (session tickets), $2 connections, $body per connection" ;;
     esac
+}
+
+# Rows whose unit is a TLS handshake: one per request, on a new connection.
+is_handshake_row() { # mode
+    [[ $1 == hs-* || $1 == resume ]]
+}
+
+# Uses TLS on any port.
+is_tls_row() { # mode
+    [[ $1 == tls ]] || is_handshake_row "$1"
+}
+
+# The load tool of a row: oha for full handshakes (it keeps no TLS sessions), wrk for
+# resumed ones (it resumes its previous connection's session), --load for the rest.
+row_tool() { # mode
+    case $1 in
+    hs-*) echo oha ;;
+    resume) echo wrk ;;
+    *) echo "$LOAD" ;;
+    esac
+}
+
+row_tools() {
+    local scenario tool tools=" "
+    for scenario in "${SCENARIOS[@]}"; do
+        tool=$(row_tool "${scenario%% *}")
+        [[ $tools == *" $tool "* ]] || tools+="$tool "
+    done
+    echo "$tools"
 }
 
 # Worker mode W: proxies on the first W of --proxy-cpus; load on --load-cpus or the rest.
@@ -212,19 +256,23 @@ plan_cpus() { # workers
     WRK_THREADS=${#load[@]}
 }
 
-# The URL a scenario's wrk loads, and the wrk mode it runs in.
+# The URL a scenario's load tool loads, and the mode (ka, close, post) it runs in.
 scenario_url() { # proxy workers mode path
     local port
     port=$(proxy_port "$1" "$2")
-    if [[ $3 == tls ]]; then
-        echo "https://127.0.0.1:$((port + BENCH_TLS_PORT_OFFSET))/$4"
-    else
-        echo "http://127.0.0.1:$port/$4"
-    fi
+    case $3 in
+    hs-rsa) echo "https://127.0.0.1:$((port + BENCH_TLS_RSA_PORT_OFFSET))/$4" ;;
+    tls | hs-ecdsa | resume) echo "https://127.0.0.1:$((port + BENCH_TLS_PORT_OFFSET))/$4" ;;
+    *) echo "http://127.0.0.1:$port/$4" ;;
+    esac
 }
 
-wrk_mode() { # mode
-    if [[ $1 == tls ]]; then echo ka; else echo "$1"; fi
+load_mode() { # mode
+    case $1 in
+    tls) echo ka ;;
+    hs-* | resume) echo close ;;
+    *) echo "$1" ;;
+    esac
 }
 
 proxy_port() { # proxy workers
@@ -244,8 +292,24 @@ start_mode() { # workers
         "bench_start_proxy_$proxy" "$port" "$backend_port" "$MODE_PROXY_CPUS" "$workers" "$MAX_CONNECTIONS"
         CPU_PIDS_OF[$proxy]=$BENCH_PROXY_CPU_PIDS
         bench_check_proxy_forwards "$proxy" "$port"
+        if [[ " ${SCENARIOS[*]} " == *" resume "* ]]; then
+            bench_check_tls_resumes "$proxy" "$((port + BENCH_TLS_PORT_OFFSET))"
+        fi
         bench_log "$proxy on :$port (cpus $MODE_PROXY_CPUS, $workers worker(s), cpu pids $BENCH_PROXY_CPU_PIDS)"
     done
+}
+
+# ringproxy's TLS counters, to check that a handshake row was what it says: "full resumed
+# REASON=N..." (failures by reason), or nothing when its admin listener does not answer (a
+# stand-in binary).
+ringproxy_tls_counts() {
+    curl -sS --max-time 2 "http://127.0.0.1:$BENCH_RINGPROXY_ADMIN_PORT/metrics" 2>/dev/null | awk '
+        /^ringproxy_tls_handshakes_total\{kind="full"\}/ { full = $2 }
+        /^ringproxy_tls_handshakes_total\{kind="resumed"\}/ { resumed = $2; seen = 1 }
+        /^ringproxy_tls_handshake_failures_total/ {
+            split($1, label, "\""); failed = failed " " label[2] "=" $2
+        }
+        END { if (seen) printf "%d %d%s\n", full, resumed, failed }'
 }
 
 stop_mode() {
@@ -259,19 +323,40 @@ CLK_TCK=$(getconf CLK_TCK)
 # One wrk run against one proxy, in two halves so that --together can start every
 # proxy's run before the first ends: run_start snapshots the proxy's CPU time and starts
 # wrk, run_finish waits for it and appends a row to $RESULTS.
-declare -A RUN_WRK=() RUN_OUT=() RUN_TICKS=() RUN_USER=() RUN_STEAL=() RUN_NS=()
+declare -A RUN_WRK=() RUN_OUT=() RUN_TICKS=() RUN_USER=() RUN_STEAL=() RUN_NS=() RUN_TOOL=() RUN_TLS=()
+TLS_COUNTS="" # per handshake-row run of ringproxy: workers key rep full resumed failed
 
 run_start() { # workers scenario_key rep proxy mode conns path
     local workers=$1 key=$2 rep=$3 proxy=$4 mode=$5 conns=$6 path=$7 cpu_pids threads
     RUN_OUT[$proxy]="$BENCH_WORKDIR/runs/w$workers-$key-r$rep-$proxy.txt"
+    RUN_TOOL[$proxy]=$(row_tool "$mode")
+    RUN_TLS[$proxy]=""
+    if [[ $proxy == ringproxy ]] && is_handshake_row "$mode"; then RUN_TLS[$proxy]=$(ringproxy_tls_counts); fi
     threads=$((WRK_THREADS < conns ? WRK_THREADS : conns))
     read -ra cpu_pids <<<"${CPU_PIDS_OF[$proxy]}"
     read -r "RUN_TICKS[$proxy]" "RUN_USER[$proxy]" <<<"$(bench_cpu_ticks "${cpu_pids[@]}")"
     RUN_STEAL[$proxy]=$(bench_steal_sample)
     RUN_NS[$proxy]=$(date +%s%N)
-    bench_wrk_start "$MODE_LOAD_CPUS" "$threads" "$conns" "$DURATION" "$(wrk_mode "$mode")" \
+    "bench_${RUN_TOOL[$proxy]}_start" "$MODE_LOAD_CPUS" "$threads" "$conns" "$DURATION" "$(load_mode "$mode")" \
         "$(scenario_url "$proxy" "$workers" "$mode" "$path")" "${RUN_OUT[$proxy]}"
     RUN_WRK[$proxy]=$BENCH_WRK_PID
+}
+
+# Appends ringproxy's handshakes during the run to $TLS_COUNTS: full, resumed, then the
+# failures by reason ("closed=3 timeout=1"; none when there were none).
+record_tls_counts() { # workers scenario_key rep before
+    local after
+    after=$(ringproxy_tls_counts)
+    [[ -n $4 && -n $after ]] || return 0
+    awk -v w="$1" -v k="$2" -v r="$3" -v before="$4" -v after="$after" 'BEGIN {
+        n = split(before, b, " "); split(after, a, " ")
+        failed = ""
+        for (i = 3; i <= n; i++) {
+            split(b[i], x, "="); split(a[i], y, "=")
+            if (y[2] - x[2] > 0) failed = failed (failed == "" ? "" : " ") x[1] "=" y[2] - x[2]
+        }
+        printf "%s\t%s\t%s\t%d\t%d\t%s\n", w, k, r, a[1] - b[1], a[2] - b[2], failed
+    }' >>"$TLS_COUNTS"
 }
 
 run_finish() { # workers scenario_key rep proxy
@@ -279,11 +364,12 @@ run_finish() { # workers scenario_key rep proxy
     local rps requests p50 p99 p999 err_status err_socket cpu_us user_us busy
     bench_wrk_wait "${RUN_WRK[$proxy]}"
     ns=$(date +%s%N)
+    if [[ -n ${RUN_TLS[$proxy]} ]]; then record_tls_counts "$workers" "$key" "$rep" "${RUN_TLS[$proxy]}"; fi
     steal=$(bench_steal_percent "${RUN_STEAL[$proxy]}" "$(bench_steal_sample)")
     read -ra cpu_pids <<<"${CPU_PIDS_OF[$proxy]}"
     read -r ticks user <<<"$(bench_cpu_ticks "${cpu_pids[@]}")"
     ticks=$((ticks - RUN_TICKS[$proxy])) user=$((user - RUN_USER[$proxy]))
-    read -r rps requests p50 p99 p999 err_status err_socket <<<"$(bench_parse_wrk "$out")"
+    read -r rps requests p50 p99 p999 err_status err_socket <<<"$("bench_parse_${RUN_TOOL[$proxy]}" "$out")"
     ((requests > 0)) || bench_die "$proxy completed no request in $key (see $out)"
     cpu_us=$(bench_us_per_request "$ticks" "$requests")
     user_us=$(bench_us_per_request "$user" "$requests")
@@ -298,8 +384,9 @@ warm_up() { # workers mode conns path
     local proxy
     ((WARMUP > 0)) || return 0
     for proxy in "${TARGETS[@]}"; do
-        bench_wrk "$MODE_LOAD_CPUS" "$((WRK_THREADS < $3 ? WRK_THREADS : $3))" "$3" "$WARMUP" "$(wrk_mode "$2")" \
-            "$(scenario_url "$proxy" "$1" "$2" "$4")" "$BENCH_WORKDIR/runs/warmup.txt"
+        "bench_$(row_tool "$2")_start" "$MODE_LOAD_CPUS" "$((WRK_THREADS < $3 ? WRK_THREADS : $3))" "$3" "$WARMUP" \
+            "$(load_mode "$2")" "$(scenario_url "$proxy" "$1" "$2" "$4")" "$BENCH_WORKDIR/runs/warmup.txt"
+        bench_wrk_wait
     done
 }
 
@@ -336,6 +423,7 @@ version_of() {
     nginx) nginx -v 2>&1 | sed -n 's|.*nginx/||p' ;;
     haproxy) haproxy -v 2>/dev/null | awk 'NR == 1 { print $3 }' ;;
     wrk) { wrk -v 2>&1 || true; } | awk 'NR == 1 { print $2 }' ;;
+    oha) "$BENCH_OHA" --version 2>/dev/null | awk '{ print $2 " (native-tls)" }' ;;
     esac
 }
 
@@ -348,7 +436,9 @@ emit_header() {
     emit "- commit: \`$(bench_git_describe "$commit_dir")\` ($(cd "$commit_dir" && pwd))"
     emit "- kernel: $(uname -r); $(nproc --all) cores; $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
     emit "- command: \`$COMMAND_LINE\`"
-    emit "- nginx $(version_of nginx), HAProxy $(version_of haproxy), wrk $(version_of wrk)"
+    local tool tools=""
+    for tool in $(row_tools); do tools+=", $tool $(version_of "$tool")"; done
+    emit "- nginx $(version_of nginx), HAProxy $(version_of haproxy)$tools (load: $LOAD for ka/close/post/tls rows, oha for full handshakes, wrk for resumed ones)"
     emit "- proxies: $(IFS=' '; echo "${TARGETS[*]}"); $REPS reps x ${DURATION}s per proxy, $order; warm-up ${WARMUP}s"
     emit "- steal: per run in the tables; whole run in the footer"
 }
@@ -400,34 +490,94 @@ fmt_us() {
         else printf "%.2f s", us / 1e6 }'
 }
 
-ratio() { # value baseline
-    if [[ -z $2 ]]; then echo "–"; else awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "–" }'; fi
+ratio() { # value baseline; "–" when either is missing ("" or "-")
+    if [[ -z $1 || -z $2 || $1 == - || $2 == - ]]; then
+        echo "–"
+    else
+        awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "–" }'
+    fi
+}
+
+# "nginx_cpu nginx_rps haproxy_cpu haproxy_rps" of a summary; "-" for a proxy not run.
+baselines() { # summary
+    awk '$1 == "nginx" { nc = $10; nr = $2 } $1 == "haproxy" { hc = $10; hr = $2 }
+        END { print (nc == "" ? "-" : nc), (nr == "" ? "-" : nr), (hc == "" ? "-" : hc), (hr == "" ? "-" : hr) }' <<<"$1"
+}
+
+# The cells every table starts a proxy's row with: name, rate, latencies, errors.
+first_cells() { # proxy rmed rmin rmax p50 p99 p999 err_status err_socket
+    local errors=0
+    (($8 + $9 == 0)) || errors="status $8 / socket $9"
+    echo "| $1 | $2 ($3..$4) | $(fmt_us "$5") | $(fmt_us "$6") | $(fmt_us "$7") | $errors"
 }
 
 emit_scenario_table() { # workers mode conns path
-    local workers=$1 key label summary line
-    local p rmed rmin rmax p50 p99 p999 es eso cpu busy steal user flags errors
-    local nginx_cpu="" nginx_rps="" haproxy_cpu="" haproxy_rps=""
+    local workers=$1 key summary nginx_cpu nginx_rps haproxy_cpu haproxy_rps
+    local p rmed rmin rmax p50 p99 p999 es eso cpu busy steal user flags
     key=$(scenario_key "$2" "$3" "$4")
-    label=$(scenario_label "$2" "$3" "$4")
     summary=$(summarize "$workers" "$key")
-    while read -r p rmed rmin rmax p50 p99 p999 es eso cpu busy steal user flags; do
-        [[ $p == nginx ]] && nginx_cpu=$cpu nginx_rps=$rmed
-        [[ $p == haproxy ]] && haproxy_cpu=$cpu haproxy_rps=$rmed
-    done <<<"$summary"
+    read -r nginx_cpu nginx_rps haproxy_cpu haproxy_rps <<<"$(baselines "$summary")"
     emit ""
-    emit "### $label — $workers worker(s), proxy cpus $MODE_PROXY_CPUS, load cpus $MODE_LOAD_CPUS"
+    emit "### $(scenario_label "$2" "$3" "$4") — $workers worker(s), proxy cpus $MODE_PROXY_CPUS, load cpus $MODE_LOAD_CPUS"
     emit ""
     emit "| proxy | req/s median (min..max) | p50 | p99 | p99.9 | errors | CPU µs/req | of which user | CPU/req vs nginx | vs haproxy | req/s vs nginx | vs haproxy | core busy | steal max | noise |"
     emit "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     while read -r p rmed rmin rmax p50 p99 p999 es eso cpu busy steal user flags; do
-        errors=0
-        ((es + eso == 0)) || errors="status $es / socket $eso"
-        line="| $p | $rmed ($rmin..$rmax) | $(fmt_us "$p50") | $(fmt_us "$p99") | $(fmt_us "$p999") | $errors"
-        line+=" | $cpu | $user | $(ratio "$cpu" "$nginx_cpu") | $(ratio "$cpu" "$haproxy_cpu")"
-        line+=" | $(ratio "$rmed" "$nginx_rps") | $(ratio "$rmed" "$haproxy_rps") | $busy% | $steal% | $flags |"
-        emit "$line"
+        emit "$(first_cells "$p" "$rmed" "$rmin" "$rmax" "$p50" "$p99" "$p999" "$es" "$eso")" \
+            "| $cpu | $user | $(ratio "$cpu" "$nginx_cpu") | $(ratio "$cpu" "$haproxy_cpu")" \
+            "| $(ratio "$rmed" "$nginx_rps") | $(ratio "$rmed" "$haproxy_rps") | $busy% | $steal% | $flags |"
     done <<<"$summary"
+}
+
+# A handshake row: per core is 1e6 / CPU µs per handshake, and its ratios are baseline CPU
+# over ringproxy's, so above 1.00 means ringproxy does more handshakes with a core.
+emit_handshake_table() { # workers mode conns path
+    local workers=$1 key summary nginx_cpu haproxy_cpu per_core
+    local p rmed rmin rmax p50 p99 p999 es eso cpu busy steal user flags
+    key=$(scenario_key "$2" "$3" "$4")
+    summary=$(summarize "$workers" "$key")
+    read -r nginx_cpu _ haproxy_cpu _ <<<"$(baselines "$summary")"
+    emit ""
+    emit "### $(scenario_label "$2" "$3" "$4") ($(row_tool "$2")) — $workers worker(s), proxy cpus $MODE_PROXY_CPUS, load cpus $MODE_LOAD_CPUS"
+    emit ""
+    emit "| proxy | handshakes/s median (min..max) | p50 | p99 | p99.9 | errors | CPU µs/handshake | of which user | handshakes/s per core | per core vs nginx | vs haproxy | core busy | steal max | noise |"
+    emit "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    while read -r p rmed rmin rmax p50 p99 p999 es eso cpu busy steal user flags; do
+        per_core=$(awk -v c="$cpu" 'BEGIN { if (c > 0) printf "%.0f", 1e6 / c; else print "–" }')
+        emit "$(first_cells "$p" "$rmed" "$rmin" "$rmax" "$p50" "$p99" "$p999" "$es" "$eso")" \
+            "| $cpu | $user | $per_core | $(ratio "$nginx_cpu" "$cpu") | $(ratio "$haproxy_cpu" "$cpu")" \
+            "| $busy% | $steal% | $flags |"
+    done <<<"$summary"
+    emit_tls_counts "$workers" "$2" "$key"
+}
+
+# What ringproxy's counters saw during the measured runs of a handshake row: a full-handshake
+# row must have no resumption, a resumed row one full handshake per connection at most.
+emit_tls_counts() { # workers mode key
+    local full resumed failed verdict
+    read -r full resumed failed <<<"$(awk -F'\t' -v w="$1" -v k="$3" '
+        $1 == w && $2 == k {
+            f += $4; r += $5; n++
+            m = split($6, pairs, " ")
+            for (i = 1; i <= m; i++) { split(pairs[i], kv, "="); if (!(kv[1] in x)) order[++o] = kv[1]; x[kv[1]] += kv[2] }
+        }
+        END {
+            if (!n) exit
+            out = ""
+            for (i = 1; i <= o; i++) out = out (out == "" ? "" : ", ") order[i] " " x[order[i]]
+            print f, r, (out == "" ? "none" : out)
+        }' "$TLS_COUNTS")"
+    if [[ -z $full ]]; then
+        emit ""
+        emit "ringproxy's TLS counters: not read (no admin listener answered)."
+        return 0
+    fi
+    verdict="as the row says"
+    if [[ $2 == hs-* ]] && ((resumed * 100 > full + resumed)); then verdict="NOT all full handshakes"; fi
+    if [[ $2 == resume ]] && ((full * 10 > full + resumed)); then verdict="NOT mostly resumed"; fi
+    emit ""
+    emit "ringproxy's TLS counters over the measured runs: $full full and $resumed resumed handshakes ($verdict); failed: $failed."
+    [[ $verdict == "as the row says" ]] || bench_log "warning: $3: ringproxy counted $full full and $resumed resumed handshakes"
 }
 
 emit_scaling_table() {
@@ -459,6 +609,10 @@ main() {
     bench_install_traps
     ulimit -n 65536 2>/dev/null || true
     bench_ensure_commands wrk:wrk nginx:nginx haproxy:haproxy curl:curl taskset:util-linux pgrep:procps
+    if [[ $(row_tools) == *" oha "* ]]; then
+        bench_ensure_commands python3:python3 # reads oha's JSON
+        bench_ensure_oha
+    fi
     for scenario in "${TARGETS[@]}"; do
         [[ $scenario == ringproxy ]] || continue
         if [[ -z $RINGPROXY_BIN ]]; then
@@ -470,10 +624,13 @@ main() {
     bench_make_workdir
     mkdir -p "$BENCH_WORKDIR/runs"
     RESULTS="$BENCH_WORKDIR/results.tsv"
+    TLS_COUNTS="$BENCH_WORKDIR/tls-counts.tsv"
     : >"$RESULTS"
+    : >"$TLS_COUNTS"
+    BENCH_RINGPROXY_ADMIN_PORT=$((BASE_PORT + 20))
     bench_write_wrk_scripts
     for scenario in "${SCENARIOS[@]}"; do
-        if [[ $scenario == tls* ]]; then
+        if is_tls_row "${scenario%% *}"; then
             bench_ensure_commands openssl:openssl
             bench_make_tls_cert "$BENCH_WORKDIR/tls"
             break
@@ -488,7 +645,11 @@ main() {
             # shellcheck disable=SC2086
             run_scenario "$workers" $scenario
             # shellcheck disable=SC2086
-            emit_scenario_table "$workers" $scenario
+            if is_handshake_row "${scenario%% *}"; then
+                emit_handshake_table "$workers" $scenario
+            else
+                emit_scenario_table "$workers" $scenario
+            fi
         done
         stop_mode
     done

@@ -13,9 +13,10 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 
+use common::prom::{parse_exposition, value};
 use common::{
-    Backend, IO_TIMEOUT, Proxy, RawClient, Step, TempDir, config, curl, run_to_exit, ws_frame,
-    ws_read_frame,
+    Backend, IO_TIMEOUT, Proxy, RawClient, Step, TempDir, admin_addr, admin_get, config, curl,
+    run_to_exit, ws_frame, ws_read_frame,
 };
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
@@ -544,13 +545,20 @@ fn rustls_client(
     proxy: &Proxy,
     pki: &Pki,
 ) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    rustls_client_with(proxy, pki, rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// `rustls_client` with the client's own choice of algorithms.
+fn rustls_client_with(
+    proxy: &Proxy,
+    pki: &Pki,
+    provider: rustls::crypto::CryptoProvider,
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     let ca = rustls::pki_types::CertificateDer::from_pem_file(&pki.ca).unwrap();
     roots.add(ca).unwrap();
-    #[allow(deprecated)] // ring's provider, as the proxy's
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)
@@ -848,4 +856,147 @@ fn an_ocsp_response_is_stapled_and_a_missing_one_is_a_warning() {
         status.contains("OCSP response: no response sent"),
         "{status}"
     );
+}
+
+#[test]
+fn a_client_offering_only_post_quantum_key_exchange_gets_x25519mlkem768() {
+    let Site { pki, proxy, .. } = site("", "");
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    provider.kx_groups = vec![rustls::crypto::aws_lc_rs::kx_group::X25519MLKEM768];
+    let mut tls = rustls_client_with(&proxy, &pki, provider);
+    tls.write_all(b"GET /pq HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let head = read_head(&mut BufReader::new(&mut tls));
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let group = tls.conn.negotiated_key_exchange_group().map(|g| g.name());
+    assert_eq!(group, Some(rustls::NamedGroup::X25519MLKEM768));
+}
+
+/// `ringproxy_tls_handshakes_total` by kind, then `ringproxy_tls_handshake_failures_total`
+/// by reason, as the Prometheus parser reads them from the proxy's `/metrics`.
+fn tls_counts(proxy: &Proxy) -> Vec<(String, f64)> {
+    let (status, text) = admin_get(admin_addr(proxy), "/metrics", None);
+    assert_eq!(status, 200, "{text}");
+    let samples = parse_exposition(&text);
+    let kinds = ["full", "resumed"].map(|kind| {
+        let count = value(
+            &samples,
+            "ringproxy_tls_handshakes_total",
+            &[("kind", kind)],
+        );
+        (kind.to_string(), count)
+    });
+    let reasons = TLS_FAILURE_REASONS.map(|reason| {
+        let name = "ringproxy_tls_handshake_failures_total";
+        (
+            reason.to_string(),
+            value(&samples, name, &[("reason", reason)]),
+        )
+    });
+    kinds.into_iter().chain(reasons).collect()
+}
+
+const TLS_FAILURE_REASONS: [&str; 8] = [
+    "plain_http",
+    "protocol",
+    "incompatible",
+    "no_certificate",
+    "client_alert",
+    "closed",
+    "timeout",
+    "other",
+];
+
+/// Sends `bytes` (nothing if empty) on a new connection, then reads what the proxy answers
+/// until it closes, or closes at once.
+fn send_raw(proxy: &Proxy, bytes: &[u8], wait_for_close: bool) {
+    let mut client = RawClient::connect(proxy.addr());
+    if !bytes.is_empty() {
+        client.send(bytes);
+    }
+    if wait_for_close {
+        client.set_read_timeout(Duration::from_secs(8));
+        assert!(client.read_to_end().is_ok(), "not closed: {bytes:?}");
+    }
+}
+
+#[test]
+fn metrics_count_full_and_resumed_handshakes_and_each_failure_once() {
+    let extra = "[timeouts]\nclient_header = \"2s\"\n\n[admin]\naddress = \"127.0.0.1:0\"\n";
+    let Site { pki, proxy, .. } = site("", extra);
+    // Full handshakes: three curls, and the first connection of each s_client pair.
+    for _ in 0..3 {
+        let (result, _) = curl_name(&proxy, &pki, "a.test");
+        assert_eq!(result.status, 200, "{}", result.stderr);
+    }
+    let session = path(&pki.dir.path().join("session"));
+    let request = b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n";
+    for version in ["-tls1_2", "-tls1_3"] {
+        let args = [version, "-servername", "a.test", "-sess_out", &session];
+        let first = s_client_sending(proxy.addr(), &args, request);
+        assert!(first.contains("New, TLSv1"), "{first}");
+        let args = [version, "-servername", "a.test", "-sess_in", &session];
+        let again = s_client(proxy.addr(), &args);
+        assert!(again.contains("Reused, TLSv1"), "{version}: {again}");
+    }
+    // One failure of each reason but `other`; `protocol` and `closed` twice.
+    send_raw(&proxy, b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n", true);
+    send_raw(&proxy, b"\x00\x01\x02 not tls\r\n", true);
+    send_raw(&proxy, b"\x16\x03\x01\x00\x05hello", true);
+    let h2_only = s_client(proxy.addr(), &["-alpn", "h2", "-servername", "a.test"]);
+    assert!(h2_only.contains("no application protocol"), "{h2_only}");
+    // The certificate is ECDSA; a client that takes only RSA-PSS signatures.
+    let rsa_only = ["-tls1_3", "-sigalgs", "rsa_pss_rsae_sha256"];
+    let rsa_only = s_client(proxy.addr(), &rsa_only);
+    assert!(rsa_only.contains("handshake failure"), "{rsa_only}");
+    // curl without the test CA rejects the certificate and says so with an alert.
+    let port = proxy.addr().port();
+    let resolve = format!("a.test:{port}:127.0.0.1");
+    let untrusted = curl(&["--resolve", &resolve, &format!("https://a.test:{port}/")]);
+    assert_eq!(untrusted.exit_code, 60, "{}", untrusted.stderr);
+    send_raw(&proxy, b"", false);
+    send_raw(&proxy, b"\x16\x03\x01\x02", false);
+    send_raw(&proxy, b"", true); // silent until client_header (2 s) cuts it
+
+    let expected: Vec<(String, f64)> = [
+        ("full", 5.0),
+        ("resumed", 2.0),
+        ("plain_http", 1.0),
+        ("protocol", 2.0),
+        ("incompatible", 1.0),
+        ("no_certificate", 1.0),
+        ("client_alert", 1.0),
+        ("closed", 2.0),
+        ("timeout", 1.0),
+        ("other", 0.0),
+    ]
+    .map(|(label, count)| (label.to_string(), count))
+    .into();
+    assert_tls_counts(&proxy, expected);
+
+    // With strict_sni, a name no certificate has gets none.
+    let strict = site(
+        "strict_sni = true\n",
+        "[admin]\naddress = \"127.0.0.1:0\"\n",
+    );
+    let unknown = s_client(strict.proxy.addr(), &["-servername", "unknown.test"]);
+    assert!(unknown.contains("alert"), "{unknown}");
+    let only_no_certificate = ["full", "resumed"]
+        .into_iter()
+        .chain(TLS_FAILURE_REASONS)
+        .map(|label| (label.to_string(), f64::from(label == "no_certificate")))
+        .collect();
+    assert_tls_counts(&strict.proxy, only_no_certificate);
+}
+
+/// The proxy counts a handshake when it reads the client's last flight, which may come after
+/// the client has moved on: waits up to 5 s for the counts to settle at `expected`.
+fn assert_tls_counts(proxy: &Proxy, expected: Vec<(String, f64)>) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut counts = tls_counts(proxy);
+    while counts != expected && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        counts = tls_counts(proxy);
+    }
+    assert_eq!(counts, expected);
 }

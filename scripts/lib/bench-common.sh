@@ -7,15 +7,19 @@ BENCH_PIDS=()          # every long-running process started here; cleanup stops 
 BENCH_WORKDIR=""       # generated configs, logs, raw results
 BENCH_KEEP_WORKDIR=0
 BENCH_APT_UPDATED=0
-BENCH_WRK_PIDS=()      # load generators while they run (more than one with --together)
+BENCH_WRK_PIDS=()      # load generators (wrk, oha) while they run (more than one with --together)
 BENCH_WRK_PID=""       # the one started last
 declare -A BENCH_WRK_OUT_OF=() BENCH_WRK_URL_OF=()
 BENCH_NGINX_PID=""     # the last nginx bench_run_nginx started, and its workers
 BENCH_NGINX_WORKER_PIDS=""
-# With a certificate (bench_make_tls_cert), each proxy also terminates TLS on its port plus
-# this offset, with the same certificate for all.
+# With certificates (bench_make_tls_cert), each proxy also terminates TLS on its port plus
+# these offsets, with the same certificates for all: ECDSA P-256 and RSA-2048.
 BENCH_TLS_CERT="" BENCH_TLS_KEY="" BENCH_TLS_PEM=""
+BENCH_TLS_RSA_CERT="" BENCH_TLS_RSA_KEY="" BENCH_TLS_RSA_PEM=""
 BENCH_TLS_PORT_OFFSET=3
+BENCH_TLS_RSA_PORT_OFFSET=6
+# When set, ringproxy's admin listener (/metrics) is on this port.
+BENCH_RINGPROXY_ADMIN_PORT=""
 
 bench_log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 bench_die() {
@@ -100,6 +104,28 @@ bench_ensure_cargo_tool() { # binary crate
     command -v cargo >/dev/null || bench_die "missing $1 and cargo to install it"
     bench_log "cargo install $2 --locked"
     cargo install "$2" --locked >&2
+}
+
+# oha as the benchmark runs it (set by bench_ensure_oha): its native-tls build, which opens
+# every connection with OpenSSL and no session cache. The default build (rustls) shares one
+# session cache between its connections, so with --disable-keepalive all but the first
+# handshake of each connection slot resume (ringproxy's counters: 728 of 732 in a 2 s run).
+BENCH_OHA=""
+
+bench_ensure_oha() {
+    local own="${XDG_CACHE_HOME:-$HOME/.cache}/ringproxy/oha-native-tls" found
+    found=$(command -v oha || true)
+    if [[ -n $found ]] && ldd "$found" 2>/dev/null | grep -q 'libssl\.so'; then
+        BENCH_OHA=$found
+        return 0
+    fi
+    BENCH_OHA=$own/bin/oha
+    [[ -x $BENCH_OHA ]] && return 0
+    command -v cargo >/dev/null || bench_die "missing oha and cargo to install it"
+    bench_ensure_commands pkg-config:pkg-config cc:gcc
+    pkg-config --exists openssl || bench_apt_install libssl-dev
+    bench_log "cargo install oha --no-default-features --features native-tls (into $own: OpenSSL, no TLS session reuse; takes minutes)"
+    cargo install oha --locked --no-default-features --features native-tls --root "$own" >&2
 }
 
 # Prints the path of the release binary. Respects CARGO_TARGET_DIR.
@@ -296,17 +322,42 @@ EOF
 
 # --- TLS -------------------------------------------------------------------------
 
-# One ECDSA P-256 certificate for every proxy (self-signed, SAN localhost and 127.0.0.1):
-# the certificate nginx and HAProxy deployments benchmark with; wrk does not verify it.
+# One ECDSA P-256 and one RSA-2048 certificate for every proxy (self-signed, SAN localhost
+# and 127.0.0.1): the certificates nginx and HAProxy deployments benchmark with; the load
+# tools do not verify them.
 bench_make_tls_cert() { # dir
     mkdir -p "$1"
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
-        -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
-        -keyout "$1/key.pem" -out "$1/cert.pem" >"$1/openssl.log" 2>&1 ||
-        bench_die "openssl could not make the certificate: $(cat "$1/openssl.log")"
-    cat "$1/cert.pem" "$1/key.pem" >"$1/haproxy.pem" # HAProxy wants both in one file
+    bench_make_one_cert "$1" ecdsa -newkey ec -pkeyopt ec_paramgen_curve:P-256
+    bench_make_one_cert "$1" rsa -newkey rsa:2048
     chmod -R a+r "$1"
-    BENCH_TLS_CERT=$1/cert.pem BENCH_TLS_KEY=$1/key.pem BENCH_TLS_PEM=$1/haproxy.pem
+    BENCH_TLS_CERT=$1/ecdsa-cert.pem BENCH_TLS_KEY=$1/ecdsa-key.pem BENCH_TLS_PEM=$1/ecdsa-haproxy.pem
+    BENCH_TLS_RSA_CERT=$1/rsa-cert.pem BENCH_TLS_RSA_KEY=$1/rsa-key.pem BENCH_TLS_RSA_PEM=$1/rsa-haproxy.pem
+}
+
+bench_make_one_cert() { # dir name openssl-key-args...
+    local dir=$1 name=$2
+    shift 2
+    openssl req -x509 "$@" -nodes -days 30 \
+        -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+        -keyout "$dir/$name-key.pem" -out "$dir/$name-cert.pem" >"$dir/openssl.log" 2>&1 ||
+        bench_die "openssl could not make the $name certificate: $(cat "$dir/openssl.log")"
+    # HAProxy wants both in one file.
+    cat "$dir/$name-cert.pem" "$dir/$name-key.pem" >"$dir/$name-haproxy.pem"
+}
+
+# The TLS ports of a proxy on PORT, ECDSA then RSA; none without certificates.
+bench_tls_ports() { # port
+    [[ -n $BENCH_TLS_CERT ]] || return 0
+    echo "$(($1 + BENCH_TLS_PORT_OFFSET)) $(($1 + BENCH_TLS_RSA_PORT_OFFSET))"
+}
+
+# "cert key haproxy_pem" served on TLS_PORT of a proxy on PORT.
+bench_tls_files() { # port tls_port
+    if (($2 == $1 + BENCH_TLS_RSA_PORT_OFFSET)); then
+        echo "$BENCH_TLS_RSA_CERT $BENCH_TLS_RSA_KEY $BENCH_TLS_RSA_PEM"
+    else
+        echo "$BENCH_TLS_CERT $BENCH_TLS_KEY $BENCH_TLS_PEM"
+    fi
 }
 
 # --- proxies ---------------------------------------------------------------------
@@ -318,14 +369,19 @@ bench_start_proxy_ringproxy() {
     [[ -n ${RINGPROXY_BIN:-} ]] || bench_die "RINGPROXY_BIN not set"
     mkdir -p "$dir"
     bench_require_free_port "$port" ringproxy
-    local listeners="[[listener]]"$'\n'"address = \"127.0.0.1:$port\""$'\n'
-    if [[ -n $BENCH_TLS_CERT ]]; then
-        bench_require_free_port "$((port + BENCH_TLS_PORT_OFFSET))" ringproxy
-        listeners+="[[listener]]"$'\n'"address = \"127.0.0.1:$((port + BENCH_TLS_PORT_OFFSET))\""$'\n'
-        listeners+="[listener.tls]"$'\n'"cert = \"$BENCH_TLS_CERT\""$'\n'"key = \"$BENCH_TLS_KEY\""$'\n'
+    local listeners="[[listener]]"$'\n'"address = \"127.0.0.1:$port\""$'\n' tls_port cert key admin=""
+    for tls_port in $(bench_tls_ports "$port"); do
+        bench_require_free_port "$tls_port" ringproxy
+        read -r cert key _ <<<"$(bench_tls_files "$port" "$tls_port")"
+        listeners+="[[listener]]"$'\n'"address = \"127.0.0.1:$tls_port\""$'\n'
+        listeners+="[listener.tls]"$'\n'"cert = \"$cert\""$'\n'"key = \"$key\""$'\n'
+    done
+    if [[ -n $BENCH_RINGPROXY_ADMIN_PORT ]]; then
+        bench_require_free_port "$BENCH_RINGPROXY_ADMIN_PORT" "ringproxy admin"
+        admin=$'\n'"[admin]"$'\n'"address = \"127.0.0.1:$BENCH_RINGPROXY_ADMIN_PORT\""$'\n'
     fi
     # Every other setting at its default, as with --listen and --upstream.
-    printf '%s\n[upstream.default]\nbackends = ["127.0.0.1:%s"]\n' "$listeners" "$backend" >"$dir/ringproxy.toml"
+    printf '%s\n[upstream.default]\nbackends = ["127.0.0.1:%s"]\n%s' "$listeners" "$backend" "$admin" >"$dir/ringproxy.toml"
     taskset -c "$cpus" "$RINGPROXY_BIN" --config "$dir/ringproxy.toml" \
         --workers "$workers" --cpus "$cpus" >"$dir/stdout.log" 2>"$dir/stderr.log" &
     BENCH_PROXY_PID=$!
@@ -337,16 +393,39 @@ bench_start_proxy_ringproxy() {
     BENCH_PROXY_CPU_PIDS=$BENCH_PROXY_PID
 }
 
+# One server block of the nginx proxy; LISTEN is its listen line (and ssl_ lines).
+bench_nginx_proxy_server() { # listen
+    cat <<EOF
+    server {
+        $1
+        client_max_body_size 1m;
+        client_body_buffer_size 64k;
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering on;
+            proxy_buffer_size 16k;
+            proxy_buffers 8 16k;
+            proxy_busy_buffers_size 32k;
+            proxy_max_temp_file_size 0;
+        }
+    }
+EOF
+}
+
 bench_start_proxy_nginx() {
     local port=$1 backend=$2 cpus=$3 workers=$4 keepalive=$5 dir="$BENCH_WORKDIR/nginx-proxy"
     bench_require_free_port "$port" "nginx proxy"
-    local tls=""
-    if [[ -n $BENCH_TLS_CERT ]]; then
-        bench_require_free_port "$((port + BENCH_TLS_PORT_OFFSET))" "nginx proxy"
-        tls="listen 127.0.0.1:$((port + BENCH_TLS_PORT_OFFSET)) ssl reuseport backlog=4096;
-        ssl_certificate $BENCH_TLS_CERT;
-        ssl_certificate_key $BENCH_TLS_KEY;"
-    fi
+    local servers tls_port cert key
+    servers=$(bench_nginx_proxy_server "listen 127.0.0.1:$port reuseport backlog=4096;")
+    for tls_port in $(bench_tls_ports "$port"); do
+        bench_require_free_port "$tls_port" "nginx proxy"
+        read -r cert key _ <<<"$(bench_tls_files "$port" "$tls_port")"
+        servers+=$'\n'$(bench_nginx_proxy_server "listen 127.0.0.1:$tls_port ssl reuseport backlog=4096;
+        ssl_certificate $cert;
+        ssl_certificate_key $key;")
+    done
     mkdir -p "$dir/tmp"
     chmod -R 755 "$dir"
     # reuseport: one listener per worker, like ringproxy's per-worker SO_REUSEPORT sockets.
@@ -367,22 +446,7 @@ $(bench_nginx_temp_paths "$dir")
         keepalive_requests 1000000000;
         keepalive_timeout 600s;
     }
-    server {
-        listen 127.0.0.1:$port reuseport backlog=4096;
-        $tls
-        client_max_body_size 1m;
-        client_body_buffer_size 64k;
-        location / {
-            proxy_pass http://backend;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_buffering on;
-            proxy_buffer_size 16k;
-            proxy_buffers 8 16k;
-            proxy_busy_buffers_size 32k;
-            proxy_max_temp_file_size 0;
-        }
-    }
+$servers
 }
 EOF
     bench_run_nginx "$dir" "$cpus" "$port" "$workers" "nginx proxy"
@@ -393,9 +457,9 @@ EOF
 # The HAProxy config of the baseline, also run by haproxy-as-ringproxy.sh so that its A/A
 # comparison measures the very same HAProxy: one thread per worker, thread N pinned to the
 # Nth cpu of the list (none pinned if it is empty), keep-alive and reuse on both sides.
-bench_haproxy_config() { # listen_addr upstream_addr cpus workers [tls_listen_addr]
-    local listen=$1 upstream=$2 cpus=$3 workers=$4 cpu thread=0 cpu_maps="" tls_bind=""
-    if [[ -n ${5:-} ]]; then tls_bind="    bind $5 ssl crt $BENCH_TLS_PEM"$'\n'; fi
+bench_haproxy_config() { # listen_addr upstream_addr cpus workers ["tls_listen_addr pem"...]
+    local listen=$1 upstream=$2 cpus=$3 workers=$4 cpu thread=0 cpu_maps="" tls_bind="" bind
+    for bind in "${@:5}"; do tls_bind+="    bind ${bind% *} ssl crt ${bind#* }"$'\n'; done
     if [[ -n $cpus ]]; then
         for cpu in $(bench_expand_cpus "$cpus"); do
             thread=$((thread + 1))
@@ -430,12 +494,13 @@ bench_start_proxy_haproxy() {
     local port=$1 backend=$2 cpus=$3 workers=$4 dir="$BENCH_WORKDIR/haproxy"
     bench_require_free_port "$port" haproxy
     mkdir -p "$dir"
-    local tls_listen=""
-    if [[ -n $BENCH_TLS_CERT ]]; then
-        tls_listen="127.0.0.1:$((port + BENCH_TLS_PORT_OFFSET))"
-        bench_require_free_port "$((port + BENCH_TLS_PORT_OFFSET))" haproxy
-    fi
-    bench_haproxy_config "127.0.0.1:$port" "127.0.0.1:$backend" "$cpus" "$workers" $tls_listen >"$dir/haproxy.cfg"
+    local tls_binds=() tls_port pem
+    for tls_port in $(bench_tls_ports "$port"); do
+        bench_require_free_port "$tls_port" haproxy
+        read -r _ _ pem <<<"$(bench_tls_files "$port" "$tls_port")"
+        tls_binds+=("127.0.0.1:$tls_port $pem")
+    done
+    bench_haproxy_config "127.0.0.1:$port" "127.0.0.1:$backend" "$cpus" "$workers" "${tls_binds[@]}" >"$dir/haproxy.cfg"
     haproxy -c -q -f "$dir/haproxy.cfg" >"$dir/check.log" 2>&1 ||
         bench_die "haproxy rejected its config: $(cat "$dir/check.log")"
     taskset -c "$cpus" haproxy -db -f "$dir/haproxy.cfg" >"$dir/stdout.log" 2>&1 &
@@ -456,11 +521,25 @@ bench_check_proxy_forwards() { # name port
         -w ' %{http_code}' "http://127.0.0.1:$2/post" 2>&1) ||
         bench_die "$1 on :$2 does not answer POST /post: $got"
     [[ $got == $'ok\n 200' ]] || bench_die "$1 on :$2 answered POST /post with '$got'"
-    [[ -n $BENCH_TLS_CERT ]] || return 0
-    got=$(curl -sS --max-time 5 --cacert "$BENCH_TLS_CERT" -o /dev/null -w '%{http_code} %{size_download}' \
-        "https://127.0.0.1:$(($2 + BENCH_TLS_PORT_OFFSET))/1k" 2>&1) ||
-        bench_die "$1 on :$(($2 + BENCH_TLS_PORT_OFFSET)) does not answer HTTPS GET /1k: $got"
-    [[ $got == "200 1024" ]] || bench_die "$1 answered HTTPS GET /1k with '$got' (want '200 1024')"
+    local tls_port cert
+    for tls_port in $(bench_tls_ports "$2"); do
+        read -r cert _ <<<"$(bench_tls_files "$2" "$tls_port")"
+        got=$(curl -sS --max-time 5 --cacert "$cert" -o /dev/null -w '%{http_code} %{size_download}' \
+            "https://127.0.0.1:$tls_port/1k" 2>&1) ||
+            bench_die "$1 on :$tls_port does not answer HTTPS GET /1k: $got"
+        [[ $got == "200 1024" ]] || bench_die "$1 on :$tls_port answered HTTPS GET /1k with '$got' (want '200 1024')"
+    done
+}
+
+# Fails loudly when a TLS port does not resume sessions: openssl s_client saves the session
+# (a TLS 1.3 ticket, read after one request) and must be told "Reused" with it.
+bench_check_tls_resumes() { # name tls_port
+    local session="$BENCH_WORKDIR/session-$2.pem" again
+    printf 'GET /12b HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' |
+        timeout 10 openssl s_client -connect "127.0.0.1:$2" -sess_out "$session" -ign_eof >/dev/null 2>&1 || true
+    again=$(timeout 10 openssl s_client -connect "127.0.0.1:$2" -sess_in "$session" </dev/null 2>&1) || true
+    [[ $again == *"Reused, TLSv1"* ]] ||
+        bench_die "$1 on :$2 did not resume a TLS session with openssl s_client -sess_in: $(grep -m1 -E '^(New|Reused),' <<<"$again")"
 }
 
 # --- /proc readings --------------------------------------------------------------
@@ -517,6 +596,7 @@ end
 EOF
     )
     printf '%s\n' "$done_hook" >"$BENCH_WORKDIR/wrk-get.lua"
+    head -c 16384 /dev/zero | tr '\0' x >"$BENCH_WORKDIR/post-body.bin" # oha's POST body
     {
         printf 'wrk.method = "POST"\n'
         printf 'wrk.body = string.rep("x", 16384)\n'
@@ -553,8 +633,47 @@ bench_wrk_wait() { # [pid]
     BENCH_WRK_PIDS=("${running[@]}")
     if ((rc != 0)); then
         cat "${BENCH_WRK_OUT_OF[$pid]}" >&2
-        bench_die "wrk failed (exit $rc) against ${BENCH_WRK_URL_OF[$pid]}"
+        bench_die "the load tool failed (exit $rc) against ${BENCH_WRK_URL_OF[$pid]}"
     fi
+}
+
+# As bench_wrk_start, with oha (bench_ensure_oha first): ka keeps connections open, close
+# opens one per request (--disable-keepalive: each a new TCP connection and, over HTTPS, a
+# full handshake), post sends 16 KiB. Requests under way at the end are waited
+# for (-w), not counted as errors. Sets BENCH_WRK_PID like bench_wrk_start.
+bench_oha_start() { # cpus threads connections duration_s mode(ka|close|post) url outfile
+    local cpus=$1 conns=$3 duration=$4 mode=$5 url=$6 out=$7
+    local args=(--no-tui --output-format json -z "${duration}s" -c "$conns" -t 5s -w --insecure)
+    case $mode in
+    ka) ;;
+    close) args+=(--disable-keepalive) ;;
+    post) args+=(-m POST -D "$BENCH_WORKDIR/post-body.bin" -T application/octet-stream) ;;
+    *) bench_die "unknown oha mode $mode" ;;
+    esac
+    # oha's runtime starts one thread per cpu it may run on, so taskset sizes it too.
+    taskset -c "$cpus" "$BENCH_OHA" "${args[@]}" "$url" >"$out" 2>&1 &
+    BENCH_WRK_PID=$!
+    BENCH_WRK_PIDS+=("$BENCH_WRK_PID")
+    BENCH_WRK_OUT_OF[$BENCH_WRK_PID]=$out
+    BENCH_WRK_URL_OF[$BENCH_WRK_PID]=$url
+}
+
+# Prints "rps requests p50 p99 p999 err_status err_socket" (latency in µs) from oha's JSON:
+# requests are the responses received, err_status those not 2xx/3xx, err_socket the errors
+# (connect, read, timeouts).
+bench_parse_oha() { # outfile
+    python3 - "$1" <<'EOF' || bench_die "could not parse oha output $1"
+import json, sys
+report = json.load(open(sys.argv[1]))
+codes = {int(k): v for k, v in report.get("statusCodeDistribution", {}).items()}
+requests = sum(codes.values())
+bad = sum(v for k, v in codes.items() if not 200 <= k < 400)
+errors = sum(report.get("errorDistribution", {}).values())
+total = report["summary"]["total"]
+p = report["latencyPercentiles"]
+us = lambda q: (p.get(q) or 0) * 1e6
+print(f"{requests / total if total else 0:.2f} {requests} {us('p50'):.1f} {us('p99'):.1f} {us('p99.9'):.1f} {bad} {errors}")
+EOF
 }
 
 # Same arguments as bench_wrk_start; returns when the run is over.

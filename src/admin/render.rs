@@ -6,7 +6,9 @@ use hdrhistogram::Histogram;
 use super::AdminState;
 use crate::metrics::exposition::{Exposition, Kind};
 use crate::metrics::latency::{Published, empty_histogram};
-use crate::metrics::{Counter, PARSE_ERROR_STATUSES, STATUS_CLASSES, Timeout};
+use crate::metrics::{
+    Counter, PARSE_ERROR_STATUSES, STATUS_CLASSES, Timeout, TlsFailure, TlsHandshake,
+};
 use crate::upstream::BackendId;
 use crate::upstream::health::BackendHealth;
 
@@ -23,6 +25,7 @@ pub fn metrics_text(state: &AdminState, latencies: &[Published]) -> String {
     requests(&mut e, state);
     per_worker_connections(&mut e, state);
     totals(&mut e, state);
+    tls(&mut e, state);
     backends(&mut e, state);
     first_byte(&mut e, state, latencies);
     e.into_string()
@@ -119,15 +122,13 @@ fn totals(e: &mut Exposition, state: &AdminState) {
         e.family(name, Kind::Counter, help);
         e.sample(name, &[], metrics.counter_total(counter) as f64);
     }
-    let name = "ringproxy_timeouts_total";
-    e.family(name, Kind::Counter, "Timeouts, by kind.");
-    for kind in Timeout::ALL {
-        e.sample(
-            name,
-            &[("kind", kind.label())],
-            metrics.timeouts(kind) as f64,
-        );
-    }
+    counter_by_label(
+        e,
+        "ringproxy_timeouts_total",
+        "Timeouts, by kind.",
+        "kind",
+        Timeout::ALL.map(|kind| (kind.label(), metrics.timeouts(kind))),
+    );
     let name = "ringproxy_parse_errors_total";
     e.family(
         name,
@@ -141,6 +142,52 @@ fn totals(e: &mut Exposition, state: &AdminState) {
             &[("status", &status)],
             metrics.parse_errors(slot) as f64,
         );
+    }
+}
+
+/// Handshakes on TLS listeners; nothing while there is none and never was.
+fn tls(e: &mut Exposition, state: &AdminState) {
+    let metrics = &state.metrics;
+    let tls_now = state
+        .generation()
+        .config
+        .listeners
+        .iter()
+        .any(|l| l.tls.is_some());
+    let counted = TlsHandshake::ALL
+        .iter()
+        .any(|&k| metrics.tls_handshakes(k) > 0)
+        || TlsFailure::ALL.iter().any(|&r| metrics.tls_failures(r) > 0);
+    if !tls_now && !counted {
+        return;
+    }
+    counter_by_label(
+        e,
+        "ringproxy_tls_handshakes_total",
+        "TLS handshakes completed, by kind: full, or resumed from a ticket or the session cache.",
+        "kind",
+        TlsHandshake::ALL.map(|kind| (kind.label(), metrics.tls_handshakes(kind))),
+    );
+    counter_by_label(
+        e,
+        "ringproxy_tls_handshake_failures_total",
+        "Connections on TLS listeners that closed before the handshake completed, by reason.",
+        "reason",
+        TlsFailure::ALL.map(|reason| (reason.label(), metrics.tls_failures(reason))),
+    );
+}
+
+/// A counter family with one sample per value of its one label.
+fn counter_by_label<'a>(
+    e: &mut Exposition,
+    name: &str,
+    help: &str,
+    label: &str,
+    counts: impl IntoIterator<Item = (&'a str, u64)>,
+) {
+    e.family(name, Kind::Counter, help);
+    for (value, count) in counts {
+        e.sample(name, &[(label, value)], count as f64);
     }
 }
 

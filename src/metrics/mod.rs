@@ -80,6 +80,73 @@ impl Timeout {
     }
 }
 
+/// A TLS handshake that completed, by kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsHandshake {
+    /// Certificate, signature and key exchange (a HelloRetryRequest included).
+    Full,
+    /// A session resumed from a ticket or the session cache: no certificate, no signature.
+    Resumed,
+}
+
+impl TlsHandshake {
+    pub const ALL: [TlsHandshake; 2] = [TlsHandshake::Full, TlsHandshake::Resumed];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            TlsHandshake::Full => "full",
+            TlsHandshake::Resumed => "resumed",
+        }
+    }
+}
+
+/// Why a connection on a TLS listener ended before its handshake completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// Plain HTTP sent to the TLS port (answered with a clear-text 400).
+    PlainHttp,
+    /// Neither TLS nor HTTP, or a malformed or out-of-order handshake message or record.
+    Protocol,
+    /// No TLS version, cipher suite, key exchange group or ALPN protocol in common.
+    Incompatible,
+    /// No certificate for the client: none for the name it asked (`strict_sni`), or none that
+    /// signs with a scheme it accepts.
+    NoCertificate,
+    /// The client ended the handshake with an alert: mostly, it rejected the certificate.
+    ClientAlert,
+    /// The client closed or reset the connection before the handshake ended.
+    Closed,
+    /// The handshake did not end within `timeouts.client_header`.
+    Timeout,
+    Other,
+}
+
+impl TlsFailure {
+    pub const ALL: [TlsFailure; 8] = [
+        TlsFailure::PlainHttp,
+        TlsFailure::Protocol,
+        TlsFailure::Incompatible,
+        TlsFailure::NoCertificate,
+        TlsFailure::ClientAlert,
+        TlsFailure::Closed,
+        TlsFailure::Timeout,
+        TlsFailure::Other,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            TlsFailure::PlainHttp => "plain_http",
+            TlsFailure::Protocol => "protocol",
+            TlsFailure::Incompatible => "incompatible",
+            TlsFailure::NoCertificate => "no_certificate",
+            TlsFailure::ClientAlert => "client_alert",
+            TlsFailure::Closed => "closed",
+            TlsFailure::Timeout => "timeout",
+            TlsFailure::Other => "other",
+        }
+    }
+}
+
 /// The statuses a request the proxy could not accept is answered with; anything else is
 /// counted as `other`.
 pub const PARSE_ERROR_STATUSES: [u16; 7] = [400, 413, 414, 417, 431, 501, 505];
@@ -89,7 +156,9 @@ pub const STATUS_CLASSES: usize = 5;
 
 const TIMEOUTS_AT: usize = Counter::COUNT;
 const PARSE_ERRORS_AT: usize = TIMEOUTS_AT + Timeout::ALL.len();
-const REQUESTS_AT: usize = PARSE_ERRORS_AT + PARSE_ERROR_SLOTS;
+const TLS_HANDSHAKES_AT: usize = PARSE_ERRORS_AT + PARSE_ERROR_SLOTS;
+const TLS_FAILURES_AT: usize = TLS_HANDSHAKES_AT + TlsHandshake::ALL.len();
+const REQUESTS_AT: usize = TLS_FAILURES_AT + TlsFailure::ALL.len();
 
 /// What the labels of one config generation's request counters range over.
 #[derive(Debug, Clone)]
@@ -168,6 +237,14 @@ impl Metrics {
         self.counters.total(PARSE_ERRORS_AT + slot)
     }
 
+    pub fn tls_handshakes(&self, kind: TlsHandshake) -> u64 {
+        self.counters.total(TLS_HANDSHAKES_AT + kind as usize)
+    }
+
+    pub fn tls_failures(&self, reason: TlsFailure) -> u64 {
+        self.counters.total(TLS_FAILURES_AT + reason as usize)
+    }
+
     /// Fresh latency histograms of every worker (see `latency`).
     pub fn latencies(&self, within: Duration) -> Vec<latency::Published> {
         self.latency.collect(within)
@@ -202,6 +279,16 @@ impl WorkerMetrics {
 
     pub fn timeout(&self, kind: Timeout) {
         self.add(TIMEOUTS_AT + kind as usize);
+    }
+
+    /// A TLS handshake completed (once per connection, before its first request).
+    pub fn tls_handshake(&self, kind: TlsHandshake) {
+        self.add(TLS_HANDSHAKES_AT + kind as usize);
+    }
+
+    /// A connection on a TLS listener closed before its handshake completed.
+    pub fn tls_failure(&self, reason: TlsFailure) {
+        self.add(TLS_FAILURES_AT + reason as usize);
     }
 
     /// A request refused with `status` before it reached a backend.
@@ -370,6 +457,26 @@ mod tests {
         assert_eq!(m.history().live.len(), 2, "the unused first one was folded");
         assert_eq!(total(&m, "a", "h", 0, 1), 2);
         assert_eq!(total(&m, "b", "h", 1, 4), 1);
+    }
+
+    #[test]
+    fn tls_outcomes_count_apart_from_each_other_and_the_other_counters() {
+        let m = metrics();
+        let w0 = WorkerMetrics::new(m.clone(), 0);
+        let w1 = WorkerMetrics::new(m.clone(), 1);
+        w0.tls_handshake(TlsHandshake::Full);
+        w1.tls_handshake(TlsHandshake::Full);
+        w1.tls_handshake(TlsHandshake::Resumed);
+        w0.tls_failure(TlsFailure::Other);
+        w0.tls_failure(TlsFailure::PlainHttp);
+        w1.timeout(Timeout::BackendResponse);
+        assert_eq!(m.tls_handshakes(TlsHandshake::Full), 2);
+        assert_eq!(m.tls_handshakes(TlsHandshake::Resumed), 1);
+        assert_eq!(m.tls_failures(TlsFailure::Other), 1);
+        assert_eq!(m.tls_failures(TlsFailure::PlainHttp), 1);
+        assert_eq!(m.tls_failures(TlsFailure::Timeout), 0);
+        assert_eq!(m.timeouts(Timeout::BackendResponse), 1);
+        assert_eq!(m.parse_errors(PARSE_ERROR_STATUSES.len()), 0);
     }
 
     #[test]

@@ -7,6 +7,9 @@
 //! (the first request head then has its own, as on a plain listener), so a client that stalls
 //! mid-handshake holds nothing past it. A failed handshake closes the connection after the
 //! alert rustls chose (an unsupported version, no common cipher suite).
+//!
+//! Each connection counts once in the worker's metrics: a completed handshake by kind (full
+//! or resumed), else why it failed (`TlsFailure`).
 
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
@@ -16,11 +19,12 @@ use std::time::Duration;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
-use rustls::{ServerConfig, ServerConnection};
+use rustls::{HandshakeKind, PeerIncompatible, ServerConfig, ServerConnection};
 
 use super::stream::{First, TlsStream};
 use crate::conns::{ConnSlot, Cut, Lane};
 use crate::http::write_error_response;
+use crate::metrics::{TlsFailure, TlsHandshake};
 use crate::proxy;
 use crate::worker::{Generation, WorkerCtx};
 
@@ -49,17 +53,78 @@ pub async fn serve_tls(
     let mut stream = TlsStream::new(tcp, conn);
     let within = generation.config.timeouts.client_header;
     let deadline = slot.deadline(Lane::Main, fd, within);
-    let (opened, _) = deadline.run(Cut::Both, open(&mut stream)).await;
+    let (opened, timed_out) = deadline.run(Cut::Both, open(&mut stream)).await;
+    if let Ok(First::Handshake) = opened {
+        let kind = if stream.handshake_kind() == Some(HandshakeKind::Resumed) {
+            TlsHandshake::Resumed
+        } else {
+            TlsHandshake::Full
+        };
+        ctx.metrics.tls_handshake(kind);
+        proxy::serve_connection(ctx, generation, stream, fd, peer, listener, slot).await;
+        return;
+    }
+    ctx.metrics.tls_failure(failure(&opened, timed_out));
+    if let Ok(First::PlainHttp) = opened {
+        let mut tcp = stream.into_tcp();
+        refuse_plain_http(&ctx, &slot, fd, &mut tcp).await;
+        return drop_in_order(slot, tcp);
+    }
+    drop_in_order(slot, stream);
+}
+
+/// Why a connection that did not complete its handshake failed. A deadline that fired
+/// explains whatever the cut socket then reported.
+fn failure(opened: &std::io::Result<First>, timed_out: bool) -> TlsFailure {
+    if timed_out {
+        return TlsFailure::Timeout;
+    }
     match opened {
-        Ok(First::Handshake) => {
-            proxy::serve_connection(ctx, generation, stream, fd, peer, listener, slot).await;
+        Ok(First::PlainHttp) => TlsFailure::PlainHttp,
+        Ok(First::Other) => TlsFailure::Protocol,
+        Ok(First::Closed) => TlsFailure::Closed,
+        // Not reached: a completed handshake is counted by the caller.
+        Ok(First::Handshake) => TlsFailure::Other,
+        Err(error) => match error.get_ref().and_then(|e| e.downcast_ref()) {
+            Some(tls) => tls_failure(tls),
+            None => socket_failure(error.kind()),
+        },
+    }
+}
+
+/// The failure an error of the socket (or of the stream's own end-of-stream check) stands
+/// for.
+fn socket_failure(kind: std::io::ErrorKind) -> TlsFailure {
+    use std::io::ErrorKind;
+    match kind {
+        ErrorKind::UnexpectedEof
+        | ErrorKind::ConnectionReset
+        | ErrorKind::ConnectionAborted
+        | ErrorKind::BrokenPipe => TlsFailure::Closed,
+        _ => TlsFailure::Other,
+    }
+}
+
+/// rustls' error when the certificate resolver has none for the client (`strict_sni` and a
+/// name no certificate has). Only its message tells it apart; a test pins it.
+const NO_CERTIFICATE_RESOLVED: &str = "no server certificate chain resolved";
+
+/// The failure a rustls error stands for.
+fn tls_failure(error: &rustls::Error) -> TlsFailure {
+    use rustls::Error;
+    match error {
+        Error::PeerIncompatible(PeerIncompatible::NoSignatureSchemesInCommon) => {
+            TlsFailure::NoCertificate
         }
-        Ok(First::PlainHttp) => {
-            let mut tcp = stream.into_tcp();
-            refuse_plain_http(&ctx, &slot, fd, &mut tcp).await;
-            drop_in_order(slot, tcp);
-        }
-        Ok(First::Other | First::Closed) | Err(_) => drop_in_order(slot, stream),
+        Error::General(message) if message == NO_CERTIFICATE_RESOLVED => TlsFailure::NoCertificate,
+        Error::PeerIncompatible(_) | Error::NoApplicationProtocol => TlsFailure::Incompatible,
+        Error::AlertReceived(_) => TlsFailure::ClientAlert,
+        Error::InvalidMessage(_)
+        | Error::InappropriateMessage { .. }
+        | Error::InappropriateHandshakeMessage { .. }
+        | Error::PeerMisbehaved(_)
+        | Error::DecryptError => TlsFailure::Protocol,
+        _ => TlsFailure::Other,
     }
 }
 

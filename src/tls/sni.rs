@@ -81,8 +81,8 @@ mod tests {
 
     /// A stand-in certificate, told apart by its (fake) DER bytes.
     fn key(tag: u8) -> Arc<CertifiedKey> {
-        let signing =
-            rustls::crypto::ring::sign::any_supported_type(&test_key()).expect("test key loads");
+        let signing = rustls::crypto::aws_lc_rs::sign::any_supported_type(&test_key())
+            .expect("test key loads");
         Arc::new(CertifiedKey::new(vec![vec![tag].into()], signing))
     }
 

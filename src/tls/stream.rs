@@ -115,6 +115,11 @@ impl TlsStream {
         self.tcp
     }
 
+    /// Whether the handshake was full or resumed a session; `None` before it completed.
+    pub fn handshake_kind(&self) -> Option<rustls::HandshakeKind> {
+        self.conn.handshake_kind()
+    }
+
     /// The protocol the client and we agreed on with ALPN, if any.
     pub fn alpn_protocol(&self) -> Option<&[u8]> {
         self.conn.alpn_protocol()

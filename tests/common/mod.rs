@@ -4,6 +4,8 @@
 //! hanging the suite.
 #![allow(dead_code)]
 
+pub mod prom;
+
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
