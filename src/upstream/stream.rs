@@ -2,10 +2,13 @@
 //!
 //! An enum rather than a type parameter of the exchange: the choice is made per group at run
 //! time, and one pool, one exchange and one tunnel serve both. The plain arm comes first and
-//! holds the `TcpStream` itself, so a plain read or write costs one more branch than before;
-//! the TLS arm is boxed, so the enum, the `Upstream` the exchange holds and its futures stay
-//! about as small as the plain socket's (a connection's task is most of what an idle client
-//! costs: see `proxy::serve_connection`).
+//! holds the `TcpStream` itself; the TLS arm is boxed, so the enum, the `Upstream` the
+//! exchange holds and its futures stay as small as the plain socket's (a connection's task is
+//! most of what an idle client costs: see `proxy::serve_connection`). Where a keep-alive
+//! request writes and reads its backend, the exchange matches the arm itself, so a plain
+//! backend runs the very code a plain client connection does (perf/RESULTS.md, 2026-12-07:
+//! through this type's own reads and writes the plain path cost 1.2% to 2.9% more
+//! instructions); bodies and tunnels go through the traits implemented here.
 
 use std::cell::Cell;
 use std::fmt;
