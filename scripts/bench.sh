@@ -24,20 +24,24 @@ Usage: scripts/bench.sh [options]
   --matrix quick|full     quick: keep-alive, 50 conns, GET 12b and 1k (default)
                           full: keep-alive at 50 and 256 conns x 12b/1k/64k, a
                           Connection: close run, a 16 KiB POST, HTTPS keep-alive
-                          12b/1k, full and resumed TLS handshakes; 1 and 2 workers
+                          12b/1k, full and resumed TLS handshakes, TLS to the backend
+                          12b/1k; 1 and 2 workers
   --only LIST             proxies to run, from ringproxy,nginx,haproxy (default: all)
   --reps N                repetitions, each runs every proxy in turn (default 3)
   --duration S            seconds per wrk run (default 10)
   --warmup S              unrecorded wrk run per proxy before each scenario (default 1; 0 = none)
   --connections LIST      connection counts, e.g. 50,256 (overrides the matrix)
   --bodies LIST           GET bodies from 12b,1k,64k (overrides the matrix)
-  --scenarios LIST        kinds to run, from ka,close,post,tls,hs,resume (default: the
+  --scenarios LIST        kinds to run, from ka,close,post,tls,hs,resume,backend-tls (default: the
                           matrix's; e.g. --scenarios post measures the 16 KiB POST alone).
                           tls: keep-alive over HTTPS. hs: full TLS handshakes, one per
                           request (oha --disable-keepalive, whatever --load says), with an
                           ECDSA P-256 and with an RSA-2048 certificate. resume: resumed
                           handshakes, one per request (wrk with Connection: close, which
                           resumes with the session ticket of its previous connection).
+                          backend-tls: plain keep-alive from the load tool, TLS from each
+                          proxy to the backend (its certificate verified, connections and
+                          sessions reused).
                           Every proxy terminates TLS with the same certificates; these
                           rows run at the first connection count
   --load wrk|oha          load tool for the ka, close, post and tls rows (default wrk).
@@ -138,7 +142,7 @@ validate_args() {
     done
     for name in ${CONNECTIONS//,/ }; do require_uint --connections "$name"; done
     for name in ${SCENARIO_KINDS//,/ }; do
-        case $name in ka | close | post | tls | hs | resume) ;; *) bench_die "--scenarios: unknown kind '$name' (ka, close, post, tls, hs, resume)" ;; esac
+        case $name in ka | close | post | tls | hs | resume | backend-tls) ;; *) bench_die "--scenarios: unknown kind '$name' (ka, close, post, tls, hs, resume, backend-tls)" ;; esac
     done
     [[ $LOAD == wrk || $LOAD == oha ]] || bench_die "--load must be wrk or oha"
     bench_check_cpus_exist "$PROXY_CPUS"
@@ -159,7 +163,7 @@ build_scenarios() {
         read -ra WORKER_MODES <<<"${WORKERS:-1}"
     fi
     local kinds=${SCENARIO_KINDS:-ka}
-    if [[ $MATRIX == full && -z $SCENARIO_KINDS ]]; then kinds=ka,close,post,tls,hs,resume; fi
+    if [[ $MATRIX == full && -z $SCENARIO_KINDS ]]; then kinds=ka,close,post,tls,hs,resume,backend-tls; fi
     SCENARIOS=()
     if [[ ,$kinds, == *,ka,* ]]; then
         for first in ${conns//,/ }; do
@@ -174,6 +178,9 @@ build_scenarios() {
     fi
     if [[ ,$kinds, == *,hs,* ]]; then SCENARIOS+=("hs-ecdsa $first 12b" "hs-rsa $first 12b"); fi
     if [[ ,$kinds, == *,resume,* ]]; then SCENARIOS+=("resume $first 12b"); fi
+    if [[ ,$kinds, == *,backend-tls,* ]]; then
+        for body in ${bodies//,/ }; do [[ $body == 64k ]] || SCENARIOS+=("backend-tls $first $body"); done
+    fi
     MAX_CONNECTIONS=0
     for first in ${conns//,/ }; do
         if ((first > MAX_CONNECTIONS)); then MAX_CONNECTIONS=$first; fi
@@ -195,6 +202,7 @@ scenario_label() { # mode conns path
     hs-ecdsa) echo "Full TLS handshakes, ECDSA P-256, $2 connections, $body per connection" ;;
     hs-rsa) echo "Full TLS handshakes, RSA-2048, $2 connections, $body per connection" ;;
     resume) echo "Resumed TLS handshakes (session tickets), $2 connections, $body per connection" ;;
+    backend-tls) echo "keep-alive, $2 connections, $body, TLS to the backend" ;;
     esac
 }
 
@@ -203,9 +211,9 @@ is_handshake_row() { # mode
     [[ $1 == hs-* || $1 == resume ]]
 }
 
-# Uses TLS on any port.
+# Uses TLS on any port (or to the backend).
 is_tls_row() { # mode
-    [[ $1 == tls ]] || is_handshake_row "$1"
+    [[ $1 == tls || $1 == backend-tls ]] || is_handshake_row "$1"
 }
 
 # The load tool of a row: oha for full handshakes (it keeps no TLS sessions), wrk for
@@ -263,13 +271,14 @@ scenario_url() { # proxy workers mode path
     case $3 in
     hs-rsa) echo "https://127.0.0.1:$((port + BENCH_TLS_RSA_PORT_OFFSET))/$4" ;;
     tls | hs-ecdsa | resume) echo "https://127.0.0.1:$((port + BENCH_TLS_PORT_OFFSET))/$4" ;;
+    backend-tls) echo "http://127.0.0.1:$((port + BENCH_BACKEND_TLS_OFFSET))/$4" ;;
     *) echo "http://127.0.0.1:$port/$4" ;;
     esac
 }
 
 load_mode() { # mode
     case $1 in
-    tls) echo ka ;;
+    tls | backend-tls) echo ka ;;
     hs-* | resume) echo close ;;
     *) echo "$1" ;;
     esac

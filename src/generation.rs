@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use crate::config::{Config, ConfigError, UpstreamConfig};
 use crate::metrics::RequestCounts;
 use crate::route::RouteTable;
-use crate::tls::TlsListeners;
+use crate::tls::TlsSetup;
 use crate::upstream::BackendId;
 use crate::upstream::health::HealthTable;
 
@@ -39,8 +39,9 @@ pub struct SharedGeneration {
     pub config: Arc<Config>,
     /// By listener, in config order: each listener's compiled route table.
     pub routes: Vec<Arc<RouteTable>>,
-    /// By listener, in config order: the certificates and ticket keys every worker shares.
-    pub tls: TlsListeners,
+    /// What every worker shares for TLS: by listener the certificates and ticket keys, by
+    /// upstream group the client config for its backends.
+    pub tls: TlsSetup,
     /// By listener, in config order.
     pub listener_ids: Vec<ListenerId>,
     /// By listener, in config order: the address bound (the real port for port 0).

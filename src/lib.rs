@@ -7,9 +7,10 @@
 //! config decides comes in a `generation`, which a reload replaces while requests run.
 //! Workers count into `metrics` (per-worker blocks, no contention); the `admin` thread
 //! serves them. On a TLS listener, `tls` does the handshake first and hands `proxy` the
-//! decrypted stream. `top` is the `ringproxy top` client of the admin listener. `upgrade`
-//! hands the listening sockets to a new binary (SIGUSR2), which tells systemd (`systemd`)
-//! that it took over.
+//! decrypted stream; to a group with TLS to its backends, `upstream` connects through the
+//! same TLS stream, client side. `top` is the `ringproxy top` client of the admin listener.
+//! `upgrade` hands the listening sockets to a new binary (SIGUSR2), which tells systemd
+//! (`systemd`) that it took over.
 
 pub mod admin;
 pub mod clock;

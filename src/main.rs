@@ -268,7 +268,7 @@ fn disable_transparent_huge_pages() {
 
 /// The configuration and its certificates, read and checked (at --check, at start and at each
 /// reload alike); warnings are printed, errors returned as --check prints them.
-fn load_checked(cli: &RunArgs) -> Result<(Config, tls::TlsListeners), String> {
+fn load_checked(cli: &RunArgs) -> Result<(Config, tls::TlsSetup), String> {
     let config = build_config(cli)?;
     generation::check_limits(&config).map_err(|e| e.to_string())?;
     // Certificates are checked against the clock of the moment.
@@ -279,7 +279,7 @@ fn load_checked(cli: &RunArgs) -> Result<(Config, tls::TlsListeners), String> {
     if !tls.errors.is_empty() {
         return Err(ConfigErrors(tls.errors).to_string());
     }
-    Ok((config, tls.listeners))
+    Ok((config, tls.setup))
 }
 
 /// `ringproxy reload`: checks the file, then signals the instance its pid file names. Exit 2

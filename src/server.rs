@@ -26,7 +26,7 @@ use crate::metrics::{Labels, Metrics};
 use crate::pidfile::{self, PidFile};
 use crate::plural::count;
 use crate::systemd;
-use crate::tls::TlsListeners;
+use crate::tls::TlsSetup;
 use crate::upgrade::{self, Handover, Inherited, Outcome, Predecessor, Relaunch, Role};
 use crate::upstream::health::{HealthTable, spawn_checker};
 use crate::upstream::ids::BackendIds;
@@ -131,7 +131,7 @@ pub fn available_cpus() -> Result<Vec<usize>, String> {
 
 /// Reads the config again for a reload: the same file (or flags) the process started
 /// with, checked as at start; `Err` is the error list `--check` would print.
-pub type Reloader = Box<dyn Fn() -> Result<(Config, TlsListeners), String>>;
+pub type Reloader = Box<dyn Fn() -> Result<(Config, TlsSetup), String>>;
 
 /// How long the main thread waits for every worker to take a new generation before it says
 /// which did not (a worker answers within a timer tick unless it is stuck).
@@ -155,7 +155,7 @@ pub struct Lineage {
 pub fn run(
     config: Config,
     placement: Placement,
-    tls: TlsListeners,
+    tls: TlsSetup,
     reload: Reloader,
     lineage: Lineage,
 ) -> Result<(), String> {
@@ -459,7 +459,7 @@ impl Control {
     fn prepare(
         &mut self,
         mut config: Config,
-        tls: TlsListeners,
+        tls: TlsSetup,
     ) -> Result<(Arc<SharedGeneration>, Vec<Install>), Rejected> {
         let previous = self.generation.clone();
         if let Some(previous) = &previous {
@@ -693,6 +693,7 @@ impl Control {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = spawn_checker(
             generation.config.clone(),
+            &generation.tls.upstreams,
             generation.health.clone(),
             stop.clone(),
         )?;

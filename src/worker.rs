@@ -510,7 +510,7 @@ impl Scheme {
         let listeners = &generation.config.listeners;
         let mut schemes = Vec::with_capacity(listeners.len());
         for (index, config) in listeners.iter().enumerate() {
-            let shared = generation.tls.get(index).and_then(Option::as_ref);
+            let shared = generation.tls.listeners.get(index).and_then(Option::as_ref);
             let tls = shared
                 .map(|tls| tls.server_config())
                 .transpose()
@@ -546,7 +546,12 @@ pub struct Generation {
 impl Generation {
     fn new(shared: &Arc<SharedGeneration>, load: &Rc<LoadView>) -> Result<Self, String> {
         let config = shared.config.clone();
-        let upstreams = Upstreams::from_config(&config, shared.health.clone(), load.clone());
+        let upstreams = Upstreams::from_config(
+            &config,
+            &shared.tls.upstreams,
+            shared.health.clone(),
+            load.clone(),
+        );
         let listeners = shared
             .routes
             .iter()
@@ -625,10 +630,12 @@ impl WorkerCtx {
         .map_err(|e| e.to_string())?;
         let load = Rc::new(load);
         let generation = Generation::new(shared, &load)?;
+        let upstreams = &generation.upstreams;
         let pool = Pool::new(
-            generation.upstreams.backend_count(),
+            upstreams.backend_count(),
             config.pool.max_idle_per_backend,
             config.pool.idle_timeout,
+            |backend| upstreams.pooled(backend),
         );
         let mut refusal = Vec::new();
         write_error_response(&mut refusal, 503, true);
@@ -704,7 +711,7 @@ impl WorkerCtx {
             upstreams.backend_count(),
             config.pool.max_idle_per_backend,
             config.pool.idle_timeout,
-            |backend| upstreams.serves(backend),
+            |backend| upstreams.pooled(backend),
         );
         let shared = install.generation;
         self.stop_accepting(|id| shared.position(id).is_none());

@@ -13,71 +13,12 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 
+use common::pki::{Pki, path};
 use common::prom::{parse_exposition, value};
 use common::{
     Backend, IO_TIMEOUT, Proxy, RawClient, Step, TempDir, admin_addr, admin_get, config, curl,
     run_to_exit, ws_frame, ws_read_frame,
 };
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-
-/// A test CA and the leaf certificates it signed, as PEM files.
-struct Pki {
-    dir: TempDir,
-    ca: PathBuf,
-    ca_key: PathBuf,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = TempDir::new();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "ringproxy test CA");
-        let key = KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        let ca = dir.write("ca.pem", cert.pem().as_bytes());
-        let ca_key = dir.write("ca.key", key.serialize_pem().as_bytes());
-        Pki {
-            dir,
-            ca,
-            ca_key,
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// A leaf for `names` with common name `cn`, valid from `from` to `to` days from now;
-    /// returns (cert, key) paths. The file names are the common name.
-    fn leaf_valid(&self, cn: &str, names: &[&str], from: i64, to: i64) -> (PathBuf, PathBuf) {
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let mut params = CertificateParams::new(names).unwrap();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        let now = time::OffsetDateTime::now_utc();
-        params.not_before = now + time::Duration::days(from);
-        params.not_after = now + time::Duration::days(to);
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        (
-            self.dir.write(&format!("{cn}.pem"), cert.pem().as_bytes()),
-            self.dir
-                .write(&format!("{cn}.key"), key.serialize_pem().as_bytes()),
-        )
-    }
-
-    fn leaf(&self, cn: &str, names: &[&str]) -> (PathBuf, PathBuf) {
-        self.leaf_valid(cn, names, -1, 90)
-    }
-
-    fn ca(&self) -> &str {
-        self.ca.to_str().unwrap()
-    }
-}
-
-fn path(p: &std::path::Path) -> String {
-    p.to_str().unwrap().to_owned()
-}
 
 /// A listener on an ephemeral port terminating TLS with `tls` (the lines of
 /// `[listener.tls]` and what follows it), in front of `backend`.

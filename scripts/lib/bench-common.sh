@@ -18,6 +18,12 @@ BENCH_TLS_CERT="" BENCH_TLS_KEY="" BENCH_TLS_PEM=""
 BENCH_TLS_RSA_CERT="" BENCH_TLS_RSA_KEY="" BENCH_TLS_RSA_PEM=""
 BENCH_TLS_PORT_OFFSET=3
 BENCH_TLS_RSA_PORT_OFFSET=6
+# With them, the backend also serves HTTPS on its port plus BENCH_BACKEND_TLS_OFFSET (an
+# ECDSA P-256 leaf signed by a bench CA), which each proxy reaches over TLS (verifying the
+# name "localhost", sent as SNI; connections and sessions reused) from a plain listener on
+# its own port plus the same offset.
+BENCH_BACKEND_CA="" BENCH_BACKEND_CERT="" BENCH_BACKEND_KEY=""
+BENCH_BACKEND_TLS_OFFSET=100
 # When set, ringproxy's admin listener (/metrics) is on this port.
 BENCH_RINGPROXY_ADMIN_PORT=""
 
@@ -305,6 +311,7 @@ http {
 $(bench_nginx_temp_paths "$dir")
     server {
         listen 127.0.0.1:$port backlog=4096;
+        $(bench_backend_tls_listen "$port")
         root $dir/www;
         location = /post {
             client_max_body_size 1m;
@@ -332,6 +339,33 @@ bench_make_tls_cert() { # dir
     chmod -R a+r "$1"
     BENCH_TLS_CERT=$1/ecdsa-cert.pem BENCH_TLS_KEY=$1/ecdsa-key.pem BENCH_TLS_PEM=$1/ecdsa-haproxy.pem
     BENCH_TLS_RSA_CERT=$1/rsa-cert.pem BENCH_TLS_RSA_KEY=$1/rsa-key.pem BENCH_TLS_RSA_PEM=$1/rsa-haproxy.pem
+    bench_make_backend_cert "$1"
+}
+
+# The backend's: a leaf (CA:FALSE) signed by a CA of its own, as an internal PKI issues them;
+# rustls, unlike OpenSSL, refuses a self-signed CA certificate as a server's.
+bench_make_backend_cert() { # dir
+    printf 'basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$1/backend.ext"
+    if ! {
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+            -subj "/CN=bench backend CA" -keyout "$1/backend-ca.key" -out "$1/backend-ca.pem" &&
+            openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
+                -keyout "$1/backend-key.pem" -out "$1/backend.csr" &&
+            openssl x509 -req -in "$1/backend.csr" -CA "$1/backend-ca.pem" -CAkey "$1/backend-ca.key" \
+                -CAcreateserial -days 30 -extfile "$1/backend.ext" -out "$1/backend-cert.pem"
+    } >>"$1/openssl.log" 2>&1; then
+        bench_die "openssl could not make the backend's certificate: $(cat "$1/openssl.log")"
+    fi
+    chmod -R a+r "$1"
+    BENCH_BACKEND_CA=$1/backend-ca.pem BENCH_BACKEND_CERT=$1/backend-cert.pem BENCH_BACKEND_KEY=$1/backend-key.pem
+}
+
+# The backend's HTTPS listener, when there is a certificate for it.
+bench_backend_tls_listen() { # backend_port
+    [[ -n $BENCH_BACKEND_CA ]] || return 0
+    bench_require_free_port "$(($1 + BENCH_BACKEND_TLS_OFFSET))" "backend nginx"
+    printf 'listen 127.0.0.1:%s ssl backlog=4096;\n        ssl_certificate %s;\n        ssl_certificate_key %s;\n' \
+        "$(($1 + BENCH_BACKEND_TLS_OFFSET))" "$BENCH_BACKEND_CERT" "$BENCH_BACKEND_KEY"
 }
 
 bench_make_one_cert() { # dir name openssl-key-args...
@@ -369,19 +403,30 @@ bench_start_proxy_ringproxy() {
     [[ -n ${RINGPROXY_BIN:-} ]] || bench_die "RINGPROXY_BIN not set"
     mkdir -p "$dir"
     bench_require_free_port "$port" ringproxy
-    local listeners="[[listener]]"$'\n'"address = \"127.0.0.1:$port\""$'\n' tls_port cert key admin=""
+    # With a second group (TLS to the backend), each listener names its group.
+    local to_default=""
+    [[ -z $BENCH_BACKEND_CA ]] || to_default="upstream = \"default\""$'\n'
+    local listeners="[[listener]]"$'\n'"address = \"127.0.0.1:$port\""$'\n'"$to_default" tls_port cert key admin=""
+    local groups="[upstream.default]"$'\n'"backends = [\"127.0.0.1:$backend\"]"$'\n'
     for tls_port in $(bench_tls_ports "$port"); do
         bench_require_free_port "$tls_port" ringproxy
         read -r cert key _ <<<"$(bench_tls_files "$port" "$tls_port")"
-        listeners+="[[listener]]"$'\n'"address = \"127.0.0.1:$tls_port\""$'\n'
+        listeners+="[[listener]]"$'\n'"address = \"127.0.0.1:$tls_port\""$'\n'"$to_default"
         listeners+="[listener.tls]"$'\n'"cert = \"$cert\""$'\n'"key = \"$key\""$'\n'
     done
+    if [[ -n $BENCH_BACKEND_CA ]]; then
+        bench_require_free_port "$((port + BENCH_BACKEND_TLS_OFFSET))" ringproxy
+        listeners+="[[listener]]"$'\n'"address = \"127.0.0.1:$((port + BENCH_BACKEND_TLS_OFFSET))\""$'\n'
+        listeners+="upstream = \"tls\""$'\n'
+        groups+="[upstream.tls]"$'\n'"backends = [\"127.0.0.1:$((backend + BENCH_BACKEND_TLS_OFFSET))\"]"$'\n'
+        groups+="[upstream.tls.tls]"$'\n'"ca = \"$BENCH_BACKEND_CA\""$'\n'"sni = \"localhost\""$'\n'
+    fi
     if [[ -n $BENCH_RINGPROXY_ADMIN_PORT ]]; then
         bench_require_free_port "$BENCH_RINGPROXY_ADMIN_PORT" "ringproxy admin"
         admin=$'\n'"[admin]"$'\n'"address = \"127.0.0.1:$BENCH_RINGPROXY_ADMIN_PORT\""$'\n'
     fi
     # Every other setting at its default, as with --listen and --upstream.
-    printf '%s\n[upstream.default]\nbackends = ["127.0.0.1:%s"]\n%s' "$listeners" "$backend" "$admin" >"$dir/ringproxy.toml"
+    printf '%s\n%s%s' "$listeners" "$groups" "$admin" >"$dir/ringproxy.toml"
     taskset -c "$cpus" "$RINGPROXY_BIN" --config "$dir/ringproxy.toml" \
         --workers "$workers" --cpus "$cpus" >"$dir/stdout.log" 2>"$dir/stderr.log" &
     BENCH_PROXY_PID=$!
@@ -414,6 +459,37 @@ bench_nginx_proxy_server() { # listen
 EOF
 }
 
+# The nginx proxy's plain listener on PORT + BENCH_BACKEND_TLS_OFFSET and the pool of TLS
+# connections it proxies to, on the backend's HTTPS port.
+bench_nginx_backend_tls_server() { # port backend_port keepalive
+    cat <<EOF
+    upstream backend_tls {
+        server 127.0.0.1:$(($2 + BENCH_BACKEND_TLS_OFFSET));
+        keepalive $3;
+        keepalive_requests 1000000000;
+        keepalive_timeout 600s;
+    }
+    server {
+        listen 127.0.0.1:$(($1 + BENCH_BACKEND_TLS_OFFSET)) reuseport backlog=4096;
+        location / {
+            proxy_pass https://backend_tls;
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate $BENCH_BACKEND_CA;
+            proxy_ssl_name localhost;
+            proxy_ssl_server_name on;
+            proxy_ssl_session_reuse on;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering on;
+            proxy_buffer_size 16k;
+            proxy_buffers 8 16k;
+            proxy_busy_buffers_size 32k;
+            proxy_max_temp_file_size 0;
+        }
+    }
+EOF
+}
+
 bench_start_proxy_nginx() {
     local port=$1 backend=$2 cpus=$3 workers=$4 keepalive=$5 dir="$BENCH_WORKDIR/nginx-proxy"
     bench_require_free_port "$port" "nginx proxy"
@@ -426,6 +502,10 @@ bench_start_proxy_nginx() {
         ssl_certificate $cert;
         ssl_certificate_key $key;")
     done
+    if [[ -n $BENCH_BACKEND_CA ]]; then
+        bench_require_free_port "$((port + BENCH_BACKEND_TLS_OFFSET))" "nginx proxy"
+        servers+=$'\n'$(bench_nginx_backend_tls_server "$port" "$backend" "$keepalive")
+    fi
     mkdir -p "$dir/tmp"
     chmod -R 755 "$dir"
     # reuseport: one listener per worker, like ringproxy's per-worker SO_REUSEPORT sockets.
@@ -488,6 +568,16 @@ backend origin
     http-reuse always
     server origin $upstream
 EOF
+    # TLS to the backend: a plain frontend on the listen port + BENCH_BACKEND_TLS_OFFSET.
+    [[ -n $BENCH_BACKEND_CA ]] || return 0
+    cat <<EOF
+frontend proxy_to_tls
+    bind ${listen%:*}:$((${listen##*:} + BENCH_BACKEND_TLS_OFFSET))
+    default_backend origin_tls
+backend origin_tls
+    http-reuse always
+    server origin_tls ${upstream%:*}:$((${upstream##*:} + BENCH_BACKEND_TLS_OFFSET)) ssl verify required ca-file $BENCH_BACKEND_CA sni str(localhost)
+EOF
 }
 
 bench_start_proxy_haproxy() {
@@ -500,6 +590,7 @@ bench_start_proxy_haproxy() {
         read -r _ _ pem <<<"$(bench_tls_files "$port" "$tls_port")"
         tls_binds+=("127.0.0.1:$tls_port $pem")
     done
+    [[ -z $BENCH_BACKEND_CA ]] || bench_require_free_port "$((port + BENCH_BACKEND_TLS_OFFSET))" haproxy
     bench_haproxy_config "127.0.0.1:$port" "127.0.0.1:$backend" "$cpus" "$workers" "${tls_binds[@]}" >"$dir/haproxy.cfg"
     haproxy -c -q -f "$dir/haproxy.cfg" >"$dir/check.log" 2>&1 ||
         bench_die "haproxy rejected its config: $(cat "$dir/check.log")"
@@ -529,6 +620,11 @@ bench_check_proxy_forwards() { # name port
             bench_die "$1 on :$tls_port does not answer HTTPS GET /1k: $got"
         [[ $got == "200 1024" ]] || bench_die "$1 on :$tls_port answered HTTPS GET /1k with '$got' (want '200 1024')"
     done
+    [[ -n $BENCH_BACKEND_CA ]] || return 0
+    got=$(curl -sS --max-time 5 -o /dev/null -w '%{http_code} %{size_download}' \
+        "http://127.0.0.1:$(($2 + BENCH_BACKEND_TLS_OFFSET))/1k" 2>&1) ||
+        bench_die "$1 on :$(($2 + BENCH_BACKEND_TLS_OFFSET)) does not answer GET /1k (TLS to the backend): $got"
+    [[ $got == "200 1024" ]] || bench_die "$1 answered GET /1k over TLS to the backend with '$got' (want '200 1024')"
 }
 
 # Fails loudly when a TLS port does not resume sessions: openssl s_client saves the session

@@ -76,11 +76,30 @@
 //!                                                      # primary is down; default false
 //!     { address = "127.0.0.1:9004", drain = true },     # no new requests, in-flight
 //!                                                      # ones finish; default false
+//!     { address = "127.0.0.1:9005", sni = "b.internal" }, # only with [upstream.app.tls]:
+//!                                                      # this backend's name, instead of
+//!                                                      # the group's tls.sni
 //! ]
 //! # Long lists may use one section per backend instead of `backends = [...]`:
 //! # [[upstream.app.backends]]
 //! # address = "127.0.0.1:9004"
 //! # weight = 3
+//!
+//! [upstream.app.tls]      # TLS to the backends; no section: plain HTTP. An empty section
+//!                         # verifies each backend's certificate against the system's
+//!                         # roots and the backend's IP address
+//! ca = "certs/internal-ca.pem" # PEM CA certificates to verify with instead of the
+//!                         # system's roots (read again at each reload)
+//! sni = "app.internal"    # the name sent as SNI and required in each backend's certificate
+//!                         # (a backend's own sni comes first); an IP address is verified
+//!                         # but not sent; default: the backend's IP address
+//! cert = "certs/proxy-client.pem" # a client certificate (PEM chain) for backends that ask
+//! key = "certs/proxy-client.key"  # for one (mutual TLS); both or neither
+//! verify = true           # false accepts any certificate (a warning at every load); only
+//!                         # for tests: anyone on the path can then read the traffic;
+//!                         # not with ca
+//! # Checked at --check and at start as listener certificates are; a handshake failure is a
+//! # connect failure (logged, counted by passive checks, retried on another backend).
 //!
 //! [upstream.app.health]   # active checks, one per backend per process; no section: none
 //! type = "http"           # "http" | "tcp" (a connect within the timeout)
@@ -916,18 +935,39 @@ via = "edge-1:8080"
         );
 
         // The health section is commented out; uncommented, it must parse to the defaults.
-        let mut in_health = false;
-        let uncommented: Vec<&str> = text
-            .lines()
-            .map(|line| {
-                in_health =
-                    (in_health && line.starts_with("# ")) || line == "# [upstream.app.health]";
-                if in_health { &line[2..] } else { line }
-            })
-            .collect();
+        let uncommented = example_with_uncommented("# [upstream.app.health]");
         let mut with_health = expected;
         with_health.upstreams[0].health = Some(default_http_check());
         assert_eq!(parse(&uncommented), Ok(with_health));
+    }
+
+    /// The example file with the commented-out section `header` (and the comment lines after
+    /// it) uncommented.
+    fn example_with_uncommented(header: &str) -> Vec<&'static str> {
+        let text = include_str!("../../ringproxy.example.toml");
+        let mut inside = false;
+        text.lines()
+            .map(|line| {
+                inside = (inside && line.starts_with("# ")) || line == header;
+                if inside { &line[2..] } else { line }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn example_upstream_tls_is_valid_when_uncommented() {
+        let uncommented = example_with_uncommented("# [upstream.app.tls]");
+        let config = parse(&uncommented).unwrap();
+        let tls = config.upstreams[0].tls.as_ref().expect("the tls section");
+        assert_eq!(tls.sni.as_deref(), Some("app.internal"));
+        assert!(
+            tls.ca
+                .as_ref()
+                .is_some_and(|ca| ca.ends_with("certs/internal-ca.pem"))
+        );
+        let client = tls.client_cert.as_ref().expect("a client certificate");
+        assert!(client.key.ends_with("certs/proxy-client.key"));
+        assert!(tls.verify);
     }
 
     #[test]
@@ -1060,7 +1100,7 @@ via = "edge-1:8080"
             ]),
             Some(8),
             "upstream.web.healthcheck",
-            "(expected one of: balance, hash_key, p2c_metric, slow_start, retries, retry_timeout, backends, health, passive)",
+            "(expected one of: balance, hash_key, p2c_metric, slow_start, retries, retry_timeout, backends, health, passive, tls)",
         );
         assert_error(
             &with_base(&[
@@ -1071,7 +1111,7 @@ via = "edge-1:8080"
             ]),
             Some(8),
             "upstream.web.backends[0].wieght",
-            "(expected one of: address, weight, max_conns, backup, drain)",
+            "(expected one of: address, weight, max_conns, backup, drain, sni)",
         );
         assert_error(
             &with_base(&["[timeouts]", "client.header = \"1s\""]),

@@ -302,6 +302,28 @@ pub struct UpstreamConfig {
     pub health: Option<HealthCheck>,
     /// Passive checks (`[upstream.NAME.passive]`).
     pub passive: PassiveHealth,
+    /// `[upstream.NAME.tls]`: TLS to the backends; `None` = plain HTTP.
+    pub tls: Option<UpstreamTlsConfig>,
+}
+
+/// `[upstream.NAME.tls]`: how the group's backends are reached over TLS. The files are read
+/// and checked by `crate::tls::load`, which places its errors with `Config::origin`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTlsConfig {
+    /// PEM CA certificates the backends' certificates must chain to; `None` = the system's
+    /// trusted roots.
+    pub ca: Option<PathBuf>,
+    /// The name sent as SNI and checked against the certificate of each backend without its
+    /// own `sni`; `None` = the backend's IP address (checked against the certificate's IP
+    /// addresses; SNI cannot carry one, so none is sent).
+    pub sni: Option<String>,
+    /// A client certificate and key for backends that ask for one (mutual TLS).
+    pub client_cert: Option<CertificateFiles>,
+    /// `verify = false`: any certificate is accepted. Only ever set explicitly.
+    pub verify: bool,
+    /// Dotted key path of the section (`upstream.NAME.tls`): errors found when reading its
+    /// files are placed on its keys.
+    pub setting: String,
 }
 
 /// Load-balancing algorithm of a group (`balance = "..."`).
@@ -349,6 +371,9 @@ pub struct BackendConfig {
     /// Takes no new requests; its in-flight ones finish (set, then reload, to take a backend
     /// out for maintenance).
     pub drain: bool,
+    /// Over TLS, the name this backend is sent as SNI and verified against, instead of the
+    /// group's `tls.sni`.
+    pub sni: Option<String>,
 }
 
 /// Retries on another backend (`[upstream.NAME]` keys `retries`, `retry_timeout`).
@@ -481,6 +506,7 @@ impl UpstreamConfig {
             retry: RetryPolicy::default(),
             health: None,
             passive: PassiveHealth::default(),
+            tls: None,
         }
     }
 }
@@ -493,6 +519,7 @@ impl BackendConfig {
             max_conns: None,
             backup: false,
             drain: false,
+            sni: None,
         }
     }
 }

@@ -1,15 +1,16 @@
-//! `[listener.tls]`: which certificates a listener serves and how it speaks TLS.
+//! `[listener.tls]`: which certificates a listener serves and how it speaks TLS;
+//! `[upstream.NAME.tls]`: how a group's backends are reached over TLS.
 //!
 //! Only the settings are read here; the files they name are read and checked (key matches
-//! certificate, validity dates) by `crate::tls::load`, at `--check` and at start alike, with
-//! errors placed on these keys' lines through `Config::origin`.
+//! certificate, validity dates, CA certificates parse) by `crate::tls::load`, at `--check`
+//! and at start alike, with errors placed on these keys' lines through `Config::origin`.
 
 use std::path::{Path, PathBuf};
 
 use toml::de::DeValue;
 
 use super::reader::{Reader, Table, boolean, integer_in, string, wrong_type};
-use super::{CertificateFiles, Hsts, TlsConfig, TlsVersion};
+use super::{CertificateFiles, Hsts, TlsConfig, TlsVersion, UpstreamTlsConfig};
 
 const TLS_KEYS: &[&str] = &[
     "cert",
@@ -22,6 +23,7 @@ const TLS_KEYS: &[&str] = &[
     "hsts_include_subdomains",
 ];
 const CERTIFICATE_KEYS: &[&str] = &["cert", "key", "ocsp", "default"];
+const UPSTREAM_TLS_KEYS: &[&str] = &["ca", "sni", "cert", "key", "verify"];
 /// Ten years: well past the two years HSTS preload lists ask for; more is a typo.
 const MAX_HSTS_AGE: u64 = 10 * 365 * 24 * 60 * 60;
 
@@ -74,6 +76,45 @@ pub(crate) fn read_listener_tls(r: &mut Reader<'_>, listener: &Table<'_, '_>) ->
             include_subdomains: include_subdomains.unwrap_or(false),
         }),
     })
+}
+
+/// Reads the `tls` table of an upstream group, if it has one. `None` also when it is invalid
+/// (the errors are recorded).
+pub(crate) fn read_upstream_tls(
+    r: &mut Reader<'_>,
+    group: &Table<'_, '_>,
+) -> Option<UpstreamTlsConfig> {
+    let table = r.section(group, "tls", UPSTREAM_TLS_KEYS)?;
+    let errors = r.error_count();
+    let dir = config_dir(r.file());
+    let ca = r.field(&table, "ca", |v| file_path(v, &dir));
+    let sni = r.field(&table, "sni", server_name);
+    let verify = r.field(&table, "verify", boolean).unwrap_or(true);
+    if !verify {
+        let message = "ca has no use with verify = false (no certificate is checked)";
+        r.error_at_set_key(&table, &["ca"], message);
+    }
+    // A client certificate: `cert` and `key` together, checked as a listener's are.
+    let client_cert = read_cert_and_key(r, &table, false);
+    (r.error_count() == errors).then(|| UpstreamTlsConfig {
+        ca,
+        sni: sni.map(str::to_owned),
+        client_cert,
+        verify,
+        setting: table.path().to_owned(),
+    })
+}
+
+/// A name to send as SNI and verify a backend's certificate against: a DNS name, or an IP
+/// address (verified, but not sent: SNI cannot carry one).
+pub(crate) fn server_name<'t>(value: &'t DeValue<'_>) -> Result<&'t str, String> {
+    let text = string(value)?;
+    match rustls::pki_types::ServerName::try_from(text) {
+        Ok(_) => Ok(text),
+        Err(_) => Err(format!(
+            "invalid server name {text:?} (a DNS name such as \"api.internal\", or an IP address)"
+        )),
+    }
 }
 
 /// `cert` and `key` of `table`, both or neither; `in_list` allows `default`.
@@ -311,6 +352,100 @@ mod tests {
             6,
             "listener[0].tls.hsts_include_subdomains",
             "needs hsts",
+        );
+    }
+
+    fn group_with(group: &[&str], backends: &str) -> Vec<String> {
+        let mut lines: Vec<String> = [
+            "[[listener]]",
+            "address = \"127.0.0.1:8080\"",
+            "[upstream.app]",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        lines.push(format!("backends = {backends}"));
+        lines.extend(group.iter().map(|s| s.to_string()));
+        lines
+    }
+
+    #[test]
+    fn upstream_tls_reads_every_key_with_verification_on_by_default() {
+        let lines = group_with(
+            &[
+                "[upstream.app.tls]",
+                "ca = \"ca.pem\"",
+                "sni = \"app.internal\"",
+                "cert = \"client.pem\"",
+                "key = \"client.key\"",
+            ],
+            "[\"127.0.0.1:9000\", { address = \"127.0.0.1:9001\", sni = \"10.0.0.1\" }]",
+        );
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let config = parse(&refs).unwrap();
+        let group = &config.upstreams[0];
+        assert_eq!(
+            group.tls,
+            Some(UpstreamTlsConfig {
+                ca: Some("ca.pem".into()),
+                sni: Some("app.internal".into()),
+                client_cert: Some(CertificateFiles {
+                    cert: "client.pem".into(),
+                    key: "client.key".into(),
+                    ocsp: None,
+                    default: false,
+                    setting: "upstream.app.tls".into(),
+                }),
+                verify: true,
+                setting: "upstream.app.tls".into(),
+            })
+        );
+        let names: Vec<Option<&str>> = group.backends.iter().map(|b| b.sni.as_deref()).collect();
+        assert_eq!(names, [None, Some("10.0.0.1")]);
+    }
+
+    #[test]
+    fn upstream_tls_settings_are_validated_where_written() {
+        let one = "[\"127.0.0.1:9000\"]";
+        let check = |group: &[&str], backends: &str, line, key, text| {
+            let lines = group_with(group, backends);
+            let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+            assert_error(&refs, Some(line), key, text);
+        };
+        check(
+            &["[upstream.app.tls]", "sni = \"bad name\""],
+            one,
+            6,
+            "upstream.app.tls.sni",
+            "invalid server name \"bad name\"",
+        );
+        check(
+            &["[upstream.app.tls]", "verify = false", "ca = \"ca.pem\""],
+            one,
+            7,
+            "upstream.app.tls.ca",
+            "ca has no use with verify = false",
+        );
+        check(
+            &["[upstream.app.tls]", "cert = \"client.pem\""],
+            one,
+            5,
+            "upstream.app.tls.key",
+            "missing required key \"key\"",
+        );
+        check(
+            &["[upstream.app.tls]", "ciphers = \"all\""],
+            one,
+            6,
+            "upstream.app.tls.ciphers",
+            "unknown key \"ciphers\"",
+        );
+        check(
+            &[],
+            "[{ address = \"127.0.0.1:9000\", sni = \"a.internal\" }]",
+            4,
+            "upstream.app.backends[0].sni",
+            "sni only applies to backends reached over TLS",
         );
     }
 }

@@ -7,6 +7,7 @@ use toml::de::DeValue;
 
 use super::address::{backend_address, parse_backend_address};
 use super::reader::{Reader, Table, Value, boolean, duration, integer_in, string, wrong_type};
+use super::tls::{read_upstream_tls, server_name};
 use super::{
     BackendConfig, Balance, HashKey, HealthCheck, HealthCheckKind, P2cMetric, PassiveHealth,
     RetryPolicy, StallDetection, UpstreamConfig,
@@ -22,8 +23,9 @@ const GROUP_KEYS: &[&str] = &[
     "backends",
     "health",
     "passive",
+    "tls",
 ];
-const BACKEND_KEYS: &[&str] = &["address", "weight", "max_conns", "backup", "drain"];
+const BACKEND_KEYS: &[&str] = &["address", "weight", "max_conns", "backup", "drain", "sni"];
 const HEALTH_KEYS: &[&str] = &[
     "type",
     "path",
@@ -151,10 +153,11 @@ pub(super) fn check_name(name: &str, what: &str) -> Result<(), String> {
 fn read_group(r: &mut Reader<'_>, name: String, t: &Table<'_, '_>) -> UpstreamConfig {
     r.deny_unknown_keys(t, GROUP_KEYS);
     let default_retry = RetryPolicy::default();
+    let tls = read_upstream_tls(r, t);
     UpstreamConfig {
         name,
         balance: read_balance(r, t),
-        backends: read_backends(r, t),
+        backends: read_backends(r, t, t.get("tls").is_some()),
         slow_start: r.field(t, "slow_start", duration),
         retry: RetryPolicy {
             retries: r
@@ -171,6 +174,7 @@ fn read_group(r: &mut Reader<'_>, name: String, t: &Table<'_, '_>) -> UpstreamCo
             .section(t, "passive", PASSIVE_KEYS)
             .map(|passive| read_passive(r, &passive))
             .unwrap_or_default(),
+        tls,
     }
 }
 
@@ -268,7 +272,8 @@ fn p2c_metric(value: &DeValue<'_>) -> Result<P2cMetric, String> {
     }
 }
 
-fn read_backends(r: &mut Reader<'_>, t: &Table<'_, '_>) -> Vec<BackendConfig> {
+/// `tls`: the group has a `tls` section, so its backends may name their own `sni`.
+fn read_backends(r: &mut Reader<'_>, t: &Table<'_, '_>, tls: bool) -> Vec<BackendConfig> {
     let path = t.key_path("backends");
     let Some(value) = t.get("backends") else {
         r.error(
@@ -298,7 +303,7 @@ fn read_backends(r: &mut Reader<'_>, t: &Table<'_, '_>) -> Vec<BackendConfig> {
     let mut all_read = true;
     for (index, item) in items.iter().enumerate() {
         let item_path = format!("{path}[{index}]");
-        let Some(backend) = read_backend(r, item, item_path.clone()) else {
+        let Some(backend) = read_backend(r, item, item_path.clone(), tls) else {
             all_read = false;
             continue;
         };
@@ -325,8 +330,13 @@ fn read_backends(r: &mut Reader<'_>, t: &Table<'_, '_>) -> Vec<BackendConfig> {
 }
 
 /// A backend is `"ip:port"` or `{ address = "ip:port", weight = N, max_conns = N,
-/// backup = BOOL, drain = BOOL }`.
-fn read_backend(r: &mut Reader<'_>, item: &Value<'_>, path: String) -> Option<BackendConfig> {
+/// backup = BOOL, drain = BOOL, sni = "NAME" }`.
+fn read_backend(
+    r: &mut Reader<'_>,
+    item: &Value<'_>,
+    path: String,
+    tls: bool,
+) -> Option<BackendConfig> {
     if let DeValue::Table(_) = item.get_ref() {
         let table = r.as_table(item, path)?;
         r.deny_unknown_keys(&table, BACKEND_KEYS);
@@ -335,6 +345,11 @@ fn read_backend(r: &mut Reader<'_>, item: &Value<'_>, path: String) -> Option<Ba
         let max_conns = r.field(&table, "max_conns", integer_in(1..=u32::MAX));
         let backup = r.field(&table, "backup", boolean);
         let drain = r.field(&table, "drain", boolean);
+        let sni = r.field(&table, "sni", server_name).map(str::to_owned);
+        if !tls {
+            let message = "sni only applies to backends reached over TLS (add [upstream.NAME.tls])";
+            r.error_at_set_key(&table, &["sni"], message);
+        }
         return Some(BackendConfig {
             address: address?,
             weight: weight.unwrap_or(DEFAULT_WEIGHT),
@@ -343,6 +358,7 @@ fn read_backend(r: &mut Reader<'_>, item: &Value<'_>, path: String) -> Option<Ba
             // raise a false one.
             backup: backup.unwrap_or(false),
             drain: drain.unwrap_or(false),
+            sni,
         });
     }
     let address = r.convert(item, path, |value| match value {
@@ -665,6 +681,7 @@ backends = ["127.0.0.1:9700"]
                 max_cooldown: Duration::from_secs(1),
                 stall: StallDetection::After(Duration::from_millis(1500)),
             },
+            tls: None,
         };
         let by_header = with_health(
             group(

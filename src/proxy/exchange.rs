@@ -5,11 +5,11 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
-use monoio::net::TcpStream;
 
 use super::buffer::ReadError;
 use super::io::{
     BodyError, Timed, WriteError, gather_body, reset_on_close, stream_body, write_vec,
+    write_vec_to_backend,
 };
 use super::{Next, RequestInfo, Session};
 use crate::conns::Lane;
@@ -22,7 +22,7 @@ use crate::http::{
 use crate::metrics::{Counter, Timeout};
 use crate::upstream::connect::{ConnectError, connect};
 use crate::upstream::health::Outcome;
-use crate::upstream::{BackendId, BackendSet};
+use crate::upstream::{BackendId, BackendSet, BackendStream};
 
 /// Response bodies with at most this much still to come after the head are read whole before
 /// the head is written: the client gets head and body in one write (one segment, one wake-up)
@@ -74,7 +74,7 @@ impl UpstreamError {
 
 /// A backend connection and whether it came from the pool (and so may be stale).
 struct Upstream {
-    stream: TcpStream,
+    stream: BackendStream,
     reused: bool,
 }
 
@@ -312,7 +312,16 @@ impl Session {
         };
         if let Some(mut stream) = pooled {
             let deadline = self.slot.deadline(Lane::Main, stream.as_raw_fd(), within);
-            match write_vec(&mut stream, &mut self.out, deadline).await {
+            // The arm matched here, not through `BackendStream`'s own write: a keep-alive
+            // request then writes with the very code a plain client connection does (see
+            // `io::write_vec_to_backend`), without a future around it.
+            let sent = match &mut stream {
+                BackendStream::Plain(tcp) => write_vec(tcp, &mut self.out, deadline).await,
+                BackendStream::Tls(tls) => {
+                    Box::pin(write_vec(&mut tls.stream, &mut self.out, deadline)).await
+                }
+            };
+            match sent {
                 Ok(()) => {
                     self.ctx.metrics.count(Counter::BackendReused);
                     return Ok(Upstream {
@@ -334,7 +343,7 @@ impl Session {
                 error,
             })?;
         let deadline = self.slot.deadline(Lane::Main, stream.as_raw_fd(), within);
-        match write_vec(&mut stream, &mut self.out, deadline).await {
+        match write_vec_to_backend(&mut stream, &mut self.out, deadline).await {
             Ok(()) => Ok(Upstream {
                 stream,
                 reused: false,
@@ -346,15 +355,15 @@ impl Session {
 
     /// A new connection to `backend`. Out of descriptors, the worker's idle backend
     /// connections make way and the connect is tried once more.
-    async fn connect(&self, backend: BackendId) -> Result<TcpStream, UpstreamError> {
-        let Some(addr) = self.generation.upstreams.backend(backend).map(|b| b.addr) else {
+    async fn connect(&self, backend: BackendId) -> Result<BackendStream, UpstreamError> {
+        let Some(backend) = self.generation.upstreams.backend(backend) else {
             return Err(UpstreamError::Unreachable);
         };
         let within = self.generation.config.timeouts.backend_connect;
-        let mut result = connect(addr, within).await;
+        let mut result = connect(backend, within).await;
         if matches!(result, Err(ConnectError::OutOfFiles)) && self.ctx.close_idle_backends() > 0 {
             monoio::time::sleep(CLOSES_SETTLE).await;
-            result = connect(addr, within).await;
+            result = connect(backend, within).await;
         }
         match result {
             Ok(stream) => {
@@ -369,7 +378,10 @@ impl Session {
                 self.ctx.report(Shortage::ConnectFailed);
                 Err(UpstreamError::OutOfFiles)
             }
-            Err(ConnectError::Failed(_)) => Err(UpstreamError::Unreachable),
+            // A failed handshake too: logged, counted against the backend, retried elsewhere.
+            Err(ConnectError::Failed(_) | ConnectError::Handshake(_)) => {
+                Err(UpstreamError::Unreachable)
+            }
         }
     }
 
@@ -479,10 +491,14 @@ impl Session {
                 let movable = request.idempotent && request.sent_whole;
                 self.slot.suspect(sent.backend.0, sent.at, movable);
             }
-            let read = self
-                .upstream_recv
-                .fill(&mut upstream.stream, read_deadline, limit)
-                .await;
+            // As in `send_request`: a plain backend is read with the client's own code.
+            let recv = &mut self.upstream_recv;
+            let read = match &mut upstream.stream {
+                BackendStream::Plain(tcp) => recv.fill(tcp, read_deadline, limit).await,
+                BackendStream::Tls(tls) => {
+                    Box::pin(recv.fill(&mut **tls, read_deadline, limit)).await
+                }
+            };
             let stalled = self.slot.clear_suspect();
             match read {
                 Ok(0) | Err(ReadError::Io) if !received_any => return HeadRead::NothingReceived,

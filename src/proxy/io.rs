@@ -10,6 +10,8 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use super::buffer::{BufferPool, ReadError, RecvBuf};
 use crate::conns::{Cut, Deadline};
 use crate::http::body::BodyProgress;
+use crate::upstream::BackendStream;
+use crate::upstream::stream::Dispatch;
 
 /// Why a body stopped streaming before its end.
 #[derive(Debug)]
@@ -72,6 +74,23 @@ pub async fn write_vec<W: AsyncWriteRent>(
     let (result, buf) = write_all_within(stream, std::mem::take(out), deadline).await;
     *out = buf;
     result
+}
+
+/// `write_vec` to a backend. A plain one goes through `write_vec::<TcpStream>`, the instance
+/// a plain listener's client writes use: a second instance that writes a `Vec` to a
+/// `TcpStream` (through `BackendStream`'s plain arm) made LLVM stop inlining the socket write
+/// into the first (+2.9% instructions per plain keep-alive GET, callgrind).
+pub fn write_vec_to_backend<'a>(
+    stream: &'a mut BackendStream,
+    out: &'a mut Vec<u8>,
+    deadline: Deadline<'a>,
+) -> impl Future<Output = Result<(), WriteError>> + 'a {
+    match stream {
+        BackendStream::Plain(tcp) => Dispatch::Plain(write_vec(tcp, out, deadline)),
+        BackendStream::Tls(tls) => {
+            Dispatch::Tls(Box::pin(write_vec(&mut tls.stream, out, deadline)))
+        }
+    }
 }
 
 /// The minimum rate a client must keep while it sends a request body or reads a response

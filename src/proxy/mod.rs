@@ -60,7 +60,7 @@ pub(crate) enum Next {
     /// first, then discard briefly what still comes (`HALF_CLOSE_LINGER`).
     HalfClose,
     /// The backend switched protocols: relay bytes both ways until either side closes.
-    Tunnel(monoio::net::TcpStream),
+    Tunnel(crate::upstream::BackendStream),
 }
 
 /// The request facts the rest of an exchange needs once the head's borrow of the buffer ends.
@@ -813,7 +813,7 @@ impl Session {
     }
 
     /// Relays bytes both ways after a `101 Switching Protocols`.
-    async fn tunnel<S>(mut self, client: S, backend: monoio::net::TcpStream)
+    async fn tunnel<S>(mut self, client: S, backend: crate::upstream::BackendStream)
     where
         S: AsyncReadRent + AsyncWriteRent + Split,
     {

@@ -1,12 +1,13 @@
 //! After `101 Switching Protocols` (WebSocket and other upgrades), the connection is no
-//! longer HTTP: bytes are relayed both ways until each side has closed.
+//! longer HTTP: bytes are relayed both ways until each side has closed. Either side may be
+//! TLS (a TLS listener, a group with `[upstream.NAME.tls]`): its stream is split like a socket.
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, Split, Splitable};
-use monoio::net::TcpStream;
 
 use super::buffer::RecvBuf;
 use super::io::{Timed, copy_until_eof};
 use crate::conns::{ConnSlot, Deadline, Lane};
+use crate::upstream::BackendStream;
 use std::time::Duration;
 
 /// The (read, write) deadlines of each direction; the two directions wait independently, but
@@ -23,7 +24,7 @@ pub struct Lanes<'a> {
 /// received from each side past the HTTP exchange; they are delivered first.
 pub async fn run<S>(
     client: S,
-    backend: TcpStream,
+    backend: BackendStream,
     from_client: RecvBuf,
     from_backend: RecvBuf,
     lanes: Lanes<'_>,

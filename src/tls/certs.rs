@@ -82,6 +82,49 @@ pub fn load(
     provider: &CryptoProvider,
     now: SystemTime,
 ) -> Result<Loaded, Vec<Finding>> {
+    let (mut certified, facts) = load_pair(cert, key, provider, now)?;
+    let mut warnings: Vec<Finding> = facts.warnings.into_iter().map(Finding::cert).collect();
+    if facts.names.is_empty() {
+        warnings.push(Finding::cert(
+            "the certificate has no DNS name in its subjectAltName: it is served only as the default"
+                .into(),
+        ));
+    }
+    match ocsp.map(read_ocsp).transpose() {
+        Ok(staple) => certified.ocsp = staple.flatten(),
+        Err(OcspProblem::Missing(message)) => warnings.push(Finding::ocsp(message)),
+        Err(OcspProblem::Invalid(message)) => return Err(vec![Finding::ocsp(message)]),
+    }
+    Ok(Loaded {
+        key: Arc::new(certified),
+        names: facts.names,
+        warnings,
+    })
+}
+
+/// Reads and checks a client certificate (for backends that ask for one) and its key as
+/// `load` does a server's: the key matches, the dates are valid. Its names are not looked at.
+pub fn load_client(
+    cert: &Path,
+    key: &Path,
+    provider: &CryptoProvider,
+    now: SystemTime,
+) -> Result<Loaded, Vec<Finding>> {
+    let (certified, facts) = load_pair(cert, key, provider, now)?;
+    Ok(Loaded {
+        key: Arc::new(certified),
+        names: Vec::new(),
+        warnings: facts.warnings.into_iter().map(Finding::cert).collect(),
+    })
+}
+
+/// The chain in `cert` with the key in `key`, and what the leaf says about itself.
+fn load_pair(
+    cert: &Path,
+    key: &Path,
+    provider: &CryptoProvider,
+    now: SystemTime,
+) -> Result<(CertifiedKey, Facts), Vec<Finding>> {
     let chain = read_chain(cert).map_err(Finding::cert);
     let signing_key = read_key(key)
         .and_then(|der| {
@@ -101,7 +144,7 @@ pub fn load(
         }
     };
     let leaf = chain[0].clone();
-    let mut certified = CertifiedKey::new(chain, signing_key);
+    let certified = CertifiedKey::new(chain, signing_key);
     if let Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) =
         certified.keys_match()
     {
@@ -112,17 +155,7 @@ pub fn load(
         ))]);
     }
     let facts = read_facts(&leaf, now).map_err(|message| vec![Finding::cert(message)])?;
-    let mut warnings: Vec<Finding> = facts.warnings.into_iter().map(Finding::cert).collect();
-    match ocsp.map(read_ocsp).transpose() {
-        Ok(staple) => certified.ocsp = staple.flatten(),
-        Err(OcspProblem::Missing(message)) => warnings.push(Finding::ocsp(message)),
-        Err(OcspProblem::Invalid(message)) => return Err(vec![Finding::ocsp(message)]),
-    }
-    Ok(Loaded {
-        key: Arc::new(certified),
-        names: facts.names,
-        warnings,
-    })
+    Ok((certified, facts))
 }
 
 /// Why an OCSP response is not stapled.
@@ -185,14 +218,16 @@ fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
-fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+/// The PEM certificates in `path`, at least one: a chain (its own certificate first), or CA
+/// certificates to trust.
+pub(super) fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let pem = read_limited(path)?;
     let chain = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{}: invalid PEM: {e}", path.display()))?;
     if chain.is_empty() {
         return Err(format!(
-            "{} holds no certificate (expected \"-----BEGIN CERTIFICATE-----\" blocks, the server's first)",
+            "{} holds no certificate (expected \"-----BEGIN CERTIFICATE-----\" blocks)",
             path.display()
         ));
     }
@@ -242,12 +277,6 @@ fn read_facts(leaf: &CertificateDer<'_>, now: SystemTime) -> Result<Facts, Strin
         ));
     }
     let names = dns_names(&cert)?;
-    if names.is_empty() {
-        warnings.push(
-            "the certificate has no DNS name in its subjectAltName: it is served only as the default"
-                .into(),
-        );
-    }
     Ok(Facts { names, warnings })
 }
 

@@ -1,10 +1,13 @@
 //! TLS termination: listeners with `[listener.tls]` hold the certificates and do the
-//! cryptography; backends get plain HTTP.
+//! cryptography; backends get plain HTTP, or TLS again where their group has
+//! `[upstream.NAME.tls]`.
 //!
 //! - `certs` reads and checks one certificate and its key (at `--check` and at start).
 //! - `sni` picks the certificate for the name a client asks for.
-//! - `stream` is the TLS connection the proxy reads requests from and writes responses to.
+//! - `stream` is the TLS connection the proxy reads requests from and writes responses to,
+//!   and, on the client side, the one to a TLS backend.
 //! - `accept` takes an accepted socket through the handshake to `proxy::serve_connection`.
+//! - `upstream` builds each group's client config for TLS to its backends.
 //!
 //! What is shared and what is per worker: the certificates (`SniResolver`) and the session
 //! ticket keys are built once and shared by every worker behind `Arc`s, read-only on the
@@ -32,6 +35,7 @@ mod accept;
 mod certs;
 mod sni;
 mod stream;
+mod upstream;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -47,6 +51,7 @@ pub use accept::serve_tls;
 pub use certs::EXPIRY_WARNING;
 pub use sni::SniResolver;
 pub use stream::{First, TlsStream};
+pub use upstream::{BackendTlsName, TlsUpstreams, UpstreamTls};
 
 /// TLS 1.2 sessions each worker remembers for resumption by session ID (TLS 1.3 resumes by
 /// ticket). A few hundred bytes each.
@@ -94,25 +99,52 @@ impl ListenerTls {
 /// Per configured listener, in order: its TLS setup, or `None` for plain HTTP.
 pub type TlsListeners = Vec<Option<Arc<ListenerTls>>>;
 
-/// What reading every listener's certificates found.
-pub struct Loaded {
+/// Everything TLS in one configuration: what its listeners serve, how its groups reach their
+/// backends.
+#[derive(Default)]
+pub struct TlsSetup {
     pub listeners: TlsListeners,
+    pub upstreams: TlsUpstreams,
+}
+
+/// What reading every certificate and CA file found.
+pub struct Loaded {
+    pub setup: TlsSetup,
     /// `FILE:LINE: KEY: warning: ...`: reported, but the configuration is usable.
     pub warnings: Vec<ConfigError>,
     pub errors: Vec<ConfigError>,
 }
 
-/// Reads and checks the certificates of every TLS listener as of `now`; errors and warnings
-/// are placed on the settings that name the files.
+/// Reads and checks the certificates of every TLS listener and the files of every group's
+/// TLS to its backends as of `now`; errors and warnings are placed on the settings that name
+/// the files.
 pub fn load(config: &Config, now: SystemTime) -> Loaded {
     let mut loaded = Loaded {
-        listeners: Vec::with_capacity(config.listeners.len()),
+        setup: TlsSetup::default(),
         warnings: Vec::new(),
         errors: Vec::new(),
     };
+    let provider = Arc::new(provider());
+    load_listeners(config, &provider, now, &mut loaded);
+    upstream::load(config, &provider, now, &mut loaded);
+    // Listeners that share files (every --listen with --tls-cert) would repeat each finding.
+    let mut seen = std::collections::HashSet::new();
+    loaded.errors.retain(|e| seen.insert(e.to_string()));
+    loaded.warnings.retain(|e| seen.insert(e.to_string()));
+    loaded
+}
+
+/// The listeners' part of `load`.
+fn load_listeners(
+    config: &Config,
+    provider: &Arc<CryptoProvider>,
+    now: SystemTime,
+    loaded: &mut Loaded,
+) {
+    let listeners = &mut loaded.setup.listeners;
     if config.listeners.iter().all(|l| l.tls.is_none()) {
-        loaded.listeners.resize(config.listeners.len(), None);
-        return loaded;
+        listeners.resize(config.listeners.len(), None);
+        return;
     }
     // One set of ticket keys for the whole process: a ticket works on every worker and
     // every listener.
@@ -121,13 +153,12 @@ pub fn load(config: &Config, now: SystemTime) -> Loaded {
         Err(error) => {
             let message = format!("cannot make session ticket keys: {error}");
             loaded.errors.push(config.origin.error("listener", message));
-            return loaded;
+            return;
         }
     };
-    let provider = Arc::new(provider());
     for listener in &config.listeners {
         let tls = listener.tls.as_ref().and_then(|tls| {
-            let resolver = load_resolver(config, tls, &provider, now, &mut loaded)?;
+            let resolver = load_resolver(config, tls, provider, now, loaded)?;
             Some(Arc::new(ListenerTls {
                 resolver: Arc::new(resolver),
                 versions: match tls.min_version {
@@ -139,13 +170,8 @@ pub fn load(config: &Config, now: SystemTime) -> Loaded {
                 response_fields: tls.hsts.map(hsts_field).unwrap_or_default().into(),
             }))
         });
-        loaded.listeners.push(tls);
+        loaded.setup.listeners.push(tls);
     }
-    // Listeners that share files (every --listen with --tls-cert) would repeat each finding.
-    let mut seen = std::collections::HashSet::new();
-    loaded.errors.retain(|e| seen.insert(e.to_string()));
-    loaded.warnings.retain(|e| seen.insert(e.to_string()));
-    loaded
 }
 
 /// The resolver over a listener's certificates; `None` when one of them is unusable (the

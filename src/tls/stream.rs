@@ -1,11 +1,14 @@
-//! A server-side TLS connection over a monoio `TcpStream`, driving a rustls
-//! `ServerConnection` with ownership-passing (io_uring) reads and writes.
+//! A TLS connection over a monoio `TcpStream`, driving a rustls connection with
+//! ownership-passing (io_uring) reads and writes: a `ServerConnection` for clients on a TLS
+//! listener, a `ClientConnection` for backends with `[upstream.NAME.tls]`. One generic type
+//! serves both sides (monomorphised, so the server side's code is what it was alone).
 //!
 //! Written here rather than taken from monoio-rustls 0.4 because of how a tunnel uses a
 //! connection (`proxy::tunnel` splits it and reads and writes at once): monoio-rustls's read
 //! writes pending alerts itself when rustls reports an error, through the same write buffer a
 //! concurrent write may hold, and that panics ("buffer mut expected") — a client could end a
-//! worker by sending a bad record while a response streams to it. Here reading never writes:
+//! worker by sending a bad record while a response streams to it (and a backend, the same
+//! through a tunnel to it). Here reading never writes:
 //! what rustls queues while reading goes out with the next write, flush or shutdown. Owning
 //! the first read also lets the acceptor look at the client's first bytes (`First`) before
 //! rustls does, without a peek.
@@ -15,12 +18,14 @@
 //! and nothing is cancelled by dropping it.
 
 use std::io::{self, BufRead};
+use std::ops::DerefMut;
+use std::os::fd::{AsRawFd, RawFd};
 
 use monoio::BufResult;
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, RawBuf};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
 use monoio::net::TcpStream;
-use rustls::ServerConnection;
+use rustls::{ConnectionCommon, ServerConnection};
 
 /// Ciphertext read per socket read while records come large: one full TLS record with its
 /// header and the most an AEAD adds, so a record never needs two reads.
@@ -47,9 +52,10 @@ pub enum First {
     Closed,
 }
 
-pub struct TlsStream {
+/// `C` is the rustls connection: `ServerConnection` (the default) or `ClientConnection`.
+pub struct TlsStream<C = ServerConnection> {
     tcp: TcpStream,
-    conn: ServerConnection,
+    conn: C,
     /// Ciphertext read from the socket; `incoming[fed..]` is not yet given to rustls.
     incoming: Vec<u8>,
     fed: usize,
@@ -59,8 +65,11 @@ pub struct TlsStream {
     large_reads: bool,
 }
 
-impl TlsStream {
-    pub fn new(tcp: TcpStream, conn: ServerConnection) -> Self {
+impl<C, D> TlsStream<C>
+where
+    C: DerefMut<Target = ConnectionCommon<D>>,
+{
+    pub fn new(tcp: TcpStream, conn: C) -> Self {
         Self {
             tcp,
             conn,
@@ -85,7 +94,8 @@ impl TlsStream {
     }
 
     /// Runs the handshake to its end. On a failure the alert rustls prepared is sent, so the
-    /// client learns why (an unknown protocol version, say) before the connection closes.
+    /// peer learns why (an unknown protocol version, a certificate not trusted) before the
+    /// connection closes.
     pub async fn handshake(&mut self) -> io::Result<()> {
         while self.conn.is_handshaking() {
             if self.conn.wants_write() {
@@ -97,7 +107,7 @@ impl TlsStream {
                 Ok(false) => {
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
-                        "the client closed during the handshake",
+                        "the peer closed during the handshake",
                     ));
                 }
                 Err(error) => {
@@ -121,7 +131,10 @@ impl TlsStream {
     }
 
     /// The protocol the client and we agreed on with ALPN, if any.
-    pub fn alpn_protocol(&self) -> Option<&[u8]> {
+    pub fn alpn_protocol(&self) -> Option<&[u8]>
+    where
+        D: 'static,
+    {
         self.conn.alpn_protocol()
     }
 
@@ -134,7 +147,7 @@ impl TlsStream {
             return Ok(false);
         }
         let fed = self.conn.read_tls(&mut &self.incoming[self.fed..])?;
-        // Nothing taken from a non-empty buffer: the client sent close_notify, and what
+        // Nothing taken from a non-empty buffer: the peer sent close_notify, and what
         // follows it is of no use.
         self.fed = if fed == 0 {
             self.incoming.len()
@@ -176,21 +189,7 @@ impl TlsStream {
         while self.conn.wants_write() {
             self.conn.write_tls(&mut self.outgoing)?;
         }
-        while !self.outgoing.is_empty() {
-            let (result, mut buf) = self.tcp.write(std::mem::take(&mut self.outgoing)).await;
-            match result? {
-                0 => return Err(io::ErrorKind::WriteZero.into()),
-                // Partial writes are rare (a full socket buffer): the rest moves to the front.
-                written => {
-                    buf.drain(..written);
-                    self.outgoing = buf;
-                }
-            }
-        }
-        if self.outgoing.capacity() > OUTGOING_KEPT {
-            self.outgoing = Vec::new();
-        }
-        Ok(())
+        write_ciphertext(&mut self.tcp, &mut self.outgoing).await
     }
 
     /// Copies plaintext rustls holds into `buf`; `None` when it holds none yet.
@@ -201,7 +200,7 @@ impl TlsStream {
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => return None,
             Err(error) => return Some(Err(error)),
         };
-        // Empty means the client closed cleanly (close_notify).
+        // Empty means the peer closed cleanly (close_notify).
         let n = chunk.len().min(buf.bytes_total());
         // SAFETY: `write_ptr` points at `bytes_total()` writable bytes that `buf` owns, and
         // `n` is at most that; `chunk` is rustls' memory, which cannot overlap a buffer
@@ -240,7 +239,39 @@ impl TlsStream {
     }
 }
 
-impl AsyncReadRent for TlsStream {
+/// Writes all of `outgoing` to the socket, then frees a large buffer (a big response's) so that
+/// an idle connection does not hold it. One function for both sides, not part of the generic
+/// `flush_tls`: each instance of a `Vec` write to a `TcpStream` is one more caller of the write
+/// the plain path inlines (see `flush_tls`).
+async fn write_ciphertext(tcp: &mut TcpStream, outgoing: &mut Vec<u8>) -> io::Result<()> {
+    while !outgoing.is_empty() {
+        let (result, mut buf) = tcp.write(std::mem::take(outgoing)).await;
+        match result? {
+            0 => return Err(io::ErrorKind::WriteZero.into()),
+            // Partial writes are rare (a full socket buffer): the rest moves to the front.
+            written => {
+                buf.drain(..written);
+                *outgoing = buf;
+            }
+        }
+    }
+    if outgoing.capacity() > OUTGOING_KEPT {
+        *outgoing = Vec::new();
+    }
+    Ok(())
+}
+
+impl<C> AsRawFd for TlsStream<C> {
+    /// The socket's: what the connection's deadlines (`crate::conns`) shut.
+    fn as_raw_fd(&self) -> RawFd {
+        self.tcp.as_raw_fd()
+    }
+}
+
+impl<C, D> AsyncReadRent for TlsStream<C>
+where
+    C: DerefMut<Target = ConnectionCommon<D>>,
+{
     async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
         let result = self.read_into(&mut buf).await;
         (result, buf)
@@ -261,7 +292,10 @@ impl AsyncReadRent for TlsStream {
     }
 }
 
-impl AsyncWriteRent for TlsStream {
+impl<C, D> AsyncWriteRent for TlsStream<C>
+where
+    C: DerefMut<Target = ConnectionCommon<D>>,
+{
     async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         // SAFETY: `read_ptr` points at `bytes_init()` initialised bytes owned by `buf`, which
         // is held (and not written) until this call returns.
@@ -300,4 +334,4 @@ impl AsyncWriteRent for TlsStream {
 // Each call touches the rustls connection only between its awaits, so two calls never
 // interleave inside a rustls method, and the two directions use separate buffers
 // (`incoming` for reads, `outgoing` for writes): a read never writes.
-unsafe impl Split for TlsStream {}
+unsafe impl<C> Split for TlsStream<C> {}

@@ -1,5 +1,6 @@
 //! Backends and how a worker reaches them: groups and balancing (`balance`), per-worker
-//! keep-alive connections (`pool`), and connection setup (`connect`).
+//! keep-alive connections (`pool`), connection setup (`connect`) and the connections
+//! themselves, plain or TLS (`stream`).
 //!
 //! `Upstreams` is per worker and per config generation: built by each worker from the shared,
 //! read-only config, then mutated only by that worker's thread. Two things are shared between workers, as atomics:
@@ -10,8 +11,12 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+
 use crate::config::{BackendConfig, Balance, Config, HashKey, RetryPolicy, StallDetection};
 use crate::conns::Suspect;
+use crate::tls::TlsUpstreams;
 
 pub mod balance;
 pub mod connect;
@@ -19,10 +24,13 @@ pub mod health;
 pub mod ids;
 pub mod load;
 pub mod pool;
+pub mod stream;
 
 use balance::{Availability, Balancer, PickContext};
 use health::{HealthTable, Outcome};
 use load::LoadView;
+pub use stream::BackendStream;
+use stream::TlsFailureLog;
 
 /// Index of a backend in the worker's flat backend table (shared by all groups).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -32,6 +40,21 @@ pub struct BackendId(pub usize);
 pub struct Backend {
     pub addr: SocketAddr,
     pub weight: u32,
+    /// How it is reached over TLS; `None`: plain TCP.
+    pub tls: Option<BackendTls>,
+}
+
+/// What a worker needs to open TLS connections to one backend.
+#[derive(Debug, Clone)]
+pub struct BackendTls {
+    /// The group's, shared by every worker.
+    pub config: Arc<ClientConfig>,
+    /// What the backend's certificate must name (and, a DNS name, what is sent as SNI).
+    pub name: ServerName<'static>,
+    /// What its connections are verified with, hashed (`tls::BackendTlsName`).
+    pub identity: u64,
+    /// The worker's log of TLS failures with this backend.
+    pub log: Rc<TlsFailureLog>,
 }
 
 /// A named set of backends and the algorithm choosing among them.
@@ -59,19 +82,39 @@ pub struct Upstreams {
 impl Upstreams {
     /// The worker's view of `config`'s groups, with the backend numbers `health` was built
     /// with: `health` is shared by all workers, `load` is this worker's view of the shared
-    /// per-core load board (one for all of the worker's generations).
-    pub fn from_config(config: &Config, health: Arc<HealthTable>, load: Rc<LoadView>) -> Self {
+    /// per-core load board (one for all of the worker's generations); `tls`, by group, how
+    /// their backends are reached over TLS.
+    pub fn from_config(
+        config: &Config,
+        tls: &TlsUpstreams,
+        health: Arc<HealthTable>,
+        load: Rc<LoadView>,
+    ) -> Self {
         let mut backends: Vec<Option<Backend>> = vec![None; health.backend_count()];
         let mut ids = health.ids().iter().copied();
         let mut groups = Vec::with_capacity(config.upstreams.len());
-        for upstream in &config.upstreams {
+        for (index, upstream) in config.upstreams.iter().enumerate() {
             let members: Vec<(BackendId, &BackendConfig)> =
                 ids.by_ref().zip(&upstream.backends).collect();
-            for &(id, backend) in &members {
+            let group_tls = tls.get(index).and_then(Option::as_ref);
+            for (position, &(id, backend)) in members.iter().enumerate() {
+                let tls = group_tls.and_then(|group| {
+                    let verified = group.backends.get(position)?;
+                    Some(BackendTls {
+                        config: group.config.clone(),
+                        name: verified.name.clone(),
+                        identity: verified.identity,
+                        log: Rc::new(TlsFailureLog::new(format!(
+                            "backend {} (upstream \"{}\")",
+                            backend.address, upstream.name
+                        ))),
+                    })
+                });
                 if let Some(entry) = backends.get_mut(id.0) {
                     *entry = Some(Backend {
                         addr: backend.address,
                         weight: backend.weight,
+                        tls,
                     });
                 }
             }
@@ -126,6 +169,18 @@ impl Upstreams {
         self.groups
             .iter()
             .any(|g| g.balancer.members().contains(&id))
+    }
+
+    /// Which of the worker's idle connections to `id` may be kept: none when it is not
+    /// served, else those made as it is reached now (plain, or TLS with its identity).
+    pub fn pooled(&self, id: BackendId) -> pool::Kept {
+        if !self.serves(id) {
+            return pool::Kept::Nothing;
+        }
+        match self.backend(id).and_then(|b| b.tls.as_ref()) {
+            Some(tls) => pool::Kept::Tls(tls.identity),
+            None => pool::Kept::Plain,
+        }
     }
 
     /// Chooses a backend of `group` for the next request (`key_hash` for hashing groups),

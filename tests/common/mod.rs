@@ -4,6 +4,7 @@
 //! hanging the suite.
 #![allow(dead_code)]
 
+pub mod pki;
 pub mod prom;
 
 use std::io::{self, BufRead, BufReader, Read, Write};

@@ -5,6 +5,9 @@
 //! its check wait for the full timeout delays nobody else's, and a hundred backends cost a
 //! hundred tasks rather than a hundred threads. It is not pinned: checks are rare and tiny,
 //! and the OS can fit them between the workers.
+//!
+//! A backend of a group with `[upstream.NAME.tls]` is checked over TLS, with the group's
+//! client config: a handshake the workers' connections would fail fails the check too.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -22,13 +25,17 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
 
 use crate::config::{Config, HealthCheck, HealthCheckKind};
 use crate::fdlimit::is_out_of_files;
 use crate::plural::count;
+use crate::tls::TlsUpstreams;
+use crate::upstream::connect::handshake;
 
 use super::{BackendId, HealthTable, flat_backends};
 
@@ -40,13 +47,14 @@ const RESPONSE_READ_LIMIT: usize = 4 * 1024;
 const RING_ENTRIES: u32 = 256;
 
 /// Starts the checker thread; `None` when no group has active checks. Fails when the thread
-/// or its runtime cannot be created.
+/// or its runtime cannot be created. `tls`: by group, how its backends are reached over TLS.
 pub fn spawn_checker(
     config: Arc<Config>,
+    tls: &TlsUpstreams,
     table: Arc<HealthTable>,
     stop: Arc<AtomicBool>,
 ) -> io::Result<Option<JoinHandle<()>>> {
-    let targets = targets(&config, table.ids());
+    let targets = targets(&config, tls, table.ids());
     if targets.is_empty() {
         return Ok(None);
     }
@@ -76,11 +84,27 @@ struct Target {
     check: HealthCheck,
     /// The HTTP request, built once; empty for TCP checks.
     request: Bytes,
+    /// For a backend reached over TLS: the group's client config and the backend's name.
+    tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
 }
 
-fn targets(config: &Config, ids: &[BackendId]) -> Vec<Target> {
+fn targets(config: &Config, tls: &TlsUpstreams, ids: &[BackendId]) -> Vec<Target> {
+    // By backend, in the order of `flat_backends`.
+    let backend_tls = config
+        .upstreams
+        .iter()
+        .enumerate()
+        .flat_map(|(group, upstream)| {
+            let group_tls = tls.get(group).and_then(Option::as_ref);
+            (0..upstream.backends.len()).map(move |position| {
+                let group_tls = group_tls?;
+                let name = group_tls.backends.get(position)?.name.clone();
+                Some((group_tls.config.clone(), name))
+            })
+        });
     flat_backends(config, ids)
-        .filter_map(|(backend, upstream, backend_config)| {
+        .zip(backend_tls)
+        .filter_map(|((backend, upstream, backend_config), tls)| {
             let check = upstream.health.clone()?;
             let request = match &check.kind {
                 HealthCheckKind::Tcp => Bytes::new(),
@@ -93,6 +117,7 @@ fn targets(config: &Config, ids: &[BackendId]) -> Vec<Target> {
                 address: backend_config.address,
                 check,
                 request,
+                tls,
             })
         })
         .collect()
@@ -221,6 +246,8 @@ impl LocalStop {
 #[derive(Debug)]
 pub(super) enum CheckFailure {
     Connect(io::Error),
+    /// The TLS handshake with a backend reached over TLS.
+    Handshake(io::Error),
     /// The whole check (connect, request, status line) took longer than the check's timeout.
     Timeout(Duration),
     Write(io::Error),
@@ -237,6 +264,7 @@ impl fmt::Display for CheckFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Connect(err) => write!(f, "connect: {err}"),
+            Self::Handshake(err) => write!(f, "TLS handshake: {err}"),
             Self::Timeout(after) => write!(f, "no answer within {}", super::Short(*after)),
             Self::Write(err) => write!(f, "sending the request: {err}"),
             Self::Read(err) => write!(f, "reading the response: {err}"),
@@ -260,6 +288,20 @@ async fn attempt(target: &Target) -> Result<(), CheckFailure> {
     let stream = TcpStream::connect_addr(target.address)
         .await
         .map_err(CheckFailure::Connect)?;
+    let Some((config, name)) = &target.tls else {
+        return check_over(stream, target).await;
+    };
+    let stream = handshake(stream, config.clone(), name.clone())
+        .await
+        .map_err(CheckFailure::Handshake)?;
+    check_over(stream, target).await
+}
+
+/// The check on a connection made (and, over TLS, through its handshake).
+async fn check_over<S>(stream: S, target: &Target) -> Result<(), CheckFailure>
+where
+    S: AsyncReadRent + AsyncWriteRent,
+{
     match &target.check.kind {
         HealthCheckKind::Tcp => Ok(()),
         HealthCheckKind::Http { expect_status, .. } => {
@@ -268,8 +310,8 @@ async fn attempt(target: &Target) -> Result<(), CheckFailure> {
     }
 }
 
-async fn http_exchange(
-    mut stream: TcpStream,
+async fn http_exchange<S: AsyncReadRent + AsyncWriteRent>(
+    mut stream: S,
     request: Bytes,
     expect_status: &RangeInclusive<u16>,
 ) -> Result<(), CheckFailure> {

@@ -109,7 +109,8 @@ impl Checker {
         config.upstreams[0].slow_start = slow_start;
         let table = Arc::new(HealthTable::new(&config));
         let stop = Arc::new(AtomicBool::new(false));
-        let thread = spawn_checker(Arc::new(config), table.clone(), stop.clone()).unwrap();
+        let thread =
+            spawn_checker(Arc::new(config), &Vec::new(), table.clone(), stop.clone()).unwrap();
         assert!(thread.is_some());
         Self {
             table,
@@ -254,7 +255,12 @@ fn tcp_checks_only_need_the_connect_to_succeed() {
 fn no_checker_without_health_sections() {
     let config = Config::for_cli(Vec::new(), vec![refusing_address()]);
     let table = Arc::new(HealthTable::new(&config));
-    let spawned = spawn_checker(Arc::new(config), table, Arc::new(AtomicBool::new(false)));
+    let spawned = spawn_checker(
+        Arc::new(config),
+        &Vec::new(),
+        table,
+        Arc::new(AtomicBool::new(false)),
+    );
     assert!(spawned.unwrap().is_none());
 }
 
