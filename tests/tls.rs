@@ -616,6 +616,29 @@ fn a_redirect_that_keeps_the_scheme_says_https_on_a_tls_listener() {
     );
 }
 
+/// One GET for `a.test` over `conn`, its whole response read; the response head.
+fn tls_exchange<S: std::io::Read + Write>(conn: &mut BufReader<S>) -> std::io::Result<String> {
+    conn.get_mut()
+        .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")?;
+    let mut head = String::new();
+    while !head.ends_with("\r\n\r\n") {
+        if conn.read_line(&mut head)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    let length = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .and_then(|n| n.trim().parse::<usize>().ok())
+        })
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    std::io::Read::read_exact(conn, &mut body)?;
+    Ok(head)
+}
+
 /// Waits until the proxy has logged a line `wanted` accepts.
 fn wait_for_line(proxy: &Proxy, wanted: impl Fn(&str) -> bool) {
     let deadline = Instant::now() + IO_TIMEOUT;
@@ -642,24 +665,7 @@ fn certificates_reload_on_sighup_and_a_bad_one_keeps_the_old() {
     let backend = Backend::echo();
     let proxy = Proxy::start_with_config(&tls_config(backend.addr(), &cert_key(&live), ""), &[]);
     let mut kept = BufReader::new(rustls_client(&proxy, &pki));
-    let mut exchange = || {
-        kept.get_mut()
-            .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
-            .unwrap();
-        let head = read_head(&mut kept);
-        let length = head
-            .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-length: ")
-                    .map(str::to_owned)
-            })
-            .and_then(|n| n.trim().parse::<usize>().ok())
-            .unwrap_or(0);
-        let mut body = vec![0; length];
-        std::io::Read::read_exact(&mut kept, &mut body).unwrap();
-        head
-    };
+    let mut exchange = || tls_exchange(&mut kept).unwrap();
     assert!(exchange().starts_with("HTTP/1.1 200"));
 
     std::fs::write(&live.0, read(&renewed.0)).unwrap();
@@ -940,4 +946,68 @@ fn assert_tls_counts(proxy: &Proxy, expected: Vec<(String, f64)>) {
         counts = tls_counts(proxy);
     }
     assert_eq!(counts, expected);
+}
+
+#[test]
+fn certificates_reload_under_load_without_a_failed_request() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let pki = Pki::new();
+    let certs = [
+        pki.leaf("leaf-a", &["a.test"]),
+        pki.leaf("leaf-b", &["a.test"]),
+    ];
+    let read = |p: &PathBuf| std::fs::read(p).unwrap();
+    let live = (
+        pki.dir.write("live.pem", &read(&certs[0].0)),
+        pki.dir.write("live.key", &read(&certs[0].1)),
+    );
+    let backend = Backend::echo();
+    let proxy = Proxy::start_with_config(&tls_config(backend.addr(), &cert_key(&live), ""), &[]);
+    let stop = AtomicBool::new(false);
+    // Six keep-alive clients, and two that open a connection (a handshake) per request.
+    let (served, failures) = std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..8)
+            .map(|i| {
+                let (proxy, pki, stop) = (&proxy, &pki, &stop);
+                scope.spawn(move || {
+                    let (mut served, mut failures) = (0, Vec::new());
+                    let mut conn = BufReader::new(rustls_client(proxy, pki));
+                    while !stop.load(Ordering::Relaxed) {
+                        if i >= 6 {
+                            conn = BufReader::new(rustls_client(proxy, pki));
+                        }
+                        match tls_exchange(&mut conn) {
+                            Ok(head) if head.starts_with("HTTP/1.1 200") => served += 1,
+                            Ok(head) => failures.push(head),
+                            Err(e) => failures.push(e.to_string()),
+                        }
+                    }
+                    (served, failures)
+                })
+            })
+            .collect();
+        for generation in 2..=7 {
+            let cert = &certs[generation % 2];
+            std::fs::write(&live.0, read(&cert.0)).unwrap();
+            std::fs::write(&live.1, read(&cert.1)).unwrap();
+            proxy.signal("HUP");
+            let serving = format!("ringproxy: generation {generation} serving on every worker");
+            wait_for_line(&proxy, |l| l == serving);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        stop.store(true, Ordering::Relaxed);
+        let results: Vec<(usize, Vec<String>)> =
+            clients.into_iter().map(|c| c.join().unwrap()).collect();
+        let served: Vec<usize> = results.iter().map(|r| r.0).collect();
+        let failures: Vec<String> = results.into_iter().flat_map(|r| r.1).collect();
+        (served, failures)
+    });
+    assert!(failures.is_empty(), "{failures:?}");
+    assert!(served.iter().all(|&n| n > 0), "{served:?}");
+    let (result, seen) = curl_name(&proxy, &pki, "a.test");
+    assert_eq!(
+        (result.status, seen.as_str()),
+        (200, "CN=leaf-b"),
+        "generation 7 serves b"
+    );
 }
