@@ -55,6 +55,7 @@ fn parse_and_rewrite_request_head(bencher: divan::Bencher) {
         proto: "http",
         forwarded: &forwarded,
         default_host: "127.0.0.1:9000",
+        request_id: None,
     };
     bencher.bench_local(|| {
         let mut storage = header_storage();

@@ -6,11 +6,14 @@
 # perf/ab.sh and perf/profile.sh for that.
 #
 #   perf/callgrind.sh [--connections N] [--body 12b|1k|64k] [--duration S] [--port P] [--tls]
-#                     BIN
+#                     [--access-log combined|json] [--toml TEXT] BIN
 #
 # --port: the backend's port (the proxy takes the next one); default 19280.
 # --tls: the proxy terminates TLS (an ECDSA P-256 certificate, wrk over https); also prints
 # the share of the instructions spent in the record layer's cryptography.
+# --access-log: run with the access log on, in that format, to a file in the work dir.
+# --toml: more configuration, appended to the file (e.g. '[forwarded]\nrequest_id = false').
+#   Either runs ringproxy with a generated config instead of --listen/--upstream (not with --tls).
 #
 # Prints instructions per request over the whole run and, per request, the inclusive cost
 # of the request loop's main functions. The callgrind output file stays for
@@ -21,7 +24,7 @@ SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=scripts/lib/bench-common.sh
 source "$SCRIPT_DIR/../scripts/lib/bench-common.sh"
 
-CONNECTIONS=50 BODY=12b DURATION=10 PROXY_CPU=0 LOAD_CPU=1 BASE_PORT=19280 BIN="" TLS=0
+CONNECTIONS=50 BODY=12b DURATION=10 PROXY_CPU=0 LOAD_CPU=1 BASE_PORT=19280 BIN="" TLS=0 ACCESS_LOG="" TOML=""
 while (($#)); do
     case $1 in
     --connections) CONNECTIONS=$2; shift 2 ;;
@@ -29,7 +32,9 @@ while (($#)); do
     --duration) DURATION=${2%s}; shift 2 ;;
     --port) BASE_PORT=$2; shift 2 ;;
     --tls) TLS=1; shift ;;
-    -h | --help) sed -n 2,17p "$0"; exit 0 ;;
+    --access-log) ACCESS_LOG=$2; shift 2 ;;
+    --toml) TOML=$2; shift 2 ;;
+    -h | --help) sed -n 2,21p "$0"; exit 0 ;;
     -*) bench_die "unknown option $1" ;;
     *) BIN=$1; shift ;;
     esac
@@ -45,15 +50,26 @@ bench_start_backend "$BASE_PORT" "$LOAD_CPU"
 proxy_port=$((BASE_PORT + 1))
 out="$PWD/callgrind.$(basename "$BIN").$(date +%Y%m%d-%H%M%S).out"
 bench_require_free_port "$proxy_port" ringproxy
-scheme=http tls_args=()
-if ((TLS)); then
+scheme=http
+proxy_args=(--listen "127.0.0.1:$proxy_port" --upstream "127.0.0.1:$BASE_PORT")
+if [[ -n $ACCESS_LOG || -n $TOML ]]; then
+    ((TLS)) && bench_die "--tls runs from flags; it does not combine with --access-log or --toml"
+    config="$BENCH_WORKDIR/ringproxy.toml"
+    printf '[[listener]]\naddress = "127.0.0.1:%s"\n\n[upstream.default]\nbackends = ["127.0.0.1:%s"]\n\n' \
+        "$proxy_port" "$BASE_PORT" >"$config"
+    if [[ -n $ACCESS_LOG ]]; then
+        printf '[access_log]\npath = "%s"\nformat = "%s"\n\n' "$BENCH_WORKDIR/access.log" "$ACCESS_LOG" >>"$config"
+    fi
+    printf '%b\n' "$TOML" >>"$config"
+    proxy_args=(--config "$config")
+elif ((TLS)); then
     bench_make_tls_cert "$BENCH_WORKDIR/tls"
-    scheme=https tls_args=(--tls-cert "$BENCH_TLS_CERT" --tls-key "$BENCH_TLS_KEY")
+    scheme=https
+    proxy_args+=(--tls-cert "$BENCH_TLS_CERT" --tls-key "$BENCH_TLS_KEY")
 fi
 url="$scheme://127.0.0.1:$proxy_port/$BODY"
 taskset -c "$PROXY_CPU" valgrind --tool=callgrind --callgrind-out-file="$out" "$BIN" \
-    --listen "127.0.0.1:$proxy_port" --upstream "127.0.0.1:$BASE_PORT" --workers 1 \
-    --cpus "$PROXY_CPU" "${tls_args[@]}" 2>"$BENCH_WORKDIR/valgrind.log" &
+    "${proxy_args[@]}" --workers 1 --cpus "$PROXY_CPU" 2>"$BENCH_WORKDIR/valgrind.log" &
 proxy_pid=$!
 BENCH_PIDS+=("$proxy_pid")
 # Under valgrind one thread runs at a time and a worker asleep in io_uring_enter can hold the

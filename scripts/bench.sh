@@ -32,7 +32,7 @@ Usage: scripts/bench.sh [options]
   --warmup S              unrecorded wrk run per proxy before each scenario (default 1; 0 = none)
   --connections LIST      connection counts, e.g. 50,256 (overrides the matrix)
   --bodies LIST           GET bodies from 12b,1k,64k (overrides the matrix)
-  --scenarios LIST        kinds to run, from ka,close,post,tls,hs,resume,backend-tls (default: the
+  --scenarios LIST        kinds to run, from ka,close,post,tls,hs,resume,backend-tls,log (default: the
                           matrix's; e.g. --scenarios post measures the 16 KiB POST alone).
                           tls: keep-alive over HTTPS. hs: full TLS handshakes, one per
                           request (oha --disable-keepalive, whatever --load says), with an
@@ -42,6 +42,9 @@ Usage: scripts/bench.sh [options]
                           backend-tls: plain keep-alive from the load tool, TLS from each
                           proxy to the backend (its certificate verified, connections and
                           sessions reused).
+                          log: keep-alive with each proxy writing an access log to a
+                          file (ringproxy's combined, nginx's combined with buffer=64k,
+                          HAProxy's option httplog); with ka, a table of the log's cost.
                           Every proxy terminates TLS with the same certificates; these
                           rows run at the first connection count
   --load wrk|oha          load tool for the ka, close, post and tls rows (default wrk).
@@ -142,7 +145,7 @@ validate_args() {
     done
     for name in ${CONNECTIONS//,/ }; do require_uint --connections "$name"; done
     for name in ${SCENARIO_KINDS//,/ }; do
-        case $name in ka | close | post | tls | hs | resume | backend-tls) ;; *) bench_die "--scenarios: unknown kind '$name' (ka, close, post, tls, hs, resume, backend-tls)" ;; esac
+        case $name in ka | close | post | tls | hs | resume | backend-tls | log) ;; *) bench_die "--scenarios: unknown kind '$name' (ka, close, post, tls, hs, resume, backend-tls, log)" ;; esac
     done
     [[ $LOAD == wrk || $LOAD == oha ]] || bench_die "--load must be wrk or oha"
     bench_check_cpus_exist "$PROXY_CPUS"
@@ -163,7 +166,7 @@ build_scenarios() {
         read -ra WORKER_MODES <<<"${WORKERS:-1}"
     fi
     local kinds=${SCENARIO_KINDS:-ka}
-    if [[ $MATRIX == full && -z $SCENARIO_KINDS ]]; then kinds=ka,close,post,tls,hs,resume,backend-tls; fi
+    if [[ $MATRIX == full && -z $SCENARIO_KINDS ]]; then kinds=ka,close,post,tls,hs,resume,backend-tls,log; fi
     SCENARIOS=()
     if [[ ,$kinds, == *,ka,* ]]; then
         for first in ${conns//,/ }; do
@@ -180,6 +183,9 @@ build_scenarios() {
     if [[ ,$kinds, == *,resume,* ]]; then SCENARIOS+=("resume $first 12b"); fi
     if [[ ,$kinds, == *,backend-tls,* ]]; then
         for body in ${bodies//,/ }; do [[ $body == 64k ]] || SCENARIOS+=("backend-tls $first $body"); done
+    fi
+    if [[ ,$kinds, == *,log,* ]]; then
+        for body in ${bodies//,/ }; do [[ $body == 64k ]] || SCENARIOS+=("log $first $body"); done
     fi
     MAX_CONNECTIONS=0
     for first in ${conns//,/ }; do
@@ -203,6 +209,7 @@ scenario_label() { # mode conns path
     hs-rsa) echo "Full TLS handshakes, RSA-2048, $2 connections, $body per connection" ;;
     resume) echo "Resumed TLS handshakes (session tickets), $2 connections, $body per connection" ;;
     backend-tls) echo "keep-alive, $2 connections, $body, TLS to the backend" ;;
+    log) echo "keep-alive, access log on, $2 connections, $body" ;;
     esac
 }
 
@@ -272,13 +279,14 @@ scenario_url() { # proxy workers mode path
     hs-rsa) echo "https://127.0.0.1:$((port + BENCH_TLS_RSA_PORT_OFFSET))/$4" ;;
     tls | hs-ecdsa | resume) echo "https://127.0.0.1:$((port + BENCH_TLS_PORT_OFFSET))/$4" ;;
     backend-tls) echo "http://127.0.0.1:$((port + BENCH_BACKEND_TLS_OFFSET))/$4" ;;
+    log) echo "http://127.0.0.1:$((port + BENCH_LOG_PORT_OFFSET))/$4" ;;
     *) echo "http://127.0.0.1:$port/$4" ;;
     esac
 }
 
 load_mode() { # mode
     case $1 in
-    tls | backend-tls) echo ka ;;
+    tls | backend-tls | log) echo ka ;;
     hs-* | resume) echo close ;;
     *) echo "$1" ;;
     esac
@@ -290,7 +298,13 @@ proxy_port() { # proxy workers
     echo $((BASE_PORT + 10 * ($2 - 1) + index))
 }
 
-declare -A CPU_PIDS_OF=()
+declare -A CPU_PIDS_OF=() LOG_CPU_PIDS_OF=()
+
+# The pids whose CPU time a run of `mode` counts: for the log rows, ringproxy's second
+# process (the one with the access log).
+cpu_pids_of() { # proxy mode
+    if [[ $2 == log ]]; then echo "${LOG_CPU_PIDS_OF[$1]}"; else echo "${CPU_PIDS_OF[$1]}"; fi
+}
 
 start_mode() { # workers
     local workers=$1 proxy port backend_port=$((BASE_PORT + 10 * ($1 - 1)))
@@ -300,6 +314,7 @@ start_mode() { # workers
         port=$(proxy_port "$proxy" "$workers")
         "bench_start_proxy_$proxy" "$port" "$backend_port" "$MODE_PROXY_CPUS" "$workers" "$MAX_CONNECTIONS"
         CPU_PIDS_OF[$proxy]=$BENCH_PROXY_CPU_PIDS
+        LOG_CPU_PIDS_OF[$proxy]=$BENCH_PROXY_LOG_CPU_PIDS
         bench_check_proxy_forwards "$proxy" "$port"
         if [[ " ${SCENARIOS[*]} " == *" resume "* ]]; then
             bench_check_tls_resumes "$proxy" "$((port + BENCH_TLS_PORT_OFFSET))"
@@ -332,7 +347,7 @@ CLK_TCK=$(getconf CLK_TCK)
 # One wrk run against one proxy, in two halves so that --together can start every
 # proxy's run before the first ends: run_start snapshots the proxy's CPU time and starts
 # wrk, run_finish waits for it and appends a row to $RESULTS.
-declare -A RUN_WRK=() RUN_OUT=() RUN_TICKS=() RUN_USER=() RUN_STEAL=() RUN_NS=() RUN_TOOL=() RUN_TLS=()
+declare -A RUN_WRK=() RUN_OUT=() RUN_TICKS=() RUN_USER=() RUN_STEAL=() RUN_NS=() RUN_TOOL=() RUN_TLS=() RUN_MODE=()
 TLS_COUNTS="" # per handshake-row run of ringproxy: workers key rep full resumed failed
 
 run_start() { # workers scenario_key rep proxy mode conns path
@@ -342,7 +357,8 @@ run_start() { # workers scenario_key rep proxy mode conns path
     RUN_TLS[$proxy]=""
     if [[ $proxy == ringproxy ]] && is_handshake_row "$mode"; then RUN_TLS[$proxy]=$(ringproxy_tls_counts); fi
     threads=$((WRK_THREADS < conns ? WRK_THREADS : conns))
-    read -ra cpu_pids <<<"${CPU_PIDS_OF[$proxy]}"
+    RUN_MODE[$proxy]=$mode
+    read -ra cpu_pids <<<"$(cpu_pids_of "$proxy" "$mode")"
     read -r "RUN_TICKS[$proxy]" "RUN_USER[$proxy]" <<<"$(bench_cpu_ticks "${cpu_pids[@]}")"
     RUN_STEAL[$proxy]=$(bench_steal_sample)
     RUN_NS[$proxy]=$(date +%s%N)
@@ -375,11 +391,16 @@ run_finish() { # workers scenario_key rep proxy
     ns=$(date +%s%N)
     if [[ -n ${RUN_TLS[$proxy]} ]]; then record_tls_counts "$workers" "$key" "$rep" "${RUN_TLS[$proxy]}"; fi
     steal=$(bench_steal_percent "${RUN_STEAL[$proxy]}" "$(bench_steal_sample)")
-    read -ra cpu_pids <<<"${CPU_PIDS_OF[$proxy]}"
+    read -ra cpu_pids <<<"$(cpu_pids_of "$proxy" "${RUN_MODE[$proxy]}")"
     read -r ticks user <<<"$(bench_cpu_ticks "${cpu_pids[@]}")"
     ticks=$((ticks - RUN_TICKS[$proxy])) user=$((user - RUN_USER[$proxy]))
     read -r rps requests p50 p99 p999 err_status err_socket <<<"$("bench_parse_${RUN_TOOL[$proxy]}" "$out")"
     ((requests > 0)) || bench_die "$proxy completed no request in $key (see $out)"
+    # A run's log is counted, then emptied (10 s of lines at 50k req/s is ~100 MB).
+    if [[ ${RUN_MODE[$proxy]} == log ]]; then
+        bench_log "$proxy access log: $(wc -l <"$BENCH_ACCESS_LOG_DIR/$proxy.log") lines for $requests requests (and those after the measured window)"
+        : >"$BENCH_ACCESS_LOG_DIR/$proxy.log"
+    fi
     cpu_us=$(bench_us_per_request "$ticks" "$requests")
     user_us=$(bench_us_per_request "$user" "$requests")
     busy=$(awk -v t="$ticks" -v hz="$CLK_TCK" -v ns=$((ns - RUN_NS[$proxy])) -v w="$workers" \
@@ -609,6 +630,29 @@ emit_scaling_table() {
     done
 }
 
+# Each proxy's CPU per request with its access log on (log) against off (ka), per body.
+emit_access_log_table() {
+    local scenario mode conns path proxy off on workers
+    [[ -n $BENCH_ACCESS_LOG_DIR ]] || return 0
+    emit ""
+    emit "### Access log: CPU µs/req off (keep-alive) vs on (log), median"
+    emit ""
+    emit "| workers | scenario | proxy | off | on | on/off |"
+    emit "|---|---|---|---|---|---|"
+    for workers in "${WORKER_MODES[@]}"; do
+        for scenario in "${SCENARIOS[@]}"; do
+            read -r mode conns path <<<"$scenario"
+            [[ $mode == log ]] || continue
+            for proxy in "${TARGETS[@]}"; do
+                off=$(summarize "$workers" "$(scenario_key ka "$conns" "$path")" | awk -v p="$proxy" '$1 == p { print $10 }')
+                on=$(summarize "$workers" "$(scenario_key log "$conns" "$path")" | awk -v p="$proxy" '$1 == p { print $10 }')
+                [[ -n $off && -n $on ]] || continue
+                emit "| $workers | $conns conns $path | $proxy | $off | $on | $(ratio "$on" "$off") |"
+            done
+        done
+    done
+}
+
 main() {
     local workers scenario steal_start
     parse_args "$@"
@@ -645,6 +689,14 @@ main() {
             break
         fi
     done
+    for scenario in "${SCENARIOS[@]}"; do
+        if [[ $scenario == log* ]]; then
+            BENCH_ACCESS_LOG_DIR="$BENCH_WORKDIR/access-logs"
+            mkdir -p "$BENCH_ACCESS_LOG_DIR"
+            chmod 777 "$BENCH_ACCESS_LOG_DIR" # nginx workers may run as another user
+            break
+        fi
+    done
     steal_start=$(bench_steal_sample)
     emit_header
     for workers in "${WORKER_MODES[@]}"; do
@@ -663,6 +715,7 @@ main() {
         stop_mode
     done
     emit_scaling_table
+    emit_access_log_table
     emit ""
     emit "Steal over the whole run: $(bench_steal_percent "$steal_start" "$(bench_steal_sample)")% of all cores."
 }

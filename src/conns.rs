@@ -260,6 +260,13 @@ impl ConnSlot {
         self.index as usize
     }
 
+    /// The slot's number among the worker's connections (another connection's once this one
+    /// closes): for per-connection state kept beside the table, as the access log's records.
+    #[inline]
+    pub fn index(&self) -> usize {
+        self.at()
+    }
+
     /// The listener the connection came in on.
     #[inline]
     pub fn listener(&self) -> ListenerId {

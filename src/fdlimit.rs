@@ -307,11 +307,7 @@ impl ShortageReport {
         self.accept_failed = 0;
         self.connect_failed = 0;
         self.idle_closed = 0;
-        format!(
-            "ringproxy: worker {}: {} ({period})",
-            self.worker,
-            parts.join("; ")
-        )
+        format!("worker {}: {} ({period})", self.worker, parts.join("; "))
     }
 }
 
@@ -429,7 +425,7 @@ mod tests {
         let first = report.note(Shortage::Refused, start).unwrap();
         assert_eq!(
             first,
-            "ringproxy: worker 0: 1 client refused with 503 (the worker holds its share of \
+            "worker 0: 1 client refused with 503 (the worker holds its share of \
              108 client connections under the open-file limit) (further reports at most every \
              10s)"
         );
@@ -480,7 +476,7 @@ mod tests {
         assert!(report.due(start + Duration::from_secs(9)).is_none());
         assert_eq!(
             report.due(start + Duration::from_secs(11)).unwrap(),
-            "ringproxy: worker 1: 5 idle backend connections closed to free file descriptors \
+            "worker 1: 5 idle backend connections closed to free file descriptors \
              (over the last 11s)"
         );
         // A refusal right after that line waits for the interval; one after a quiet

@@ -11,7 +11,10 @@
 //! same TLS stream, client side. `top` is the `ringproxy top` client of the admin listener.
 //! `upgrade` hands the listening sockets to a new binary (SIGUSR2), which tells systemd
 //! (`systemd`) that it took over.
+//! `access_log` writes a line per request through a writer thread; `log` is the process's
+//! own log on stderr.
 
+pub mod access_log;
 pub mod admin;
 pub mod clock;
 pub mod config;
@@ -20,6 +23,8 @@ pub mod fdlimit;
 pub mod generation;
 pub mod http;
 pub mod listen;
+pub mod log;
+pub mod log_text;
 pub mod metrics;
 pub mod pidfile;
 pub mod plural;

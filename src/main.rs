@@ -13,6 +13,8 @@ use roff::{Roff, bold, italic, roman};
 
 use ringproxy::config::{self, Config, ConfigErrors, TlsConfig};
 use ringproxy::generation;
+use ringproxy::log::{self, Format, Level};
+use ringproxy::log_error;
 use ringproxy::pidfile;
 use ringproxy::plural::count;
 use ringproxy::server::{self, Placement};
@@ -155,6 +157,14 @@ struct RunArgs {
     /// signal); overrides runtime.pid_file.
     #[arg(long, value_name = "FILE")]
     pid_file: Option<PathBuf>,
+    /// What the log on stderr says: error, warn, info (default) or debug; overrides
+    /// [log] level.
+    #[arg(long, value_name = "LEVEL", value_parser = Level::parse)]
+    log_level: Option<Level>,
+    /// How the log on stderr is written: text (default) or json, one object per line;
+    /// overrides [log] format.
+    #[arg(long, value_name = "FORMAT", value_parser = Format::parse)]
+    log_format: Option<Format>,
 }
 
 fn main() -> ExitCode {
@@ -182,10 +192,11 @@ fn run(cli: &RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    log::configure(config.log.level, config.log.format);
     let available = match server::available_cpus() {
         Ok(available) => available,
         Err(message) => {
-            eprintln!("ringproxy: {message}");
+            log_error!("{message}");
             return ExitCode::FAILURE;
         }
     };
@@ -225,7 +236,7 @@ fn run(cli: &RunArgs) -> ExitCode {
     match server::run(config, placement, tls, reload, lineage) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("ringproxy: {message}");
+            log_error!("{message}");
             ExitCode::FAILURE
         }
     }
@@ -437,6 +448,12 @@ fn apply_runtime_flags(cli: &RunArgs, config: &mut Config) -> Result<(), String>
     if let Some(path) = &cli.pid_file {
         runtime.pid_file = Some(path.clone());
     }
+    if let Some(level) = cli.log_level {
+        config.log.level = level;
+    }
+    if let Some(format) = cli.log_format {
+        config.log.format = format;
+    }
     // The address only: a token and allow list from the file still apply.
     if let Some(address) = cli.admin {
         match &mut config.admin {
@@ -531,7 +548,8 @@ fn manpage_sections(cli: &clap::Command) -> Roff {
         .text([roman(
             "SIGTERM or SIGINT stop accepting connections and let in-flight requests finish \
              (up to timeouts.drain), then ringproxy prints \"ringproxy: stopped\" and exits 0; \
-             a second signal exits at once.",
+             a second signal exits at once. SIGUSR1 reopens the access log file (after \
+             logrotate renamed it).",
         )])
         .control("PP", [])
         .text([roman(

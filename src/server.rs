@@ -11,10 +11,11 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR2};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook::iterator::Signals;
 use socket2::SockRef;
 
+use crate::access_log::{self, AccessLogQueue};
 use crate::admin::{self, AdminState};
 use crate::config::{Config, ConfigError, format_cpu_list};
 use crate::fdlimit::{self, WorkerShare};
@@ -32,6 +33,7 @@ use crate::upstream::health::{HealthTable, spawn_checker};
 use crate::upstream::ids::BackendIds;
 use crate::upstream::load::LoadBoard;
 use crate::worker::{Driver, Event, Install, Mailbox, WorkerPlan, run_worker};
+use crate::{log_error, log_info, log_warn};
 
 /// Where the workers run, checked against the cpus this process may use.
 #[derive(Debug)]
@@ -138,6 +140,8 @@ pub type Reloader = Box<dyn Fn() -> Result<(Config, TlsSetup), String>>;
 const INSTALL_WAIT: Duration = Duration::from_secs(5);
 /// How often the main thread wakes without an event, to notice an install that is late.
 const CONTROL_POLL: Duration = Duration::from_millis(500);
+/// How long the process waits at exit for the access log's writer to write its queue.
+const ACCESS_LOG_FINISH_WAIT: Duration = Duration::from_secs(5);
 
 /// How the process came to be, and how to start its successor.
 pub struct Lineage {
@@ -160,7 +164,7 @@ pub fn run(
     lineage: Lineage,
 ) -> Result<(), String> {
     if let Some(warning) = placement.crowding() {
-        eprintln!("ringproxy: warning: {warning}");
+        log_warn!("warning: {warning}");
     }
     let cpus = placement.cpus;
     let workers = cpus.len();
@@ -169,8 +173,8 @@ pub fn run(
     // has, if it has not said it is ready.
     let (predecessor, mut inherited) = match lineage.takeover {
         Some((predecessor, inherited)) => {
-            eprintln!(
-                "ringproxy: upgrade: taking over {} from pid {}",
+            log_info!(
+                "upgrade: taking over {} from pid {}",
                 inherited.describe(),
                 predecessor.pid()
             );
@@ -198,7 +202,7 @@ pub fn run(
         );
     }
     let (events_tx, events) = mpsc::channel();
-    let signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR2])
+    let signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let mut control = Control::new(workers, reload, lineage.relaunch, events_tx.clone());
     control.inherited = inherited;
@@ -212,11 +216,14 @@ pub fn run(
         .prepare(config, tls)
         .map_err(|rejected| rejected.reason)?;
     for address in std::mem::take(&mut control.inherited).left() {
-        eprintln!(
-            "ringproxy: upgrade: {address} is not in the configuration: closed once the old process exits"
+        log_warn!(
+            "upgrade: {address} is not in the configuration: closed once the old process exits"
         );
     }
     let mut installs = installs.into_iter();
+    let access_log = first.config.access_log.as_ref();
+    let (writer, log_queue) = access_log::start(access_log, workers, &control.metrics)?.unzip();
+    control.access_log = writer;
     control.adopt(first.clone());
     let current = control.current.clone().ok_or("no config generation")?;
     let shutdown = Arc::new(AtomicBool::new(false));
@@ -236,6 +243,7 @@ pub fn run(
             shutdown: shutdown.clone(),
             mailbox,
             events: events_tx.clone(),
+            access_log: log_queue.as_ref().map(AccessLogQueue::worker),
         };
         let thread = thread::Builder::new()
             .name(format!("ringproxy-w{index}"))
@@ -243,6 +251,8 @@ pub fn run(
             .map_err(|e| format!("cannot start worker thread: {e}"))?;
         threads.push(thread);
     }
+    // The workers hold the queue now: the writer ends once they all have.
+    drop(log_queue);
 
     let started = wait_for_start(&events, workers);
     if let Err(reason) = started {
@@ -263,7 +273,7 @@ pub fn run(
             let address = listener.local_addr().map_or(state.admin.address, |a| a);
             match admin::spawn(listener, state, shutdown.clone()) {
                 Ok(thread) => {
-                    eprintln!("ringproxy: admin on {address} (/metrics, /status)");
+                    log_info!("admin on {address} (/metrics, /status)");
                     Some(thread)
                 }
                 Err(e) => {
@@ -281,7 +291,7 @@ pub fn run(
         return Err(format!("cannot start the health checker: {e}"));
     }
     for line in listening_lines(&first) {
-        eprintln!("ringproxy: {line}");
+        log_info!("{line}");
     }
     control.pid_file = match first.config.runtime.pid_file.as_deref().map(PidFile::write) {
         Some(Err(e)) => {
@@ -296,13 +306,13 @@ pub fn run(
     // The workers and the control hold the generation from here: a reload can then retire it.
     drop(first);
     let ready = format!("ready ({})", count(workers, "worker"));
-    eprintln!("ringproxy: {ready}");
+    log_info!("{ready}");
     systemd::notify_ready(&ready);
     if let Some(predecessor) = &predecessor
         && let Err(e) = predecessor.tell_ready()
     {
-        eprintln!(
-            "ringproxy: upgrade: cannot tell pid {} that this process is ready ({e}); both serve until it gives up on this one",
+        log_warn!(
+            "upgrade: cannot tell pid {} that this process is ready ({e}); both serve until it gives up on this one",
             predecessor.pid()
         );
     }
@@ -314,12 +324,15 @@ pub fn run(
 
     let result = control.serve(&events, &shutdown, &wake_handles);
     join_all(threads);
+    if let Some(writer) = control.access_log.take() {
+        writer.finish(ACCESS_LOG_FINISH_WAIT);
+    }
     control.stop_checker();
     join_all(admin_thread.into_iter().collect());
     drop(control.pid_file.take());
     // Only a drain ends without a fault: its last word, once nothing runs any more.
     if result.is_ok() {
-        eprintln!("ringproxy: stopped");
+        log_info!("stopped");
     }
     drop(predecessor);
     result
@@ -417,6 +430,8 @@ struct Control {
     pending: Option<PendingInstall>,
     /// A SIGHUP came while the workers were still taking the last reload.
     reload_again: bool,
+    /// The access log's writer, which SIGUSR1 makes reopen its file.
+    access_log: Option<access_log::writer::Writer>,
 }
 
 impl Control {
@@ -448,6 +463,7 @@ impl Control {
             checker: None,
             pending: None,
             reload_again: false,
+            access_log: None,
         }
     }
 
@@ -464,7 +480,7 @@ impl Control {
         let previous = self.generation.clone();
         if let Some(previous) = &previous {
             for warning in keep_fixed_settings(&mut config, &previous.config) {
-                eprintln!("ringproxy: reload: {warning}");
+                log_warn!("reload: {warning}");
             }
         }
         check_limits(&config).map_err(|e| e.to_string())?;
@@ -596,8 +612,8 @@ impl Control {
     /// generation; an invalid one is rejected with its errors, and the running one stays.
     fn reload(&mut self) {
         if let Some(upgrade) = &self.upgrade {
-            eprintln!(
-                "ringproxy: reload refused: a binary upgrade is under way (new process pid {}), which reads the configuration itself; reload again once it is over",
+            log_warn!(
+                "reload refused: a binary upgrade is under way (new process pid {}), which reads the configuration itself; reload again once it is over",
                 upgrade.pid
             );
             return;
@@ -616,16 +632,19 @@ impl Control {
         let (generation, installs) = match prepared {
             Ok(prepared) => prepared,
             Err(rejected) => {
-                eprintln!(
-                    "ringproxy: reload rejected; generation {} serves on:\n{}",
-                    old.number, rejected.reason
+                log_warn!(
+                    "reload rejected; generation {} serves on:\n{}",
+                    old.number,
+                    rejected.reason
                 );
                 return;
             }
         };
-        eprintln!("ringproxy: reload: generation {next}");
+        let log = generation.config.log;
+        crate::log::configure(log.level, log.format);
+        log_info!("reload: generation {next}");
         for line in describe_changes(&old.config, &generation.config) {
-            eprintln!("ringproxy: generation {next}: {line}");
+            log_info!("generation {next}: {line}");
         }
         self.adopt(generation.clone());
         self.restart_checker(&generation);
@@ -642,8 +661,9 @@ impl Control {
     /// A worker's answer to a posted generation.
     fn answered(&mut self, index: usize, generation: u64, refusal: Option<String>) {
         if let Some(reason) = refusal {
-            eprintln!(
-                "ringproxy: worker {index} cannot take generation {generation} ({reason}); it serves on with the one before"
+            log_warn!(
+                worker: index;
+                "worker {index} cannot take generation {generation} ({reason}); it serves on with the one before"
             );
         }
         let Some(pending) = self.pending.as_mut().filter(|p| p.generation == generation) else {
@@ -653,7 +673,7 @@ impl Control {
             *answered = true;
         }
         if pending.answered.iter().all(|&a| a) {
-            eprintln!("ringproxy: generation {generation} serving on every worker");
+            log_info!("generation {generation} serving on every worker");
             self.finish_install();
         }
     }
@@ -673,8 +693,8 @@ impl Control {
             .filter(|&(_, &a)| !a)
             .map(|(i, _)| i.to_string())
             .collect();
-        eprintln!(
-            "ringproxy: generation {}: worker(s) {} have not taken it after {}s",
+        log_warn!(
+            "generation {}: worker(s) {} have not taken it after {}s",
             pending.generation,
             late.join(", "),
             INSTALL_WAIT.as_secs()
@@ -713,7 +733,7 @@ impl Control {
     fn restart_checker(&mut self, generation: &SharedGeneration) {
         self.stop_checker();
         if let Err(e) = self.start_checker(generation) {
-            eprintln!("ringproxy: cannot restart the health checker: {e}; active checks are off");
+            log_error!("cannot restart the health checker: {e}; active checks are off");
         }
     }
 
@@ -721,12 +741,12 @@ impl Control {
     /// `upgrade`). One upgrade at a time, and none while stopping.
     fn start_upgrade(&mut self, shutdown: &AtomicBool) {
         if shutdown.load(Ordering::Acquire) {
-            eprintln!("ringproxy: upgrade refused: this process is stopping");
+            log_warn!("upgrade refused: this process is stopping");
             return;
         }
         if let Some(upgrade) = &self.upgrade {
-            eprintln!(
-                "ringproxy: upgrade refused: one is under way (new process pid {})",
+            log_warn!(
+                "upgrade refused: one is under way (new process pid {})",
                 upgrade.pid
             );
             return;
@@ -757,7 +777,7 @@ impl Control {
             report,
         ) {
             Ok(pid) => {
-                eprintln!("ringproxy: upgrade: started pid {pid} with {passed}");
+                log_info!("upgrade: started pid {pid} with {passed}");
                 self.upgrade = Some(UpgradeUnderWay { pid });
             }
             Err(reason) => self.upgrade_failed(&reason),
@@ -806,11 +826,11 @@ impl Control {
         self.upgrade = None;
         match outcome {
             Outcome::Ready { pid } if shutdown.load(Ordering::Acquire) => {
-                eprintln!("ringproxy: upgrade: pid {pid} is ready, but both were told to stop");
+                log_warn!("upgrade: pid {pid} is ready, but both were told to stop");
             }
             Outcome::Ready { pid } => {
-                eprintln!(
-                    "ringproxy: upgrade: pid {pid} serves; this process stops accepting, drains and exits"
+                log_info!(
+                    "upgrade: pid {pid} serves; this process stops accepting, drains and exits"
                 );
                 // No wake handles: the admin listener is shared with the new process now,
                 // and shutting it would end it there too. The admin thread sees the flag
@@ -824,17 +844,17 @@ impl Control {
     /// Says why an upgrade failed, in the log and next to the pid file (for `ringproxy
     /// upgrade`); this process serves on, and is the service's main process again.
     fn upgrade_failed(&self, reason: &str) {
-        eprintln!("ringproxy: upgrade failed: {reason}; this process serves on");
+        log_error!("upgrade failed: {reason}; this process serves on");
         systemd::notify_main_pid();
         let Some(pid_file) = &self.pid_file else {
             return;
         };
         if let Err(e) = pid_file.reclaim() {
-            eprintln!("ringproxy: cannot write the pid file again: {e}");
+            log_error!("cannot write the pid file again: {e}");
         }
         let failure = pidfile::upgrade_failure_path(pid_file.path());
         if let Err(e) = std::fs::write(&failure, format!("upgrade failed: {reason}\n")) {
-            eprintln!("ringproxy: cannot write {}: {e}", failure.display());
+            log_error!("cannot write {}: {e}", failure.display());
         }
     }
 
@@ -842,7 +862,7 @@ impl Control {
     /// second one exits at once.
     fn stop(&mut self, signal: i32, shutdown: &AtomicBool, wake_handles: &[TcpListener]) {
         if self.stop_signalled {
-            eprintln!("ringproxy: second signal {signal}: exiting without draining");
+            log_warn!("second signal {signal}: exiting without draining");
             std::process::exit(1);
         }
         self.stop_signalled = true;
@@ -850,10 +870,10 @@ impl Control {
             let _ = pidfile::send_signal(upgrade.pid, SIGTERM);
         }
         if shutdown.load(Ordering::Acquire) {
-            eprintln!("ringproxy: signal {signal}: already draining; a second one exits at once");
+            log_warn!("signal {signal}: already draining; a second one exits at once");
             return;
         }
-        eprintln!("ringproxy: signal {signal}: draining in-flight requests");
+        log_info!("signal {signal}: draining in-flight requests");
         systemd::notify_stopping();
         trigger_shutdown(shutdown, wake_handles);
     }
@@ -884,7 +904,7 @@ impl Control {
                     exited += 1;
                     if !shutdown.load(Ordering::Acquire) && fault.is_none() {
                         let reason = format!("worker {index} stopped unexpectedly; shutting down");
-                        eprintln!("ringproxy: {reason}");
+                        log_error!(worker: index; "{reason}");
                         fault = Some(reason);
                         trigger_shutdown(shutdown, wake_handles);
                     }
@@ -897,6 +917,7 @@ impl Control {
                 } => self.answered(index, generation, Some(reason)),
                 Event::Signal(SIGHUP) if !shutdown.load(Ordering::Acquire) => self.reload(),
                 Event::Signal(SIGHUP) => {}
+                Event::Signal(SIGUSR1) => self.access_log.iter().for_each(|log| log.reopen()),
                 Event::Signal(SIGUSR2) => self.start_upgrade(shutdown),
                 Event::Upgrade(outcome) => self.upgrade_ended(outcome, shutdown),
                 Event::Signal(signal) => self.stop(signal, shutdown, wake_handles),
@@ -919,6 +940,12 @@ fn keep_fixed_settings(config: &mut Config, running: &Config) -> Vec<String> {
         kept.push("[admin] changes take effect at the next start or binary upgrade".to_string());
         config.admin = running.admin.clone();
     }
+    if config.access_log != running.access_log {
+        kept.push(
+            "[access_log] changes take effect at the next start or binary upgrade".to_string(),
+        );
+        config.access_log = running.access_log.clone();
+    }
     kept
 }
 
@@ -928,12 +955,12 @@ fn plan_open_files(config: &Config, workers: usize) -> WorkerShare {
     match fdlimit::raise_open_file_limit() {
         Ok(limit) => {
             let budget = fdlimit::budget(limit.limit, config, workers);
-            eprintln!("ringproxy: {}", fdlimit::describe(&limit, &budget));
+            log_info!("{}", fdlimit::describe(&limit, &budget));
             budget.per_worker
         }
         Err(err) => {
-            eprintln!(
-                "ringproxy: cannot read the open-file limit ({err}); clients are not counted against it"
+            log_warn!(
+                "cannot read the open-file limit ({err}); clients are not counted against it"
             );
             WorkerShare::UNLIMITED
         }
@@ -951,7 +978,7 @@ fn wait_for_start(events: &mpsc::Receiver<Event>, workers: usize) -> Result<(), 
                     Driver::IoUring(setup) => format!("io_uring driver ({})", setup.name()),
                     Driver::Epoll => "epoll driver (fallback)".to_string(),
                 };
-                lines[index] = Some(format!("ringproxy: worker {index} {place}, {driver}"));
+                lines[index] = Some(format!("worker {index} {place}, {driver}"));
                 started += 1;
             }
             Ok(Event::Failed { index, reason }) => {
@@ -964,8 +991,10 @@ fn wait_for_start(events: &mpsc::Receiver<Event>, workers: usize) -> Result<(), 
             Err(_) => return Err("workers stopped during start-up".into()),
         }
     }
-    for line in lines.into_iter().flatten() {
-        eprintln!("{line}");
+    for (index, line) in lines.into_iter().enumerate() {
+        if let Some(line) = line {
+            log_info!(worker: index; "{line}");
+        }
     }
     Ok(())
 }

@@ -43,6 +43,6 @@ pub fn notify_stopping() {
 
 fn tell(state: &str) {
     if let Err(e) = notify(state) {
-        eprintln!("ringproxy: cannot notify systemd ($NOTIFY_SOCKET): {e}");
+        crate::log_warn!("cannot notify systemd ($NOTIFY_SOCKET): {e}");
     }
 }

@@ -22,15 +22,18 @@ use monoio::io::Canceller;
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 use socket2::SockRef;
 
+use crate::access_log::AccessLog;
 use crate::clock::coarse_now;
 use crate::config::{Config, RouteAction};
 use crate::conns::{ConnTable, TIMER_TICK};
 use crate::fdlimit::{Shortage, ShortageReport, WorkerShare};
 use crate::generation::{ListenerId, SharedGeneration};
 use crate::http::{HeadLimits, write_error_response};
+use crate::log_warn;
 use crate::metrics::{Counter, Metrics, RequestCounts, WorkerMetrics};
 use crate::proxy;
 use crate::proxy::buffer::Buffers;
+use crate::proxy::request_id::RequestIds;
 use crate::route::{RouteTable, Scratch};
 use crate::tls;
 use crate::upstream::Upstreams;
@@ -62,6 +65,8 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_millis(320);
 /// Bytes of a refused client's request read (and dropped) before the connection closes, so
 /// that the close is a FIN behind the 503 rather than a reset.
 const REFUSAL_DRAIN: usize = 4096;
+/// How long a stopping worker waits for room in the access log's queue for its last lines.
+const ACCESS_LOG_EXIT_WAIT: Duration = Duration::from_secs(1);
 
 /// Which I/O driver a worker ended up with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,6 +152,8 @@ pub struct WorkerPlan {
     pub shutdown: Arc<AtomicBool>,
     pub mailbox: Arc<Mailbox>,
     pub events: Sender<Event>,
+    /// The worker's side of the access log, when there is one.
+    pub access_log: Option<AccessLog>,
 }
 
 /// Sends `Exited` however the worker thread ends, panics included.
@@ -179,8 +186,9 @@ pub fn run_worker(plan: WorkerPlan) {
     match build_uring_runtime(runtime.ring_entries) {
         Ok((mut rt, setup)) => rt.block_on(serve(plan, Driver::IoUring(setup))),
         Err(err) if runtime.allow_epoll => {
-            eprintln!(
-                "ringproxy: WARNING: worker {}: io_uring unavailable ({err}); falling back to epoll (--allow-epoll), expect lower throughput",
+            log_warn!(
+                worker: plan.index;
+                "WARNING: worker {}: io_uring unavailable ({err}); falling back to epoll (--allow-epoll), expect lower throughput",
                 plan.index
             );
             match RuntimeBuilder::<LegacyDriver>::new().enable_timer().build() {
@@ -263,7 +271,8 @@ fn report_failure(plan: &WorkerPlan, reason: String) {
 
 async fn serve(mut plan: WorkerPlan, driver: Driver) {
     let sockets = std::mem::take(&mut plan.install.sockets);
-    let ctx = match WorkerCtx::new(&plan) {
+    let access_log = plan.access_log.take();
+    let ctx = match WorkerCtx::new(&plan, access_log) {
         Ok(ctx) => Rc::new(ctx),
         Err(reason) => return report_failure(&plan, reason),
     };
@@ -290,6 +299,9 @@ async fn serve(mut plan: WorkerPlan, driver: Driver) {
         monoio::time::sleep(DRAIN_POLL).await;
     }
     drain(&ctx).await;
+    if let Some(log) = &ctx.access_log {
+        log.flush_before_exit(&ctx.metrics, ACCESS_LOG_EXIT_WAIT);
+    }
 }
 
 /// An accept loop on one socket of a listener, as the worker sees it from outside.
@@ -347,7 +359,7 @@ async fn housekeeping(ctx: Rc<WorkerCtx>) {
         ctx.pool.borrow_mut().evict_expired(now);
         // Shortages that ended since the last report are reported too.
         if let Some(line) = ctx.shortages.borrow_mut().due(now) {
-            eprintln!("{line}");
+            log_warn!(worker: ctx.index; "{line}");
         }
         ctx.buffers.trim();
         return_freed_memory();
@@ -377,6 +389,9 @@ async fn sweep_deadlines(ctx: Rc<WorkerCtx>) {
         ctx.conns
             .sweep(now, |suspect| generation.upstreams.should_cut(suspect, now));
         ctx.metrics.sweep(ctx.conns.active(), ctx.conns.idle());
+        if let Some(log) = &ctx.access_log {
+            log.flush(&ctx.metrics);
+        }
         for install in ctx.mailbox.take() {
             ctx.install(install);
         }
@@ -578,6 +593,11 @@ impl Generation {
     pub fn position(&self, id: ListenerId) -> Option<usize> {
         self.shared.position(id)
     }
+
+    /// The address the listener at `position` is bound to (its port when configured as 0).
+    pub fn listener_address(&self, position: usize) -> Option<std::net::SocketAddr> {
+        self.shared.addresses.get(position).copied()
+    }
 }
 
 /// Per-worker state every connection of the worker sees.
@@ -605,6 +625,10 @@ pub struct WorkerCtx {
     pub conns: Rc<ConnTable>,
     /// The worker's counters and latency recorder.
     pub metrics: WorkerMetrics,
+    /// The worker's side of the access log; `None`: off.
+    pub access_log: Option<AccessLog>,
+    /// Request ids generated for requests without one.
+    pub request_ids: RequestIds,
     /// The worker's part of the open-file limit, and what it did when that ran short.
     fds: WorkerShare,
     shortages: RefCell<ShortageReport>,
@@ -619,7 +643,7 @@ pub struct WorkerCtx {
 }
 
 impl WorkerCtx {
-    fn new(plan: &WorkerPlan) -> Result<Self, String> {
+    fn new(plan: &WorkerPlan, access_log: Option<AccessLog>) -> Result<Self, String> {
         let shared = &plan.install.generation;
         let config = &shared.config;
         let load = LoadView::new(
@@ -651,6 +675,8 @@ impl WorkerCtx {
             buffers: Buffers::new(),
             conns: Rc::new(ConnTable::default()),
             metrics: WorkerMetrics::new(plan.metrics.clone(), plan.index),
+            access_log,
+            request_ids: RequestIds::new(),
             fds: plan.fds,
             shortages: RefCell::new(ShortageReport::new(plan.index, plan.fds)),
             refusal,
@@ -866,7 +892,7 @@ impl WorkerCtx {
     /// Logs what the open-file limit made the worker do, at most once per interval.
     pub(crate) fn report(&self, shortage: Shortage<'_>) {
         if let Some(line) = self.shortages.borrow_mut().note(shortage, self.conns.now()) {
-            eprintln!("{line}");
+            log_warn!(worker: self.index; "{line}");
         }
     }
 }

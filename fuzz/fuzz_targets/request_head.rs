@@ -30,6 +30,7 @@ fuzz_target!(|data: &[u8]| {
         proto: "http",
         forwarded: &forwarded,
         default_host: "backend",
+        request_id: None,
     };
     let mut out = Vec::new();
     write_request_head(&mut out, &head, &ctx);

@@ -26,6 +26,13 @@ BENCH_BACKEND_CA="" BENCH_BACKEND_CERT="" BENCH_BACKEND_KEY=""
 BENCH_BACKEND_TLS_OFFSET=100
 # When set, ringproxy's admin listener (/metrics) is on this port.
 BENCH_RINGPROXY_ADMIN_PORT=""
+# With an access log directory, each proxy also serves on its port plus BENCH_LOG_PORT_OFFSET
+# with an access log written to a file there (<proxy>.log): ringproxy as a second process
+# (its access log is the process's), nginx and HAProxy in the same one (a server / frontend
+# of its own). The pids to count a logging run's CPU time of are in BENCH_PROXY_LOG_CPU_PIDS.
+BENCH_ACCESS_LOG_DIR=""
+BENCH_LOG_PORT_OFFSET=200
+BENCH_PROXY_LOG_CPU_PIDS=""
 
 bench_log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 bench_die() {
@@ -426,16 +433,34 @@ bench_start_proxy_ringproxy() {
         admin=$'\n'"[admin]"$'\n'"address = \"127.0.0.1:$BENCH_RINGPROXY_ADMIN_PORT\""$'\n'
     fi
     # Every other setting at its default, as with --listen and --upstream.
-    printf '%s\n%s%s' "$listeners" "$groups" "$admin" >"$dir/ringproxy.toml"
+    bench_run_ringproxy "$dir" "$port" "$listeners"$'\n'"$groups$admin" "$cpus" "$workers"
+    BENCH_PROXY_LOG_CPU_PIDS=""
+    if [[ -n $BENCH_ACCESS_LOG_DIR ]]; then
+        local log_port=$((port + BENCH_LOG_PORT_OFFSET)) main=$BENCH_PROXY_PID
+        local logging="[[listener]]"$'\n'"address = \"127.0.0.1:$log_port\""$'\n'
+        logging+="upstream = \"default\""$'\n'$'\n'"$groups"
+        logging+=$'\n'"[access_log]"$'\n'"path = \"$BENCH_ACCESS_LOG_DIR/ringproxy.log\""$'\n'
+        bench_require_free_port "$log_port" ringproxy
+        bench_run_ringproxy "$BENCH_WORKDIR/ringproxy-log" "$log_port" "$logging" "$cpus" "$workers"
+        BENCH_PROXY_LOG_CPU_PIDS=$BENCH_PROXY_PID
+        BENCH_PROXY_PID=$main
+    fi
+    # /proc/PID/stat of the process sums all its threads.
+    # shellcheck disable=SC2034 # read by the scripts that source this file
+    BENCH_PROXY_CPU_PIDS=$BENCH_PROXY_PID
+}
+
+# One ringproxy process with the configuration CONFIG, serving once PORT accepts.
+bench_run_ringproxy() { # dir port config cpus workers
+    local dir=$1 port=$2 cpus=$4 workers=$5
+    mkdir -p "$dir"
+    printf '%s' "$3" >"$dir/ringproxy.toml"
     taskset -c "$cpus" "$RINGPROXY_BIN" --config "$dir/ringproxy.toml" \
         --workers "$workers" --cpus "$cpus" >"$dir/stdout.log" 2>"$dir/stderr.log" &
     BENCH_PROXY_PID=$!
     BENCH_PIDS+=("$BENCH_PROXY_PID")
     bench_wait_for_log_line "ringproxy: ready" ringproxy "$BENCH_PROXY_PID" "$dir/stderr.log"
     bench_wait_for_port "$port" ringproxy "$BENCH_PROXY_PID" "$dir/stderr.log"
-    # /proc/PID/stat of the process sums all its threads.
-    # shellcheck disable=SC2034 # read by the scripts that source this file
-    BENCH_PROXY_CPU_PIDS=$BENCH_PROXY_PID
 }
 
 # One server block of the nginx proxy; LISTEN is its listen line (and ssl_ lines).
@@ -506,6 +531,12 @@ bench_start_proxy_nginx() {
         bench_require_free_port "$((port + BENCH_BACKEND_TLS_OFFSET))" "nginx proxy"
         servers+=$'\n'$(bench_nginx_backend_tls_server "$port" "$backend" "$keepalive")
     fi
+    if [[ -n $BENCH_ACCESS_LOG_DIR ]]; then
+        bench_require_free_port "$((port + BENCH_LOG_PORT_OFFSET))" "nginx proxy"
+        # Buffered, as ringproxy's is (64 KiB per worker, handed on at least every 50 ms).
+        servers+=$'\n'$(bench_nginx_proxy_server "listen 127.0.0.1:$((port + BENCH_LOG_PORT_OFFSET)) reuseport backlog=4096;
+        access_log $BENCH_ACCESS_LOG_DIR/nginx.log combined buffer=64k flush=1s;")
+    fi
     mkdir -p "$dir/tmp"
     chmod -R 755 "$dir"
     # reuseport: one listener per worker, like ringproxy's per-worker SO_REUSEPORT sockets.
@@ -532,6 +563,7 @@ EOF
     bench_run_nginx "$dir" "$cpus" "$port" "$workers" "nginx proxy"
     BENCH_PROXY_PID=$BENCH_NGINX_PID
     BENCH_PROXY_CPU_PIDS=$BENCH_NGINX_WORKER_PIDS
+    BENCH_PROXY_LOG_CPU_PIDS=$BENCH_NGINX_WORKER_PIDS
 }
 
 # The HAProxy config of the baseline, also run by haproxy-as-ringproxy.sh so that its A/A
@@ -568,6 +600,17 @@ backend origin
     http-reuse always
     server origin $upstream
 EOF
+    # The access log: `option httplog` lines to stdout (which the caller sends to the file),
+    # from a frontend on the listen port + BENCH_LOG_PORT_OFFSET.
+    if [[ -n $BENCH_ACCESS_LOG_DIR ]]; then
+        cat <<EOF
+frontend proxy_log
+    bind ${listen%:*}:$((${listen##*:} + BENCH_LOG_PORT_OFFSET))
+    option httplog
+    log stdout format raw local0
+    default_backend origin
+EOF
+    fi
     # TLS to the backend: a plain frontend on the listen port + BENCH_BACKEND_TLS_OFFSET.
     [[ -n $BENCH_BACKEND_CA ]] || return 0
     cat <<EOF
@@ -591,15 +634,22 @@ bench_start_proxy_haproxy() {
         tls_binds+=("127.0.0.1:$tls_port $pem")
     done
     [[ -z $BENCH_BACKEND_CA ]] || bench_require_free_port "$((port + BENCH_BACKEND_TLS_OFFSET))" haproxy
+    local out="$dir/stdout.log"
+    if [[ -n $BENCH_ACCESS_LOG_DIR ]]; then
+        bench_require_free_port "$((port + BENCH_LOG_PORT_OFFSET))" haproxy
+        out="$BENCH_ACCESS_LOG_DIR/haproxy.log"
+    fi
     bench_haproxy_config "127.0.0.1:$port" "127.0.0.1:$backend" "$cpus" "$workers" "${tls_binds[@]}" >"$dir/haproxy.cfg"
     haproxy -c -q -f "$dir/haproxy.cfg" >"$dir/check.log" 2>&1 ||
         bench_die "haproxy rejected its config: $(cat "$dir/check.log")"
-    taskset -c "$cpus" haproxy -db -f "$dir/haproxy.cfg" >"$dir/stdout.log" 2>&1 &
+    # Appending: the access log file is emptied between runs.
+    taskset -c "$cpus" haproxy -db -f "$dir/haproxy.cfg" >>"$out" 2>"$dir/stderr.log" &
     BENCH_PROXY_PID=$!
     BENCH_PIDS+=("$BENCH_PROXY_PID")
-    bench_wait_for_port "$port" haproxy "$BENCH_PROXY_PID" "$dir/stdout.log"
+    bench_wait_for_port "$port" haproxy "$BENCH_PROXY_PID" "$dir/stderr.log"
     # shellcheck disable=SC2034 # read by the scripts that source this file
     BENCH_PROXY_CPU_PIDS=$BENCH_PROXY_PID
+    BENCH_PROXY_LOG_CPU_PIDS=$BENCH_PROXY_PID
 }
 
 # Fails loudly when a proxy answers but does not forward the body intact.
@@ -612,6 +662,12 @@ bench_check_proxy_forwards() { # name port
         -w ' %{http_code}' "http://127.0.0.1:$2/post" 2>&1) ||
         bench_die "$1 on :$2 does not answer POST /post: $got"
     [[ $got == $'ok\n 200' ]] || bench_die "$1 on :$2 answered POST /post with '$got'"
+    if [[ -n $BENCH_ACCESS_LOG_DIR ]]; then
+        got=$(curl -sS --max-time 5 -o /dev/null -w '%{http_code} %{size_download}' \
+            "http://127.0.0.1:$(($2 + BENCH_LOG_PORT_OFFSET))/1k" 2>&1) ||
+            bench_die "$1 on :$(($2 + BENCH_LOG_PORT_OFFSET)) (access log on) does not answer GET /1k: $got"
+        [[ $got == "200 1024" ]] || bench_die "$1 (access log on) answered GET /1k with '$got' (want '200 1024')"
+    fi
     local tls_port cert
     for tls_port in $(bench_tls_ports "$2"); do
         read -r cert _ <<<"$(bench_tls_files "$2" "$tls_port")"

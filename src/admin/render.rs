@@ -1,6 +1,8 @@
 //! `GET /metrics`: every worker's counters summed (or per worker where the worker is the
 //! point), the latency histograms merged, and backend health read from the shared table.
 
+use std::sync::atomic::Ordering;
+
 use hdrhistogram::Histogram;
 
 use super::AdminState;
@@ -28,6 +30,7 @@ pub fn metrics_text(state: &AdminState, latencies: &[Published]) -> String {
     tls(&mut e, state);
     backends(&mut e, state);
     first_byte(&mut e, state, latencies);
+    access_log(&mut e, state);
     e.into_string()
 }
 
@@ -189,6 +192,28 @@ fn counter_by_label<'a>(
     for (value, count) in counts {
         e.sample(name, &[(label, value)], count as f64);
     }
+}
+
+fn access_log(e: &mut Exposition, state: &AdminState) {
+    let metrics = &state.metrics;
+    let counts = &metrics.access_log;
+    let name = "ringproxy_access_log_lines_total";
+    e.family(name, Kind::Counter, "Access log lines written to the file.");
+    e.sample(name, &[], counts.written.load(Ordering::Relaxed) as f64);
+    let write_failed = counts.failed.load(Ordering::Relaxed);
+    counter_by_label(
+        e,
+        "ringproxy_access_log_dropped_total",
+        "Access log lines lost: the writer fell behind and its queue was full, or a write failed.",
+        "reason",
+        [
+            (
+                "queue_full",
+                metrics.counter_total(Counter::AccessLogDropped),
+            ),
+            ("write_failed", write_failed),
+        ],
+    );
 }
 
 fn backends(e: &mut Exposition, state: &AdminState) {

@@ -208,6 +208,11 @@
 //! via = "ringproxy"        # append "1.1 ringproxy" to Via (1.0 for HTTP/1.0 clients): a
 //!                          # name (an HTTP token, optionally ":PORT", at most 255 bytes),
 //!                          # true for "ringproxy", or false to add none
+//! request_id = "X-Request-Id" # the request id: the client's kept when it sends one field
+//!                          # of 1..=128 letters, digits and -_.:+/=@, else 32 hex digits
+//!                          # generated (its fields dropped); forwarded and in the access
+//!                          # log. A header name (an HTTP token the proxy does not set
+//!                          # itself), true for "X-Request-Id", or false for none
 //!
 //! [admin]                 # the admin listener (GET /metrics, GET /status); no section
 //!                         # and no --admin flag: off
@@ -218,6 +223,25 @@
 //!                         # else 401; 1..=256 bytes of visible ASCII
 //! allow = ["127.0.0.1/32", "::1"]  # optional, not empty: client networks (ip/prefix or
 //!                         # an ip); others get 403; default: any client
+//!
+//! [access_log]            # a line per request; no section: off. A reload keeps the
+//!                         # running settings (they change at the next start)
+//! path = "/var/log/ringproxy/access.log"  # required in the section; appended to, created
+//!                         # (mode 0640) if missing, reopened on SIGUSR1 (relative: to this
+//!                         # file's directory)
+//! format = "combined"     # "combined": nginx's combined, then key=value fields; "json":
+//!                         # one object per line
+//! sample = 1.0            # the share of requests logged, above 0 and at most 1 (0.01: one
+//!                         # in 100 of each worker's requests, evenly spread)
+//! buffer_bytes = 65536    # each worker's buffer of lines, handed to the writer thread when
+//!                         # full or every 50 ms; 4096..=16 MiB. When the writer falls
+//!                         # behind, lines are dropped and counted, never waited for
+//!
+//! [log]                   # the process's own log on stderr; a reload applies it
+//! level = "info"          # "error", "warn", "info" or "debug" (--log-level overrides)
+//! format = "text"         # "text" ("ringproxy: ..." lines) or "json", one object per
+//!                         # line with time, level, msg, and worker and peer where known
+//!                         # (--log-format overrides)
 //! ```
 //!
 //! Backend and listener addresses are IP literals: host names are not resolved when the
@@ -232,6 +256,7 @@ use std::time::Duration;
 
 use toml::de::{DeTable, DeValue};
 
+use super::access_log::{ACCESS_LOG_KEYS, LOG_KEYS, read_access_log, read_log, request_id};
 use super::address::{listen_address, listeners_clash};
 use super::admin::{ADMIN_KEYS, read_admin};
 use super::cpus::{CPU_ID_LIMIT, CpuListBuilder, parse_cpu_list};
@@ -300,6 +325,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "pool",
     "forwarded",
     "admin",
+    "access_log",
+    "log",
 ];
 const RUNTIME_KEYS: &[&str] = &[
     "workers",
@@ -333,6 +360,7 @@ const FORWARDED_KEYS: &[&str] = &[
     "x_forwarded_proto",
     "x_forwarded_host",
     "via",
+    "request_id",
 ];
 
 /// The most workers a configuration may ask for, in the file or with `--workers`.
@@ -422,6 +450,10 @@ fn read_config(r: &mut Reader<'_>, root: &Table<'_, '_>) -> Config {
     let admin = r
         .section(root, "admin", ADMIN_KEYS)
         .and_then(|t| read_admin(r, &t, &listeners));
+    let access_log = r
+        .section(root, "access_log", ACCESS_LOG_KEYS)
+        .and_then(|t| read_access_log(r, &t));
+    let log = r.section(root, "log", LOG_KEYS).map(|t| read_log(r, &t));
     Config {
         runtime: runtime.unwrap_or_default(),
         listeners,
@@ -432,6 +464,8 @@ fn read_config(r: &mut Reader<'_>, root: &Table<'_, '_>) -> Config {
         pool: pool.unwrap_or_default(),
         forwarded: forwarded.unwrap_or_default(),
         admin,
+        access_log,
+        log: log.unwrap_or_default(),
         origin: Origin::default(),
     }
 }
@@ -708,6 +742,9 @@ fn read_forwarded(r: &mut Reader<'_>, t: &Table<'_, '_>) -> ForwardedHeaders {
         x_forwarded_proto: read("x_forwarded_proto", default.x_forwarded_proto),
         x_forwarded_host: read("x_forwarded_host", default.x_forwarded_host),
         via: r.field(t, "via", via_entry).unwrap_or(default.via),
+        request_id: r
+            .field(t, "request_id", request_id)
+            .unwrap_or(default.request_id),
     }
 }
 
@@ -754,11 +791,11 @@ fn via_entry(value: &DeValue<'_>) -> Result<Option<ViaEntry>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Balance;
     use crate::config::test_support::{
         BASE, addr, assert_error, backend, default_http_check, defaults_with, errors, parse,
         with_base,
     };
+    use crate::config::{AccessLogConfig, Balance, LogConfig};
 
     #[test]
     fn full_file_sets_every_value() {
@@ -811,6 +848,14 @@ x_forwarded_for = false
 x_forwarded_proto = true
 x_forwarded_host = false
 via = "edge-1:8080"
+request_id = "X-Trace"
+
+[access_log]
+path = "/var/log/ringproxy/access.log"
+sample = 0.5
+
+[log]
+level = "warn"
 "#;
         let expected = Config {
             runtime: RuntimeConfig {
@@ -864,8 +909,17 @@ via = "edge-1:8080"
                 x_forwarded_proto: true,
                 x_forwarded_host: false,
                 via: Some(ViaEntry::new("edge-1:8080")),
+                request_id: Some("X-Trace".to_owned()),
             },
             admin: None,
+            access_log: Some(AccessLogConfig {
+                sample: 0.5,
+                ..AccessLogConfig::new("/var/log/ringproxy/access.log".into())
+            }),
+            log: LogConfig {
+                level: crate::log::Level::Warn,
+                ..LogConfig::default()
+            },
             origin: Origin::default(),
         };
         assert_eq!(parse_str(text, "full.toml"), Ok(expected));
@@ -1068,7 +1122,7 @@ via = "edge-1:8080"
             &with_base(&["[lmits]", "max_headers = 10"]),
             Some(6),
             "lmits",
-            "unknown key \"lmits\" (expected one of: runtime, listener, upstream, routes, timeouts, limits, pool, forwarded, admin)",
+            "unknown key \"lmits\" (expected one of: runtime, listener, upstream, routes, timeouts, limits, pool, forwarded, admin, access_log, log)",
         );
     }
 

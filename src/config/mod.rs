@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod access_log;
 mod address;
 mod admin;
 mod cpus;
@@ -46,6 +47,10 @@ pub struct Config {
     pub forwarded: ForwardedHeaders,
     /// The admin listener (`[admin]`, `--admin`); `None`: off.
     pub admin: Option<AdminConfig>,
+    /// The access log (`[access_log]`); `None`: off.
+    pub access_log: Option<AccessLogConfig>,
+    /// The process's own log on stderr (`[log]`, `--log-level`, `--log-format`).
+    pub log: LogConfig,
     /// Where each setting was written, for errors found after loading.
     pub origin: Origin,
 }
@@ -581,7 +586,14 @@ pub struct ForwardedHeaders {
     pub x_forwarded_host: bool,
     /// The proxy's entry appended to Via (RFC 9110 7.6.3); `None` adds none.
     pub via: Option<ViaEntry>,
+    /// The request id's header field name, as written (`X-Request-Id`): a client's valid id
+    /// is kept, else one is generated; it goes to the backend and into the access log.
+    /// `None`: no request id.
+    pub request_id: Option<String>,
 }
+
+/// The request id header unless configured otherwise.
+pub const DEFAULT_REQUEST_ID: &str = "X-Request-Id";
 
 /// The proxy's name in Via unless configured otherwise.
 pub const DEFAULT_VIA: &str = "ringproxy";
@@ -682,6 +694,7 @@ impl Default for ForwardedHeaders {
             x_forwarded_proto: true,
             x_forwarded_host: true,
             via: Some(ViaEntry::new(DEFAULT_VIA)),
+            request_id: Some(DEFAULT_REQUEST_ID.to_owned()),
         }
     }
 }
@@ -715,6 +728,8 @@ impl Config {
             pool: PoolConfig::default(),
             forwarded: ForwardedHeaders::default(),
             admin: None,
+            access_log: None,
+            log: LogConfig::default(),
             origin: Origin::default(),
         }
     }
@@ -736,6 +751,57 @@ impl AdminConfig {
             address,
             token: None,
             allow: Vec::new(),
+        }
+    }
+}
+
+/// `[access_log]`: one line per request, written by a thread of its own (`access_log`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessLogConfig {
+    /// The file lines are appended to; reopened on SIGUSR1 (after logrotate renamed it).
+    pub path: PathBuf,
+    pub format: AccessLogFormat,
+    /// The share of requests logged, in (0, 1]: 0.01 logs one request in 100.
+    pub sample: f64,
+    /// Each worker's line buffer: lines go to the writer thread in batches of up to this
+    /// many bytes (or every timer tick, 50 ms).
+    pub buffer_bytes: usize,
+}
+
+/// The access log's line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// nginx's `combined` (Apache's), followed by the proxy's fields as `key=value`.
+    Combined,
+    /// One JSON object per line.
+    Json,
+}
+
+impl AccessLogConfig {
+    pub const DEFAULT_BUFFER_BYTES: usize = 64 * 1024;
+
+    pub fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            format: AccessLogFormat::Combined,
+            sample: 1.0,
+            buffer_bytes: Self::DEFAULT_BUFFER_BYTES,
+        }
+    }
+}
+
+/// `[log]`: what the process says on stderr, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogConfig {
+    pub level: crate::log::Level,
+    pub format: crate::log::Format,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: crate::log::Level::Info,
+            format: crate::log::Format::Text,
         }
     }
 }

@@ -67,6 +67,8 @@ pub(crate) fn defaults_with(
         pool: PoolConfig::default(),
         forwarded: ForwardedHeaders::default(),
         admin: None,
+        access_log: None,
+        log: Default::default(),
         origin: Origin::default(),
     }
 }

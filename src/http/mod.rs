@@ -12,6 +12,7 @@ mod chunked;
 mod error;
 mod fields;
 mod request;
+pub mod request_id;
 mod response;
 mod rewrite;
 mod status;

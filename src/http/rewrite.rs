@@ -8,6 +8,7 @@ use httparse::Header;
 
 use super::fields::{FieldName, list_elements, offset_in, trim_ows};
 use super::request::RequestHead;
+use super::request_id::{RequestIdLine, RequestIdValue};
 use super::response::ResponseHead;
 use super::status::reason_phrase;
 use super::{BodyFraming, Version};
@@ -23,6 +24,8 @@ pub struct ForwardContext<'a> {
     pub forwarded: &'a ForwardedHeaders,
     /// Host sent to the backend when the client sent none (HTTP/1.0).
     pub default_host: &'a str,
+    /// The request id field; `None`: none is written or dropped.
+    pub request_id: Option<&'a RequestIdLine<'a>>,
 }
 
 /// What a proxy route changes in the request it forwards.
@@ -54,7 +57,9 @@ pub struct ResponseContext {
 /// any X-Forwarded-* or Via field the proxy sets itself. Client X-Forwarded-For values are
 /// joined into one field with the client address appended, client Via values into one field
 /// with the proxy's entry appended. An upgrade offers the backend only the protocols the
-/// proxy tunnels ([`RequestHead::upgrade_protocols`]).
+/// proxy tunnels ([`RequestHead::upgrade_protocols`]). A generated request id follows the
+/// client's fields (unless a route sets that field itself), and client fields of its name
+/// that could not be kept are dropped.
 pub fn write_request_head(out: &mut Vec<u8>, req: &RequestHead<'_, '_>, ctx: &ForwardContext<'_>) {
     write_forwarded_head(out, req, ctx, None);
 }
@@ -108,9 +113,32 @@ fn write_forwarded_head(
         FieldName::Via => forwarded.via.is_none(),
         name => !name.is_hop_by_hop() && edits.is_none_or(|e| !e.replaces(header.name)),
     };
-    write_fields(out, req.bytes, req.headers, req.names, forwarded_as_is);
+    match ctx.request_id {
+        // The rare request whose own ids are replaced: a pass of its own, so that the usual
+        // one keeps its small, inlined test.
+        Some(RequestIdLine {
+            name: id,
+            value:
+                RequestIdValue::Generated {
+                    replaces_client: true,
+                    ..
+                },
+        }) => write_fields(out, req.bytes, req.headers, req.names, |header, name| {
+            let client_id = name == FieldName::Other && header.name.eq_ignore_ascii_case(id);
+            !client_id && forwarded_as_is(header, name)
+        }),
+        _ => write_fields(out, req.bytes, req.headers, req.names, forwarded_as_is),
+    }
     if let Some(edits) = edits {
         write_set_fields(out, edits);
+    }
+    if let Some(RequestIdLine {
+        name,
+        value: RequestIdValue::Generated { id, .. },
+    }) = ctx.request_id
+        && edits.is_none_or(|e| !e.replaces(name))
+    {
+        id.write_field(out, name);
     }
 
     write_framing(out, req.body);

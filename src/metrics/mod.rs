@@ -17,6 +17,7 @@ pub mod latency;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,6 +41,8 @@ pub enum Counter {
     Retries,
     /// Sum of `Latency::UpstreamFirstByte` samples, in microseconds (the histogram's `_sum`).
     UpstreamFirstByteMicros,
+    /// Access log lines dropped because the writer's queue was full.
+    AccessLogDropped,
 }
 
 impl Counter {
@@ -176,6 +179,17 @@ pub struct Metrics {
     /// Every generation's request counts: read at scrape time, written when a generation
     /// starts; never touched by the request path.
     requests: Mutex<RequestHistory>,
+    /// What the access log's writer thread did (its own counters, one writer).
+    pub access_log: AccessLogCounts,
+}
+
+/// Access log lines by what became of them at the writer.
+#[derive(Debug, Default)]
+pub struct AccessLogCounts {
+    /// Written to the file.
+    pub written: AtomicU64,
+    /// Lost to a failed write.
+    pub failed: AtomicU64,
 }
 
 impl Metrics {
@@ -184,6 +198,7 @@ impl Metrics {
             counters: CounterBoard::new(workers, REQUESTS_AT),
             latency: LatencyBoard::new(workers),
             requests: Mutex::new(RequestHistory::default()),
+            access_log: AccessLogCounts::default(),
         })
     }
 
@@ -298,6 +313,13 @@ impl WorkerMetrics {
             .position(|&s| s == status)
             .unwrap_or(PARSE_ERROR_STATUSES.len());
         self.add(PARSE_ERRORS_AT + slot);
+    }
+
+    /// Access log lines dropped: the writer's queue was full.
+    pub fn access_log_dropped(&self, lines: u64) {
+        self.shared
+            .counters
+            .add(self.worker, Counter::AccessLogDropped as usize, lines);
     }
 
     /// A backend's time to the first byte of its response head.

@@ -19,6 +19,7 @@ use crate::http::{
     BodyFraming, ResponseContext, Version, header_storage, parse_response,
     write_edited_response_head, write_error_response, write_response_head,
 };
+use crate::log_debug;
 use crate::metrics::{Counter, Timeout};
 use crate::upstream::connect::{ConnectError, connect};
 use crate::upstream::health::Outcome;
@@ -51,6 +52,17 @@ enum UpstreamError {
 }
 
 impl UpstreamError {
+    fn describe(&self) -> &'static str {
+        match self {
+            Self::Unreachable => "unreachable or closed without a response",
+            Self::Timeout => "timed out",
+            Self::Stalled => "stalled",
+            Self::Invalid => "sent an invalid response",
+            Self::NoBackend => "no usable backend",
+            Self::OutOfFiles => "no file descriptor left for a connection",
+        }
+    }
+
     fn status(&self) -> u16 {
         match self {
             Self::Unreachable | Self::Invalid => 502,
@@ -163,6 +175,7 @@ impl Session {
                 Ok(next) => return next,
                 Err(failure) => failure,
             };
+            self.log_failed_attempt(backend, &failure.error);
             if let Some(outcome) = failure.error.outcome() {
                 self.generation
                     .upstreams
@@ -205,6 +218,7 @@ impl Session {
     ) -> Result<Next, Failure> {
         let ctx = self.ctx.clone();
         ctx.load().start(backend);
+        self.log_attempt(backend);
         let mut response_time = None;
         let result = self
             .exchange(client, request, backend, &mut response_time)
@@ -260,6 +274,7 @@ impl Session {
             let first_byte = answered.saturating_duration_since(sent);
             *response_time = Some(first_byte);
             self.ctx.metrics.upstream_first_byte(first_byte);
+            self.log_first_byte(first_byte);
         }
         self.ctx.load().answered(backend, sent, answered);
         if let Err(error) = self
@@ -324,6 +339,7 @@ impl Session {
             match sent {
                 Ok(()) => {
                     self.ctx.metrics.count(Counter::BackendReused);
+                    self.log_connect(Duration::ZERO);
                     return Ok(Upstream {
                         stream,
                         reused: true,
@@ -360,6 +376,8 @@ impl Session {
             return Err(UpstreamError::Unreachable);
         };
         let within = self.generation.config.timeouts.backend_connect;
+        // Timed for the access log only (two clock reads on a cold path).
+        let started = self.log_record().is_some().then(Instant::now);
         let mut result = connect(backend, within).await;
         if matches!(result, Err(ConnectError::OutOfFiles)) && self.ctx.close_idle_backends() > 0 {
             monoio::time::sleep(CLOSES_SETTLE).await;
@@ -368,6 +386,9 @@ impl Session {
         match result {
             Ok(stream) => {
                 self.ctx.metrics.count(Counter::BackendOpened);
+                if let Some(started) = started {
+                    self.log_connect(started.elapsed());
+                }
                 Ok(stream)
             }
             Err(ConnectError::Timeout) => {
@@ -397,6 +418,7 @@ impl Session {
         let idle = self.generation.config.timeouts.body_idle;
         let mut floor = self.body_floor(Duration::from_millis(self.body_credit_ms.into()));
         let backend_fd = upstream.stream.as_raw_fd();
+        let mut received = 0;
         let result = stream_body(
             Timed {
                 stream: client,
@@ -412,8 +434,11 @@ impl Session {
             &mut request.body,
             false,
             &self.ctx.buffers.stream,
+            &mut received,
         )
         .await;
+        // A request body is forwarded as it came: what was delivered is what was read.
+        self.log_received(received);
         let next = match result {
             Ok(()) => return Ok(()),
             Err(BodyError::SinkIo) => return Err(BodyStop::BackendClosed),
@@ -614,7 +639,7 @@ impl Session {
         )
         .await;
         match gathered {
-            Ok(()) => Ok(()),
+            Ok(_) => Ok(()),
             Err(BodyError::SourceTimeout) => Err(UpstreamError::Timeout),
             Err(_) => Err(UpstreamError::Unreachable),
         }
@@ -673,6 +698,7 @@ impl Session {
         let idle = timeouts.body_idle;
         let mut floor = self.body_floor(timeouts.body_rate_grace);
         let backend_fd = upstream.stream.as_raw_fd();
+        let mut sent = 0;
         let streamed = stream_body(
             Timed {
                 stream: &mut upstream.stream,
@@ -688,8 +714,10 @@ impl Session {
             &mut response.body,
             response.dechunk,
             &self.ctx.buffers.stream,
+            &mut sent,
         )
         .await;
+        self.log_sent(sent);
         // Too slow a reader (the rate floor, or `body_idle`): what its socket buffer still
         // holds is dropped with a reset instead of trickling out at its pace ahead of the
         // FIN (on loopback 2.8 MB stayed queued, `ss -tm`: a client reading 25 KB/s would
@@ -698,6 +726,22 @@ impl Session {
             reset_on_close(self.client_fd);
         }
         streamed
+    }
+
+    /// Says at debug level that an attempt on `backend` failed.
+    #[cold]
+    fn log_failed_attempt(&self, backend: BackendId, error: &UpstreamError) {
+        let worker = self.ctx.index;
+        let address = self.generation.upstreams.backend(backend).map(|b| b.addr);
+        log_debug!(
+            worker: worker, peer: self.peer;
+            "worker {worker}: request from {}: backend {} of upstream {}: {} ({})",
+            self.peer,
+            address.map_or("?".to_string(), |a| a.to_string()),
+            self.generation.upstreams.group(self.group as usize).name,
+            error.describe(),
+            error.status()
+        );
     }
 
     /// Answers the client for a backend that gave no usable response.

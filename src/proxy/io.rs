@@ -175,7 +175,8 @@ impl<'a, S> Timed<'a, S> {
 /// Moves the rest of a body from `src` to `dst`: first what `buf` already holds, then fresh
 /// reads. With `dechunk`, chunked framing is stripped (for a client that cannot read it).
 /// Bytes after the body stay in `buf`. A body larger than `buf` streams through a large
-/// buffer lent by `pool`.
+/// buffer lent by `pool`. `delivered` counts the bytes written to `dst`, also when the body
+/// breaks off.
 pub async fn stream_body<R: AsyncReadRent, W: AsyncWriteRent>(
     mut src: Timed<'_, R>,
     mut dst: Timed<'_, W>,
@@ -183,6 +184,7 @@ pub async fn stream_body<R: AsyncReadRent, W: AsyncWriteRent>(
     progress: &mut BodyProgress,
     dechunk: bool,
     pool: &BufferPool,
+    delivered: &mut u64,
 ) -> Result<(), BodyError> {
     let mut own_storage = None;
     while !progress.is_done() {
@@ -201,6 +203,7 @@ pub async fn stream_body<R: AsyncReadRent, W: AsyncWriteRent>(
             .advance(buf.data_mut(), dechunk)
             .map_err(|_| BodyError::BadChunk)?;
         write_buffered(&mut dst, buf, payload).await?;
+        *delivered += payload as u64;
         buf.consume(consumed);
     }
     if let Some(own) = own_storage {
@@ -211,7 +214,8 @@ pub async fn stream_body<R: AsyncReadRent, W: AsyncWriteRent>(
 
 /// Appends a body to `out` (first what `buf` already holds, then fresh reads from `src`)
 /// until it ends or `limit` of its bytes were taken, so that a head and a small body, or the
-/// start of a large one, leave in one write. Bytes beyond `limit` stay in `buf`.
+/// start of a large one, leave in one write. Bytes beyond `limit` stay in `buf`. Returns how
+/// many bytes of the body it took from the source.
 pub async fn gather_body<R: AsyncReadRent>(
     mut src: Timed<'_, R>,
     buf: &mut RecvBuf,
@@ -219,7 +223,7 @@ pub async fn gather_body<R: AsyncReadRent>(
     dechunk: bool,
     out: &mut Vec<u8>,
     limit: usize,
-) -> Result<(), BodyError> {
+) -> Result<usize, BodyError> {
     let mut taken = 0;
     while !progress.is_done() && taken < limit {
         if buf.is_empty() && !read_body(&mut src, buf, progress).await? {
@@ -233,7 +237,7 @@ pub async fn gather_body<R: AsyncReadRent>(
         buf.consume(consumed);
         taken += consumed;
     }
-    Ok(())
+    Ok(taken)
 }
 
 /// Reads more of a body into `buf`. `Ok(false)`: the source closed, and that ends the body

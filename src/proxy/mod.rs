@@ -5,9 +5,11 @@
 //! Parsing and head rewriting are pure (`crate::http`); this module owns the I/O, the
 //! timeouts and the decisions about which connection survives an exchange.
 
+mod access;
 pub mod buffer;
 mod exchange;
 mod io;
+pub mod request_id;
 mod tunnel;
 
 use std::net::{IpAddr, SocketAddr};
@@ -21,6 +23,7 @@ use crate::config::{HeaderEdits, RedirectAction, RespondAction, RouteAction};
 use crate::conns::{ConnSlot, Deadline, Lane};
 use crate::generation::ListenerId;
 use crate::http::body::BodyProgress;
+use crate::http::request_id::{GENERATED_ID_LEN, RequestIdLine};
 use crate::http::{
     ForwardContext, LocalAnswer, ParseError, RequestHead, RouteForward, Version, header_storage,
     parse_request, write_error_response, write_fixed_response, write_not_found_response,
@@ -154,7 +157,9 @@ where
     let mut client = client;
     async move {
         let next = loop {
-            match session.serve_request(&mut client).await {
+            let next = session.serve_request(&mut client).await;
+            session.log_finish();
+            match next {
                 Next::KeepAlive => session.release_buffers(),
                 next => break next,
             }
@@ -297,7 +302,7 @@ impl Session {
             self.recv.return_storage(own, pool);
         }
         match gathered {
-            Ok(()) => {}
+            Ok(taken) => self.log_received(taken as u64),
             Err(io::BodyError::SourceTimeout) => {
                 self.ctx.metrics.timeout(Timeout::BodyIdle);
                 return Err(self.reject(client, 408, false).await);
@@ -339,6 +344,7 @@ impl Session {
                 Ok(None) => {}
                 Err(reject) => {
                     self.ctx.metrics.parse_error(reject.status);
+                    self.log_refused(reject.status, reject.head_parsed);
                     return Err(self.reject(client, reject.status, true).await);
                 }
             }
@@ -376,10 +382,12 @@ impl Session {
                     if waiting_for_first_byte {
                         return Err(Next::Close);
                     }
+                    self.log_refused(408, false);
                     return Err(self.reject(client, 408, false).await);
                 }
                 Err(ReadError::Full) => {
                     self.ctx.metrics.parse_error(431);
+                    self.log_refused(431, false);
                     return Err(self.reject(client, 431, true).await);
                 }
                 Err(ReadError::Io) => return Err(Next::Close),
@@ -399,7 +407,9 @@ impl Session {
         };
         let head_len = head.head_len();
         let next_request_sent = recv.len() > head_len;
-        let routed = writer.route(&head, next_request_sent)?;
+        let request_id = writer.request_id(&head);
+        writer.begin_log(&head, request_id.as_ref());
+        let routed = writer.route(&head, next_request_sent, request_id.as_ref())?;
         let mut request = RequestInfo {
             version: head.version,
             keep_alive: head.keep_alive,
@@ -414,7 +424,8 @@ impl Session {
         self.recv.consume(head_len);
         match routed {
             Routed::Forwarded { key_hash } => request.key_hash = key_hash,
-            Routed::Answered => {
+            Routed::Answered { status } => {
+                self.log_status(status);
                 // Its body, if any, is not read (the connection closes after the answer).
                 request.expect_continue = false;
                 request.upgrade = false;
@@ -424,9 +435,12 @@ impl Session {
         let (prefix, _) = request
             .body
             .advance(self.recv.data_mut(), false)
-            .map_err(|_| Reject { status: 400 })?;
+            .map_err(|_| Reject::after_head(400))?;
         self.out.extend_from_slice(&self.recv.data()[..prefix]);
         self.recv.consume(prefix);
+        if prefix > 0 {
+            self.log_received(prefix as u64);
+        }
         request.sent_whole = request.body.is_done();
         Ok(Some(request))
     }
@@ -437,6 +451,7 @@ impl Session {
             ctx: &self.ctx,
             generation: &self.generation,
             listener_id: self.slot.listener(),
+            slot: self.slot.index(),
             peer: &self.peer,
             peer_addr: &self.peer_addr,
             listener: self.listener as usize,
@@ -567,6 +582,8 @@ struct HeadWriter<'s> {
     ctx: &'s WorkerCtx,
     generation: &'s Generation,
     listener_id: ListenerId,
+    /// The connection's slot (`ConnSlot::index`), for its access log record.
+    slot: usize,
     peer: &'s IpAddr,
     peer_addr: &'s str,
     listener: usize,
@@ -576,7 +593,7 @@ struct HeadWriter<'s> {
     upstream_recv: &'s mut RecvBuf,
 }
 
-impl HeadWriter<'_> {
+impl<'s> HeadWriter<'s> {
     /// Routes `head` through its listener's table and writes what follows into `out`: the
     /// head to forward or the proxy's own answer.
     #[inline(always)]
@@ -584,13 +601,39 @@ impl HeadWriter<'_> {
         &mut self,
         head: &RequestHead<'_, '_>,
         next_request_sent: bool,
+        request_id: Option<&RequestIdLine<'_>>,
     ) -> Result<Routed, Reject> {
         match &self.generation.listeners[self.listener] {
             // `group` and `route` (0) were set when the connection started.
-            ListenerRouting::Upstream { group } => Ok(self.forward(head, *group as usize, None)),
-            ListenerRouting::Routes { table, groups } => {
-                self.route_through(table, groups, head, next_request_sent)
+            ListenerRouting::Upstream { group } => {
+                Ok(self.forward(head, *group as usize, None, request_id))
             }
+            ListenerRouting::Routes { table, groups } => {
+                self.route_through(table, groups, head, next_request_sent, request_id)
+            }
+        }
+    }
+
+    /// The request's id (`forwarded.request_id`): the client's, or a new one when the client
+    /// sent none that can be kept; `None` when ids are off.
+    #[inline(always)]
+    fn request_id<'a>(&self, head: &RequestHead<'_, 'a>) -> Option<RequestIdLine<'a>>
+    where
+        's: 'a,
+    {
+        let name = self.generation.config.forwarded.request_id.as_deref()?;
+        Some(self.ctx.request_ids.resolve(head.headers, name))
+    }
+
+    /// Starts the request's access log record, if the log is on and samples it.
+    #[inline(always)]
+    fn begin_log(&self, head: &RequestHead<'_, '_>, request_id: Option<&RequestIdLine<'_>>) {
+        if let Some(log) = &self.ctx.access_log
+            && let Some(mut record) = log.begin(self.slot)
+        {
+            let mut generated = [0; GENERATED_ID_LEN];
+            let text = request_id.map_or(&[][..], |id| id.text(&mut generated));
+            record.begin(head, text);
         }
     }
 
@@ -602,6 +645,7 @@ impl HeadWriter<'_> {
         groups: &[u32],
         head: &RequestHead<'_, '_>,
         next_request_sent: bool,
+        request_id: Option<&RequestIdLine<'_>>,
     ) -> Result<Routed, Reject> {
         // Until a proxy route takes it, the request counts under no group (metrics).
         *self.group = ListenerRouting::NOT_PROXIED;
@@ -610,7 +654,7 @@ impl HeadWriter<'_> {
         let mut scratch = ctx.route_scratch.borrow_mut();
         let found = table
             .find(&RouteRequest::of(head), &mut scratch)
-            .map_err(|_| Reject { status: 400 })?;
+            .map_err(|_| Reject::after_head(400))?;
         let local = match found.map(|route| (route, &route.action)) {
             Some((route, RouteAction::Proxy(action))) => {
                 *self.route = route.index as u16;
@@ -619,15 +663,17 @@ impl HeadWriter<'_> {
                     normalized_path: scratch.normalized_path(),
                 };
                 *self.group = groups[route.index];
-                return Ok(self.forward(head, *self.group as usize, Some(&forward)));
+                let group = *self.group as usize;
+                return Ok(self.forward(head, group, Some(&forward), request_id));
             }
             Some((_, RouteAction::Redirect(redirect))) => Local::Redirect(redirect),
             Some((_, RouteAction::Respond(respond))) => Local::Respond(respond),
             None => Local::NotFound,
         };
         *self.route = ANSWERED_HERE;
+        let status = local.status();
         self.answer(head, local, next_request_sent)?;
-        Ok(Routed::Answered)
+        Ok(Routed::Answered { status })
     }
 
     /// Writes the head to send to the backend.
@@ -637,6 +683,7 @@ impl HeadWriter<'_> {
         head: &RequestHead<'_, '_>,
         group: usize,
         route: Option<&RouteForward<'_>>,
+        request_id: Option<&RequestIdLine<'_>>,
     ) -> Routed {
         let (ctx, generation) = (self.ctx, self.generation);
         let group = generation.upstreams.group(group);
@@ -650,6 +697,7 @@ impl HeadWriter<'_> {
             forwarded: &generation.config.forwarded,
             // An HTTP/1.0 request may come without Host; like nginx, name the upstream.
             default_host: &group.name,
+            request_id,
         };
         ctx.buffers.exchange.prepare(self.out, self.upstream_recv);
         match route {
@@ -702,7 +750,7 @@ impl HeadWriter<'_> {
                 });
                 // The Location needs the request's host, and an HTTP/1.0 request sent none.
                 if !written {
-                    return Err(Reject { status: 400 });
+                    return Err(Reject::after_head(400));
                 }
             }
         }
@@ -714,8 +762,8 @@ impl HeadWriter<'_> {
 enum Routed {
     /// The head to send to the backend; the request's hash for `balance = "hash"`.
     Forwarded { key_hash: u64 },
-    /// The proxy's own answer.
-    Answered,
+    /// The proxy's own answer, with this status.
+    Answered { status: u16 },
 }
 
 /// What the proxy answers itself, for a request no proxy route takes.
@@ -723,6 +771,16 @@ enum Local<'t> {
     NotFound,
     Redirect(&'t RedirectAction),
     Respond(&'t RespondAction),
+}
+
+impl Local<'_> {
+    fn status(&self) -> u16 {
+        match self {
+            Local::NotFound => 404,
+            Local::Redirect(redirect) => redirect.status,
+            Local::Respond(respond) => respond.status,
+        }
+    }
 }
 
 /// A proxy route's response header edits for the current request of `listener`, if it has
@@ -747,12 +805,24 @@ pub(crate) fn response_edits(
 /// A request that is answered by the proxy itself with an error status.
 struct Reject {
     status: u16,
+    /// Its head was parsed (its access log record has begun).
+    head_parsed: bool,
+}
+
+impl Reject {
+    fn after_head(status: u16) -> Self {
+        Self {
+            status,
+            head_parsed: true,
+        }
+    }
 }
 
 impl From<ParseError> for Reject {
     fn from(err: ParseError) -> Self {
         Self {
             status: err.status(),
+            head_parsed: false,
         }
     }
 }
@@ -767,6 +837,7 @@ impl Session {
             self.group as usize,
             status,
         );
+        self.log_status(status);
     }
 
     /// The minimum rate the client must keep while a body moves, starting with `credit`;
@@ -782,6 +853,10 @@ impl Session {
 
     /// Writes `out` to the client within the body idle timeout.
     async fn write_out<S: AsyncWriteRent>(&mut self, client: &mut S) -> Result<(), io::WriteError> {
+        // Counted for the access log before the write: after it, `self` would be kept in the
+        // write's state, and in every connection's task (8 bytes, past mimalloc's 1,792-byte
+        // class). A write that fails ends the connection, its bytes counted as sent.
+        self.log_sent(self.out.len() as u64);
         let deadline = self.slot.deadline(
             Lane::Main,
             self.client_fd,

@@ -209,6 +209,6 @@ impl TlsFailureLog {
             0 => String::new(),
             n => format!(" (and {n} more since the last such line)"),
         };
-        eprintln!("ringproxy: {}: {what}: {error}{more}", self.label);
+        crate::log_warn!("{}: {what}: {error}{more}", self.label);
     }
 }

@@ -14,6 +14,7 @@ const ALL_FORWARDED: ForwardedHeaders = ForwardedHeaders {
     x_forwarded_proto: true,
     x_forwarded_host: true,
     via: None,
+    request_id: None,
 };
 
 const NO_FORWARDED: ForwardedHeaders = ForwardedHeaders {
@@ -21,6 +22,7 @@ const NO_FORWARDED: ForwardedHeaders = ForwardedHeaders {
     x_forwarded_proto: false,
     x_forwarded_host: false,
     via: None,
+    request_id: None,
 };
 
 fn context(forwarded: &ForwardedHeaders) -> ForwardContext<'_> {
@@ -29,6 +31,7 @@ fn context(forwarded: &ForwardedHeaders) -> ForwardContext<'_> {
         proto: "https",
         forwarded,
         default_host: "backend.internal",
+        request_id: None,
     }
 }
 
@@ -730,5 +733,53 @@ fn local_answers_say_their_length_and_omit_the_body_for_head() {
         "kept|HTTP/1.1 301 Moved Permanently\r\nLocation: https://a/\r\n\
          Content-Type: text/plain\r\nContent-Length: 22\r\nConnection: keep-alive\r\n\r\n\
          301 Moved Permanently\n"
+    );
+}
+
+#[test]
+fn a_generated_request_id_follows_the_client_fields_and_replaces_unusable_ones() {
+    use crate::http::request_id::{GeneratedId, RequestIdLine, RequestIdValue};
+    let line = |replaces_client| RequestIdLine {
+        name: "X-Request-Id",
+        value: RequestIdValue::Generated {
+            id: GeneratedId {
+                prefix: b"0123456789abcdef",
+                counter: 7,
+            },
+            replaces_client,
+        },
+    };
+    let (added, replacing) = (line(false), line(true));
+    let with = |id| ForwardContext {
+        request_id: Some(id),
+        ..context(&NO_FORWARDED)
+    };
+    assert_eq!(
+        forwarded_request(
+            "GET / HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\r\n",
+            &with(&added)
+        ),
+        "GET / HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\
+         X-Request-Id: 0123456789abcdef0000000000000007\r\n\r\n"
+    );
+    assert_eq!(
+        forwarded_request(
+            "GET / HTTP/1.1\r\nx-request-id: a b\r\nHost: h\r\nX-Request-Ids: 1\r\n\r\n",
+            &with(&replacing)
+        ),
+        "GET / HTTP/1.1\r\nHost: h\r\nX-Request-Ids: 1\r\n\
+         X-Request-Id: 0123456789abcdef0000000000000007\r\n\r\n"
+    );
+    // A client's valid id goes as it came, where it came.
+    let kept = RequestIdLine {
+        name: "X-Request-Id",
+        value: RequestIdValue::Client(b"abc"),
+    };
+    assert_eq!(
+        forwarded_request(
+            "GET / HTTP/1.1\r\nX-Request-Id: abc\r\nHost: h\r\n\r\n",
+            &with(&kept)
+        ),
+        "GET / HTTP/1.1\r\nHost: h\r\nX-Request-Id: abc\r\n\r\n"
     );
 }

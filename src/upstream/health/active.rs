@@ -33,6 +33,7 @@ use rustls::pki_types::ServerName;
 
 use crate::config::{Config, HealthCheck, HealthCheckKind};
 use crate::fdlimit::is_out_of_files;
+use crate::log::Level;
 use crate::plural::count;
 use crate::tls::TlsUpstreams;
 use crate::upstream::connect::handshake;
@@ -198,9 +199,11 @@ async fn watch(target: Target, table: Arc<HealthTable>, stop: Rc<LocalStop>) {
 
 fn apply(table: &HealthTable, backend: BackendId, change: Change) {
     let up = matches!(change, Change::Up);
-    if table.set_active(backend, up, Instant::now()) {
-        eprintln!("ringproxy: {} is {change}", table.label(backend));
+    if !table.set_active(backend, up, Instant::now()) {
+        return;
     }
+    let level = if up { Level::Info } else { Level::Warn };
+    crate::log_at!(level; "{} is {change}", table.label(backend));
 }
 
 /// The stop flag as the checker's tasks see it: only `check_all` polls the process-wide flag,

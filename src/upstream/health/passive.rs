@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::config::PassiveHealth;
+use crate::log::Level;
 use crate::plural::count;
 
 use super::{BackendId, BackendInfo, BackendState, HealthTable, NO_PROBE, NOT_EJECTED, Short};
@@ -56,7 +57,11 @@ impl HealthTable {
     /// `passive` rules say. Transitions are logged to stderr, once.
     pub fn report(&self, b: BackendId, outcome: Outcome, now: Instant) {
         if let Some(transition) = self.record(b, outcome, now) {
-            eprintln!("ringproxy: {} {transition}", self.label(b));
+            let level = match transition {
+                PassiveTransition::Back => Level::Info,
+                _ => Level::Warn,
+            };
+            crate::log_at!(level; "{} {transition}", self.label(b));
         }
     }
 
