@@ -17,6 +17,8 @@ Usage: perf/profile.sh [options]
   --connections N       wrk connections (default 50)
   --body 12b|1k|64k|post  what to request (post = 16 KiB POST) (default 12b)
   --close               send Connection: close
+  --tls                 over HTTPS (ECDSA P-256, TLS 1.3); with --close every request is a
+                        resumed handshake (wrk reconnects with its last session ticket)
   --workers N           ringproxy workers (default 1)
   --proxy-cpus LIST     ringproxy cores (default 0)
   --load-cpus LIST      backend + wrk cores (default 1)
@@ -31,7 +33,7 @@ EOF
 }
 
 DURATION=15 CONNECTIONS=50 BODY=12b MODE=ka WORKERS=1 PROXY_CPUS=0 LOAD_CPUS=1
-CALL_GRAPH=fp FREQUENCY=999 REPO="$REPO_DIR" RINGPROXY_BIN="" BASE_PORT=18180
+CALL_GRAPH=fp FREQUENCY=999 REPO="$REPO_DIR" RINGPROXY_BIN="" BASE_PORT=18180 TLS=0
 
 parse_args() {
     while (($#)); do
@@ -39,6 +41,7 @@ parse_args() {
         -h | --help) usage; exit 0 ;;
         --keep) BENCH_KEEP_WORKDIR=1; shift; continue ;;
         --close) MODE=close; shift; continue ;;
+        --tls) TLS=1; shift; continue ;;
         esac
         (($# > 1)) || bench_die "$1 needs a value (see --help)"
         case $1 in
@@ -96,16 +99,21 @@ main() {
 
     bench_make_workdir
     bench_write_wrk_scripts
-    local port=$((BASE_PORT + 1)) path=$BODY load_threads commit svg
+    local port=$((BASE_PORT + 1)) path=$BODY load_threads commit svg url
+    url="http://127.0.0.1:$port/$path"
+    if ((TLS)); then
+        bench_make_tls_cert "$BENCH_WORKDIR/tls"
+        url="https://127.0.0.1:$((port + BENCH_TLS_PORT_OFFSET))/$path"
+    fi
     bench_start_backend "$BASE_PORT" "$LOAD_CPUS" 1
     bench_start_proxy_ringproxy "$port" "$BASE_PORT" "$PROXY_CPUS" "$WORKERS" "$CONNECTIONS"
     bench_check_proxy_forwards ringproxy "$port"
     read -ra load_threads <<<"$(bench_expand_cpus "$LOAD_CPUS")"
 
     # wrk runs 1 s before and after the recording so perf sees only steady state.
-    bench_log "load: wrk ${#load_threads[@]} thread(s), $CONNECTIONS connections, /$path ($MODE), $((DURATION + 2))s"
+    bench_log "load: wrk ${#load_threads[@]} thread(s), $CONNECTIONS connections, $url ($MODE), $((DURATION + 2))s"
     bench_wrk_start "$LOAD_CPUS" "${#load_threads[@]}" "$CONNECTIONS" $((DURATION + 2)) "$MODE" \
-        "http://127.0.0.1:$port/$path" "$BENCH_WORKDIR/wrk.txt"
+        "$url" "$BENCH_WORKDIR/wrk.txt"
     sleep 1
     bench_log "perf record -e cpu-clock -F $FREQUENCY $(perf_call_graph_args) -p $BENCH_PROXY_PID (${DURATION}s)"
     # shellcheck disable=SC2046
@@ -121,7 +129,7 @@ main() {
     svg="$PERF_DIR/flamegraphs/$(date -u +%Y%m%d-%H%M%S)-$commit.svg"
     perf script -i "$BENCH_WORKDIR/perf.data" 2>/dev/null |
         inferno-collapse-perf >"$BENCH_WORKDIR/stacks.folded"
-    inferno-flamegraph --title "ringproxy $commit: $CONNECTIONS conns /$path $MODE, $WORKERS worker(s), $rps req/s" \
+    inferno-flamegraph --title "ringproxy $commit: $CONNECTIONS conns $url $MODE, $WORKERS worker(s), $rps req/s" \
         <"$BENCH_WORKDIR/stacks.folded" >"$svg"
     bench_log "flame graph: $svg"
 
