@@ -32,7 +32,7 @@ Usage: scripts/bench.sh [options]
   --warmup S              unrecorded wrk run per proxy before each scenario (default 1; 0 = none)
   --connections LIST      connection counts, e.g. 50,256 (overrides the matrix)
   --bodies LIST           GET bodies from 12b,1k,64k (overrides the matrix)
-  --scenarios LIST        kinds to run, from ka,close,post,tls,hs,resume,backend-tls,log (default: the
+  --scenarios LIST        kinds to run, from ka,close,post,tls,hs,resume,backend-tls,log,nometrics (default: the
                           matrix's; e.g. --scenarios post measures the 16 KiB POST alone).
                           tls: keep-alive over HTTPS (64k only when --bodies names it).
                           hs: full TLS handshakes, one per
@@ -46,6 +46,9 @@ Usage: scripts/bench.sh [options]
                           log: keep-alive with each proxy writing an access log to a
                           file (ringproxy's combined, nginx's combined with buffer=64k,
                           HAProxy's option httplog); with ka, a table of the log's cost.
+                          nometrics: keep-alive to ringproxy with [runtime] metrics = false
+                          (ringproxy only: nginx and HAProxy cannot turn their counters
+                          off); with ka, a table of what metrics cost.
                           Every proxy terminates TLS with the same certificates; these
                           rows run at the first connection count
   --load wrk|oha          load tool for the ka, close, post and tls rows (default wrk).
@@ -146,7 +149,7 @@ validate_args() {
     done
     for name in ${CONNECTIONS//,/ }; do require_uint --connections "$name"; done
     for name in ${SCENARIO_KINDS//,/ }; do
-        case $name in ka | close | post | tls | hs | resume | backend-tls | log) ;; *) bench_die "--scenarios: unknown kind '$name' (ka, close, post, tls, hs, resume, backend-tls, log)" ;; esac
+        case $name in ka | close | post | tls | hs | resume | backend-tls | log | nometrics) ;; *) bench_die "--scenarios: unknown kind '$name' (ka, close, post, tls, hs, resume, backend-tls, log, nometrics)" ;; esac
     done
     [[ $LOAD == wrk || $LOAD == oha ]] || bench_die "--load must be wrk or oha"
     bench_check_cpus_exist "$PROXY_CPUS"
@@ -167,7 +170,7 @@ build_scenarios() {
         read -ra WORKER_MODES <<<"${WORKERS:-1}"
     fi
     local kinds=${SCENARIO_KINDS:-ka}
-    if [[ $MATRIX == full && -z $SCENARIO_KINDS ]]; then kinds=ka,close,post,tls,hs,resume,backend-tls,log; fi
+    if [[ $MATRIX == full && -z $SCENARIO_KINDS ]]; then kinds=ka,close,post,tls,hs,resume,backend-tls,log,nometrics; fi
     SCENARIOS=()
     if [[ ,$kinds, == *,ka,* ]]; then
         for first in ${conns//,/ }; do
@@ -188,6 +191,9 @@ build_scenarios() {
     fi
     if [[ ,$kinds, == *,log,* ]]; then
         for body in ${bodies//,/ }; do [[ $body == 64k ]] || SCENARIOS+=("log $first $body"); done
+    fi
+    if [[ ,$kinds, == *,nometrics,* ]]; then
+        for body in ${bodies//,/ }; do [[ $body == 64k ]] || SCENARIOS+=("nometrics $first $body"); done
     fi
     MAX_CONNECTIONS=0
     for first in ${conns//,/ }; do
@@ -212,6 +218,7 @@ scenario_label() { # mode conns path
     resume) echo "Resumed TLS handshakes (session tickets), $2 connections, $body per connection" ;;
     backend-tls) echo "keep-alive, $2 connections, $body, TLS to the backend" ;;
     log) echo "keep-alive, access log on, $2 connections, $body" ;;
+    nometrics) echo "keep-alive, metrics off (ringproxy only), $2 connections, $body" ;;
     esac
 }
 
@@ -282,13 +289,14 @@ scenario_url() { # proxy workers mode path
     tls | hs-ecdsa | resume) echo "https://127.0.0.1:$((port + BENCH_TLS_PORT_OFFSET))/$4" ;;
     backend-tls) echo "http://127.0.0.1:$((port + BENCH_BACKEND_TLS_OFFSET))/$4" ;;
     log) echo "http://127.0.0.1:$((port + BENCH_LOG_PORT_OFFSET))/$4" ;;
+    nometrics) echo "http://127.0.0.1:$((port + BENCH_NOMETRICS_PORT_OFFSET))/$4" ;;
     *) echo "http://127.0.0.1:$port/$4" ;;
     esac
 }
 
 load_mode() { # mode
     case $1 in
-    tls | backend-tls | log) echo ka ;;
+    tls | backend-tls | log | nometrics) echo ka ;;
     hs-* | resume) echo close ;;
     *) echo "$1" ;;
     esac
@@ -300,12 +308,24 @@ proxy_port() { # proxy workers
     echo $((BASE_PORT + 10 * ($2 - 1) + index))
 }
 
-declare -A CPU_PIDS_OF=() LOG_CPU_PIDS_OF=()
+declare -A CPU_PIDS_OF=() LOG_CPU_PIDS_OF=() NOMETRICS_CPU_PIDS_OF=()
 
 # The pids whose CPU time a run of `mode` counts: for the log rows, ringproxy's second
-# process (the one with the access log).
+# process (the one with the access log); for the nometrics rows, its third.
 cpu_pids_of() { # proxy mode
-    if [[ $2 == log ]]; then echo "${LOG_CPU_PIDS_OF[$1]}"; else echo "${CPU_PIDS_OF[$1]}"; fi
+    case $2 in
+    log) echo "${LOG_CPU_PIDS_OF[$1]}" ;;
+    nometrics) echo "${NOMETRICS_CPU_PIDS_OF[$1]}" ;;
+    *) echo "${CPU_PIDS_OF[$1]}" ;;
+    esac
+}
+
+# The proxies a row runs: all but ringproxy have no nometrics row.
+targets_of() { # mode
+    local proxy
+    for proxy in "${TARGETS[@]}"; do
+        [[ $1 != nometrics || $proxy == ringproxy ]] && echo "$proxy"
+    done
 }
 
 start_mode() { # workers
@@ -317,6 +337,7 @@ start_mode() { # workers
         "bench_start_proxy_$proxy" "$port" "$backend_port" "$MODE_PROXY_CPUS" "$workers" "$MAX_CONNECTIONS"
         CPU_PIDS_OF[$proxy]=$BENCH_PROXY_CPU_PIDS
         LOG_CPU_PIDS_OF[$proxy]=$BENCH_PROXY_LOG_CPU_PIDS
+        NOMETRICS_CPU_PIDS_OF[$proxy]=$BENCH_PROXY_NOMETRICS_CPU_PIDS
         bench_check_proxy_forwards "$proxy" "$port"
         if [[ " ${SCENARIOS[*]} " == *" resume "* ]]; then
             bench_check_tls_resumes "$proxy" "$((port + BENCH_TLS_PORT_OFFSET))"
@@ -415,7 +436,7 @@ run_finish() { # workers scenario_key rep proxy
 warm_up() { # workers mode conns path
     local proxy
     ((WARMUP > 0)) || return 0
-    for proxy in "${TARGETS[@]}"; do
+    for proxy in $(targets_of "$2"); do
         "bench_$(row_tool "$2")_start" "$MODE_LOAD_CPUS" "$((WRK_THREADS < $3 ? WRK_THREADS : $3))" "$3" "$WARMUP" \
             "$(load_mode "$2")" "$(scenario_url "$proxy" "$1" "$2" "$4")" "$BENCH_WORKDIR/runs/warmup.txt"
         bench_wrk_wait
@@ -426,17 +447,19 @@ warm_up() { # workers mode conns path
 # slow drift in machine load does not always hit the same one first; or, with --together,
 # all at once.
 run_scenario() { # workers mode conns path
-    local workers=$1 mode=$2 conns=$3 path=$4 key rep i proxy n=${#TARGETS[@]}
+    local workers=$1 mode=$2 conns=$3 path=$4 key rep i proxy targets n
     key=$(scenario_key "$mode" "$conns" "$path")
+    read -ra targets <<<"$(targets_of "$mode" | tr '\n' ' ')"
+    n=${#targets[@]}
     warm_up "$workers" "$mode" "$conns" "$path"
     for ((rep = 1; rep <= REPS; rep++)); do
         if ((TOGETHER)); then
-            for proxy in "${TARGETS[@]}"; do run_start "$workers" "$key" "$rep" "$proxy" "$mode" "$conns" "$path"; done
-            for proxy in "${TARGETS[@]}"; do run_finish "$workers" "$key" "$rep" "$proxy"; done
+            for proxy in "${targets[@]}"; do run_start "$workers" "$key" "$rep" "$proxy" "$mode" "$conns" "$path"; done
+            for proxy in "${targets[@]}"; do run_finish "$workers" "$key" "$rep" "$proxy"; done
             continue
         fi
         for ((i = 0; i < n; i++)); do
-            proxy=${TARGETS[$(((rep - 1 + i) % n))]}
+            proxy=${targets[$(((rep - 1 + i) % n))]}
             run_start "$workers" "$key" "$rep" "$proxy" "$mode" "$conns" "$path"
             run_finish "$workers" "$key" "$rep" "$proxy"
         done
@@ -655,6 +678,27 @@ emit_access_log_table() {
     done
 }
 
+# ringproxy's CPU per request with metrics on (ka) against off (nometrics), per body.
+emit_metrics_table() {
+    local scenario mode conns path on off workers
+    [[ " ${SCENARIOS[*]} " == *" nometrics "* && " ${TARGETS[*]} " == *" ringproxy "* ]] || return 0
+    emit ""
+    emit "### Metrics: ringproxy CPU µs/req on (keep-alive, the default) vs off (nometrics), median"
+    emit ""
+    emit "| workers | scenario | on | off | on/off |"
+    emit "|---|---|---|---|---|"
+    for workers in "${WORKER_MODES[@]}"; do
+        for scenario in "${SCENARIOS[@]}"; do
+            read -r mode conns path <<<"$scenario"
+            [[ $mode == nometrics ]] || continue
+            on=$(summarize "$workers" "$(scenario_key ka "$conns" "$path")" | awk '$1 == "ringproxy" { print $10 }')
+            off=$(summarize "$workers" "$(scenario_key nometrics "$conns" "$path")" | awk '$1 == "ringproxy" { print $10 }')
+            [[ -n $off && -n $on ]] || continue
+            emit "| $workers | $conns conns $path | $on | $off | $(ratio "$on" "$off") |"
+        done
+    done
+}
+
 main() {
     local workers scenario steal_start
     parse_args "$@"
@@ -699,6 +743,7 @@ main() {
             break
         fi
     done
+    if [[ " ${SCENARIOS[*]} " == *" nometrics "* ]]; then BENCH_NOMETRICS=1; fi
     steal_start=$(bench_steal_sample)
     emit_header
     for workers in "${WORKER_MODES[@]}"; do
@@ -718,6 +763,7 @@ main() {
     done
     emit_scaling_table
     emit_access_log_table
+    emit_metrics_table
     emit ""
     emit "Steal over the whole run: $(bench_steal_percent "$steal_start" "$(bench_steal_sample)")% of all cores."
 }

@@ -78,6 +78,9 @@ struct ConnEntry {
     half_closed: bool,
     watches: [Option<Watch>; 2],
     suspect: Option<Suspect>,
+    /// When the request being served had its head complete (precise clock), while metrics
+    /// or the access log time it: kept here rather than in the connection's task.
+    request_started: Option<Instant>,
 }
 
 /// A request waiting on the main lane for a backend's response head.
@@ -110,6 +113,7 @@ impl ConnTable {
             half_closed: false,
             watches: [None, None],
             suspect: None,
+            request_started: None,
         });
         let mut slots = self.slots.borrow_mut();
         let index = match self.free.borrow_mut().pop() {
@@ -276,6 +280,22 @@ impl ConnSlot {
     /// Marks the connection as waiting for a next request (closable by a drain) or busy.
     pub fn set_idle(&self, idle: bool) {
         self.table.with_entry(self.at(), |e| e.idle = idle);
+    }
+
+    /// The current request's head is complete at `at`.
+    #[inline]
+    pub fn start_request(&self, at: Instant) {
+        self.table
+            .with_entry(self.at(), |e| e.request_started = Some(at));
+    }
+
+    /// When the request that ends now started, if `start_request` said.
+    #[inline]
+    pub fn take_request_start(&self) -> Option<Instant> {
+        let mut started = None;
+        self.table
+            .with_entry(self.at(), |e| started = e.request_started.take());
+        started
     }
 
     /// Marks the connection's main-lane operations, until `clear_suspect`, as a wait for a

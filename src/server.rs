@@ -26,9 +26,11 @@ use crate::listen::{BoundListener, adopt, bind_reuseport};
 use crate::metrics::{Labels, Metrics};
 use crate::pidfile::{self, PidFile};
 use crate::plural::count;
+use crate::route::RouteTable;
 use crate::systemd;
 use crate::tls::TlsSetup;
 use crate::upgrade::{self, Handover, Inherited, Outcome, Predecessor, Relaunch, Role};
+use crate::upstream::BackendId;
 use crate::upstream::health::{HealthTable, spawn_checker};
 use crate::upstream::ids::BackendIds;
 use crate::upstream::load::LoadBoard;
@@ -543,10 +545,7 @@ impl Control {
             previous.as_ref().map(|p| &*p.health),
             &numbered.reborn,
         );
-        let labels = Labels {
-            listeners: addresses.iter().map(ToString::to_string).collect(),
-            groups: config.upstreams.iter().map(|u| u.name.clone()).collect(),
-        };
+        let labels = request_labels(&config, &addresses, &routes, &numbered.ids);
         let generation = Arc::new(SharedGeneration {
             number,
             config: Arc::new(config),
@@ -930,6 +929,50 @@ impl Control {
 
 /// Settings a reload cannot change in a running process (the workers and their rings, the
 /// admin listener): the running ones stay, and each change is said.
+/// The labels of a generation's request counters (`metrics::RequestCounts`): its listeners'
+/// addresses, groups, named tables' routes (`TABLE[INDEX]`, as the access log names them)
+/// and backends by number.
+fn request_labels(
+    config: &Config,
+    addresses: &[SocketAddr],
+    tables: &[Arc<RouteTable>],
+    ids: &[BackendId],
+) -> Labels {
+    let mut routes = Vec::new();
+    let mut counted: Vec<(&Arc<RouteTable>, usize)> = Vec::new();
+    let route_base = tables
+        .iter()
+        .map(|table| {
+            let name = table.name()?;
+            if let Some(&(_, base)) = counted.iter().find(|(t, _)| Arc::ptr_eq(t, table)) {
+                return Some(base);
+            }
+            let base = routes.len();
+            routes.extend((0..table.routes().len()).map(|index| format!("{name}[{index}]")));
+            counted.push((table, base));
+            Some(base)
+        })
+        .collect();
+    let mut backends = Vec::new();
+    let named = config
+        .upstreams
+        .iter()
+        .flat_map(|group| group.backends.iter().map(move |b| (&group.name, b.address)));
+    for (&id, (group, address)) in ids.iter().zip(named) {
+        if backends.len() <= id.0 {
+            backends.resize(id.0 + 1, None);
+        }
+        backends[id.0] = Some((group.clone(), address.to_string()));
+    }
+    Labels {
+        listeners: addresses.iter().map(ToString::to_string).collect(),
+        groups: config.upstreams.iter().map(|u| u.name.clone()).collect(),
+        route_base,
+        routes,
+        backends,
+    }
+}
+
 fn keep_fixed_settings(config: &mut Config, running: &Config) -> Vec<String> {
     let mut kept = Vec::new();
     if config.runtime != running.runtime {

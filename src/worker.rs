@@ -388,7 +388,11 @@ async fn sweep_deadlines(ctx: Rc<WorkerCtx>) {
         let generation = ctx.generation();
         ctx.conns
             .sweep(now, |suspect| generation.upstreams.should_cut(suspect, now));
-        ctx.metrics.sweep(ctx.conns.active(), ctx.conns.idle());
+        ctx.metrics.sweep(
+            ctx.conns.active(),
+            ctx.conns.idle(),
+            crate::upstream::stream::closed_on_this_thread(),
+        );
         if let Some(log) = &ctx.access_log {
             log.flush(&ctx.metrics);
         }
@@ -674,7 +678,7 @@ impl WorkerCtx {
             pool: RefCell::new(pool),
             buffers: Buffers::new(),
             conns: Rc::new(ConnTable::default()),
-            metrics: WorkerMetrics::new(plan.metrics.clone(), plan.index),
+            metrics: WorkerMetrics::new(plan.metrics.clone(), plan.index, config.runtime.metrics),
             access_log,
             request_ids: RequestIds::new(),
             fds: plan.fds,

@@ -367,3 +367,211 @@ fn idle_keep_alive_connections_are_a_gauge_of_their_own() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Sends `request` on a connection of its own and reads the answer to the end (the request
+/// asks to close): returns the status and every byte the proxy wrote.
+fn exchange_once(addr: SocketAddr, request: &str) -> (u16, usize) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    let status = std::str::from_utf8(&answer[9..12])
+        .unwrap()
+        .parse()
+        .unwrap();
+    (status, answer.len())
+}
+
+/// A route table in front of two groups: `main[0]` proxies /a to group `a` (two backends,
+/// round robin), `main[1]` answers /healthz itself, `main[2]` proxies the rest to `b`.
+/// Backend connections are not pooled, so each one closes after its response.
+fn routed(a1: SocketAddr, a2: SocketAddr, b: SocketAddr, runtime_extra: &str) -> String {
+    format!(
+        "[runtime]\nworkers = 1\npin = false\n{runtime_extra}\n\n\
+         [[listener]]\naddress = \"127.0.0.1:0\"\nroutes = \"main\"\n\n\
+         [[routes.main.route]]\npath_prefix = \"/a\"\nupstream = \"a\"\n\
+         [[routes.main.route]]\npath = \"/healthz\"\nrespond = {{ status = 200, body = \"ok\" }}\n\
+         [[routes.main.route]]\nupstream = \"b\"\n\n\
+         [upstream.a]\nbackends = [\"{a1}\", \"{a2}\"]\n\
+         [upstream.b]\nbackends = [\"{b}\"]\n\n\
+         [pool]\nmax_idle_per_backend = 0\n\n\
+         [admin]\naddress = \"127.0.0.1:0\"\n"
+    )
+}
+
+#[test]
+fn routes_backends_bytes_connections_and_times_are_counted_exactly() {
+    let (a1, a2, b) = (app_backend(), app_backend(), app_backend());
+    let proxy = Proxy::start_with_config(&routed(a1.addr(), a2.addr(), b.addr(), ""), &[]);
+    let addr = proxy.addr();
+    let (mut received, mut sent) = (0, 0);
+    let mut send = |target: &str, expected: u16| {
+        let request = format!("GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        let (status, bytes) = exchange_once(addr, &request);
+        assert_eq!(status, expected, "{target}");
+        received += request.len();
+        sent += bytes;
+    };
+    for _ in 0..4 {
+        send("/a/x", 200);
+    }
+    for _ in 0..3 {
+        send("/healthz", 200);
+    }
+    send("/other", 200);
+    send("/missing", 404);
+
+    let admin = admin_addr(&proxy);
+    // The closed count is published by the worker's timer sweep (50 ms).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let samples = loop {
+        let samples = parse_exposition(&admin_get(admin, "/metrics", None).1);
+        let closed = value(&samples, "ringproxy_backend_connections_closed_total", &[]);
+        if closed == 6.0 || Instant::now() > deadline {
+            break samples;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let route = |route: &str, class: &str| {
+        let labels = [("route", route), ("class", class)];
+        value(&samples, "ringproxy_route_requests_total", &labels)
+    };
+    assert_eq!(route("main[0]", "2xx"), 4.0);
+    assert_eq!(route("main[2]", "2xx"), 1.0);
+    assert_eq!(route("main[2]", "4xx"), 1.0);
+    // The route that answers itself proxies nothing: counted by listener, not by route.
+    assert_eq!(route("main[1]", "2xx"), 0.0);
+    let listener = addr.to_string();
+    let requests = |group: &str, class: &str| {
+        let labels = [
+            ("listener", listener.as_str()),
+            ("upstream", group),
+            ("class", class),
+        ];
+        value(&samples, "ringproxy_requests_total", &labels)
+    };
+    assert_eq!(requests("a", "2xx"), 4.0);
+    assert_eq!(requests("b", "4xx"), 1.0);
+    assert_eq!(requests("", "2xx"), 3.0, "answered by the proxy itself");
+    let backend = |backend: &Backend, group: &str, class: &str| {
+        let address = backend.addr().to_string();
+        let labels = [
+            ("upstream", group),
+            ("backend", address.as_str()),
+            ("class", class),
+        ];
+        value(&samples, "ringproxy_backend_responses_total", &labels)
+    };
+    assert_eq!(backend(&a1, "a", "2xx"), 2.0, "round robin");
+    assert_eq!(backend(&a2, "a", "2xx"), 2.0, "round robin");
+    assert_eq!(backend(&b, "b", "2xx"), 1.0);
+    assert_eq!(backend(&b, "b", "4xx"), 1.0);
+    let bytes = |name: &str| value(&samples, name, &[("listener", listener.as_str())]);
+    assert_eq!(
+        bytes("ringproxy_client_bytes_received_total"),
+        received as f64
+    );
+    assert_eq!(bytes("ringproxy_client_bytes_sent_total"), sent as f64);
+    // Six requests reached a backend, each over a connection of its own, closed after it.
+    let opened = value(&samples, "ringproxy_backend_connections_opened_total", &[]);
+    assert_eq!(opened, 6.0);
+    assert_eq!(
+        value(&samples, "ringproxy_backend_connections_closed_total", &[]),
+        6.0
+    );
+    let count = |name: &str| value(&samples, &format!("{name}_count"), &[]);
+    assert_eq!(count("ringproxy_upstream_connect_seconds"), 6.0);
+    assert_eq!(count("ringproxy_request_duration_seconds"), 9.0);
+    let within = |name: &str, le: &str| value(&samples, &format!("{name}_bucket"), &[("le", le)]);
+    assert_eq!(within("ringproxy_request_duration_seconds", "10"), 9.0);
+    let sum = value(&samples, "ringproxy_request_duration_seconds_sum", &[]);
+    assert!(sum > 0.0 && sum < 90.0, "{sum}");
+
+    let (status, body) = admin_get(admin, "/status", None);
+    assert_eq!(status, 200, "{body}");
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["request_duration"]["count"], 9, "{status:#}");
+    assert_eq!(status["upstream_connect"]["count"], 6, "{status:#}");
+    assert!(status["request_duration"]["p99_9"].as_f64().unwrap() > 0.0);
+    assert_eq!(status["workers"][0]["request_duration"]["count"], 9);
+}
+
+#[test]
+fn with_metrics_off_nothing_is_counted_and_requests_are_served() {
+    let (a1, a2, b) = (app_backend(), app_backend(), app_backend());
+    let toml = routed(a1.addr(), a2.addr(), b.addr(), "metrics = false");
+    let proxy = Proxy::start_with_config(&toml, &[]);
+    for target in ["/a/x", "/healthz", "/other"] {
+        let request = format!("GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        assert_eq!(exchange_once(proxy.addr(), &request).0, 200);
+    }
+    let admin = admin_addr(&proxy);
+    let (status, text) = admin_get(admin, "/metrics", None);
+    assert_eq!(status, 200, "{text}");
+    let samples = parse_exposition(&text);
+    let counted: Vec<_> = samples
+        .iter()
+        .filter(|s| s.family.starts_with("ringproxy_") && s.value != 0.0)
+        .filter(|s| !s.family.starts_with("ringproxy_backend_up"))
+        .collect();
+    assert!(counted.is_empty(), "counted with metrics off: {counted:?}");
+    let (status, body) = admin_get(admin, "/status", None);
+    assert_eq!(status, 200, "{body}");
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["workers"][0]["requests"], 0, "{status:#}");
+}
+
+/// A WebSocket tunnel's bytes count as the client's, both ways: the upgrade request and
+/// frames in, the 101 head and the echoed frames out.
+#[test]
+fn tunnel_bytes_are_counted_with_the_clients() {
+    const SWITCH: &[u8] =
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    let backend = Backend::start(|_| vec![Step::Write(SWITCH.to_vec()), Step::WebSocketEcho]);
+    let toml = config(&[backend.addr()], "[admin]\naddress = \"127.0.0.1:0\"\n");
+    let proxy = Proxy::start_with_config(&toml, &[]);
+    let mut stream = TcpStream::connect(proxy.addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let upgrade = b"GET /chat HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    stream.write_all(upgrade).unwrap();
+    let mut received = upgrade.len();
+    let frames = [
+        ws_frame(1, &[b'x'; 300], Some([1, 2, 3, 4])),
+        ws_frame(8, b"", Some([1, 2, 3, 4])),
+    ];
+    for frame in &frames {
+        stream.write_all(frame).unwrap();
+        received += frame.len();
+    }
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 101"), "{answer:?}");
+    assert!(answer.len() > 300, "the echo came back: {}", answer.len());
+
+    let listener = proxy.addr().to_string();
+    let admin = admin_addr(&proxy);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let samples = parse_exposition(&admin_get(admin, "/metrics", None).1);
+        let bytes = |name: &str| value(&samples, name, &[("listener", listener.as_str())]);
+        let counted = (
+            bytes("ringproxy_client_bytes_received_total"),
+            bytes("ringproxy_client_bytes_sent_total"),
+        );
+        if counted == (received as f64, answer.len() as f64) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "counted {counted:?}, moved ({received}, {})",
+            answer.len()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

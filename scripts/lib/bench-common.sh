@@ -33,6 +33,12 @@ BENCH_RINGPROXY_ADMIN_PORT=""
 BENCH_ACCESS_LOG_DIR=""
 BENCH_LOG_PORT_OFFSET=200
 BENCH_PROXY_LOG_CPU_PIDS=""
+# With BENCH_NOMETRICS=1, ringproxy also serves on its port plus BENCH_NOMETRICS_PORT_OFFSET
+# from a third process with `[runtime] metrics = false` (pids in
+# BENCH_PROXY_NOMETRICS_CPU_PIDS).
+BENCH_NOMETRICS=0
+BENCH_NOMETRICS_PORT_OFFSET=300
+BENCH_PROXY_NOMETRICS_CPU_PIDS=""
 
 bench_log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 bench_die() {
@@ -443,6 +449,17 @@ bench_start_proxy_ringproxy() {
         bench_require_free_port "$log_port" ringproxy
         bench_run_ringproxy "$BENCH_WORKDIR/ringproxy-log" "$log_port" "$logging" "$cpus" "$workers"
         BENCH_PROXY_LOG_CPU_PIDS=$BENCH_PROXY_PID
+        BENCH_PROXY_PID=$main
+    fi
+    BENCH_PROXY_NOMETRICS_CPU_PIDS=""
+    if ((BENCH_NOMETRICS)); then
+        local quiet_port=$((port + BENCH_NOMETRICS_PORT_OFFSET)) main=$BENCH_PROXY_PID
+        local quiet="[runtime]"$'\n'"metrics = false"$'\n'$'\n'
+        quiet+="[[listener]]"$'\n'"address = \"127.0.0.1:$quiet_port\""$'\n'
+        quiet+="upstream = \"default\""$'\n'$'\n'"$groups"
+        bench_require_free_port "$quiet_port" ringproxy
+        bench_run_ringproxy "$BENCH_WORKDIR/ringproxy-nometrics" "$quiet_port" "$quiet" "$cpus" "$workers"
+        BENCH_PROXY_NOMETRICS_CPU_PIDS=$BENCH_PROXY_PID
         BENCH_PROXY_PID=$main
     fi
     # /proc/PID/stat of the process sums all its threads.

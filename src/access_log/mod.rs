@@ -133,7 +133,14 @@ impl AccessLog {
 
     /// The request on `slot` ended: its line is written into the buffer, which goes to the
     /// writer once full.
-    pub fn finish(&self, slot: usize, context: &LineContext<'_>, metrics: &WorkerMetrics) {
+    /// `ended`: when, if the caller read the clock already.
+    pub fn finish(
+        &self,
+        slot: usize,
+        context: &LineContext<'_>,
+        metrics: &WorkerMetrics,
+        ended: Option<Instant>,
+    ) {
         let Some(record) = self
             .records
             .borrow_mut()
@@ -143,7 +150,10 @@ impl AccessLog {
             return;
         };
         let mut pending = self.pending.borrow_mut();
-        let times = (self.wall_time(record.started), Instant::now());
+        let times = (
+            self.wall_time(record.started),
+            ended.unwrap_or_else(Instant::now),
+        );
         format::write_line(
             &mut pending.bytes,
             self.format,

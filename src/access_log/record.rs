@@ -64,8 +64,8 @@ impl Default for Record {
 
 impl Record {
     /// Starts the record of the request `head`, whose id is `request_id`.
-    pub fn begin(&mut self, head: &RequestHead<'_, '_>, request_id: &[u8]) {
-        self.reset(head.version, head.head_len() as u64);
+    pub fn begin(&mut self, head: &RequestHead<'_, '_>, request_id: &[u8], started: Instant) {
+        self.reset(head.version, head.head_len() as u64, started);
         let (mut referer, mut user_agent): (&[u8], &[u8]) = (b"", b"");
         for header in head.headers {
             let name = header.name.as_bytes();
@@ -92,14 +92,14 @@ impl Record {
 
     /// Starts the record of a request refused before its head could be parsed, after
     /// `received` bytes of it: it has no text.
-    pub fn begin_unparsed(&mut self, received: u64) {
-        self.reset(Version::Http11, received);
+    pub fn begin_unparsed(&mut self, received: u64, started: Instant) {
+        self.reset(Version::Http11, received, started);
         self.text.clear();
         self.ends = [0; PIECES];
     }
 
-    fn reset(&mut self, version: Version, received: u64) {
-        self.started = Instant::now();
+    fn reset(&mut self, version: Version, received: u64, started: Instant) {
+        self.started = started;
         self.version = version;
         self.status = 0;
         self.bytes_received = received;
@@ -144,7 +144,7 @@ mod tests {
             .unwrap()
             .unwrap();
         let mut record = Record::default();
-        record.begin(&head, b"id-1");
+        record.begin(&head, b"id-1", Instant::now());
         assert_eq!(record.piece(Piece::Method), b"POST");
         assert_eq!(record.piece(Piece::Target), b"/a?b=1");
         assert_eq!(record.piece(Piece::Referer), b"http://r/");

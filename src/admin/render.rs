@@ -7,9 +7,10 @@ use hdrhistogram::Histogram;
 
 use super::AdminState;
 use crate::metrics::exposition::{Exposition, Kind};
-use crate::metrics::latency::{Published, empty_histogram};
+use crate::metrics::latency::{Latency, Published, empty_histogram};
 use crate::metrics::{
-    Counter, PARSE_ERROR_STATUSES, STATUS_CLASSES, Timeout, TlsFailure, TlsHandshake,
+    ByClass, Counter, PARSE_ERROR_STATUSES, RequestTotals, STATUS_CLASSES, Timeout, TlsFailure,
+    TlsHandshake,
 };
 use crate::upstream::BackendId;
 use crate::upstream::health::BackendHealth;
@@ -24,45 +25,105 @@ pub(super) const CLASSES: [&str; STATUS_CLASSES] = ["1xx", "2xx", "3xx", "4xx", 
 
 pub fn metrics_text(state: &AdminState, latencies: &[Published]) -> String {
     let mut e = Exposition::default();
-    requests(&mut e, state);
+    let counted = state.metrics.request_totals();
+    requests(&mut e, &counted);
+    routes(&mut e, &counted);
+    backend_requests(&mut e, &counted);
+    client_bytes(&mut e, &counted);
     per_worker_connections(&mut e, state);
     totals(&mut e, state);
     tls(&mut e, state);
     backends(&mut e, state);
-    first_byte(&mut e, state, latencies);
+    for latency in Latency::ALL {
+        histogram(&mut e, state, latencies, latency);
+    }
     access_log(&mut e, state);
     e.into_string()
 }
 
-fn requests(e: &mut Exposition, state: &AdminState) {
+fn requests(e: &mut Exposition, totals: &RequestTotals) {
     let name = "ringproxy_requests_total";
     e.family(
         name,
         Kind::Counter,
         "Requests answered, by listener, upstream group and status class.",
     );
-    let mut totals = state.metrics.request_totals();
-    // A listener's own group always, other pairs once they have traffic.
-    let generation = state.generation();
-    for (listener, address) in generation
-        .config
-        .listeners
-        .iter()
-        .zip(&generation.addresses)
-    {
-        totals
-            .entry((address.to_string(), listener.upstream.clone()))
-            .or_default();
+    // Every (listener, group) pair of a generation is there, with traffic or without: the
+    // pairs a listener can reach are few, and a series that exists from the start makes
+    // rate() right from the first request.
+    for ((listener, group), workers) in &totals.by_listener {
+        let classes = workers.iter().fold([0; STATUS_CLASSES], |mut sum, w| {
+            sum.iter_mut().zip(w).for_each(|(s, n)| *s += n);
+            sum
+        });
+        by_class(
+            e,
+            name,
+            &[("listener", listener), ("upstream", group)],
+            &classes,
+        );
     }
-    for ((listener, group), workers) in &totals {
-        for (c, class) in CLASSES.iter().enumerate() {
-            let count: u64 = workers.iter().map(|classes| classes[c]).sum();
-            let labels = [
-                ("listener", listener.as_str()),
-                ("upstream", group.as_str()),
-                ("class", class),
-            ];
-            e.sample(name, &labels, count as f64);
+}
+
+fn routes(e: &mut Exposition, totals: &RequestTotals) {
+    let name = "ringproxy_route_requests_total";
+    e.family(
+        name,
+        Kind::Counter,
+        "Requests proxied by each route (TABLE[INDEX], 0-based in file order), by status class.",
+    );
+    for (route, classes) in &totals.by_route {
+        by_class(e, name, &[("route", route)], classes);
+    }
+}
+
+fn backend_requests(e: &mut Exposition, totals: &RequestTotals) {
+    let name = "ringproxy_backend_responses_total";
+    e.family(
+        name,
+        Kind::Counter,
+        "Response heads received from each backend (every attempt that got one), by status class.",
+    );
+    for ((group, address), classes) in &totals.by_backend {
+        by_class(
+            e,
+            name,
+            &[("upstream", group), ("backend", address)],
+            classes,
+        );
+    }
+}
+
+/// One sample per status class, after `labels`.
+fn by_class(e: &mut Exposition, name: &str, labels: &[(&str, &str)], classes: &ByClass) {
+    let mut all = labels.to_vec();
+    all.push(("class", ""));
+    for (class, count) in CLASSES.iter().zip(classes) {
+        if let Some(last) = all.last_mut() {
+            last.1 = class;
+        }
+        e.sample(name, &all, *count as f64);
+    }
+}
+
+fn client_bytes(e: &mut Exposition, totals: &RequestTotals) {
+    let families = [
+        (
+            "ringproxy_client_bytes_received_total",
+            "Bytes read from clients (request heads and bodies, tunnels), by listener.",
+            false,
+        ),
+        (
+            "ringproxy_client_bytes_sent_total",
+            "Bytes written to clients (response heads and bodies, tunnels), by listener.",
+            true,
+        ),
+    ];
+    for (name, help, sent) in families {
+        e.family(name, Kind::Counter, help);
+        for (listener, bytes) in &totals.bytes {
+            let value = if sent { bytes.sent } else { bytes.received };
+            e.sample(name, &[("listener", listener)], value as f64);
         }
     }
 }
@@ -114,6 +175,11 @@ fn totals(e: &mut Exposition, state: &AdminState) {
             "ringproxy_backend_connections_reused_total",
             "Requests sent over a pooled backend connection.",
             Counter::BackendReused,
+        ),
+        (
+            "ringproxy_backend_connections_closed_total",
+            "Backend connections closed (as of each worker's last timer sweep).",
+            Counter::BackendClosed,
         ),
         (
             "ringproxy_retries_total",
@@ -254,26 +320,35 @@ fn backends(e: &mut Exposition, state: &AdminState) {
     }
 }
 
-fn first_byte(e: &mut Exposition, state: &AdminState, latencies: &[Published]) {
-    let name = "ringproxy_upstream_first_byte_seconds";
-    e.family(
-        name,
-        Kind::Histogram,
-        "From a request sent whole to its backend until the response head, per attempt.",
-    );
-    let merged = merged(latencies, 0);
-    let sum = state
-        .metrics
-        .counter_total(Counter::UpstreamFirstByteMicros) as f64
-        / 1e6;
+fn histogram(e: &mut Exposition, state: &AdminState, latencies: &[Published], latency: Latency) {
+    let (name, help, sum) = match latency {
+        Latency::UpstreamFirstByte => (
+            "ringproxy_upstream_first_byte_seconds",
+            "From a request sent whole to its backend until the response head, per attempt.",
+            Counter::UpstreamFirstByteMicros,
+        ),
+        Latency::UpstreamConnect => (
+            "ringproxy_upstream_connect_seconds",
+            "Connecting to a backend (TCP, and TLS to a TLS backend), per new connection.",
+            Counter::UpstreamConnectMicros,
+        ),
+        Latency::Request => (
+            "ringproxy_request_duration_seconds",
+            "From a request head complete until the response's last byte written.",
+            Counter::RequestMicros,
+        ),
+    };
+    e.family(name, Kind::Histogram, help);
+    let merged = merged(latencies, latency);
+    let sum = state.metrics.counter_total(sum) as f64 / 1e6;
     e.histogram(name, &[], &BUCKETS, &merged, sum);
 }
 
-/// Histogram `index` of every worker, added together.
-pub fn merged(latencies: &[Published], index: usize) -> Histogram<u64> {
+/// Histogram `latency` of every worker, added together.
+pub fn merged(latencies: &[Published], latency: Latency) -> Histogram<u64> {
     let mut all = empty_histogram();
     for published in latencies {
-        if let Some(h) = published.histograms.get(index) {
+        if let Some(h) = published.histograms.get(latency.index()) {
             let _ = all.add(h);
         }
     }

@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 
 use super::AdminState;
 use super::render::{CLASSES, merged};
-use crate::metrics::latency::Published;
+use crate::metrics::latency::{Latency, Published};
 use crate::metrics::{Counter, Metrics, STATUS_CLASSES};
 use crate::upstream::BackendId;
 
@@ -63,6 +63,7 @@ fn responses_by_class(metrics: &Metrics) -> Vec<ByClass<u64>> {
         .map(|w| {
             std::array::from_fn(|class| {
                 totals
+                    .by_listener
                     .values()
                     .filter_map(|workers| workers.get(w))
                     .map(|classes| classes[class])
@@ -91,7 +92,9 @@ pub fn status_json(state: &AdminState, latencies: &[Published], window: &mut Rat
         "rate_window_seconds": window.window.as_secs_f64(),
         "workers": workers(state, latencies, &counts, &window.rates),
         "backends": backends(state),
-        "upstream_first_byte": quantiles(&merged(latencies, 0)),
+        "upstream_first_byte": quantiles(&merged(latencies, Latency::UpstreamFirstByte)),
+        "upstream_connect": quantiles(&merged(latencies, Latency::UpstreamConnect)),
+        "request_duration": quantiles(&merged(latencies, Latency::Request)),
     })
 }
 
@@ -106,7 +109,7 @@ fn workers(
     let no_rates = [0.0; STATUS_CLASSES];
     (0..metrics.workers())
         .map(|w| {
-            let latency = latencies.get(w).and_then(|p| p.histograms.first());
+            let latency = |l: Latency| latencies.get(w).and_then(|p| p.histograms.get(l.index()));
             let counts = counts.get(w).unwrap_or(&none);
             let rates = rates.get(w).unwrap_or(&no_rates);
             json!({
@@ -119,7 +122,8 @@ fn workers(
                 "responses": by_class(counts),
                 "requests_per_second": rates.iter().sum::<f64>(),
                 "responses_per_second": by_class(rates),
-                "upstream_first_byte": latency.map(quantiles),
+                "upstream_first_byte": latency(Latency::UpstreamFirstByte).map(quantiles),
+                "request_duration": latency(Latency::Request).map(quantiles),
             })
         })
         .collect()

@@ -18,6 +18,8 @@
 //! pid_file = "/run/ringproxy/ringproxy.pid"  # written once ready, removed at exit;
 //!                         # what `ringproxy reload` and `ringproxy upgrade` signal
 //!                         # (relative: to this file's directory); default: none
+//! metrics = true          # count and time requests for /metrics and /status; false
+//!                         # counts nothing (the admin endpoints then show zeros)
 //!
 //! [[listener]]            # at least one; repeat the section for more listeners
 //! address = "0.0.0.0:8080"  # required: ip:port or [ipv6]:port, unique among listeners
@@ -35,6 +37,7 @@
 //!                         # reloaded; missing: a warning, served without; default: none
 //! min_version = "1.2"     # lowest TLS version accepted: "1.2" (default) or "1.3"
 //! strict_sni = false      # true: an unknown SNI name, or none, fails the handshake
+//! prefer_client_ciphers = false  # true: the client's cipher suite order decides
 //!                         # instead of getting the default certificate
 //! hsts = 31536000         # add Strict-Transport-Security: max-age=N to relayed
 //!                         # responses; 0..=315360000 seconds; default: not added
@@ -336,6 +339,7 @@ const RUNTIME_KEYS: &[&str] = &[
     "ring_entries",
     "reconcile_interval",
     "pid_file",
+    "metrics",
 ];
 const LISTENER_KEYS: &[&str] = &["address", "upstream", "routes", "tls"];
 const TIMEOUT_KEYS: &[&str] = &[
@@ -489,6 +493,7 @@ fn read_runtime(r: &mut Reader<'_>, t: &Table<'_, '_>) -> RuntimeConfig {
         workers,
         cpus: cpus.unwrap_or_default(),
         pin: r.field(t, "pin", boolean).unwrap_or(default.pin),
+        metrics: r.field(t, "metrics", boolean).unwrap_or(default.metrics),
         allow_epoll: r
             .field(t, "allow_epoll", boolean)
             .unwrap_or(default.allow_epoll),
@@ -866,6 +871,7 @@ level = "warn"
                 ring_entries: 4096,
                 reconcile_interval: Duration::from_millis(7),
                 pid_file: None,
+                metrics: true,
             },
             listeners: vec![
                 ListenerConfig::to_upstream(addr("0.0.0.0:8080"), "app"),
@@ -1132,7 +1138,7 @@ level = "warn"
             &with_base(&["[runtime]", "pin = true", "wrokers = 2"]),
             Some(8),
             "runtime.wrokers",
-            "unknown key \"wrokers\" (expected one of: workers, cpus, pin, allow_epoll, ring_entries, reconcile_interval, pid_file)",
+            "unknown key \"wrokers\" (expected one of: workers, cpus, pin, allow_epoll, ring_entries, reconcile_interval, pid_file, metrics)",
         );
         assert_error(
             &[

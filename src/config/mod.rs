@@ -73,6 +73,8 @@ pub struct RuntimeConfig {
     pub reconcile_interval: Duration,
     /// Where the running process writes its pid (`ringproxy reload` reads it).
     pub pid_file: Option<PathBuf>,
+    /// Count and time requests for `/metrics` and `/status`.
+    pub metrics: bool,
 }
 
 /// One `[[listener]]`: it sends every request to one upstream group, or through a route
@@ -100,6 +102,9 @@ pub struct TlsConfig {
     /// `strict_sni = true`: a client whose SNI name no certificate has, or that sends none,
     /// gets a handshake failure instead of the default certificate.
     pub strict_sni: bool,
+    /// `prefer_client_ciphers = true`: the client's order of cipher suites decides, not the
+    /// server's (AES-128-GCM first).
+    pub prefer_client_ciphers: bool,
     /// `Strict-Transport-Security` added to relayed responses; `None` = not added.
     pub hsts: Option<Hsts>,
 }
@@ -148,6 +153,7 @@ impl TlsConfig {
             }],
             min_version: TlsVersion::Tls12,
             strict_sni: false,
+            prefer_client_ciphers: false,
             hsts: None,
         }
     }
@@ -644,6 +650,7 @@ impl Default for RuntimeConfig {
             ring_entries: 1024,
             reconcile_interval: Duration::from_millis(50),
             pid_file: None,
+            metrics: true,
             // Off: on the 2026-12-03 machine batching cost 8% at 50 connections and
             // 45% with two workers on Connection: close (perf/RESULTS.md).
         }

@@ -33,13 +33,21 @@ pub fn empty_histogram() -> Histogram<u64> {
 pub enum Latency {
     /// Request sent whole to the backend until its response head (per attempt).
     UpstreamFirstByte,
+    /// A new backend connection's connect (TCP, and the TLS handshake to a TLS backend).
+    UpstreamConnect,
+    /// Request head complete until the response's last byte written to the client.
+    Request,
 }
 
 impl Latency {
-    pub const ALL: [Latency; 1] = [Latency::UpstreamFirstByte];
+    pub const ALL: [Latency; 3] = [
+        Latency::UpstreamFirstByte,
+        Latency::UpstreamConnect,
+        Latency::Request,
+    ];
     const COUNT: usize = Self::ALL.len();
 
-    fn index(self) -> usize {
+    pub fn index(self) -> usize {
         self as usize
     }
 }

@@ -43,10 +43,31 @@ pub enum Counter {
     UpstreamFirstByteMicros,
     /// Access log lines dropped because the writer's queue was full.
     AccessLogDropped,
+    /// Backend connections closed (a gauge of the worker's running total, set by the timer
+    /// sweep from `upstream::stream::closed_on_this_thread`).
+    BackendClosed,
+    /// Sum of `Latency::Request` samples, in microseconds.
+    RequestMicros,
+    /// Sum of `Latency::UpstreamConnect` samples, in microseconds.
+    UpstreamConnectMicros,
 }
 
 impl Counter {
-    const COUNT: usize = 7;
+    /// Every counter, each at its own index: the regions after them start at `COUNT`.
+    const ALL: [Counter; 11] = [
+        Counter::Accepted,
+        Counter::OpenConnections,
+        Counter::IdleConnections,
+        Counter::BackendOpened,
+        Counter::BackendReused,
+        Counter::Retries,
+        Counter::UpstreamFirstByteMicros,
+        Counter::AccessLogDropped,
+        Counter::BackendClosed,
+        Counter::RequestMicros,
+        Counter::UpstreamConnectMicros,
+    ];
+    const COUNT: usize = Self::ALL.len();
 }
 
 /// Timeouts by kind.
@@ -164,12 +185,19 @@ const TLS_FAILURES_AT: usize = TLS_HANDSHAKES_AT + TlsHandshake::ALL.len();
 const REQUESTS_AT: usize = TLS_FAILURES_AT + TlsFailure::ALL.len();
 
 /// What the labels of one config generation's request counters range over.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Labels {
     /// Each listener's bound address, in config order.
     pub listeners: Vec<String>,
     /// Each upstream group's name, in config order.
     pub groups: Vec<String>,
+    /// By listener: where its route table's routes start in `routes`; `None` for a listener
+    /// without a table.
+    pub route_base: Vec<Option<usize>>,
+    /// The routes of every named table, each table once: `TABLE[INDEX]`.
+    pub routes: Vec<String>,
+    /// By backend number: the (group, address) the generation gives it, if any.
+    pub backends: Vec<Option<(String, String)>>,
 }
 
 /// Every worker's metrics; shared (`Arc`) by the workers and the admin thread.
@@ -266,25 +294,45 @@ impl Metrics {
     }
 }
 
-/// One worker's handle on the metrics: what the request path calls.
+/// One worker's handle on the metrics: what the request path calls. With metrics off
+/// (`runtime.metrics = false`) every call returns at its first test, and `enabled` tells the
+/// request path to skip what it measures only for them (its clock reads).
 pub struct WorkerMetrics {
     shared: Arc<Metrics>,
     worker: usize,
+    enabled: bool,
     recorder: RefCell<Recorder>,
 }
 
 impl WorkerMetrics {
-    pub fn new(shared: Arc<Metrics>, worker: usize) -> Self {
+    pub fn new(shared: Arc<Metrics>, worker: usize, enabled: bool) -> Self {
         Self {
             shared,
             worker,
+            enabled,
             recorder: RefCell::default(),
         }
     }
 
     #[inline]
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    pub fn worker(&self) -> usize {
+        self.worker
+    }
+
+    #[inline]
+    fn add_n(&self, index: usize, n: u64) {
+        if self.enabled {
+            self.shared.counters.add(self.worker, index, n);
+        }
+    }
+
+    #[inline]
     fn add(&self, index: usize) {
-        self.shared.counters.add(self.worker, index, 1);
+        self.add_n(index, 1);
     }
 
     #[inline]
@@ -317,95 +365,230 @@ impl WorkerMetrics {
 
     /// Access log lines dropped: the writer's queue was full.
     pub fn access_log_dropped(&self, lines: u64) {
-        self.shared
-            .counters
-            .add(self.worker, Counter::AccessLogDropped as usize, lines);
+        self.add_n(Counter::AccessLogDropped as usize, lines);
+    }
+
+    /// A latency sample: into the worker's histogram, and its sum's counter.
+    #[inline]
+    fn record(&self, latency: Latency, sum: Counter, took: Duration) {
+        if !self.enabled {
+            return;
+        }
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.add_n(sum as usize, micros);
+        self.recorder.borrow_mut().record(latency, took);
     }
 
     /// A backend's time to the first byte of its response head.
     #[inline]
     pub fn upstream_first_byte(&self, took: Duration) {
-        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        self.shared.counters.add(
-            self.worker,
-            Counter::UpstreamFirstByteMicros as usize,
-            micros,
+        self.record(
+            Latency::UpstreamFirstByte,
+            Counter::UpstreamFirstByteMicros,
+            took,
         );
-        self.recorder
-            .borrow_mut()
-            .record(Latency::UpstreamFirstByte, took);
     }
 
-    /// From the timer sweep: the connection gauges, and the histograms if a scrape waits.
-    pub fn sweep(&self, open_connections: usize, idle_connections: usize) {
-        let counters = &self.shared.counters;
-        counters.set(
-            self.worker,
-            Counter::OpenConnections as usize,
-            open_connections as u64,
+    /// A new backend connection's connect time.
+    pub fn upstream_connect(&self, took: Duration) {
+        self.record(
+            Latency::UpstreamConnect,
+            Counter::UpstreamConnectMicros,
+            took,
         );
-        counters.set(
-            self.worker,
-            Counter::IdleConnections as usize,
-            idle_connections as u64,
-        );
+    }
+
+    /// A request's time from its head to its response's last byte.
+    #[inline]
+    pub fn request_time(&self, took: Duration) {
+        self.record(Latency::Request, Counter::RequestMicros, took);
+    }
+
+    /// From the timer sweep: the gauges, and the histograms if a scrape waits.
+    pub fn sweep(&self, open_connections: usize, idle_connections: usize, backend_closed: u64) {
+        if !self.enabled {
+            return;
+        }
+        let gauges = [
+            (Counter::OpenConnections, open_connections as u64),
+            (Counter::IdleConnections, idle_connections as u64),
+            (Counter::BackendClosed, backend_closed),
+        ];
+        for (counter, value) in gauges {
+            self.shared
+                .counters
+                .set(self.worker, counter as usize, value);
+        }
         self.recorder
             .borrow_mut()
             .publish_if_wanted(&self.shared.latency, self.worker);
     }
 }
 
-/// Per (listener, group) label pair, per worker, responses by status class (1xx..5xx).
-pub type RequestTotals = BTreeMap<(String, String), Vec<[u64; STATUS_CLASSES]>>;
+/// Responses by status class (1xx..5xx).
+pub type ByClass = [u64; STATUS_CLASSES];
 
-/// One config generation's responses by listener, upstream group and status class, per
-/// worker. Indexed by the generation's own listener and group positions.
+/// Every generation's counts summed by label (what a scrape renders).
+#[derive(Debug, Clone, Default)]
+pub struct RequestTotals {
+    /// By (listener, group), per worker.
+    pub by_listener: BTreeMap<(String, String), Vec<ByClass>>,
+    /// By route (`TABLE[INDEX]`).
+    pub by_route: BTreeMap<String, ByClass>,
+    /// By (group, backend address).
+    pub by_backend: BTreeMap<(String, String), ByClass>,
+    /// By listener: bytes received from and sent to clients.
+    pub bytes: BTreeMap<String, Bytes>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Bytes {
+    pub received: u64,
+    pub sent: u64,
+}
+
+/// One config generation's request counters, per worker, indexed by the generation's own
+/// listener, group, route and backend positions. Each worker's block holds four regions:
+/// (listener, group, class), (route, class), (backend, class), (listener, direction).
 pub struct RequestCounts {
     counters: CounterBoard,
     labels: Labels,
+    routes_at: usize,
+    backends_at: usize,
+    bytes_at: usize,
 }
 
 impl RequestCounts {
     fn new(workers: usize, labels: Labels) -> Self {
-        let per_worker = labels.listeners.len() * labels.groups.len() * STATUS_CLASSES;
+        let routes_at = labels.listeners.len() * (labels.groups.len() + 1) * STATUS_CLASSES;
+        let backends_at = routes_at + labels.routes.len() * STATUS_CLASSES;
+        let bytes_at = backends_at + labels.backends.len() * STATUS_CLASSES;
+        let per_worker = bytes_at + labels.listeners.len() * 2;
         Self {
             counters: CounterBoard::new(workers, per_worker),
             labels,
+            routes_at,
+            backends_at,
+            bytes_at,
         }
     }
 
-    fn index(&self, listener: usize, group: usize, class: usize) -> usize {
-        (listener * self.labels.groups.len() + group) * STATUS_CLASSES + class
+    /// `group` past the last one: the listener's requests that went to no group.
+    fn listener_index(&self, listener: usize, group: usize, class: usize) -> usize {
+        (listener * (self.labels.groups.len() + 1) + group) * STATUS_CLASSES + class
     }
 
     /// A response with `status`, from `worker`, to a request received on `listener` for
-    /// `group` (positions in the generation's config).
+    /// `group` (positions in the generation's config; any other value: answered by the proxy
+    /// before or instead of choosing a group, counted under the group `""`).
     #[inline]
     pub fn response(&self, worker: usize, listener: usize, group: usize, status: u16) {
-        if listener >= self.labels.listeners.len() || group >= self.labels.groups.len() {
+        if listener >= self.labels.listeners.len() {
             return;
         }
-        let class = usize::from(status / 100).clamp(1, STATUS_CLASSES) - 1;
-        self.counters
-            .add(worker, self.index(listener, group, class), 1);
+        let group = group.min(self.labels.groups.len());
+        let index = self.listener_index(listener, group, class_of(status));
+        self.counters.add(worker, index, 1);
+    }
+
+    /// A response with `status` to a request that route `route` of `listener`'s table
+    /// proxied.
+    #[inline]
+    pub fn route_response(&self, worker: usize, listener: usize, route: usize, status: u16) {
+        let Some(Some(base)) = self.labels.route_base.get(listener) else {
+            return;
+        };
+        let index = self.routes_at + (base + route) * STATUS_CLASSES + class_of(status);
+        if index < self.backends_at {
+            self.counters.add(worker, index, 1);
+        }
+    }
+
+    /// A response head with `status` from the backend numbered `backend`.
+    #[inline]
+    pub fn backend_response(&self, worker: usize, backend: usize, status: u16) {
+        if backend < self.labels.backends.len() {
+            let index = self.backends_at + backend * STATUS_CLASSES + class_of(status);
+            self.counters.add(worker, index, 1);
+        }
+    }
+
+    /// Bytes received from a client of `listener`.
+    #[inline]
+    pub fn received(&self, worker: usize, listener: usize, bytes: u64) {
+        if listener < self.labels.listeners.len() {
+            self.counters
+                .add(worker, self.bytes_at + listener * 2, bytes);
+        }
+    }
+
+    /// Bytes sent to a client of `listener`.
+    #[inline]
+    pub fn sent(&self, worker: usize, listener: usize, bytes: u64) {
+        if listener < self.labels.listeners.len() {
+            self.counters
+                .add(worker, self.bytes_at + listener * 2 + 1, bytes);
+        }
+    }
+
+    fn sum_classes(&self, total: &mut ByClass, first: usize, workers: usize) {
+        for (class, total) in total.iter_mut().enumerate() {
+            *total += (0..workers)
+                .map(|w| self.counters.get(w, first + class))
+                .sum::<u64>();
+        }
     }
 
     /// Adds every count to `totals`, by label.
     fn add_to(&self, totals: &mut RequestTotals, workers: usize) {
+        let no_group = self.labels.groups.len();
         for (l, listener) in self.labels.listeners.iter().enumerate() {
-            for (g, group) in self.labels.groups.iter().enumerate() {
-                let key = (listener.clone(), group.clone());
+            let groups = self.labels.groups.iter().map(String::as_str).enumerate();
+            for (g, group) in groups.chain([(no_group, "")]) {
+                let counts: Vec<ByClass> = (0..workers)
+                    .map(|w| {
+                        std::array::from_fn(|c| self.counters.get(w, self.listener_index(l, g, c)))
+                    })
+                    .collect();
+                let key = (listener.clone(), group.to_string());
+                // The group-less series only once something was counted there.
+                if g == no_group
+                    && !totals.by_listener.contains_key(&key)
+                    && counts.iter().flatten().all(|&n| n == 0)
+                {
+                    continue;
+                }
                 let entry = totals
+                    .by_listener
                     .entry(key)
                     .or_insert_with(|| vec![[0; STATUS_CLASSES]; workers]);
-                for (worker, classes) in entry.iter_mut().enumerate() {
-                    for (class, total) in classes.iter_mut().enumerate() {
-                        *total += self.counters.get(worker, self.index(l, g, class));
-                    }
+                for (total, counted) in entry.iter_mut().zip(&counts) {
+                    total.iter_mut().zip(counted).for_each(|(t, n)| *t += n);
                 }
             }
+            let bytes = totals.bytes.entry(listener.clone()).or_default();
+            let at = self.bytes_at + l * 2;
+            bytes.received += (0..workers).map(|w| self.counters.get(w, at)).sum::<u64>();
+            bytes.sent += (0..workers)
+                .map(|w| self.counters.get(w, at + 1))
+                .sum::<u64>();
+        }
+        for (r, route) in self.labels.routes.iter().enumerate() {
+            let total = totals.by_route.entry(route.clone()).or_default();
+            self.sum_classes(total, self.routes_at + r * STATUS_CLASSES, workers);
+        }
+        for (b, label) in self.labels.backends.iter().enumerate() {
+            let Some(label) = label else { continue };
+            let total = totals.by_backend.entry(label.clone()).or_default();
+            self.sum_classes(total, self.backends_at + b * STATUS_CLASSES, workers);
         }
     }
+}
+
+/// 0 for 1xx .. 4 for 5xx (out of range statuses clamped).
+#[inline]
+fn class_of(status: u16) -> usize {
+    usize::from(status / 100).clamp(1, STATUS_CLASSES) - 1
 }
 
 /// Request counts of the generations still in use, and the sums of those that ended.
@@ -437,6 +620,7 @@ mod tests {
         Labels {
             listeners: listeners.iter().map(|l| l.to_string()).collect(),
             groups: groups.iter().map(|g| g.to_string()).collect(),
+            ..Labels::default()
         }
     }
 
@@ -446,7 +630,10 @@ mod tests {
 
     fn total(m: &Metrics, listener: &str, group: &str, worker: usize, class: usize) -> u64 {
         let key = (listener.to_string(), group.to_string());
-        m.request_totals().get(&key).map_or(0, |w| w[worker][class])
+        m.request_totals()
+            .by_listener
+            .get(&key)
+            .map_or(0, |w| w[worker][class])
     }
 
     #[test]
@@ -484,8 +671,8 @@ mod tests {
     #[test]
     fn tls_outcomes_count_apart_from_each_other_and_the_other_counters() {
         let m = metrics();
-        let w0 = WorkerMetrics::new(m.clone(), 0);
-        let w1 = WorkerMetrics::new(m.clone(), 1);
+        let w0 = WorkerMetrics::new(m.clone(), 0, true);
+        let w1 = WorkerMetrics::new(m.clone(), 1, true);
         w0.tls_handshake(TlsHandshake::Full);
         w1.tls_handshake(TlsHandshake::Full);
         w1.tls_handshake(TlsHandshake::Resumed);
@@ -502,9 +689,75 @@ mod tests {
     }
 
     #[test]
+    fn every_counter_has_its_own_index_before_the_regions() {
+        for (index, counter) in Counter::ALL.iter().enumerate() {
+            assert_eq!(*counter as usize, index, "{counter:?}");
+        }
+        let m = metrics();
+        let w = WorkerMetrics::new(m.clone(), 0, true);
+        w.access_log_dropped(3);
+        w.count(Counter::UpstreamConnectMicros);
+        assert_eq!(m.timeouts(Timeout::ClientHeader), 0);
+        assert_eq!(m.counter_total(Counter::AccessLogDropped), 3);
+    }
+
+    #[test]
+    fn routes_backends_and_bytes_count_by_label_and_unknown_positions_are_ignored() {
+        let m = metrics();
+        let labels = Labels {
+            listeners: vec!["l0".into(), "l1".into()],
+            groups: vec!["g".into()],
+            // Both listeners share table t (two routes).
+            route_base: vec![Some(0), Some(0)],
+            routes: vec!["t[0]".into(), "t[1]".into()],
+            backends: vec![None, Some(("g".into(), "b1".into()))],
+        };
+        let counts = m.request_counts(labels);
+        counts.route_response(0, 0, 1, 200);
+        counts.route_response(1, 1, 1, 503);
+        counts.route_response(0, 0, 2, 200); // no route 2
+        counts.backend_response(0, 1, 404);
+        counts.backend_response(0, 2, 200); // no backend 2
+        counts.received(1, 1, 100);
+        counts.sent(1, 1, 40);
+        counts.sent(0, 5, 40); // no listener 5
+        counts.response(0, 0, u32::MAX as usize, 404);
+        let totals = m.request_totals();
+        assert_eq!(totals.by_route["t[1]"], [0, 1, 0, 0, 1]);
+        assert_eq!(totals.by_route["t[0]"], [0; 5]);
+        let b1 = ("g".to_string(), "b1".to_string());
+        assert_eq!(totals.by_backend[&b1], [0, 0, 0, 1, 0]);
+        assert_eq!(totals.by_backend.len(), 1);
+        let l1 = Bytes {
+            received: 100,
+            sent: 40,
+        };
+        assert_eq!(totals.bytes["l1"], l1);
+        assert_eq!(totals.bytes["l0"], Bytes::default());
+        let no_group = ("l0".to_string(), String::new());
+        assert_eq!(totals.by_listener[&no_group][0], [0, 0, 0, 1, 0]);
+        let untouched = ("l1".to_string(), String::new());
+        assert!(!totals.by_listener.contains_key(&untouched));
+    }
+
+    #[test]
+    fn metrics_off_count_nothing() {
+        let m = metrics();
+        let w = WorkerMetrics::new(m.clone(), 0, false);
+        w.count(Counter::Accepted);
+        w.timeout(Timeout::BodyIdle);
+        w.request_time(Duration::from_millis(1));
+        w.sweep(3, 1, 2);
+        assert_eq!(m.counter_total(Counter::Accepted), 0);
+        assert_eq!(m.timeouts(Timeout::BodyIdle), 0);
+        assert_eq!(m.counter_total(Counter::OpenConnections), 0);
+        assert_eq!(m.counter_total(Counter::RequestMicros), 0);
+    }
+
+    #[test]
     fn parse_errors_by_status_and_other() {
         let m = metrics();
-        let w = WorkerMetrics::new(m.clone(), 0);
+        let w = WorkerMetrics::new(m.clone(), 0, true);
         w.parse_error(431);
         w.parse_error(431);
         w.parse_error(499);

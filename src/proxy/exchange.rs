@@ -273,8 +273,7 @@ impl Session {
             // Scoped: not carried across the awaits below in the connection's task.
             let first_byte = answered.saturating_duration_since(sent);
             *response_time = Some(first_byte);
-            self.ctx.metrics.upstream_first_byte(first_byte);
-            self.log_first_byte(first_byte);
+            self.first_byte(first_byte);
         }
         self.ctx.load().answered(backend, sent, answered);
         if let Err(error) = self
@@ -295,7 +294,7 @@ impl Session {
         self.generation
             .upstreams
             .report(backend, outcome, self.ctx.conns.now());
-        self.answered(response.status);
+        self.answered_by(backend, response.status);
         Ok(self
             .relay_response(client, upstream, request, response, backend)
             .await)
@@ -339,7 +338,7 @@ impl Session {
             match sent {
                 Ok(()) => {
                     self.ctx.metrics.count(Counter::BackendReused);
-                    self.log_connect(Duration::ZERO);
+                    self.reused_connection();
                     return Ok(Upstream {
                         stream,
                         reused: true,
@@ -376,8 +375,8 @@ impl Session {
             return Err(UpstreamError::Unreachable);
         };
         let within = self.generation.config.timeouts.backend_connect;
-        // Timed for the access log only (two clock reads on a cold path).
-        let started = self.log_record().is_some().then(Instant::now);
+        // Two clock reads on a cold path, when metrics or the access log want them.
+        let started = self.timed().then(Instant::now);
         let mut result = connect(backend, within).await;
         if matches!(result, Err(ConnectError::OutOfFiles)) && self.ctx.close_idle_backends() > 0 {
             monoio::time::sleep(CLOSES_SETTLE).await;
@@ -387,7 +386,7 @@ impl Session {
             Ok(stream) => {
                 self.ctx.metrics.count(Counter::BackendOpened);
                 if let Some(started) = started {
-                    self.log_connect(started.elapsed());
+                    self.connected(started.elapsed());
                 }
                 Ok(stream)
             }
@@ -438,7 +437,7 @@ impl Session {
         )
         .await;
         // A request body is forwarded as it came: what was delivered is what was read.
-        self.log_received(received);
+        self.received_from_client(received);
         let next = match result {
             Ok(()) => return Ok(()),
             Err(BodyError::SinkIo) => return Err(BodyStop::BackendClosed),
@@ -717,7 +716,7 @@ impl Session {
             &mut sent,
         )
         .await;
-        self.log_sent(sent);
+        self.sent_to_client(sent);
         // Too slow a reader (the rate floor, or `body_idle`): what its socket buffer still
         // holds is dropped with a reset instead of trickling out at its pace ahead of the
         // FIN (on loopback 2.8 MB stayed queued, `ss -tm`: a client reading 25 KB/s would

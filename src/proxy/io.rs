@@ -304,7 +304,7 @@ pub async fn copy_until_eof<R: AsyncReadRent, W: AsyncWriteRent>(
     src: Timed<'_, R>,
     mut dst: Timed<'_, W>,
     mut buf: RecvBuf,
-    progress: impl Fn(),
+    progress: impl Fn(usize),
 ) {
     loop {
         if !buf.is_empty() {
@@ -313,7 +313,7 @@ pub async fn copy_until_eof<R: AsyncReadRent, W: AsyncWriteRent>(
                 return;
             }
             buf.consume(len);
-            progress();
+            progress(len);
         }
         match buf.fill(src.stream, src.deadline, usize::MAX).await {
             Ok(0) | Err(_) => break,

@@ -5,9 +5,9 @@
 //! Parsing and head rewriting are pure (`crate::http`); this module owns the I/O, the
 //! timeouts and the decisions about which connection survives an exchange.
 
-mod access;
 pub mod buffer;
 mod exchange;
+mod facts;
 mod io;
 pub mod request_id;
 mod tunnel;
@@ -15,7 +15,7 @@ mod tunnel;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
 
@@ -35,6 +35,7 @@ use crate::upstream::balance::key_hash;
 use crate::worker::{DrainPhase, Generation, ListenerRouting, WorkerCtx};
 pub(crate) use buffer::RECV_BUFFER;
 use buffer::{CLIENT_RECV_BUFFER, ReadError, RecvBuf};
+use facts::ClientBytes;
 use io::RateFloor;
 /// How much of a request body (after what came with its head) is read before a backend is
 /// chosen (see `read_body_start`): a body with at most this much still to come is read
@@ -158,7 +159,7 @@ where
     async move {
         let next = loop {
             let next = session.serve_request(&mut client).await;
-            session.log_finish();
+            session.finish_request();
             match next {
                 Next::KeepAlive => session.release_buffers(),
                 next => break next,
@@ -302,7 +303,7 @@ impl Session {
             self.recv.return_storage(own, pool);
         }
         match gathered {
-            Ok(taken) => self.log_received(taken as u64),
+            Ok(taken) => self.received_from_client(taken as u64),
             Err(io::BodyError::SourceTimeout) => {
                 self.ctx.metrics.timeout(Timeout::BodyIdle);
                 return Err(self.reject(client, 408, false).await);
@@ -408,7 +409,7 @@ impl Session {
         let head_len = head.head_len();
         let next_request_sent = recv.len() > head_len;
         let request_id = writer.request_id(&head);
-        writer.begin_log(&head, request_id.as_ref());
+        writer.begin_request(&head, request_id.as_ref());
         let routed = writer.route(&head, next_request_sent, request_id.as_ref())?;
         let mut request = RequestInfo {
             version: head.version,
@@ -425,7 +426,7 @@ impl Session {
         match routed {
             Routed::Forwarded { key_hash } => request.key_hash = key_hash,
             Routed::Answered { status } => {
-                self.log_status(status);
+                self.answered(status);
                 // Its body, if any, is not read (the connection closes after the answer).
                 request.expect_continue = false;
                 request.upgrade = false;
@@ -439,7 +440,7 @@ impl Session {
         self.out.extend_from_slice(&self.recv.data()[..prefix]);
         self.recv.consume(prefix);
         if prefix > 0 {
-            self.log_received(prefix as u64);
+            self.received_from_client(prefix as u64);
         }
         request.sent_whole = request.body.is_done();
         Ok(Some(request))
@@ -451,7 +452,7 @@ impl Session {
             ctx: &self.ctx,
             generation: &self.generation,
             listener_id: self.slot.listener(),
-            slot: self.slot.index(),
+            slot: &self.slot,
             peer: &self.peer,
             peer_addr: &self.peer_addr,
             listener: self.listener as usize,
@@ -582,8 +583,8 @@ struct HeadWriter<'s> {
     ctx: &'s WorkerCtx,
     generation: &'s Generation,
     listener_id: ListenerId,
-    /// The connection's slot (`ConnSlot::index`), for its access log record.
-    slot: usize,
+    /// The connection's slot: the request's start time, its access log record.
+    slot: &'s ConnSlot,
     peer: &'s IpAddr,
     peer_addr: &'s str,
     listener: usize,
@@ -625,15 +626,27 @@ impl<'s> HeadWriter<'s> {
         Some(self.ctx.request_ids.resolve(head.headers, name))
     }
 
-    /// Starts the request's access log record, if the log is on and samples it.
+    /// The request's head is complete: its bytes are counted, its clock starts (when metrics
+    /// or the access log time it), and its access log record begins if the log samples it.
     #[inline(always)]
-    fn begin_log(&self, head: &RequestHead<'_, '_>, request_id: Option<&RequestIdLine<'_>>) {
-        if let Some(log) = &self.ctx.access_log
-            && let Some(mut record) = log.begin(self.slot)
+    fn begin_request(&self, head: &RequestHead<'_, '_>, request_id: Option<&RequestIdLine<'_>>) {
+        let (metrics, log) = (&self.ctx.metrics, &self.ctx.access_log);
+        if !metrics.enabled() && log.is_none() {
+            return;
+        }
+        let started = Instant::now();
+        self.slot.start_request(started);
+        if metrics.enabled() {
+            let head_len = head.head_len() as u64;
+            let requests = &self.generation.requests;
+            requests.received(self.ctx.index, self.listener, head_len);
+        }
+        if let Some(log) = log
+            && let Some(mut record) = log.begin(self.slot.index())
         {
             let mut generated = [0; GENERATED_ID_LEN];
             let text = request_id.map_or(&[][..], |id| id.text(&mut generated));
-            record.begin(head, text);
+            record.begin(head, text, started);
         }
     }
 
@@ -828,18 +841,6 @@ impl From<ParseError> for Reject {
 }
 
 impl Session {
-    /// Counts a response (relayed or the proxy's own) by listener, group and status class.
-    #[inline]
-    pub(crate) fn answered(&self, status: u16) {
-        self.generation.requests.response(
-            self.ctx.index,
-            self.listener as usize,
-            self.group as usize,
-            status,
-        );
-        self.log_status(status);
-    }
-
     /// The minimum rate the client must keep while a body moves, starting with `credit`;
     /// `None` when `limits.min_body_rate` is 0.
     fn body_floor(&self, credit: Duration) -> Option<RateFloor> {
@@ -856,7 +857,7 @@ impl Session {
         // Counted for the access log before the write: after it, `self` would be kept in the
         // write's state, and in every connection's task (8 bytes, past mimalloc's 1,792-byte
         // class). A write that fails ends the connection, its bytes counted as sent.
-        self.log_sent(self.out.len() as u64);
+        self.sent_to_client(self.out.len() as u64);
         let deadline = self.slot.deadline(
             Lane::Main,
             self.client_fd,
@@ -907,6 +908,7 @@ impl Session {
             ),
             slot: &self.slot,
             idle,
+            client_bytes: ClientBytes::of(&self.ctx, &self.generation, self.listener as usize),
         };
         tunnel::run(client, backend, self.recv, self.upstream_recv, lanes).await;
     }

@@ -5,6 +5,7 @@
 use monoio::io::{AsyncReadRent, AsyncWriteRent, Split, Splitable};
 
 use super::buffer::RecvBuf;
+use super::facts::ClientBytes;
 use super::io::{Timed, copy_until_eof};
 use crate::conns::{ConnSlot, Deadline, Lane};
 use crate::upstream::BackendStream;
@@ -18,6 +19,7 @@ pub struct Lanes<'a> {
     pub backend_to_client: (Deadline<'a>, Deadline<'a>),
     pub slot: &'a ConnSlot,
     pub idle: Duration,
+    pub client_bytes: ClientBytes<'a>,
 }
 
 /// Relays between `client` and `backend`. `from_client` / `from_backend` hold bytes already
@@ -35,7 +37,7 @@ pub async fn run<S>(
     let (mut backend_read, mut backend_write) = backend.into_split();
     let (up_read, up_write) = lanes.client_to_backend;
     let (down_read, down_write) = lanes.backend_to_client;
-    let (slot, idle) = (lanes.slot, lanes.idle);
+    let (slot, idle, client_bytes) = (lanes.slot, lanes.idle, lanes.client_bytes);
     let upstream = copy_until_eof(
         Timed {
             stream: &mut client_read,
@@ -48,7 +50,10 @@ pub async fn run<S>(
             floor: None,
         },
         from_client,
-        || slot.extend(Lane::Second, idle),
+        |moved| {
+            slot.extend(Lane::Second, idle);
+            client_bytes.received(moved);
+        },
     );
     let downstream = copy_until_eof(
         Timed {
@@ -62,7 +67,10 @@ pub async fn run<S>(
             floor: None,
         },
         from_backend,
-        || slot.extend(Lane::Main, idle),
+        |moved| {
+            slot.extend(Lane::Main, idle);
+            client_bytes.sent(moved);
+        },
     );
     monoio::join!(upstream, downstream);
 }

@@ -219,7 +219,7 @@ mod tests {
             assert_eq!(pool.close_idle(4), 4);
             assert_eq!(pool.idle_count(), 1);
             assert!(pool.take(BackendId(0), now).is_none());
-            let Some(BackendStream::Plain(kept)) = pool.take(BackendId(1), now) else {
+            let Some(BackendStream::Plain(kept)) = &pool.take(BackendId(1), now) else {
                 panic!("backend 1's connection is kept");
             };
             assert_eq!(kept.local_addr().ok(), newest);

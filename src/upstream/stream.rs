@@ -43,6 +43,25 @@ pub struct TlsBackend {
     pub log: Rc<TlsFailureLog>,
 }
 
+thread_local! {
+    /// Backend connections this thread has closed. A connection ends in many places (a
+    /// response that closes it, an error on any path, the pool's eviction, a reload, a
+    /// worker's exit); dropping it is the one step they share, so the count is kept here and
+    /// the worker's timer sweep publishes it (`ringproxy_backend_connections_closed_total`).
+    static CLOSED: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Backend connections closed on this thread so far.
+pub fn closed_on_this_thread() -> u64 {
+    CLOSED.with(Cell::get)
+}
+
+impl Drop for BackendStream {
+    fn drop(&mut self) {
+        CLOSED.with(|closed| closed.set(closed.get() + 1));
+    }
+}
+
 impl BackendStream {
     /// The TLS identity the connection was made with; `None` for plain TCP.
     #[inline]
