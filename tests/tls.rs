@@ -220,6 +220,44 @@ fn min_version_1_3_refuses_tls_1_2() {
     assert!(old.contains("Protocol  : TLSv1.2"), "{old}");
 }
 
+/// The cipher suite `s_client` reports for a handshake with ARGS.
+fn negotiated_cipher(proxy: &Proxy, args: &[&str]) -> String {
+    let out = s_client(proxy.addr(), &[&["-servername", "a.test"], args].concat());
+    let Some(line) = out.lines().find(|l| l.contains(", Cipher is ")) else {
+        panic!("no cipher in: {out}");
+    };
+    line.rsplit(' ').next().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn the_listener_picks_aes_128_gcm_first_unless_the_client_order_is_preferred() {
+    // OpenSSL's own order: AES-256-GCM first.
+    let tls13 = [
+        "-tls1_3",
+        "-ciphersuites",
+        "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256",
+    ];
+    let tls12 = [
+        "-tls1_2",
+        "-cipher",
+        "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256",
+    ];
+    let chacha_only = ["-tls1_3", "-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256"];
+
+    let Site { proxy, .. } = site("", "");
+    assert_eq!(negotiated_cipher(&proxy, &tls13), "TLS_AES_128_GCM_SHA256");
+    assert!(negotiated_cipher(&proxy, &tls12).contains("AES128-GCM"));
+    // Offered only ChaCha20, a client gets it.
+    assert_eq!(
+        negotiated_cipher(&proxy, &chacha_only),
+        "TLS_CHACHA20_POLY1305_SHA256"
+    );
+
+    let Site { proxy, .. } = site("prefer_client_ciphers = true\n", "");
+    assert_eq!(negotiated_cipher(&proxy, &tls13), "TLS_AES_256_GCM_SHA384");
+    assert!(negotiated_cipher(&proxy, &tls12).contains("AES256-GCM"));
+}
+
 #[test]
 fn sessions_resume_with_tickets() {
     let Site { pki, proxy, .. } = site("", "");

@@ -19,6 +19,7 @@ const TLS_KEYS: &[&str] = &[
     "ocsp",
     "min_version",
     "strict_sni",
+    "prefer_client_ciphers",
     "hsts",
     "hsts_include_subdomains",
 ];
@@ -67,10 +68,14 @@ pub(crate) fn read_listener_tls(r: &mut Reader<'_>, listener: &Table<'_, '_>) ->
         .field(&table, "min_version", tls_version)
         .unwrap_or(TlsVersion::Tls12);
     let strict_sni = r.field(&table, "strict_sni", boolean).unwrap_or(false);
+    let prefer_client_ciphers = r
+        .field(&table, "prefer_client_ciphers", boolean)
+        .unwrap_or(false);
     Some(TlsConfig {
         certificates,
         min_version,
         strict_sni,
+        prefer_client_ciphers,
         hsts: hsts.map(|max_age| Hsts {
             max_age,
             include_subdomains: include_subdomains.unwrap_or(false),

@@ -66,11 +66,38 @@ pub(crate) fn provider() -> CryptoProvider {
     rustls::crypto::aws_lc_rs::default_provider()
 }
 
+/// The listeners' provider: the same suites, AES-128-GCM first, then AES-256-GCM, then
+/// ChaCha20-Poly1305 (HAProxy's and Go's order). Listeners choose by this order unless
+/// `prefer_client_ciphers`; clients (OpenSSL's default, so wrk and curl) list AES-256-GCM
+/// first, whose SHA-384 aws-lc runs with its generic code on AMD CPUs (its AVX SHA-512 is
+/// enabled on Intel only) while SHA-256 uses the SHA extensions, and AES-256 takes 14 rounds
+/// to AES-128's 10: a resumed handshake and the record layer cost less (perf/RESULTS.md,
+/// 2026-12-07).
+fn listener_provider() -> CryptoProvider {
+    let mut provider = provider();
+    provider.cipher_suites.sort_by_key(bulk_cipher_rank);
+    provider
+}
+
+/// A suite's place in the listeners' order; suites of one cipher keep their order.
+fn bulk_cipher_rank(suite: &rustls::SupportedCipherSuite) -> u8 {
+    let name = suite.suite().as_str().unwrap_or_default();
+    if name.contains("AES_128_GCM") {
+        0
+    } else if name.contains("AES_256_GCM") {
+        1
+    } else {
+        2
+    }
+}
+
 /// What every worker shares for one TLS listener.
 pub struct ListenerTls {
     resolver: Arc<SniResolver>,
     versions: &'static [&'static rustls::SupportedProtocolVersion],
     provider: Arc<CryptoProvider>,
+    /// Whether the client's order of cipher suites decides rather than the listener's.
+    prefer_client_ciphers: bool,
     ticketer: Arc<dyn ProducesTickets>,
     /// Header lines added to relayed responses (HSTS); empty for none.
     response_fields: Box<[u8]>,
@@ -85,6 +112,7 @@ impl ListenerTls {
             .with_no_client_auth()
             .with_cert_resolver(self.resolver.clone());
         config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
+        config.ignore_client_order = !self.prefer_client_ciphers;
         config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_PER_WORKER);
         config.ticketer = self.ticketer.clone();
         Ok(Arc::new(config))
@@ -124,9 +152,8 @@ pub fn load(config: &Config, now: SystemTime) -> Loaded {
         warnings: Vec::new(),
         errors: Vec::new(),
     };
-    let provider = Arc::new(provider());
-    load_listeners(config, &provider, now, &mut loaded);
-    upstream::load(config, &provider, now, &mut loaded);
+    load_listeners(config, &Arc::new(listener_provider()), now, &mut loaded);
+    upstream::load(config, &Arc::new(provider()), now, &mut loaded);
     // Listeners that share files (every --listen with --tls-cert) would repeat each finding.
     let mut seen = std::collections::HashSet::new();
     loaded.errors.retain(|e| seen.insert(e.to_string()));
@@ -166,6 +193,7 @@ fn load_listeners(
                     TlsVersion::Tls13 => TLS13_ONLY,
                 },
                 provider: provider.clone(),
+                prefer_client_ciphers: tls.prefer_client_ciphers,
                 ticketer: ticketer.clone(),
                 response_fields: tls.hsts.map(hsts_field).unwrap_or_default().into(),
             }))
