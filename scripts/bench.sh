@@ -46,9 +46,9 @@ Usage: scripts/bench.sh [options]
                           log: keep-alive with each proxy writing an access log to a
                           file (ringproxy's combined, nginx's combined with buffer=64k,
                           HAProxy's option httplog); with ka, a table of the log's cost.
-                          nometrics: keep-alive to ringproxy with [runtime] metrics = false
-                          (ringproxy only: nginx and HAProxy cannot turn their counters
-                          off); with ka, a table of what metrics cost.
+                          nometrics: keep-alive with ringproxy's [runtime] metrics = false
+                          (nginx and HAProxy as in ka: they cannot turn their counters
+                          off); with ka, a table of what metrics cost ringproxy.
                           Every proxy terminates TLS with the same certificates; these
                           rows run at the first connection count
   --load wrk|oha          load tool for the ka, close, post and tls rows (default wrk).
@@ -218,7 +218,7 @@ scenario_label() { # mode conns path
     resume) echo "Resumed TLS handshakes (session tickets), $2 connections, $body per connection" ;;
     backend-tls) echo "keep-alive, $2 connections, $body, TLS to the backend" ;;
     log) echo "keep-alive, access log on, $2 connections, $body" ;;
-    nometrics) echo "keep-alive, metrics off (ringproxy only), $2 connections, $body" ;;
+    nometrics) echo "keep-alive, ringproxy's metrics off, $2 connections, $body" ;;
     esac
 }
 
@@ -289,7 +289,7 @@ scenario_url() { # proxy workers mode path
     tls | hs-ecdsa | resume) echo "https://127.0.0.1:$((port + BENCH_TLS_PORT_OFFSET))/$4" ;;
     backend-tls) echo "http://127.0.0.1:$((port + BENCH_BACKEND_TLS_OFFSET))/$4" ;;
     log) echo "http://127.0.0.1:$((port + BENCH_LOG_PORT_OFFSET))/$4" ;;
-    nometrics) echo "http://127.0.0.1:$((port + BENCH_NOMETRICS_PORT_OFFSET))/$4" ;;
+    nometrics) if [[ $1 == ringproxy ]]; then echo "http://127.0.0.1:$((port + BENCH_NOMETRICS_PORT_OFFSET))/$4"; else echo "http://127.0.0.1:$port/$4"; fi ;;
     *) echo "http://127.0.0.1:$port/$4" ;;
     esac
 }
@@ -315,17 +315,9 @@ declare -A CPU_PIDS_OF=() LOG_CPU_PIDS_OF=() NOMETRICS_CPU_PIDS_OF=()
 cpu_pids_of() { # proxy mode
     case $2 in
     log) echo "${LOG_CPU_PIDS_OF[$1]}" ;;
-    nometrics) echo "${NOMETRICS_CPU_PIDS_OF[$1]}" ;;
+    nometrics) if [[ $1 == ringproxy ]]; then echo "${NOMETRICS_CPU_PIDS_OF[$1]}"; else echo "${CPU_PIDS_OF[$1]}"; fi ;;
     *) echo "${CPU_PIDS_OF[$1]}" ;;
     esac
-}
-
-# The proxies a row runs: all but ringproxy have no nometrics row.
-targets_of() { # mode
-    local proxy
-    for proxy in "${TARGETS[@]}"; do
-        [[ $1 != nometrics || $proxy == ringproxy ]] && echo "$proxy"
-    done
 }
 
 start_mode() { # workers
@@ -436,7 +428,7 @@ run_finish() { # workers scenario_key rep proxy
 warm_up() { # workers mode conns path
     local proxy
     ((WARMUP > 0)) || return 0
-    for proxy in $(targets_of "$2"); do
+    for proxy in "${TARGETS[@]}"; do
         "bench_$(row_tool "$2")_start" "$MODE_LOAD_CPUS" "$((WRK_THREADS < $3 ? WRK_THREADS : $3))" "$3" "$WARMUP" \
             "$(load_mode "$2")" "$(scenario_url "$proxy" "$1" "$2" "$4")" "$BENCH_WORKDIR/runs/warmup.txt"
         bench_wrk_wait
@@ -447,19 +439,17 @@ warm_up() { # workers mode conns path
 # slow drift in machine load does not always hit the same one first; or, with --together,
 # all at once.
 run_scenario() { # workers mode conns path
-    local workers=$1 mode=$2 conns=$3 path=$4 key rep i proxy targets n
+    local workers=$1 mode=$2 conns=$3 path=$4 key rep i proxy n=${#TARGETS[@]}
     key=$(scenario_key "$mode" "$conns" "$path")
-    read -ra targets <<<"$(targets_of "$mode" | tr '\n' ' ')"
-    n=${#targets[@]}
     warm_up "$workers" "$mode" "$conns" "$path"
     for ((rep = 1; rep <= REPS; rep++)); do
         if ((TOGETHER)); then
-            for proxy in "${targets[@]}"; do run_start "$workers" "$key" "$rep" "$proxy" "$mode" "$conns" "$path"; done
-            for proxy in "${targets[@]}"; do run_finish "$workers" "$key" "$rep" "$proxy"; done
+            for proxy in "${TARGETS[@]}"; do run_start "$workers" "$key" "$rep" "$proxy" "$mode" "$conns" "$path"; done
+            for proxy in "${TARGETS[@]}"; do run_finish "$workers" "$key" "$rep" "$proxy"; done
             continue
         fi
         for ((i = 0; i < n; i++)); do
-            proxy=${targets[$(((rep - 1 + i) % n))]}
+            proxy=${TARGETS[$(((rep - 1 + i) % n))]}
             run_start "$workers" "$key" "$rep" "$proxy" "$mode" "$conns" "$path"
             run_finish "$workers" "$key" "$rep" "$proxy"
         done
@@ -678,25 +668,36 @@ emit_access_log_table() {
     done
 }
 
-# ringproxy's CPU per request with metrics on (ka) against off (nometrics), per body.
+# ringproxy's CPU per request with metrics on (ka) against off (nometrics), per body; and,
+# since the rows ran at different moments, each against nginx's in the same row, which
+# cancels a drift in the machine's load between them.
 emit_metrics_table() {
-    local scenario mode conns path on off workers
+    local scenario mode conns path on off on_nginx off_nginx workers
     [[ " ${SCENARIOS[*]} " == *" nometrics "* && " ${TARGETS[*]} " == *" ringproxy "* ]] || return 0
     emit ""
     emit "### Metrics: ringproxy CPU µs/req on (keep-alive, the default) vs off (nometrics), median"
     emit ""
-    emit "| workers | scenario | on | off | on/off |"
-    emit "|---|---|---|---|---|"
+    emit "| workers | scenario | on | off | on/off | on vs nginx | off vs nginx | ratio of those |"
+    emit "|---|---|---|---|---|---|---|---|"
     for workers in "${WORKER_MODES[@]}"; do
         for scenario in "${SCENARIOS[@]}"; do
             read -r mode conns path <<<"$scenario"
             [[ $mode == nometrics ]] || continue
-            on=$(summarize "$workers" "$(scenario_key ka "$conns" "$path")" | awk '$1 == "ringproxy" { print $10 }')
-            off=$(summarize "$workers" "$(scenario_key nometrics "$conns" "$path")" | awk '$1 == "ringproxy" { print $10 }')
+            read -r on on_nginx <<<"$(cpu_and_nginx "$workers" ka "$conns" "$path")"
+            read -r off off_nginx <<<"$(cpu_and_nginx "$workers" nometrics "$conns" "$path")"
             [[ -n $off && -n $on ]] || continue
-            emit "| $workers | $conns conns $path | $on | $off | $(ratio "$on" "$off") |"
+            emit "| $workers | $conns conns $path | $on | $off | $(ratio "$on" "$off") | $on_nginx | $off_nginx | $(ratio "$on_nginx" "$off_nginx") |"
         done
     done
+}
+
+# "ringproxy's CPU µs/req, its ratio to nginx's" in one row ("–" without nginx).
+cpu_and_nginx() { # workers mode conns path
+    local summary mine nginx
+    summary=$(summarize "$1" "$(scenario_key "$2" "$3" "$4")")
+    mine=$(awk '$1 == "ringproxy" { print $10 }' <<<"$summary")
+    nginx=$(awk '$1 == "nginx" { print $10 }' <<<"$summary")
+    echo "$mine $(ratio "$mine" "$nginx")"
 }
 
 main() {

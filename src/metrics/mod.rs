@@ -376,7 +376,7 @@ impl WorkerMetrics {
         }
         let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         self.add_n(sum as usize, micros);
-        self.recorder.borrow_mut().record(latency, took);
+        self.recorder.borrow_mut().record(latency, micros);
     }
 
     /// A backend's time to the first byte of its response head.
