@@ -259,6 +259,30 @@ fn the_listener_picks_aes_128_gcm_first_unless_the_client_order_is_preferred() {
 }
 
 #[test]
+fn key_exchange_limits_the_groups_a_client_can_use() {
+    let Site { proxy, .. } = site("key_exchange = [\"P-256\"]\n", "");
+    let p256 = s_client(
+        proxy.addr(),
+        &["-servername", "a.test", "-groups", "X25519:P-256"],
+    );
+    assert!(p256.contains("Server Temp Key: ECDH, prime256v1"), "{p256}");
+    let x25519 = s_client(
+        proxy.addr(),
+        &["-servername", "a.test", "-groups", "X25519"],
+    );
+    assert!(x25519.contains("alert handshake failure"), "{x25519}");
+    assert!(!x25519.contains("Server Temp Key"), "{x25519}");
+
+    // By default X25519 is there.
+    let Site { proxy, .. } = site("", "");
+    let x25519 = s_client(
+        proxy.addr(),
+        &["-servername", "a.test", "-groups", "X25519"],
+    );
+    assert!(x25519.contains("Server Temp Key: X25519"), "{x25519}");
+}
+
+#[test]
 fn sessions_resume_with_tickets() {
     let Site { pki, proxy, .. } = site("", "");
     let session = pki.dir.path().join("session");

@@ -38,6 +38,7 @@
 //! min_version = "1.2"     # lowest TLS version accepted: "1.2" (default) or "1.3"
 //! strict_sni = false      # true: an unknown SNI name, or none, fails the handshake
 //! prefer_client_ciphers = false  # true: the client's cipher suite order decides
+//! key_exchange = ["X25519MLKEM768", "X25519", "P-256", "P-384"]  # groups offered
 //!                         # instead of getting the default certificate
 //! hsts = 31536000         # add Strict-Transport-Security: max-age=N to relayed
 //!                         # responses; 0..=315360000 seconds; default: not added

@@ -105,6 +105,9 @@ pub struct TlsConfig {
     /// `prefer_client_ciphers = true`: the client's order of cipher suites decides, not the
     /// server's (AES-128-GCM first).
     pub prefer_client_ciphers: bool,
+    /// `key_exchange = [...]`: the groups offered for the key exchange; `None` = the
+    /// provider's default set.
+    pub key_exchange: Option<Vec<KeyExchange>>,
     /// `Strict-Transport-Security` added to relayed responses; `None` = not added.
     pub hsts: Option<Hsts>,
 }
@@ -133,6 +136,16 @@ pub enum TlsVersion {
     Tls13,
 }
 
+/// A key exchange group a TLS listener may use (`key_exchange = [...]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyExchange {
+    /// The post-quantum hybrid of X25519 and ML-KEM-768 (TLS 1.3 only).
+    X25519Mlkem768,
+    X25519,
+    P256,
+    P384,
+}
+
 /// `Strict-Transport-Security: max-age=N[; includeSubDomains]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hsts {
@@ -154,6 +167,7 @@ impl TlsConfig {
             min_version: TlsVersion::Tls12,
             strict_sni: false,
             prefer_client_ciphers: false,
+            key_exchange: None,
             hsts: None,
         }
     }

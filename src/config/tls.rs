@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use toml::de::DeValue;
 
 use super::reader::{Reader, Table, boolean, integer_in, string, wrong_type};
-use super::{CertificateFiles, Hsts, TlsConfig, TlsVersion, UpstreamTlsConfig};
+use super::{CertificateFiles, Hsts, KeyExchange, TlsConfig, TlsVersion, UpstreamTlsConfig};
 
 const TLS_KEYS: &[&str] = &[
     "cert",
@@ -20,6 +20,7 @@ const TLS_KEYS: &[&str] = &[
     "min_version",
     "strict_sni",
     "prefer_client_ciphers",
+    "key_exchange",
     "hsts",
     "hsts_include_subdomains",
 ];
@@ -71,11 +72,13 @@ pub(crate) fn read_listener_tls(r: &mut Reader<'_>, listener: &Table<'_, '_>) ->
     let prefer_client_ciphers = r
         .field(&table, "prefer_client_ciphers", boolean)
         .unwrap_or(false);
+    let key_exchange = r.field(&table, "key_exchange", key_exchanges);
     Some(TlsConfig {
         certificates,
         min_version,
         strict_sni,
         prefer_client_ciphers,
+        key_exchange,
         hsts: hsts.map(|max_age| Hsts {
             max_age,
             include_subdomains: include_subdomains.unwrap_or(false),
@@ -194,6 +197,45 @@ fn tls_version(value: &DeValue<'_>) -> Result<TlsVersion, String> {
         "1.3" => Ok(TlsVersion::Tls13),
         other => Err(format!(
             "unknown TLS version {other:?} (expected \"1.2\" or \"1.3\")"
+        )),
+    }
+}
+
+/// `key_exchange = ["X25519", "P-256"]`: at least one group, each known once.
+fn key_exchanges(value: &DeValue<'_>) -> Result<Vec<KeyExchange>, String> {
+    let DeValue::Array(items) = value else {
+        return Err(wrong_type(
+            "an array of key exchange groups like [\"X25519\", \"P-256\"]",
+            value,
+        ));
+    };
+    if items.is_empty() {
+        return Err(
+            "empty: no client could complete a handshake (omit the key for the default groups)"
+                .into(),
+        );
+    }
+    let mut groups = Vec::with_capacity(items.len());
+    for item in items {
+        let name = string(item.get_ref())?;
+        let group = key_exchange(name)?;
+        if groups.contains(&group) {
+            return Err(format!("{name:?} is listed twice"));
+        }
+        groups.push(group);
+    }
+    Ok(groups)
+}
+
+/// One group by its IANA / OpenSSL name, without regard to case.
+fn key_exchange(name: &str) -> Result<KeyExchange, String> {
+    match name.to_ascii_lowercase().as_str() {
+        "x25519mlkem768" => Ok(KeyExchange::X25519Mlkem768),
+        "x25519" => Ok(KeyExchange::X25519),
+        "p-256" | "secp256r1" | "prime256v1" => Ok(KeyExchange::P256),
+        "p-384" | "secp384r1" => Ok(KeyExchange::P384),
+        _ => Err(format!(
+            "unknown key exchange group {name:?} (expected \"X25519MLKEM768\", \"X25519\", \"P-256\" or \"P-384\")"
         )),
     }
 }
@@ -358,6 +400,45 @@ mod tests {
             "listener[0].tls.hsts_include_subdomains",
             "needs hsts",
         );
+    }
+
+    #[test]
+    fn key_exchange_names_groups_in_any_case_and_refuses_unknown_empty_and_repeated_ones() {
+        let tls = parse_tls(&[
+            "[listener.tls]",
+            "cert = \"a.pem\"",
+            "key = \"a.key\"",
+            "key_exchange = [\"x25519\", \"secp256r1\", \"P-384\", \"X25519MLKEM768\"]",
+        ])
+        .unwrap();
+        assert_eq!(
+            tls.key_exchange,
+            Some(vec![
+                KeyExchange::X25519,
+                KeyExchange::P256,
+                KeyExchange::P384,
+                KeyExchange::X25519Mlkem768
+            ])
+        );
+        let with = |list: &str| {
+            [
+                "[listener.tls]".to_owned(),
+                "cert = \"a.pem\"".to_owned(),
+                "key = \"a.key\"".to_owned(),
+                format!("key_exchange = {list}"),
+            ]
+        };
+        let cases = [
+            ("[\"X448\"]", "unknown key exchange group \"X448\""),
+            ("[]", "empty: no client could complete a handshake"),
+            ("[\"X25519\", \"x25519\"]", "listed twice"),
+            ("\"X25519\"", "an array of key exchange groups"),
+        ];
+        for (list, text) in cases {
+            let lines = with(list);
+            let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+            check_error(&refs, 6, "listener[0].tls.key_exchange", text);
+        }
     }
 
     fn group_with(group: &[&str], backends: &str) -> Vec<String> {

@@ -45,7 +45,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::{ProducesTickets, ServerSessionMemoryCache};
 use rustls::version::TLS13;
 
-use crate::config::{Config, ConfigError, Hsts, TlsConfig, TlsVersion};
+use crate::config::{Config, ConfigError, Hsts, KeyExchange, TlsConfig, TlsVersion};
 
 pub use accept::serve_tls;
 pub use certs::EXPIRY_WARNING;
@@ -77,6 +77,23 @@ fn listener_provider() -> CryptoProvider {
     let mut provider = provider();
     provider.cipher_suites.sort_by_key(bulk_cipher_rank);
     provider
+}
+
+/// `provider` offering only the key exchange groups `groups`, in that order.
+fn with_key_exchange(provider: &CryptoProvider, groups: &[KeyExchange]) -> CryptoProvider {
+    use rustls::crypto::aws_lc_rs::kx_group;
+    let group = |g: &KeyExchange| -> &'static dyn rustls::crypto::SupportedKxGroup {
+        match g {
+            KeyExchange::X25519Mlkem768 => kx_group::X25519MLKEM768,
+            KeyExchange::X25519 => kx_group::X25519,
+            KeyExchange::P256 => kx_group::SECP256R1,
+            KeyExchange::P384 => kx_group::SECP384R1,
+        }
+    };
+    CryptoProvider {
+        kx_groups: groups.iter().map(group).collect(),
+        ..provider.clone()
+    }
 }
 
 /// A suite's place in the listeners' order; suites of one cipher keep their order.
@@ -192,7 +209,10 @@ fn load_listeners(
                     TlsVersion::Tls12 => rustls::ALL_VERSIONS,
                     TlsVersion::Tls13 => TLS13_ONLY,
                 },
-                provider: provider.clone(),
+                provider: match &tls.key_exchange {
+                    Some(groups) => Arc::new(with_key_exchange(provider, groups)),
+                    None => provider.clone(),
+                },
                 prefer_client_ciphers: tls.prefer_client_ciphers,
                 ticketer: ticketer.clone(),
                 response_fields: tls.hsts.map(hsts_field).unwrap_or_default().into(),
