@@ -3,8 +3,6 @@
 //!
 //! Everything appends bytes to a caller's buffer; nothing here allocates.
 
-use std::io::Write as _;
-use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const MONTHS: [&[u8; 3]; 12] = [
@@ -172,35 +170,6 @@ fn write_digits(digits: &mut [u8; 20], mut value: u64) -> usize {
     at
 }
 
-/// `address` as `ip:port` (`[ip]:port` for IPv6), as `Display` writes it; IPv4 without the
-/// formatting machinery, in one append.
-pub fn write_socket_addr(out: &mut Vec<u8>, address: SocketAddr) {
-    let SocketAddr::V4(v4) = address else {
-        let _ = write!(out, "{address}");
-        return;
-    };
-    // "255.255.255.255:65535"
-    let mut text = [0; 21];
-    let mut len = 0;
-    for (index, octet) in v4.ip().octets().into_iter().enumerate() {
-        if index > 0 {
-            text[len] = b'.';
-            len += 1;
-        }
-        let mut digits = [0; 20];
-        let first = write_digits(&mut digits, octet.into());
-        let octet = &digits[first..];
-        text[len..len + octet.len()].copy_from_slice(octet);
-        len += octet.len();
-    }
-    text[len] = b':';
-    let mut digits = [0; 20];
-    let first = write_digits(&mut digits, v4.port().into());
-    let port = &digits[first..];
-    text[len + 1..len + 1 + port.len()].copy_from_slice(port);
-    out.extend_from_slice(&text[..len + 1 + port.len()]);
-}
-
 /// `micros` as seconds with six decimals: `0.000215`, `12.500000`.
 pub fn write_seconds(out: &mut Vec<u8>, micros: u64) {
     // The digits of the microseconds, at least seven, with the point put in before the last
@@ -341,19 +310,6 @@ mod tests {
         for micros in [0, 1, 999_999, 1_000_000, 123_456_789, u64::MAX] {
             let expected = format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000);
             assert_eq!(text(|o| write_seconds(o, micros)), expected);
-        }
-    }
-
-    #[test]
-    fn socket_addresses_as_display_writes_them() {
-        for address in [
-            "127.0.0.1:8080",
-            "10.200.3.0:1",
-            "[::1]:443",
-            "[fe80::1%2]:9",
-        ] {
-            let address: SocketAddr = address.parse().unwrap();
-            assert_eq!(text(|o| write_socket_addr(o, address)), address.to_string());
         }
     }
 

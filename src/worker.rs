@@ -597,11 +597,6 @@ impl Generation {
     pub fn position(&self, id: ListenerId) -> Option<usize> {
         self.shared.position(id)
     }
-
-    /// The address the listener at `position` is bound to (its port when configured as 0).
-    pub fn listener_address(&self, position: usize) -> Option<std::net::SocketAddr> {
-        self.shared.addresses.get(position).copied()
-    }
 }
 
 /// Per-worker state every connection of the worker sees.

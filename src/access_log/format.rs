@@ -15,15 +15,13 @@
 //! went away before it was answered has status 499, as nginx logs it. Times are seconds with
 //! microseconds; `-` (`null`) where the request had no such step.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::record::{Piece, Record};
 use crate::config::AccessLogFormat;
 use crate::http::Version;
 use crate::log_text::{
-    CivilTime, write_json_string, write_log_escaped, write_padded, write_seconds,
-    write_socket_addr, write_u64,
+    CivilTime, write_json_string, write_log_escaped, write_padded, write_seconds, write_u64,
 };
 use crate::upstream::BackendId;
 use crate::worker::{Generation, ListenerRouting};
@@ -45,33 +43,26 @@ pub struct LineContext<'a> {
     pub route: u16,
 }
 
-/// The names a line gives the request's places, looked up in its generation.
+/// The names a line gives the request's places: the generation's, formatted once when it
+/// was made (the metrics' labels).
 struct Names<'a> {
-    listener: Option<SocketAddr>,
+    listener: Option<&'a str>,
     upstream: Option<&'a str>,
-    /// The route table's name and the route's index in it.
-    route: Option<(&'a str, u16)>,
-    backend: Option<SocketAddr>,
+    /// `TABLE[INDEX]`.
+    route: Option<&'a str>,
+    backend: Option<&'a str>,
 }
 
 impl<'a> Names<'a> {
     fn of(context: &LineContext<'a>, backend: Option<BackendId>) -> Self {
-        let generation = context.generation;
-        let upstreams = &generation.upstreams;
+        let labels = context.generation.requests.labels();
         let proxied = context.group != ListenerRouting::NOT_PROXIED;
-        let route = match generation.listeners.get(context.listener) {
-            Some(ListenerRouting::Routes { table, .. }) if proxied => {
-                table.name().map(|name| (name, context.route))
-            }
-            _ => None,
-        };
+        let group = proxied.then_some(context.group as usize);
         Self {
-            listener: generation.listener_address(context.listener),
-            upstream: proxied.then(|| upstreams.group(context.group as usize).name.as_str()),
-            route,
-            backend: backend
-                .and_then(|id| upstreams.backend(id))
-                .map(|backend| backend.addr),
+            listener: labels.listeners.get(context.listener).map(String::as_str),
+            upstream: group.and_then(|g| labels.groups.get(g)).map(String::as_str),
+            route: group.and_then(|_| labels.route(context.listener, context.route.into())),
+            backend: backend.and_then(|id| labels.backend_address(id.0)),
         }
     }
 }
@@ -174,14 +165,13 @@ impl Facts<'_> {
         fields.seconds("request_time", Some(self.request_time));
         fields.seconds("upstream_connect_time", record.connect);
         fields.seconds("upstream_header_time", record.first_byte);
-        fields.quoted("upstream_addr", names.backend, write_socket_addr);
-        fields.quoted("listener", names.listener, write_socket_addr);
+        // Addresses and routes (table names are letters, digits, `_` and `-`) need no
+        // escaping.
+        fields.quoted("upstream_addr", names.backend, push_str);
+        fields.quoted("listener", names.listener, push_str);
         let upstream = names.upstream.unwrap_or_default();
         fields.text("upstream", upstream.as_bytes());
-        // Table names are letters, digits, `_` and `-`: nothing to escape.
-        fields.quoted("route", names.route, |out, (table, index)| {
-            write_route(out, table, index)
-        });
+        fields.quoted("route", names.route, push_str);
     }
 
     fn combined(&self, out: &mut Vec<u8>, clock: &TimeCache) {
@@ -301,12 +291,8 @@ impl Fields<'_> {
     }
 }
 
-/// `main[2]`: the third route of table `main`.
-fn write_route(out: &mut Vec<u8>, table: &str, index: u16) {
-    out.extend_from_slice(table.as_bytes());
-    out.push(b'[');
-    write_u64(out, index.into());
-    out.push(b']');
+fn push_str(out: &mut Vec<u8>, text: &str) {
+    out.extend_from_slice(text.as_bytes());
 }
 
 fn write_duration(out: &mut Vec<u8>, duration: Duration) {

@@ -200,6 +200,21 @@ pub struct Labels {
     pub backends: Vec<Option<(String, String)>>,
 }
 
+impl Labels {
+    /// The name of route `route` of listener `listener`'s table (`TABLE[INDEX]`), if the
+    /// listener has a named table.
+    pub fn route(&self, listener: usize, route: usize) -> Option<&str> {
+        let base = (*self.route_base.get(listener)?)?;
+        self.routes.get(base + route).map(String::as_str)
+    }
+
+    /// Backend `backend`'s address, as `ip:port`.
+    pub fn backend_address(&self, backend: usize) -> Option<&str> {
+        let (_, address) = self.backends.get(backend)?.as_ref()?;
+        Some(address)
+    }
+}
+
 /// Every worker's metrics; shared (`Arc`) by the workers and the admin thread.
 pub struct Metrics {
     counters: CounterBoard,
@@ -459,6 +474,11 @@ pub struct RequestCounts {
 }
 
 impl RequestCounts {
+    /// The names of the places counted, which the access log writes too.
+    pub fn labels(&self) -> &Labels {
+        &self.labels
+    }
+
     fn new(workers: usize, labels: Labels) -> Self {
         let routes_at = labels.listeners.len() * (labels.groups.len() + 1) * STATUS_CLASSES;
         let backends_at = routes_at + labels.routes.len() * STATUS_CLASSES;
