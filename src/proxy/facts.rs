@@ -34,16 +34,16 @@ impl<'a> ClientBytes<'a> {
     }
 
     #[inline]
-    pub fn received(&self, bytes: usize) {
+    pub fn received(&self, bytes: u64) {
         if let Some(counts) = self.counts {
-            counts.received(self.worker, self.listener, bytes as u64);
+            counts.received(self.worker, self.listener, bytes);
         }
     }
 
     #[inline]
-    pub fn sent(&self, bytes: usize) {
+    pub fn sent(&self, bytes: u64) {
         if let Some(counts) = self.counts {
-            counts.sent(self.worker, self.listener, bytes as u64);
+            counts.sent(self.worker, self.listener, bytes);
         }
     }
 }
@@ -53,6 +53,12 @@ impl Session {
     #[inline]
     pub(super) fn log_record(&self) -> Option<RefMut<'_, Record>> {
         self.ctx.access_log.as_ref()?.record(self.slot.index())
+    }
+
+    /// Where the connection's client bytes are counted.
+    #[inline]
+    pub(super) fn client_bytes(&self) -> ClientBytes<'_> {
+        ClientBytes::of(&self.ctx, &self.generation, self.listener as usize)
     }
 
     /// Whether something measures times: the clock is read only then.
@@ -92,12 +98,7 @@ impl Session {
     /// Bytes written to the client.
     #[inline]
     pub(super) fn sent_to_client(&self, bytes: u64) {
-        if self.ctx.metrics.enabled() {
-            let listener = self.listener as usize;
-            self.generation
-                .requests
-                .sent(self.ctx.index, listener, bytes);
-        }
+        self.client_bytes().sent(bytes);
         if let Some(mut record) = self.log_record() {
             record.bytes_sent += bytes;
         }
@@ -106,20 +107,9 @@ impl Session {
     /// Body bytes read from the client (the head is counted when the request begins).
     #[inline]
     pub(super) fn received_from_client(&self, bytes: u64) {
-        self.count_received(bytes);
+        self.client_bytes().received(bytes);
         if let Some(mut record) = self.log_record() {
             record.bytes_received += bytes;
-        }
-    }
-
-    /// Bytes read from the client, for the metrics only.
-    #[inline]
-    pub(super) fn count_received(&self, bytes: u64) {
-        if self.ctx.metrics.enabled() {
-            let listener = self.listener as usize;
-            self.generation
-                .requests
-                .received(self.ctx.index, listener, bytes);
         }
     }
 
@@ -173,7 +163,7 @@ impl Session {
             return;
         }
         let received = self.recv.len() as u64;
-        self.count_received(received);
+        self.client_bytes().received(received);
         if let Some(log) = &self.ctx.access_log
             && let Some(mut record) = log.begin(self.slot.index())
         {

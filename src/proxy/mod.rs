@@ -636,11 +636,7 @@ impl<'s> HeadWriter<'s> {
         }
         let started = Instant::now();
         self.slot.start_request(started);
-        if metrics.enabled() {
-            let head_len = head.head_len() as u64;
-            let requests = &self.generation.requests;
-            requests.received(self.ctx.index, self.listener, head_len);
-        }
+        ClientBytes::of(self.ctx, self.generation, self.listener).received(head.head_len() as u64);
         if let Some(log) = log
             && let Some(mut record) = log.begin(self.slot.index())
         {
@@ -908,6 +904,7 @@ impl Session {
             ),
             slot: &self.slot,
             idle,
+            // Field by field: the buffers move into the tunnel beside it.
             client_bytes: ClientBytes::of(&self.ctx, &self.generation, self.listener as usize),
         };
         tunnel::run(client, backend, self.recv, self.upstream_recv, lanes).await;

@@ -52,7 +52,7 @@ pub async fn run<S>(
         from_client,
         |moved| {
             slot.extend(Lane::Second, idle);
-            client_bytes.received(moved);
+            client_bytes.received(moved as u64);
         },
     );
     let downstream = copy_until_eof(
@@ -69,7 +69,7 @@ pub async fn run<S>(
         from_backend,
         |moved| {
             slot.extend(Lane::Main, idle);
-            client_bytes.sent(moved);
+            client_bytes.sent(moved as u64);
         },
     );
     monoio::join!(upstream, downstream);
