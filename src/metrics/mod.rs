@@ -551,11 +551,14 @@ impl RequestCounts {
         }
     }
 
+    /// Counter `at` summed over the workers.
+    fn total(&self, at: usize, workers: usize) -> u64 {
+        (0..workers).map(|w| self.counters.get(w, at)).sum()
+    }
+
     fn sum_classes(&self, total: &mut ByClass, first: usize, workers: usize) {
         for (class, total) in total.iter_mut().enumerate() {
-            *total += (0..workers)
-                .map(|w| self.counters.get(w, first + class))
-                .sum::<u64>();
+            *total += self.total(first + class, workers);
         }
     }
 
@@ -588,10 +591,8 @@ impl RequestCounts {
             }
             let bytes = totals.bytes.entry(listener.clone()).or_default();
             let at = self.bytes_at + l * 2;
-            bytes.received += (0..workers).map(|w| self.counters.get(w, at)).sum::<u64>();
-            bytes.sent += (0..workers)
-                .map(|w| self.counters.get(w, at + 1))
-                .sum::<u64>();
+            bytes.received += self.total(at, workers);
+            bytes.sent += self.total(at + 1, workers);
         }
         for (r, route) in self.labels.routes.iter().enumerate() {
             let total = totals.by_route.entry(route.clone()).or_default();
