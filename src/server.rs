@@ -927,11 +927,9 @@ impl Control {
     }
 }
 
-/// Settings a reload cannot change in a running process (the workers and their rings, the
-/// admin listener): the running ones stay, and each change is said.
-/// The labels of a generation's request counters (`metrics::RequestCounts`): its listeners'
-/// addresses, groups, named tables' routes (`TABLE[INDEX]`, as the access log names them)
-/// and backends by number.
+/// The labels of a generation's request counters (`metrics::RequestCounts`), which its
+/// access log lines use too: its listeners' addresses, groups, named tables' routes
+/// (`TABLE[INDEX]`) and backends by number.
 fn request_labels(
     config: &Config,
     addresses: &[SocketAddr],
@@ -973,6 +971,8 @@ fn request_labels(
     }
 }
 
+/// Settings a reload cannot change in a running process (the workers and their rings, the
+/// admin listener): the running ones stay, and each change is said.
 fn keep_fixed_settings(config: &mut Config, running: &Config) -> Vec<String> {
     let mut kept = Vec::new();
     if config.runtime != running.runtime {
