@@ -705,6 +705,13 @@ impl WorkerCtx {
         &self.load
     }
 
+    /// Whether something times requests (metrics or the access log): the clock is read for
+    /// them only then.
+    #[inline]
+    pub fn times_requests(&self) -> bool {
+        self.metrics.enabled() || self.access_log.is_some()
+    }
+
     /// Takes a generation a reload posted: new requests use it from now on; listeners it
     /// drops stop accepting (their idle connections close, the others at their next request
     /// boundary), listeners it adds start. Told to the main thread either way.

@@ -321,26 +321,23 @@ fn backends(e: &mut Exposition, state: &AdminState) {
 }
 
 fn histogram(e: &mut Exposition, state: &AdminState, latencies: &[Published], latency: Latency) {
-    let (name, help, sum) = match latency {
+    let (name, help) = match latency {
         Latency::UpstreamFirstByte => (
             "ringproxy_upstream_first_byte_seconds",
             "From a request sent whole to its backend until the response head, per attempt.",
-            Counter::UpstreamFirstByteMicros,
         ),
         Latency::UpstreamConnect => (
             "ringproxy_upstream_connect_seconds",
             "Connecting to a backend (TCP, and TLS to a TLS backend), per new connection.",
-            Counter::UpstreamConnectMicros,
         ),
         Latency::Request => (
             "ringproxy_request_duration_seconds",
             "From a request head complete until the response's last byte written.",
-            Counter::RequestMicros,
         ),
     };
     e.family(name, Kind::Histogram, help);
     let merged = merged(latencies, latency);
-    let sum = state.metrics.counter_total(sum) as f64 / 1e6;
+    let sum = state.metrics.counter_total(latency.sum()) as f64 / 1e6;
     e.histogram(name, &[], &BUCKETS, &merged, sum);
 }
 

@@ -50,6 +50,16 @@ impl Latency {
     pub fn index(self) -> usize {
         self as usize
     }
+
+    /// The counter that sums this latency's samples, in microseconds.
+    pub fn sum(self) -> super::Counter {
+        use super::Counter;
+        match self {
+            Latency::UpstreamFirstByte => Counter::UpstreamFirstByteMicros,
+            Latency::UpstreamConnect => Counter::UpstreamConnectMicros,
+            Latency::Request => Counter::RequestMicros,
+        }
+    }
 }
 
 /// One worker's histograms, as published.

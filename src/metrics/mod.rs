@@ -385,38 +385,30 @@ impl WorkerMetrics {
 
     /// A latency sample: into the worker's histogram, and its sum's counter.
     #[inline]
-    fn record(&self, latency: Latency, sum: Counter, took: Duration) {
+    fn record(&self, latency: Latency, took: Duration) {
         if !self.enabled {
             return;
         }
         let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        self.add_n(sum as usize, micros);
+        self.add_n(latency.sum() as usize, micros);
         self.recorder.borrow_mut().record(latency, micros);
     }
 
     /// A backend's time to the first byte of its response head.
     #[inline]
     pub fn upstream_first_byte(&self, took: Duration) {
-        self.record(
-            Latency::UpstreamFirstByte,
-            Counter::UpstreamFirstByteMicros,
-            took,
-        );
+        self.record(Latency::UpstreamFirstByte, took);
     }
 
     /// A new backend connection's connect time.
     pub fn upstream_connect(&self, took: Duration) {
-        self.record(
-            Latency::UpstreamConnect,
-            Counter::UpstreamConnectMicros,
-            took,
-        );
+        self.record(Latency::UpstreamConnect, took);
     }
 
     /// A request's time from its head to its response's last byte.
     #[inline]
     pub fn request_time(&self, took: Duration) {
-        self.record(Latency::Request, Counter::RequestMicros, took);
+        self.record(Latency::Request, took);
     }
 
     /// From the timer sweep: the gauges, and the histograms if a scrape waits.

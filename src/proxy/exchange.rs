@@ -376,7 +376,7 @@ impl Session {
         };
         let within = self.generation.config.timeouts.backend_connect;
         // Two clock reads on a cold path, when metrics or the access log want them.
-        let started = self.timed().then(Instant::now);
+        let started = self.ctx.times_requests().then(Instant::now);
         let mut result = connect(backend, within).await;
         if matches!(result, Err(ConnectError::OutOfFiles)) && self.ctx.close_idle_backends() > 0 {
             monoio::time::sleep(CLOSES_SETTLE).await;

@@ -61,12 +61,6 @@ impl Session {
         ClientBytes::of(&self.ctx, &self.generation, self.listener as usize)
     }
 
-    /// Whether something measures times: the clock is read only then.
-    #[inline]
-    pub(super) fn timed(&self) -> bool {
-        self.ctx.metrics.enabled() || self.ctx.access_log.is_some()
-    }
-
     /// The client is answered with `status`: counted by listener and group, by route when a
     /// route proxied the request, and logged.
     #[inline]

@@ -630,14 +630,13 @@ impl<'s> HeadWriter<'s> {
     /// or the access log time it), and its access log record begins if the log samples it.
     #[inline(always)]
     fn begin_request(&self, head: &RequestHead<'_, '_>, request_id: Option<&RequestIdLine<'_>>) {
-        let (metrics, log) = (&self.ctx.metrics, &self.ctx.access_log);
-        if !metrics.enabled() && log.is_none() {
+        if !self.ctx.times_requests() {
             return;
         }
         let started = Instant::now();
         self.slot.start_request(started);
         ClientBytes::of(self.ctx, self.generation, self.listener).received(head.head_len() as u64);
-        if let Some(log) = log
+        if let Some(log) = &self.ctx.access_log
             && let Some(mut record) = log.begin(self.slot.index())
         {
             let mut generated = [0; GENERATED_ID_LEN];
